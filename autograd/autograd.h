@@ -1,0 +1,6 @@
+// autograd/: the tape, the differentiable ops, and gradcheck.
+#pragma once
+
+#include "functions.h"
+#include "gradcheck.h"
+#include "tape.h"

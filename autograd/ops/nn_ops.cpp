@@ -1,0 +1,80 @@
+// matmul, softmax, log_softmax, gather, index_select and their backward.
+#include "../../tensor/creation.h"
+#include "../functions.h"
+#include "../tape.h"
+
+namespace weft {
+
+using autograd::BackwardArgs;
+using autograd::needs_recording;
+using autograd::record;
+using Grads = std::vector<Tensor>;
+
+namespace {
+// The transpose of the last two dims (a no-copy view).
+Tensor mT(const Tensor& t) { return t.detach().transpose(-2, -1); }
+}  // namespace
+
+// a (..., n, k) @ b (..., k, m) -> (..., n, m);  da = g @ b^T,  db = a^T @ g
+// 1-D operands are promoted to (1, k) / (k, 1) for the formulas and folded back after.
+Tensor matmul(const Tensor& a, const Tensor& b) {
+  Tensor out = raw::matmul(a, b);
+  if (!needs_recording(a, b)) return out;
+  return record("matmul", out, {a, b}, {a, b}, [](const BackwardArgs& g) -> Grads {
+    Tensor a = g.saved[0], b = g.saved[1], grad = g.grad;
+    const Shape sa = a.shape(), sb = b.shape();
+    if (a.dim() == 1) a = a.unsqueeze(0);
+    if (b.dim() == 1) b = b.unsqueeze(1);
+    // Put back the dims a 1-D operand dropped: grad becomes (batch..., n, m).
+    Shape full = broadcast_shapes("matmul", Shape(std::span(a.shape().begin(), a.dim() - 2)),
+                                  Shape(std::span(b.shape().begin(), b.dim() - 2)));
+    full.push_back(a.size(-2));
+    full.push_back(b.size(-1));
+    grad = grad.reshape(full);
+    Tensor ga, gb;
+    if (g.needs_grad[0]) ga = raw::sum_to(raw::matmul(grad, mT(b)), a.shape()).reshape(sa);
+    if (g.needs_grad[1]) gb = raw::sum_to(raw::matmul(mT(a), grad), b.shape()).reshape(sb);
+    return {ga, gb};
+  });
+}
+
+Tensor softmax(const Tensor& a, int64_t dim) {
+  Tensor out = raw::softmax(a, dim);
+  if (!needs_recording(a)) return out;
+  return record("softmax", out, {a}, {out}, [dim](const BackwardArgs& g) -> Grads {
+    return {raw::softmax_backward(g.grad, g.saved[0], dim)};
+  });
+}
+
+Tensor log_softmax(const Tensor& a, int64_t dim) {
+  Tensor out = raw::log_softmax(a, dim);
+  if (!needs_recording(a)) return out;
+  return record("log_softmax", out, {a}, {out}, [dim](const BackwardArgs& g) -> Grads {
+    return {raw::log_softmax_backward(g.grad, g.saved[0], dim)};
+  });
+}
+
+// out[i][j] = a[index[i][j]][j] (dim 0);  da = scatter_add of g at the same places
+Tensor gather(const Tensor& a, int64_t dim, const Tensor& index) {
+  Tensor out = raw::gather(a, dim, index);
+  if (!needs_recording(a)) return out;
+  return record("gather", out, {a}, {index}, [dim, in = a.shape()](const BackwardArgs& g) -> Grads {
+    return {raw::scatter_add(in, dim, g.saved[0], g.grad)};
+  });
+}
+
+Tensor index_select(const Tensor& a, int64_t dim, const Tensor& index) {
+  Tensor out = raw::index_select(a, dim, index);
+  if (!needs_recording(a)) return out;
+  return record("index_select", out, {a}, {index}, [dim, in = a.shape()](const BackwardArgs& g) -> Grads {
+    return {raw::index_add(in, dim, g.saved[0], g.grad)};
+  });
+}
+
+Tensor Tensor::matmul(const Tensor& o) const { return weft::matmul(*this, o); }
+Tensor Tensor::softmax(int64_t dim) const { return weft::softmax(*this, dim); }
+Tensor Tensor::log_softmax(int64_t dim) const { return weft::log_softmax(*this, dim); }
+Tensor Tensor::gather(int64_t dim, const Tensor& index) const { return weft::gather(*this, dim, index); }
+Tensor Tensor::index_select(int64_t dim, const Tensor& index) const { return weft::index_select(*this, dim, index); }
+
+}  // namespace weft

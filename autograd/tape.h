@@ -1,0 +1,107 @@
+// The tape: how weft computes gradients.
+//
+// HOW IT WORKS. Each thread has a tape, a Wengert list: one entry per differentiable op
+// executed while grad mode is on and some input requires grad. An entry holds
+//   - where each input's gradient must go: a leaf tensor (a parameter, whose .grad
+//     accumulates) or the earlier entry that produced that input;
+//   - the tensors the backward formula needs ("saved"), with their version numbers;
+//   - the backward closure, written right beside the op's forward (autograd/ops/),
+//     which turns dLoss/dOutput into dLoss/dInput for every input.
+// Entries are appended in execution order, so the tape is already topologically sorted:
+// an entry's inputs were all produced by *earlier* entries.
+//
+// backward(loss) therefore needs no graph search. It walks the tape from loss's entry
+// down to the start twice:
+//   1. Marking. loss's entry is needed; an entry that a needed entry consumes is needed.
+//      For every needed entry that consumes a leaf, the leaf's "pending" count goes up:
+//      it now knows exactly how many gradient contributions the leaf will receive.
+//   2. Running. Each needed entry, in reverse order, calls its closure with the
+//      accumulated gradient of its output and adds the results into its inputs' slots.
+//      A leaf's pending count goes down with each contribution; when it reaches zero
+//      the leaf's gradient is FINAL -- nothing later in the walk can touch it -- and
+//      its gradient-ready hooks fire right then, in the middle of backward. Data
+//      parallelism starts all-reducing that gradient while backward carries on with the
+//      earlier layers; pruning masks it.
+// Walked entries are freed (like PyTorch's retain_graph=false). Entries nobody can reach
+// any more (their outputs died without a backward, e.g. an eval pass with grad on) are
+// collected from time to time, so the tape never grows without bound.
+//
+// VERSION COUNTERS. Every in-place write bumps its storage's version. An entry records
+// the version of each tensor it saves; if it changed by backward time, the saved value
+// is not the one the formula needs, and backward throws naming the op.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <initializer_list>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "../tensor/tensor.h"
+
+namespace weft::autograd {
+
+// ---- grad mode --------------------------------------------------------------------
+bool is_grad_enabled();
+void set_grad_enabled(bool on);
+
+// While alive, ops record nothing (inference, optimizer steps, backward itself).
+class NoGradGuard {
+ public:
+  NoGradGuard() : prev_(is_grad_enabled()) { set_grad_enabled(false); }
+  ~NoGradGuard() { set_grad_enabled(prev_); }
+  NoGradGuard(const NoGradGuard&) = delete;
+  NoGradGuard& operator=(const NoGradGuard&) = delete;
+
+ private:
+  bool prev_;
+};
+
+// ---- what a backward closure receives ------------------------------------------------
+struct BackwardArgs {
+  const Tensor& grad;                // dLoss/dOutput, shaped like the output
+  std::span<const Tensor> saved;     // the tensors the op saved, checked unchanged
+  std::span<const bool> needs_grad;  // needs_grad[i]: does input i want a gradient?
+};
+// Returns one gradient per input, shaped like that input; an undefined Tensor for an
+// input that needs none.
+using BackwardFn = std::function<std::vector<Tensor>(const BackwardArgs&)>;
+
+// True when grad mode is on and any of the tensors requires grad: the op must record.
+bool needs_recording(std::initializer_list<const Tensor*> inputs);
+inline bool needs_recording(const Tensor& a) { return needs_recording({&a}); }
+inline bool needs_recording(const Tensor& a, const Tensor& b) { return needs_recording({&a, &b}); }
+
+// Appends an entry for `output = name(inputs...)` and marks output as requiring grad.
+// `saved` tensors are stored as detached aliases (same storage, no autograd state) and
+// handed back to `backward` in BackwardArgs::saved. Returns output.
+Tensor record(const char* name, const Tensor& output, std::initializer_list<Tensor> inputs,
+              std::initializer_list<Tensor> saved, BackwardFn backward);
+Tensor record(const char* name, const Tensor& output, std::span<const Tensor> inputs,
+              std::span<const Tensor> saved, BackwardFn backward);
+
+// ---- running backward --------------------------------------------------------------------
+// Computes d(root)/d(leaf) for every leaf root depends on and adds it into leaf.grad().
+// `grad` is dLoss/dRoot; it may be omitted only when root has one element.
+void backward(const Tensor& root, const Tensor& grad = Tensor());
+
+// Number of live entries on this thread's tape (for tests and for the curious).
+int64_t tape_size();
+
+// ---- per-tensor autograd state -----------------------------------------------------------
+class Tape;
+struct AutogradMeta {
+  bool requires_grad = false;
+  bool retains_grad = false;
+  Tensor grad;
+  // Non-leaf: the tape and the sequence number of the entry that produced this tensor.
+  std::shared_ptr<Tape> tape;
+  int64_t producer = -1;
+  // Leaf: gradient-ready hooks, and the backward-walk bookkeeping described above.
+  std::vector<std::pair<int, GradReadyHook>> hooks;
+  int next_hook_id = 0;
+  int pending = 0;
+};
+
+}  // namespace weft::autograd

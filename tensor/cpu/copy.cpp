@@ -1,0 +1,82 @@
+// Copies between layouts, dtypes and devices, and fill.
+#include <cstring>
+
+#include "../../cuda/cuda.h"
+#include "../raw.h"
+#include "loops.h"
+
+namespace weft::raw {
+
+void copy_(const Tensor& dst, const Tensor& src) {
+  WEFT_CHECK(dst.defined() && src.defined(), "copy_: a tensor is undefined");
+  WEFT_CHECK(broadcast_shapes("copy_", dst.shape(), src.shape()) == dst.shape(), "copy_: source ", src.shape(),
+             " does not broadcast to the destination ", dst.shape());
+  if (dst.device().is_cuda() || src.device().is_cuda()) {
+    // Host <-> device copies of contiguous tensors of one dtype; anything else is staged.
+    WEFT_CHECK(dst.dtype() == src.dtype() && dst.shape() == src.shape() && dst.is_contiguous() && src.is_contiguous(),
+               "copy_: copies to or from ", dst.device().is_cuda() ? dst.device() : src.device(),
+               " need contiguous tensors of the same shape and dtype");
+    cuda::memcpy(dst.raw_data(), dst.device(), src.raw_data(), src.device(),
+                 static_cast<size_t>(src.numel() * element_size(src.dtype())));
+    dst.storage()->bump_version();
+    return;
+  }
+  dispatch_all(dst.dtype(), [&]<class D>() {
+    dispatch_all(src.dtype(), [&]<class S>() {
+      cpu::for_each<2>(dst.shape(), {&dst, &src}, [](const std::array<char*, 2>& p, int64_t n, const std::array<int64_t, 2>& s) {
+        if constexpr (std::is_same_v<D, S>) {
+          if (s[0] == sizeof(D) && s[1] == sizeof(S)) {
+            std::memcpy(p[0], p[1], n * sizeof(D));
+            return;
+          }
+        }
+        for (int64_t i = 0; i < n; ++i)
+          *reinterpret_cast<D*>(p[0] + i * s[0]) = static_cast<D>(*reinterpret_cast<const S*>(p[1] + i * s[1]));
+      });
+    });
+  });
+  dst.storage()->bump_version();
+}
+
+void fill_(const Tensor& dst, double value) {
+  check_cpu("fill_", dst);
+  dispatch_all(dst.dtype(), [&]<class T>() {
+    const T v = static_cast<T>(value);
+    cpu::for_each<1>(dst.shape(), {&dst}, [v](const std::array<char*, 1>& p, int64_t n, const std::array<int64_t, 1>& s) {
+      for (int64_t i = 0; i < n; ++i) *reinterpret_cast<T*>(p[0] + i * s[0]) = v;
+    });
+  });
+  dst.storage()->bump_version();
+}
+
+Tensor clone(const Tensor& a) {
+  WEFT_CHECK(a.defined(), "clone: the tensor is undefined");
+  Tensor out = empty(a.shape(), a.dtype(), a.device());
+  copy_(out, a);
+  return out;
+}
+
+Tensor contiguous(const Tensor& a) {
+  WEFT_CHECK(a.defined(), "contiguous: the tensor is undefined");
+  return a.is_contiguous() ? a : clone(a);
+}
+
+Tensor to_dtype(const Tensor& a, DType dt) {
+  WEFT_CHECK(a.defined(), "to: the tensor is undefined");
+  if (a.dtype() == dt) return a;
+  check_cpu("to", a);
+  Tensor out = empty(a.shape(), dt, a.device());
+  copy_(out, a);
+  return out;
+}
+
+Tensor to_device(const Tensor& a, Device d) {
+  WEFT_CHECK(a.defined(), "to: the tensor is undefined");
+  if (a.device() == d) return a;
+  Tensor src = (a.device().is_cuda() || d.is_cuda()) ? contiguous(a) : a;
+  Tensor out = empty(a.shape(), a.dtype(), d);
+  copy_(out, src);
+  return out;
+}
+
+}  // namespace weft::raw

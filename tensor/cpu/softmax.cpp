@@ -1,0 +1,121 @@
+// softmax and log_softmax along one dim, and their backward.
+//
+// The dim is moved last and made contiguous, so each row is one softmax; rows run in
+// parallel. Both subtract the row max first: exp never overflows.
+#include <cmath>
+
+#include "../raw.h"
+#include "loops.h"
+
+namespace weft::raw {
+
+namespace {
+
+// Moves `dim` last; returns the contiguous rows and the permutation to undo it.
+struct Rows {
+  Tensor t;
+  Shape perm;  // perm[i] = source dim of dim i
+  int64_t n;   // row length
+};
+
+Rows to_rows(const Tensor& a, int64_t dim) {
+  Shape perm;
+  for (int64_t d = 0; d < a.dim(); ++d)
+    if (d != dim) perm.push_back(d);
+  perm.push_back(dim);
+  Tensor t = contiguous(a.detach().permute(perm));
+  return {t, perm, a.dim() > 0 ? a.shape()[dim] : 1};
+}
+
+Tensor from_rows(const Tensor& rows, const Shape& perm) {
+  Shape inverse;
+  inverse.resize(perm.size());
+  for (int64_t i = 0; i < perm.size(); ++i) inverse[perm[i]] = i;
+  return rows.detach().permute(inverse);
+}
+
+// f(in_row, out_row, n) for every row; in and out are contiguous with rows of length n.
+template <class T, class F>
+Tensor rowwise(const char* op, const Tensor& a, int64_t dim, F f) {
+  check_cpu(op, a);
+  const int64_t d = wrap_dim(op, dim, a.dim());
+  Rows r = to_rows(a, d);
+  Tensor out = empty(r.t.shape(), a.dtype(), a.device());
+  const int64_t rows = r.n ? r.t.numel() / r.n : 0;
+  const T* in = r.t.data<T>();
+  T* o = out.data<T>();
+  parallel_for(0, rows, std::max<int64_t>(1, 4096 / std::max<int64_t>(r.n, 1)), [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) f(in + i * r.n, o + i * r.n, r.n);
+  });
+  return from_rows(out, r.perm);
+}
+
+template <class T>
+void softmax_row(const T* x, T* y, int64_t n, bool log) {
+  T mx = -std::numeric_limits<T>::infinity();
+  for (int64_t j = 0; j < n; ++j) mx = std::max(mx, x[j]);
+  double sum = 0;
+  for (int64_t j = 0; j < n; ++j) sum += std::exp(double(x[j] - mx));
+  if (log) {
+    const T lse = mx + static_cast<T>(std::log(sum));
+    for (int64_t j = 0; j < n; ++j) y[j] = x[j] - lse;
+  } else {
+    for (int64_t j = 0; j < n; ++j) y[j] = static_cast<T>(std::exp(double(x[j] - mx)) / sum);
+  }
+}
+
+// Backward rows need two inputs (grad, out): pack them by running over grad's rows and
+// indexing out's rows, which have the same layout after to_rows.
+template <class T, class F>
+Tensor rowwise2(const char* op, const Tensor& grad, const Tensor& out, int64_t dim, F f) {
+  check_same(op, grad, out);
+  WEFT_CHECK(grad.shape() == out.shape(), op, ": gradient ", grad.shape(), " and output ", out.shape(), " differ");
+  const int64_t d = wrap_dim(op, dim, out.dim());
+  Rows rg = to_rows(grad, d), ro = to_rows(out, d);
+  Tensor gi = empty(rg.t.shape(), grad.dtype(), grad.device());
+  const int64_t rows = rg.n ? rg.t.numel() / rg.n : 0;
+  const T *g = rg.t.data<T>(), *y = ro.t.data<T>();
+  T* o = gi.data<T>();
+  parallel_for(0, rows, std::max<int64_t>(1, 4096 / std::max<int64_t>(rg.n, 1)), [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) f(g + i * rg.n, y + i * rg.n, o + i * rg.n, rg.n);
+  });
+  return from_rows(gi, rg.perm);
+}
+
+}  // namespace
+
+Tensor softmax(const Tensor& a, int64_t dim) {
+  return dispatch_floating(a.dtype(), "softmax", [&]<class T>() {
+    return rowwise<T>("softmax", a, dim, [](const T* x, T* y, int64_t n) { softmax_row(x, y, n, false); });
+  });
+}
+
+Tensor log_softmax(const Tensor& a, int64_t dim) {
+  return dispatch_floating(a.dtype(), "log_softmax", [&]<class T>() {
+    return rowwise<T>("log_softmax", a, dim, [](const T* x, T* y, int64_t n) { softmax_row(x, y, n, true); });
+  });
+}
+
+// dx = y * (g - sum(g * y))
+Tensor softmax_backward(const Tensor& grad, const Tensor& out, int64_t dim) {
+  return dispatch_floating(grad.dtype(), "softmax_backward", [&]<class T>() {
+    return rowwise2<T>("softmax_backward", grad, out, dim, [](const T* g, const T* y, T* o, int64_t n) {
+      double dot = 0;
+      for (int64_t j = 0; j < n; ++j) dot += double(g[j]) * y[j];
+      for (int64_t j = 0; j < n; ++j) o[j] = static_cast<T>(y[j] * (g[j] - dot));
+    });
+  });
+}
+
+// dx = g - exp(y) * sum(g)
+Tensor log_softmax_backward(const Tensor& grad, const Tensor& out, int64_t dim) {
+  return dispatch_floating(grad.dtype(), "log_softmax_backward", [&]<class T>() {
+    return rowwise2<T>("log_softmax_backward", grad, out, dim, [](const T* g, const T* y, T* o, int64_t n) {
+      double s = 0;
+      for (int64_t j = 0; j < n; ++j) s += g[j];
+      for (int64_t j = 0; j < n; ++j) o[j] = static_cast<T>(g[j] - std::exp(double(y[j])) * s);
+    });
+  });
+}
+
+}  // namespace weft::raw

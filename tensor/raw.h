@@ -1,0 +1,121 @@
+// Raw ops: check their inputs, compute a result, and never touch the autograd tape.
+//
+// These are what the differentiable ops in autograd/ops/ call for their forward and
+// backward math, and what optimizers and data loaders use directly. Each checks shapes,
+// dtypes and devices and throws weft::Error naming the op; then it dispatches on the
+// device (only the CPU kernels in tensor/cpu/ exist in this build) and on the dtype.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <utility>
+
+#include "tensor.h"
+
+namespace weft {
+class Generator;
+}
+
+namespace weft::raw {
+
+// ---- copies and layout ------------------------------------------------------------
+Tensor contiguous(const Tensor& a);         // `a` itself when already contiguous
+Tensor clone(const Tensor& a);              // always a fresh contiguous copy
+Tensor to_dtype(const Tensor& a, DType dt); // `a` itself when already of that dtype
+Tensor to_device(const Tensor& a, Device d);
+void copy_(const Tensor& dst, const Tensor& src);  // src broadcasts to dst's shape; any dtypes
+void fill_(const Tensor& dst, double value);
+
+// ---- elementwise ------------------------------------------------------------------
+enum class Binary { Add, Sub, Mul, Div, Pow, Maximum, Minimum };
+enum class Unary { Neg, Exp, Log, Sqrt, Abs, Relu, Sigmoid, Tanh, Sign, Square, Reciprocal };
+enum class Compare { Eq, Ne, Lt, Le, Gt, Ge };
+
+// out = a (op) b with broadcasting; a and b must share dtype and device.
+Tensor binary(Binary op, const Tensor& a, const Tensor& b);
+// out = a (op) scalar, with the scalar taking a's dtype.
+Tensor binary_scalar(Binary op, const Tensor& a, double s);
+// out = scalar (op) a  (for 2 - x, 1 / x, 2 ** x).
+Tensor scalar_binary(Binary op, double s, const Tensor& a);
+Tensor unary(Unary op, const Tensor& a);
+Tensor compare(Compare op, const Tensor& a, const Tensor& b);  // bool result
+Tensor compare_scalar(Compare op, const Tensor& a, double s);
+Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b);  // cond is bool
+// dst (op)= src in place (src broadcasts to dst); bumps dst's version.
+void binary_(Binary op, const Tensor& dst, const Tensor& src);
+void binary_scalar_(Binary op, const Tensor& dst, double s);
+// dst += alpha * src, the workhorse of optimizers and gradient accumulation.
+void axpy_(const Tensor& dst, double alpha, const Tensor& src);
+
+// Backward helpers for elementwise ops, fused so backward makes one pass, not three.
+Tensor relu_backward(const Tensor& grad, const Tensor& out);        // grad * (out > 0)
+Tensor sigmoid_backward(const Tensor& grad, const Tensor& out);     // grad * out * (1 - out)
+Tensor tanh_backward(const Tensor& grad, const Tensor& out);        // grad * (1 - out^2)
+
+// ---- reductions -------------------------------------------------------------------
+enum class Reduce { Sum, Mean, Max, Min };
+// Reduces over `dims` (all dims when empty).
+Tensor reduce(Reduce op, const Tensor& a, const Shape& dims, bool keepdim);
+// Index (int64) of the max or min along `dim`; ties go to the first.
+Tensor argreduce(bool is_max, const Tensor& a, int64_t dim, bool keepdim);
+// Sums `a` down to `shape`, undoing a broadcast: used by the backward of every
+// broadcasting op. `shape` must broadcast to a's shape.
+Tensor sum_to(const Tensor& a, const Shape& shape);
+
+// ---- linear algebra ---------------------------------------------------------------
+// a (..., n, k) @ b (..., k, m) -> (..., n, m) with broadcast batch dims; 1-D operands
+// are treated as a row (a) or column (b) vector and the extra dim is dropped.
+Tensor matmul(const Tensor& a, const Tensor& b);
+
+// ---- softmax family ---------------------------------------------------------------
+Tensor softmax(const Tensor& a, int64_t dim);
+Tensor log_softmax(const Tensor& a, int64_t dim);
+Tensor softmax_backward(const Tensor& grad, const Tensor& out, int64_t dim);
+Tensor log_softmax_backward(const Tensor& grad, const Tensor& out, int64_t dim);
+
+// ---- indexing ---------------------------------------------------------------------
+// out[i][j] = a[index[i][j]][j] (dim 0), etc.; index is int64 with a's number of dims.
+Tensor gather(const Tensor& a, int64_t dim, const Tensor& index);
+// zeros(shape) then out[index[i][j]][j] += src[i][j] (dim 0): gather's adjoint.
+Tensor scatter_add(const Shape& shape, int64_t dim, const Tensor& index, const Tensor& src);
+// Picks entries index[k] along dim; index is 1-D int64.
+Tensor index_select(const Tensor& a, int64_t dim, const Tensor& index);
+// zeros(shape) then out.select(dim, index[k]) += src.select(dim, k): index_select's adjoint.
+Tensor index_add(const Shape& shape, int64_t dim, const Tensor& index, const Tensor& src);
+
+// ---- convolution and pooling --------------------------------------------------------
+struct Conv2dParams {
+  std::array<int64_t, 2> stride{1, 1};
+  std::array<int64_t, 2> padding{0, 0};
+  std::array<int64_t, 2> dilation{1, 1};
+  int64_t groups = 1;
+};
+// x (N,C,H,W), w (K,C/groups,kh,kw), bias (K) or undefined -> (N,K,Ho,Wo)
+Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dParams& p);
+Tensor conv2d_backward_input(const Tensor& grad, const Tensor& w, const Shape& x_shape, const Conv2dParams& p);
+Tensor conv2d_backward_weight(const Tensor& grad, const Tensor& x, const Shape& w_shape, const Conv2dParams& p);
+
+struct Pool2dParams {
+  std::array<int64_t, 2> kernel{2, 2};
+  std::array<int64_t, 2> stride{2, 2};
+  std::array<int64_t, 2> padding{0, 0};
+  std::array<int64_t, 2> dilation{1, 1};  // max pooling only
+  bool count_include_pad = true;          // average pooling only
+};
+// x (N,C,H,W) -> {out (N,C,Ho,Wo), argmax (N,C,Ho,Wo) int64 flat index into H*W}
+std::pair<Tensor, Tensor> max_pool2d(const Tensor& x, const Pool2dParams& p);
+Tensor max_pool2d_backward(const Tensor& grad, const Tensor& argmax, const Shape& x_shape);
+Tensor avg_pool2d(const Tensor& x, const Pool2dParams& p);
+Tensor avg_pool2d_backward(const Tensor& grad, const Shape& x_shape, const Pool2dParams& p);
+
+// ---- random -------------------------------------------------------------------------
+void uniform_(const Tensor& dst, double lo, double hi, Generator& gen);
+void normal_(const Tensor& dst, double mean, double std, Generator& gen);
+void bernoulli_(const Tensor& dst, double p, Generator& gen);  // 1 with probability p
+
+// ---- device checks shared by ops ----------------------------------------------------
+// Throws naming `op` when a and b are on different devices or have different dtypes.
+void check_same(const char* op, const Tensor& a, const Tensor& b);
+void check_cpu(const char* op, const Tensor& a);
+
+}  // namespace weft::raw

@@ -1,0 +1,181 @@
+#include "thread_pool.h"
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstdlib>
+#include <deque>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "error.h"
+
+namespace weft {
+
+namespace {
+
+thread_local bool t_in_parallel = false;
+
+// One parallel_for call: its chunks count down `remaining`; the caller waits for zero.
+struct Job {
+  const std::function<void(int64_t, int64_t)>* fn;
+  std::atomic<int> remaining{0};
+  std::mutex mu;
+  std::condition_variable done;
+  std::exception_ptr error;
+};
+
+struct Task {
+  std::shared_ptr<Job> job;
+  int64_t begin, end;
+};
+
+void run_task(const Task& t) {
+  t_in_parallel = true;
+  try {
+    (*t.job->fn)(t.begin, t.end);
+  } catch (...) {
+    std::lock_guard<std::mutex> lk(t.job->mu);
+    if (!t.job->error) t.job->error = std::current_exception();
+  }
+  t_in_parallel = false;
+  if (t.job->remaining.fetch_sub(1) == 1) {
+    std::lock_guard<std::mutex> lk(t.job->mu);
+    t.job->done.notify_all();
+  }
+}
+
+class Pool {
+ public:
+  explicit Pool(int threads) : threads_(threads) {
+    for (int i = 1; i < threads; ++i) workers_.emplace_back([this] { loop(); });
+  }
+  ~Pool() {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    for (auto& w : workers_) w.join();
+  }
+  int threads() const { return threads_; }
+
+  void submit(std::vector<Task>& tasks) {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      for (auto& t : tasks) queue_.push_back(std::move(t));
+    }
+    cv_.notify_all();
+  }
+
+  // Lets a waiting caller help: runs one queued task if there is one.
+  bool try_run_one() {
+    Task t;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      if (queue_.empty()) return false;
+      t = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    run_task(t);
+    return true;
+  }
+
+ private:
+  void loop() {
+    for (;;) {
+      Task t;
+      {
+        std::unique_lock<std::mutex> lk(mu_);
+        cv_.wait(lk, [this] { return stop_ || !queue_.empty(); });
+        if (stop_ && queue_.empty()) return;
+        t = std::move(queue_.front());
+        queue_.pop_front();
+      }
+      run_task(t);
+    }
+  }
+
+  int threads_;
+  std::vector<std::thread> workers_;
+  std::deque<Task> queue_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+};
+
+int default_threads() {
+  if (const char* env = std::getenv("WEFT_NUM_THREADS")) {
+    const int n = std::atoi(env);
+    if (n >= 1) return n;
+  }
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
+std::mutex g_pool_mu;
+std::shared_ptr<Pool> g_pool;
+
+std::shared_ptr<Pool> pool() {
+  std::lock_guard<std::mutex> lk(g_pool_mu);
+  if (!g_pool) g_pool = std::make_shared<Pool>(default_threads());
+  return g_pool;
+}
+
+}  // namespace
+
+void set_num_threads(int n) {
+  WEFT_CHECK(n >= 1, "set_num_threads: need at least 1 thread, got ", n);
+  std::shared_ptr<Pool> old;
+  {
+    std::lock_guard<std::mutex> lk(g_pool_mu);
+    if (g_pool && g_pool->threads() == n) return;
+    old = std::move(g_pool);
+    g_pool = std::make_shared<Pool>(n);
+  }
+  // `old` joins its workers here, after any parallel_for still holding it finishes.
+}
+
+int num_threads() { return pool()->threads(); }
+
+bool in_parallel_region() { return t_in_parallel; }
+
+void parallel_for(int64_t begin, int64_t end, int64_t grain,
+                  const std::function<void(int64_t, int64_t)>& fn) {
+  if (end <= begin) return;
+  const int64_t n = end - begin;
+  auto p = t_in_parallel ? nullptr : pool();
+  const int64_t max_chunks = p ? p->threads() : 1;
+  const int64_t chunks = std::min<int64_t>(max_chunks, std::max<int64_t>(1, n / std::max<int64_t>(grain, 1)));
+  if (chunks <= 1) {
+    fn(begin, end);
+    return;
+  }
+  auto job = std::make_shared<Job>();
+  job->fn = &fn;
+  job->remaining = static_cast<int>(chunks);
+  std::vector<Task> rest;
+  const int64_t step = (n + chunks - 1) / chunks;
+  for (int64_t c = 1; c < chunks; ++c) {
+    const int64_t b = begin + c * step, e = std::min(end, b + step);
+    if (b >= e) {
+      job->remaining.fetch_sub(1);
+      continue;
+    }
+    rest.push_back({job, b, e});
+  }
+  p->submit(rest);
+  run_task({job, begin, std::min(end, begin + step)});
+  // Help with queued work (ours or another caller's) rather than sleep while it waits.
+  while (job->remaining.load() > 0 && p->try_run_one()) {
+  }
+  {
+    std::unique_lock<std::mutex> lk(job->mu);
+    job->done.wait(lk, [&] { return job->remaining.load() == 0; });
+  }
+  if (job->error) std::rethrow_exception(job->error);
+}
+
+}  // namespace weft

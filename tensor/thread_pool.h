@@ -1,0 +1,28 @@
+// The intra-op thread pool: how one op (a GEMM, a conv, a big elementwise loop, a
+// reduction) uses several cores.
+//
+// parallel_for(begin, end, grain, fn) splits [begin, end) into at most num_threads()
+// contiguous chunks of at least `grain` items and runs fn(chunk_begin, chunk_end) on
+// each, the calling thread taking the first chunk. Small ranges run inline, so tiny ops
+// pay nothing. A parallel_for inside a chunk runs inline too (no nested parallelism, no
+// deadlock). Several threads may call parallel_for at once (data-parallel replicas do);
+// their chunks share the workers.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+
+namespace weft {
+
+// Sets the number of threads ops may use (>= 1), counting the caller. The default is
+// the WEFT_NUM_THREADS environment variable, else the number of hardware threads.
+void set_num_threads(int n);
+int num_threads();
+
+void parallel_for(int64_t begin, int64_t end, int64_t grain,
+                  const std::function<void(int64_t, int64_t)>& fn);
+
+// True inside a parallel_for chunk (used to keep nested work serial).
+bool in_parallel_region();
+
+}  // namespace weft

@@ -1,0 +1,363 @@
+// Convolution, pooling and dropout: hand-computed golden values, a direct-loop reference
+// conv on many configurations, finite-difference gradchecks, and error messages.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <vector>
+
+#include "weft.h"
+
+using namespace weft;
+using Catch::Contains;
+
+namespace {
+
+Tensor make(const std::vector<double>& v, const Shape& s, DType dt = kFloat32) {
+  return tensor(v, s, {.dtype = dt});
+}
+
+std::vector<double> iota(int64_t n, double start = 1) {
+  std::vector<double> v(n);
+  std::iota(v.begin(), v.end(), start);
+  return v;
+}
+
+void check_values(const Tensor& t, const std::vector<double>& expect, double tol = 1e-6) {
+  const std::vector<double> got = t.to_vector<double>();
+  REQUIRE(got.size() == expect.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    INFO("element " << i);
+    CHECK(got[i] == Approx(expect[i]).margin(tol));
+  }
+}
+
+double max_abs_diff(const std::vector<double>& a, const std::vector<double>& b) {
+  REQUIRE(a.size() == b.size());
+  double m = 0;
+  for (size_t i = 0; i < a.size(); ++i) m = std::max(m, std::abs(a[i] - b[i]));
+  return m;
+}
+
+// The convolution by its definition, in double: out, and the input and weight
+// gradients for an output gradient gout, from one loop over every (output, tap) pair.
+struct Reference {
+  std::vector<double> out, gx, gw;
+};
+Reference reference_conv(const std::vector<double>& x, const Shape& xs, const std::vector<double>& w,
+                         const Shape& ws, const std::vector<double>& b, const std::vector<double>& gout,
+                         const Conv2dParams& p) {
+  const int64_t N = xs[0], C = xs[1], H = xs[2], W = xs[3], K = ws[0], Cg = ws[1], kh = ws[2], kw = ws[3];
+  const int64_t Ho = (H + 2 * p.padding[0] - p.dilation[0] * (kh - 1) - 1) / p.stride[0] + 1;
+  const int64_t Wo = (W + 2 * p.padding[1] - p.dilation[1] * (kw - 1) - 1) / p.stride[1] + 1;
+  const int64_t Kg = K / p.groups;
+  Reference r{std::vector<double>(N * K * Ho * Wo), std::vector<double>(x.size()), std::vector<double>(w.size())};
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t oh = 0; oh < Ho; ++oh)
+        for (int64_t ow = 0; ow < Wo; ++ow) {
+          const int64_t o = ((n * K + k) * Ho + oh) * Wo + ow;
+          r.out[o] = b.empty() ? 0.0 : b[k];
+          for (int64_t c = 0; c < Cg; ++c)
+            for (int64_t i = 0; i < kh; ++i)
+              for (int64_t j = 0; j < kw; ++j) {
+                const int64_t ih = oh * p.stride[0] - p.padding[0] + i * p.dilation[0];
+                const int64_t iw = ow * p.stride[1] - p.padding[1] + j * p.dilation[1];
+                if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+                const int64_t xi = ((n * C + (k / Kg) * Cg + c) * H + ih) * W + iw;
+                const int64_t wi = ((k * Cg + c) * kh + i) * kw + j;
+                r.out[o] += x[xi] * w[wi];
+                r.gx[xi] += gout[o] * w[wi];
+                r.gw[wi] += gout[o] * x[xi];
+              }
+        }
+  return r;
+}
+
+// A float64 leaf of distinct values (no ties for max pooling's finite differences).
+Tensor distinct_leaf(const Shape& s) {
+  Tensor perm = raw::to_dtype(randperm(s.numel()), kFloat64);
+  Tensor x = make(perm.to_vector<double>(), s, kFloat64);
+  raw::binary_scalar_(raw::Binary::Mul, x, 0.1);
+  return x.requires_grad_(true);
+}
+
+Tensor leaf(const Shape& s) { return randn(s, {.dtype = kFloat64, .requires_grad = true}); }
+
+}  // namespace
+
+// ---- golden values ---------------------------------------------------------------------
+
+TEST_CASE("conv2d: golden values for small hand-computed cases", "[conv]") {
+  SECTION("3x3 input, 2x2 kernel, bias") {
+    Tensor out = raw::conv2d(make(iota(9), {1, 1, 3, 3}), make({1, 2, 3, 4}, {1, 1, 2, 2}), make({1}, {1}), {});
+    REQUIRE(out.shape() == Shape{1, 1, 2, 2});
+    check_values(out, {38, 48, 68, 78});
+  }
+  SECTION("padding 1, stride 2, 3x3 ones kernel") {
+    Tensor out = raw::conv2d(make(iota(16), {1, 1, 4, 4}), make(std::vector<double>(9, 1.0), {1, 1, 3, 3}), {},
+                             {.stride = {2, 2}, .padding = {1, 1}});
+    REQUIRE(out.shape() == Shape{1, 1, 2, 2});
+    check_values(out, {14, 30, 57, 99});
+  }
+  SECTION("dilation 2 on a 2x2 kernel") {
+    Tensor out = raw::conv2d(make(iota(16), {1, 1, 4, 4}), make({1, 1, 1, 1}, {1, 1, 2, 2}), {}, {.dilation = {2, 2}});
+    check_values(out, {24, 28, 40, 44});
+  }
+  SECTION("groups 2: output channels 0,1 see input channel 0; 2,3 see channel 1") {
+    Tensor out = raw::conv2d(make(iota(8), {1, 2, 2, 2}), make({1, 2, 3, 4}, {4, 1, 1, 1}), {}, {.groups = 2});
+    check_values(out, {1, 2, 3, 4, 2, 4, 6, 8, 15, 18, 21, 24, 20, 24, 28, 32});
+  }
+  SECTION("1x1 pointwise conv mixing channels") {
+    Tensor out = raw::conv2d(make(iota(8), {1, 2, 2, 2}, kFloat64), make({1, -1}, {1, 2, 1, 1}, kFloat64), {}, {});
+    check_values(out, {-4, -4, -4, -4});
+  }
+}
+
+// ---- against the direct-loop reference --------------------------------------------------
+
+TEST_CASE("conv2d: forward and both backwards match a direct-loop reference", "[conv]") {
+  const int64_t N = 5, C = 4, H = 7, W = 6, K = 8;
+  const std::vector<std::array<int64_t, 2>> kernels{{3, 3}, {1, 1}, {2, 3}};
+  for (DType dt : {kFloat32, kFloat64})
+    for (auto [kh, kw] : kernels)
+      for (int64_t stride : {1, 2})
+        for (int64_t pad : {0, 1, 2})
+          for (int64_t dil : {1, 2})
+            for (int64_t groups : {1, 2, 4})
+              for (bool with_bias : {false, true}) {
+                const Conv2dParams p{{stride, stride}, {pad, pad}, {dil, dil}, groups};
+                INFO("dtype " << dtype_name(dt) << " kernel " << kh << "x" << kw << " stride " << stride << " pad "
+                              << pad << " dil " << dil << " groups " << groups << " bias " << with_bias);
+                // Non-contiguous views: x stored NHWC, w with its kernel axes swapped.
+                Tensor x = raw::to_dtype(randn({N, H, W, C}), dt).permute({0, 3, 1, 2});
+                Tensor w = raw::to_dtype(randn({K, C / groups, kw, kh}), dt).transpose(2, 3);
+                Tensor b = with_bias ? raw::to_dtype(randn({K}), dt) : Tensor();
+                REQUIRE(!x.is_contiguous());
+                Tensor out = raw::conv2d(x, w, b, p);
+                Tensor gout = raw::to_dtype(randn(out.shape()), dt);
+                const Reference r = reference_conv(x.to_vector<double>(), x.shape(), w.to_vector<double>(), w.shape(),
+                                                   with_bias ? b.to_vector<double>() : std::vector<double>{},
+                                                   gout.to_vector<double>(), p);
+                const double tol = dt == kFloat32 ? 1e-4 : 1e-10;
+                CHECK(max_abs_diff(out.to_vector<double>(), r.out) < tol);
+                Tensor gx = raw::conv2d_backward_input(gout.permute({0, 2, 3, 1}).contiguous().permute({0, 3, 1, 2}), w,
+                                                       x.shape(), p);
+                CHECK(gx.shape() == x.shape());
+                CHECK(max_abs_diff(gx.to_vector<double>(), r.gx) < tol);
+                Tensor gw = raw::conv2d_backward_weight(gout, x, w.shape(), p);
+                CHECK(gw.shape() == w.shape());
+                CHECK(max_abs_diff(gw.to_vector<double>(), r.gw) < tol);
+              }
+}
+
+TEST_CASE("conv2d: the weight gradient is bitwise reproducible", "[conv]") {
+  Tensor x = randn({13, 3, 9, 9}), gout = randn({13, 6, 7, 7});
+  Tensor a = raw::conv2d_backward_weight(gout, x, {6, 3, 3, 3}, {});
+  Tensor b = raw::conv2d_backward_weight(gout, x, {6, 3, 3, 3}, {});
+  CHECK(equal(a, b));
+}
+
+// ---- gradchecks ------------------------------------------------------------------------
+
+TEST_CASE("conv2d: gradcheck over stride, padding, dilation and groups", "[conv]") {
+  struct Case {
+    Shape xs, ws;
+    Conv2dParams p;
+    bool bias;
+  };
+  const std::vector<Case> cases{
+      {{2, 3, 5, 5}, {4, 3, 3, 3}, {.stride = {2, 2}, .padding = {1, 1}}, true},
+      {{1, 4, 6, 5}, {2, 2, 2, 3}, {.padding = {2, 1}, .dilation = {2, 1}, .groups = 2}, true},
+      {{2, 4, 3, 3}, {4, 1, 1, 1}, {.groups = 4}, false},
+      {{1, 2, 6, 6}, {3, 2, 3, 2}, {.stride = {1, 2}, .dilation = {2, 2}}, false},
+  };
+  for (const Case& c : cases) {
+    INFO("input " << c.xs << " weight " << c.ws);
+    Tensor x = leaf(c.xs), w = leaf(c.ws), b = c.bias ? leaf({c.ws[0]}) : Tensor();
+    auto f = [&](const std::vector<Tensor>& in) { return weft::conv2d(in[0], in[1], c.bias ? in[2] : Tensor(), c.p); };
+    const auto res = autograd::gradcheck(f, c.bias ? std::vector<Tensor>{x, w, b} : std::vector<Tensor>{x, w});
+    INFO(res.report);
+    CHECK(res.ok);
+  }
+}
+
+TEST_CASE("conv2d: gradcheck through a non-contiguous input view", "[conv]") {
+  Tensor x_nhwc = leaf({2, 5, 5, 2}), w = leaf({3, 2, 3, 3}), b = leaf({3});
+  auto f = [](const std::vector<Tensor>& in) {
+    return weft::conv2d(in[0].permute({0, 3, 1, 2}), in[1], in[2], {.padding = {1, 1}});
+  };
+  const auto res = autograd::gradcheck(f, {x_nhwc, w, b});
+  INFO(res.report);
+  CHECK(res.ok);
+}
+
+TEST_CASE("conv2d: records nothing when no input requires grad; bias gradient is optional", "[conv]") {
+  const int64_t before = autograd::tape_size();
+  Tensor out = weft::conv2d(randn({1, 2, 4, 4}), randn({3, 2, 3, 3}));
+  CHECK(!out.requires_grad());
+  CHECK(autograd::tape_size() == before);
+
+  Tensor x = randn({1, 2, 4, 4}, {.requires_grad = true}), w = randn({3, 2, 3, 3});
+  Tensor y = weft::conv2d(x, w);
+  y.backward(ones_like(y));
+  REQUIRE(x.grad().defined());
+  CHECK(x.grad().shape() == x.shape());
+  CHECK(!w.grad().defined());
+}
+
+TEST_CASE("max_pool2d and avg_pool2d: gradcheck", "[pool]") {
+  const std::vector<Pool2dParams> max_cases{
+      {.kernel = {2, 2}, .stride = {2, 2}},
+      {.kernel = {3, 3}, .stride = {2, 2}, .padding = {1, 1}},
+      {.kernel = {3, 2}, .stride = {1, 1}, .padding = {1, 1}, .dilation = {2, 1}},
+  };
+  for (const auto& p : max_cases) {
+    Tensor x = distinct_leaf({2, 3, 6, 5});
+    const auto res = autograd::gradcheck([&](const std::vector<Tensor>& in) { return weft::max_pool2d(in[0], p); }, {x});
+    INFO(res.report);
+    CHECK(res.ok);
+  }
+  for (bool include_pad : {true, false}) {
+    for (const Pool2dParams& p : {Pool2dParams{.kernel = {3, 3}, .stride = {2, 2}, .padding = {1, 1}},
+                                  Pool2dParams{.kernel = {2, 3}, .stride = {1, 2}, .padding = {1, 0}}}) {
+      Pool2dParams q = p;
+      q.count_include_pad = include_pad;
+      Tensor x = leaf({2, 2, 5, 6});
+      const auto res = autograd::gradcheck([&](const std::vector<Tensor>& in) { return weft::avg_pool2d(in[0], q); }, {x});
+      INFO(res.report);
+      CHECK(res.ok);
+    }
+  }
+}
+
+// ---- pooling golden values -----------------------------------------------------------
+
+TEST_CASE("max_pool2d: golden values, argmax, and -inf padding", "[pool]") {
+  auto [out, arg] = raw::max_pool2d(make(iota(16), {1, 1, 4, 4}), {});
+  check_values(out, {6, 8, 14, 16});
+  CHECK(arg.to_vector<int64_t>() == std::vector<int64_t>{5, 7, 13, 15});
+
+  // All-negative input: a zero-valued padding would win; -inf padding never does.
+  std::vector<double> neg = iota(16);
+  for (double& v : neg) v = -v;
+  auto [pout, parg] = raw::max_pool2d(make(neg, {1, 1, 4, 4}), {.padding = {1, 1}});
+  REQUIRE(pout.shape() == Shape{1, 1, 3, 3});
+  check_values(pout, {-1, -2, -4, -5, -6, -8, -13, -14, -16});
+  CHECK(parg.to_vector<int64_t>() == std::vector<int64_t>{0, 1, 3, 4, 5, 7, 12, 13, 15});
+
+  Tensor gx = raw::max_pool2d_backward(make(iota(9), {1, 1, 3, 3}), parg, {1, 1, 4, 4});
+  check_values(gx, {1, 2, 0, 3, 4, 5, 0, 6, 0, 0, 0, 0, 7, 8, 0, 9});
+}
+
+TEST_CASE("avg_pool2d: golden values with count_include_pad both ways", "[pool]") {
+  check_values(raw::avg_pool2d(make(iota(16), {1, 1, 4, 4}), {}), {3.5, 5.5, 11.5, 13.5});
+  Pool2dParams p{.kernel = {2, 2}, .stride = {2, 2}, .padding = {1, 1}};
+  check_values(raw::avg_pool2d(make(iota(16), {1, 1, 4, 4}), p), {0.25, 1.25, 1, 3.5, 8.5, 5, 3.25, 7.25, 4});
+  p.count_include_pad = false;
+  check_values(raw::avg_pool2d(make(iota(16), {1, 1, 4, 4}), p), {1, 2.5, 4, 7, 8.5, 10, 13, 14.5, 16});
+  // Backward of the last: each input pixel gets its window's gradient / real-pixel count.
+  Tensor gx = raw::avg_pool2d_backward(make(std::vector<double>(9, 1.0), {1, 1, 3, 3}), {1, 1, 4, 4}, p);
+  check_values(gx, {1, 0.5, 0.5, 1, 0.5, 0.25, 0.25, 0.5, 0.5, 0.25, 0.25, 0.5, 1, 0.5, 0.5, 1});
+}
+
+// ---- errors ----------------------------------------------------------------------------
+
+TEST_CASE("conv2d: every bad input names the op and the shapes", "[conv]") {
+  Tensor x = randn({2, 3, 8, 8}), w = randn({4, 2, 3, 3});
+  REQUIRE_THROWS_WITH(raw::conv2d(x, w, {}, {}),
+                      Contains("conv2d: input (2,3,8,8) has 3 channels, weight (4,2,3,3) with groups 1 expects 2"));
+  Tensor x2 = randn({2, 2, 8, 8});
+  REQUIRE_THROWS_WITH(raw::conv2d(randn({2, 8, 8}), w, {}, {}), Contains("conv2d") && Contains("(2,8,8)"));
+  REQUIRE_THROWS_WITH(raw::conv2d(x2, randn({4, 2, 3}), {}, {}), Contains("conv2d") && Contains("(4,2,3)"));
+  REQUIRE_THROWS_WITH(raw::conv2d(randn({2, 2, 8, 8}), randn({5, 1, 3, 3}), {}, {.groups = 2}),
+                      Contains("conv2d") && Contains("(5,1,3,3)") && Contains("groups 2"));
+  REQUIRE_THROWS_WITH(raw::conv2d(x2, w, randn({3}), {}), Contains("conv2d") && Contains("bias (3)") &&
+                                                              Contains("(4,2,3,3)"));
+  REQUIRE_THROWS_WITH(raw::conv2d(x2, raw::to_dtype(w, kFloat64), {}, {}),
+                      Contains("conv2d") && Contains("(4,2,3,3)") && Contains("float64"));
+  REQUIRE_THROWS_WITH(raw::conv2d(x2, w, {}, {.stride = {0, 1}}), Contains("conv2d") && Contains("(4,2,3,3)") &&
+                                                                      Contains("stride"));
+  REQUIRE_THROWS_WITH(raw::conv2d(x2, w, {}, {.dilation = {1, 0}}), Contains("conv2d") && Contains("dilation"));
+  REQUIRE_THROWS_WITH(raw::conv2d(x2, w, {}, {.padding = {-1, 0}}), Contains("conv2d") && Contains("padding"));
+  REQUIRE_THROWS_WITH(raw::conv2d(x2, w, {}, {.groups = 0}), Contains("conv2d") && Contains("groups"));
+  REQUIRE_THROWS_WITH(raw::conv2d(randn({1, 1, 3, 3}), randn({1, 1, 5, 5}), {}, {}),
+                      Contains("conv2d") && Contains("(1,1,3,3)") && Contains("output size (-1,-1)"));
+  REQUIRE_THROWS_WITH(raw::conv2d(randn({1, 1, 3, 3}), randn({1, 1, 3, 3}), {}, {.stride = {2, 2}, .dilation = {2, 2}}),
+                      Contains("output size (0,0)"));
+  REQUIRE_THROWS_WITH(raw::conv2d_backward_input(randn({2, 4, 5, 5}), w, {2, 2, 8, 8}, {}),
+                      Contains("conv2d_backward_input") && Contains("(2,4,5,5)") && Contains("(2,4,6,6)"));
+  REQUIRE_THROWS_WITH(raw::conv2d_backward_weight(randn({2, 4, 6, 6}), x, {4, 2, 3, 3}, {}),
+                      Contains("conv2d_backward_weight") && Contains("(2,3,8,8)"));
+}
+
+TEST_CASE("pooling: every bad input names the op and the shapes", "[pool]") {
+  Tensor x = randn({1, 2, 4, 4});
+  REQUIRE_THROWS_WITH(raw::max_pool2d(randn({2, 4, 4}), {}), Contains("max_pool2d") && Contains("(2,4,4)"));
+  REQUIRE_THROWS_WITH(raw::max_pool2d(x, {.kernel = {0, 2}}), Contains("max_pool2d") && Contains("kernel"));
+  REQUIRE_THROWS_WITH(raw::avg_pool2d(x, {.stride = {2, 0}}), Contains("avg_pool2d") && Contains("stride"));
+  REQUIRE_THROWS_WITH(raw::max_pool2d(x, {.kernel = {3, 3}, .padding = {2, 2}}),
+                      Contains("max_pool2d") && Contains("(1,2,4,4)") && Contains("at most half the kernel"));
+  REQUIRE_THROWS_WITH(raw::max_pool2d(x, {.kernel = {5, 5}}),
+                      Contains("max_pool2d") && Contains("(1,2,4,4)") && Contains("larger than the padded input 4x4"));
+  REQUIRE_THROWS_WITH(raw::max_pool2d(x, {.kernel = {3, 3}, .dilation = {2, 2}}), Contains("spans 5x5"));
+  REQUIRE_THROWS_WITH(raw::avg_pool2d(x, {.dilation = {2, 2}}), Contains("avg_pool2d") && Contains("dilation"));
+  REQUIRE_THROWS_WITH(raw::max_pool2d_backward(randn({1, 2, 2, 2}), randn({1, 2, 2, 2}), {1, 2, 4, 4}),
+                      Contains("max_pool2d_backward") && Contains("int64"));
+  REQUIRE_THROWS_WITH(raw::avg_pool2d_backward(randn({1, 2, 3, 3}), {1, 2, 4, 4}, {}),
+                      Contains("avg_pool2d_backward") && Contains("(1,2,3,3)") && Contains("(1,2,2,2)"));
+}
+
+// ---- dropout ---------------------------------------------------------------------------
+
+TEST_CASE("dropout: statistics, eval identity, seeding", "[dropout]") {
+  Generator gen(123);
+  Tensor x = ones({200000});
+  Tensor y = dropout(x, 0.3, true, gen);
+  const std::vector<float> v = y.to_vector<float>();
+  int64_t dropped = 0, misscaled = 0;
+  double sum = 0;
+  for (float e : v) {
+    dropped += e == 0.0f;
+    misscaled += e != 0.0f && std::abs(e - 1 / 0.7) > 1e-5;  // survivors are scaled by 1/(1-p)
+    sum += e;
+  }
+  CHECK(misscaled == 0);
+  CHECK(double(dropped) / v.size() == Approx(0.3).margin(0.01));
+  CHECK(sum / v.size() == Approx(1.0).margin(0.01));  // the expectation is preserved
+
+  CHECK(dropout(x, 0.3, false, gen).is_same(x));
+  CHECK(dropout(x, 0.0, true, gen).is_same(x));
+
+  Generator g1(42), g2(42), g3(43);
+  Tensor a = randn({1000});
+  CHECK(equal(dropout(a, 0.5, true, g1), dropout(a, 0.5, true, g2)));
+  CHECK(!equal(dropout(a, 0.5, true, g1), dropout(a, 0.5, true, g3)));
+
+  const std::vector<float> all = dropout(a, 1.0, true, gen).to_vector<float>();
+  CHECK(std::all_of(all.begin(), all.end(), [](float e) { return e == 0.0f; }));
+
+  REQUIRE_THROWS_WITH(dropout(a, 1.5, true, gen), Contains("dropout") && Contains("1.5"));
+  REQUIRE_THROWS_WITH(dropout(a, -0.1, true, gen), Contains("dropout") && Contains("(1000)"));
+}
+
+TEST_CASE("dropout: backward multiplies by the same mask", "[dropout]") {
+  Generator gen(9);
+  Tensor x = ones({4, 50}, {.requires_grad = true});
+  Tensor y = dropout(x, 0.4, true, gen);
+  y.backward(ones_like(y));
+  REQUIRE(x.grad().defined());
+  CHECK(equal(x.grad(), y.detach()));  // x is all ones, so y is the mask itself
+
+  Tensor z = leaf({3, 4});
+  Generator g(5);
+  const auto res = autograd::gradcheck(
+      [&](const std::vector<Tensor>& in) {
+        g.manual_seed(7);  // the same mask on every evaluation
+        return dropout(in[0], 0.3, true, g);
+      },
+      {z});
+  INFO(res.report);
+  CHECK(res.ok);
+}

@@ -1,0 +1,12 @@
+// weft: a small C++20 tensor and autograd framework with built-in parallelism.
+//
+//   #include <weft/weft.h>
+//   auto w = weft::randn({784, 10}, {.requires_grad = true});
+//   auto loss = x.matmul(w).log_softmax(1).mean();
+//   loss.backward();
+#pragma once
+
+#include "weft_config.h"
+#include "tensor/tensor.h"
+#include "autograd/autograd.h"
+#include "cuda/cuda.h"
