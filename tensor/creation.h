@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <initializer_list>
+#include <type_traits>
 #include <vector>
 
 #include "generator.h"
@@ -37,6 +38,16 @@ Tensor linspace(double start, double end, int64_t steps, DType dtype = kFloat32)
 Tensor tensor(const std::vector<float>& values, const Shape& shape = {}, const TensorOptions& opt = {});
 Tensor tensor(const std::vector<double>& values, const Shape& shape, const TensorOptions& opt);
 Tensor tensor(const std::vector<int64_t>& values, const Shape& shape = {});
+// tensor({1.f, 2.f}) is float32, tensor({1, 2}) int64; an explicit TensorOptions wins.
+template <class T>
+Tensor tensor(std::initializer_list<T> values, const Shape& shape = {}) {
+  if constexpr (std::is_integral_v<T>) return tensor(std::vector<int64_t>(values.begin(), values.end()), shape);
+  else return tensor(std::vector<double>(values.begin(), values.end()), shape, TensorOptions{});
+}
+template <class T>
+Tensor tensor(std::initializer_list<T> values, const Shape& shape, const TensorOptions& opt) {
+  return tensor(std::vector<double>(values.begin(), values.end()), shape, opt);
+}
 Tensor scalar_tensor(double value, const TensorOptions& opt = {});
 
 Tensor rand(const Shape& shape, const TensorOptions& opt = {}, Generator& gen = default_generator());

@@ -14,12 +14,12 @@ Shape::Shape(std::span<const int64_t> dims) {
 }
 
 void Shape::push_back(int64_t v) {
-  WEFT_CHECK(ndim_ < kMaxDims, "shape: more than ", kMaxDims, " dimensions");
+  WEFT_CHECK(ndim_ < kMaxDims, "shape: more than ", kMaxDims, " dimensions; weft supports at most ", kMaxDims);
   d_[ndim_++] = v;
 }
 
 void Shape::insert(int64_t pos, int64_t v) {
-  WEFT_CHECK(ndim_ < kMaxDims, "shape: more than ", kMaxDims, " dimensions");
+  WEFT_CHECK(ndim_ < kMaxDims, "shape: more than ", kMaxDims, " dimensions; weft supports at most ", kMaxDims);
   for (int64_t i = ndim_; i > pos; --i) d_[i] = d_[i - 1];
   d_[pos] = v;
   ++ndim_;
@@ -31,7 +31,7 @@ void Shape::erase(int64_t pos) {
 }
 
 void Shape::resize(int64_t n, int64_t fill) {
-  WEFT_CHECK(n <= kMaxDims, "shape: more than ", kMaxDims, " dimensions");
+  WEFT_CHECK(n <= kMaxDims, "shape: more than ", kMaxDims, " dimensions; weft supports at most ", kMaxDims);
   for (int64_t i = ndim_; i < n; ++i) d_[i] = fill;
   ndim_ = n;
 }

@@ -7,6 +7,10 @@
 
 namespace weft {
 
+void Tensor::throw_undefined() {
+  throw Error("tensor: this tensor is undefined (default-constructed, or a gradient that was never computed)");
+}
+
 int64_t Tensor::size(int64_t d) const { return impl_->shape[wrap_dim("size", d, dim())]; }
 int64_t Tensor::stride(int64_t d) const { return impl_->strides[wrap_dim("stride", d, dim())]; }
 

@@ -56,18 +56,19 @@ class Tensor {
   bool is_same(const Tensor& o) const { return impl_ == o.impl_; }
 
   // ---- metadata -------------------------------------------------------------------
-  const Shape& shape() const { return impl_->shape; }
-  const Strides& strides() const { return impl_->strides; }
-  int64_t dim() const { return impl_->shape.size(); }
+  // Metadata of an undefined tensor is an error, not a crash.
+  const Shape& shape() const { return checked().shape; }
+  const Strides& strides() const { return checked().strides; }
+  int64_t dim() const { return checked().shape.size(); }
   int64_t size(int64_t d) const;    // negative d counts from the end
   int64_t stride(int64_t d) const;
-  int64_t offset() const { return impl_->offset; }
-  int64_t numel() const { return impl_->shape.numel(); }
-  DType dtype() const { return impl_->dtype; }
-  Device device() const { return impl_->storage->device(); }
-  const std::shared_ptr<Storage>& storage() const { return impl_->storage; }
+  int64_t offset() const { return checked().offset; }
+  int64_t numel() const { return checked().shape.numel(); }
+  DType dtype() const { return checked().dtype; }
+  Device device() const { return checked().storage->device(); }
+  const std::shared_ptr<Storage>& storage() const { return checked().storage; }
   bool is_contiguous() const;
-  uint64_t version() const { return impl_->storage->version(); }
+  uint64_t version() const { return checked().storage->version(); }
 
   // ---- data access (host tensors) --------------------------------------------------
   // Pointer to element [0,0,...] (already offset). Checks the dtype matches T.
@@ -169,6 +170,12 @@ class Tensor {
   Tensor ge(const Tensor& o) const;
 
  private:
+  const TensorImpl& checked() const {
+    if (!impl_) throw_undefined();
+    return *impl_;
+  }
+  [[noreturn]] static void throw_undefined();
+
   std::shared_ptr<TensorImpl> impl_;
 };
 

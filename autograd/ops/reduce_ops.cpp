@@ -15,12 +15,15 @@ namespace {
 
 // The reduced dims, wrapped and sorted; all dims when `dims` is empty.
 Shape normalized(const char* op, const Tensor& a, const Shape& dims) {
-  Shape out;
-  for (int64_t d = 0; d < a.dim(); ++d) {
-    bool hit = dims.size() == 0;
-    for (int64_t x : dims) hit = hit || wrap_dim(op, x, a.dim()) == d;
-    if (hit) out.push_back(d);
+  std::array<bool, kMaxDims> hit{};
+  for (int64_t x : dims) {
+    const int64_t d = wrap_dim(op, x, a.dim());
+    WEFT_CHECK(!hit[d], op, ": dim ", d, " appears twice in ", dims);
+    hit[d] = true;
   }
+  Shape out;
+  for (int64_t d = 0; d < a.dim(); ++d)
+    if (dims.size() == 0 || hit[d]) out.push_back(d);
   return out;
 }
 

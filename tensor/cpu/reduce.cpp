@@ -107,7 +107,7 @@ Tensor reduce(Reduce op, const Tensor& a, const Shape& dims, bool keepdim) {
   Tensor out = empty(out_shape, a.dtype(), a.device());
   const int64_t inner_n = a.numel() / std::max<int64_t>(out.numel(), 1);
   if (a.numel() == 0 || inner_n == 0) {
-    WEFT_CHECK(op == Reduce::Sum || op == Reduce::Mean || a.numel() == 0 && out.numel() == 0, name,
+    WEFT_CHECK(op == Reduce::Sum || op == Reduce::Mean || (a.numel() == 0 && out.numel() == 0), name,
                ": cannot reduce an empty tensor of shape ", a.shape(), " (no identity for ", name, ")");
     fill_(out, op == Reduce::Mean ? std::nan("") : 0.0);
     return out;

@@ -57,8 +57,9 @@ void softmax_row(const T* x, T* y, int64_t n, bool log) {
   double sum = 0;
   for (int64_t j = 0; j < n; ++j) sum += std::exp(double(x[j] - mx));
   if (log) {
-    const T lse = mx + static_cast<T>(std::log(sum));
-    for (int64_t j = 0; j < n; ++j) y[j] = x[j] - lse;
+    // (x - max) - log(sum), not x - (max + log(sum)): the latter rounds at large max.
+    const T log_sum = static_cast<T>(std::log(sum));
+    for (int64_t j = 0; j < n; ++j) y[j] = (x[j] - mx) - log_sum;
   } else {
     for (int64_t j = 0; j < n; ++j) y[j] = static_cast<T>(std::exp(double(x[j] - mx)) / sum);
   }

@@ -1,0 +1,222 @@
+// The tape's behaviour: accumulation, hooks and their timing, version counters, grad
+// mode, error messages, and that the tape does not grow without bound.
+#include <thread>
+
+#include "../helpers.h"
+
+using namespace weft;
+using test::leaf;
+
+TEST_CASE("backward computes d(sum(x*y))/dx = y and accumulates into .grad", "[tape]") {
+  Tensor x = tensor({1.f, 2.f, 3.f}).requires_grad_();
+  Tensor y = tensor({4.f, 5.f, 6.f});
+  (x * y).sum().backward();
+  REQUIRE(x.grad().to_vector<float>() == std::vector<float>{4, 5, 6});
+  (x * y).sum().backward();  // a second backward adds to .grad
+  REQUIRE(x.grad().to_vector<float>() == std::vector<float>{8, 10, 12});
+  REQUIRE_FALSE(y.requires_grad());
+  REQUIRE_FALSE(y.grad().defined());
+}
+
+TEST_CASE("a leaf used twice gets the sum of both paths", "[tape]") {
+  Tensor x = tensor({2.f}).requires_grad_();
+  Tensor y = x * x + x * 3.0;  // dy/dx = 2x + 3 = 7
+  y.backward();
+  REQUIRE(x.grad().item<float>() == Approx(7.0f));
+}
+
+TEST_CASE("backward with an explicit gradient for a non-scalar output", "[tape]") {
+  Tensor x = tensor({1.f, 2.f}).requires_grad_();
+  Tensor y = x * 2.0;
+  y.backward(tensor({10.f, 100.f}));
+  REQUIRE(x.grad().to_vector<float>() == std::vector<float>{20, 200});
+}
+
+TEST_CASE("backward of a non-scalar without a gradient is a clear error", "[tape][errors]") {
+  Tensor x = zeros({3, 4}, {.requires_grad = true});
+  Tensor y = x * 2.0;
+  REQUIRE_THROWS_WITH(y.backward(), Catch::Contains("backward") && Catch::Contains("(3,4)") &&
+                                        Catch::Contains("one-element"));
+  REQUIRE_THROWS_WITH(y.backward(ones({4, 3})), Catch::Contains("(4,3)") && Catch::Contains("(3,4)"));
+}
+
+TEST_CASE("backward of a tensor that needs no grad is a clear error", "[tape][errors]") {
+  Tensor x = ones({2});
+  REQUIRE_THROWS_WITH(x.sum().backward(), Catch::Contains("does not require grad"));
+}
+
+TEST_CASE("NoGradGuard records nothing", "[tape]") {
+  Tensor w = ones({2, 2}, {.requires_grad = true});
+  const int64_t before = autograd::tape_size();
+  {
+    autograd::NoGradGuard guard;
+    Tensor y = w.matmul(w).relu();
+    REQUIRE_FALSE(y.requires_grad());
+    REQUIRE(autograd::tape_size() == before);
+  }
+  REQUIRE(autograd::is_grad_enabled());
+  Tensor z = w * 2.0;
+  REQUIRE(z.requires_grad());
+  REQUIRE(autograd::tape_size() == before + 1);
+}
+
+TEST_CASE("gradient-ready hooks fire the moment a leaf's gradient is final", "[tape][hooks]") {
+  // loss = sum(relu(relu(x @ w1) @ w2)): backward reaches w2 before w1. w2's hook must fire
+  // before w1's gradient is computed, i.e. in the middle of backward, not at the end.
+  Tensor x = leaf({4, 3}, 1).detach();
+  Tensor w1 = leaf({3, 5}, 2), w2 = leaf({5, 2}, 3);
+  std::vector<std::string> events;
+  w1.register_grad_ready_hook([&](const Tensor& p) {
+    REQUIRE(p.grad().defined());
+    events.push_back("w1");
+  });
+  w2.register_grad_ready_hook([&](const Tensor& p) {
+    REQUIRE(p.grad().defined());
+    REQUIRE_FALSE(w1.grad().defined());  // w1's gradient does not exist yet
+    events.push_back("w2");
+  });
+  Tensor loss = x.matmul(w1).relu().matmul(w2).relu().sum();
+  loss.backward();
+  REQUIRE(events == std::vector<std::string>{"w2", "w1"});
+}
+
+TEST_CASE("a hook waits for every contribution of a leaf used in several places", "[tape][hooks]") {
+  // w is used by the first and the last op: its gradient is final only after the walk
+  // reaches the first op, even though the last op contributes first.
+  Tensor w = leaf({3}, 4);
+  Tensor v = leaf({3}, 5);
+  int fired = 0;
+  Tensor grad_at_fire;
+  w.register_grad_ready_hook([&](const Tensor& p) {
+    ++fired;
+    grad_at_fire = p.grad().clone();
+  });
+  Tensor h = (w * v).tanh();
+  Tensor loss = (h * w).sum();
+  loss.backward();
+  REQUIRE(fired == 1);
+  REQUIRE(equal(grad_at_fire, w.grad()));
+  // Compare with the full gradient computed without hooks.
+  Tensor w2 = w.detach().clone().requires_grad_();
+  ((w2 * v.detach()).tanh() * w2).sum().backward();
+  REQUIRE(allclose(w.grad(), w2.grad()));
+}
+
+TEST_CASE("a hook can modify the gradient (masking, as pruning does)", "[tape][hooks]") {
+  Tensor w = ones({4}, {.requires_grad = true});
+  Tensor mask = tensor({1.f, 0.f, 1.f, 0.f});
+  w.register_grad_ready_hook([&](const Tensor& p) {
+    autograd::NoGradGuard g;
+    Tensor gr = p.grad();
+    gr.mul_(mask);
+  });
+  (w * 3.0).sum().backward();
+  REQUIRE(w.grad().to_vector<float>() == std::vector<float>{3, 0, 3, 0});
+}
+
+TEST_CASE("hooks fire even when no gradient flows, and can be removed", "[tape][hooks]") {
+  Tensor a = ones({2}, {.requires_grad = true}), b = ones({2}, {.requires_grad = true});
+  int fired_b = 0;
+  const int id = b.register_grad_ready_hook([&](const Tensor&) { ++fired_b; });
+  (a * 2.0 + b * 0.0).sum().backward();
+  REQUIRE(fired_b == 1);
+  b.remove_grad_ready_hook(id);
+  (a * 2.0 + b).sum().backward();
+  REQUIRE(fired_b == 1);
+}
+
+TEST_CASE("modifying a saved tensor in place is caught at backward", "[tape][version]") {
+  Tensor w = ones({3}, {.requires_grad = true});
+  Tensor x = tensor({1.f, 2.f, 3.f});
+  Tensor y = (w * x).sum();  // mul saves x
+  const uint64_t v0 = x.version();
+  x.mul_(2.0);
+  REQUIRE(x.version() == v0 + 1);
+  REQUIRE_THROWS_WITH(y.backward(), Catch::Contains("backward of mul") && Catch::Contains("modified in place"));
+  // The failed backward leaves w usable.
+  x = tensor({1.f, 2.f, 3.f});
+  (w * x).sum().backward();
+  REQUIRE(w.grad().to_vector<float>() == std::vector<float>{1, 2, 3});
+}
+
+TEST_CASE("a write through a view bumps the shared version counter", "[tape][version]") {
+  Tensor w = ones({2, 2}, {.requires_grad = true});
+  Tensor x = ones({2, 2});
+  Tensor y = w.matmul(x).sum();
+  x.select(0, 1).fill_(5.0);  // writes x's storage through a view
+  REQUIRE_THROWS_WITH(y.backward(), Catch::Contains("matmul") && Catch::Contains("modified in place"));
+}
+
+TEST_CASE("exp saves its output: modifying the output is caught", "[tape][version]") {
+  Tensor w = zeros({2}, {.requires_grad = true});
+  Tensor e = w.exp();
+  Tensor loss = e.sum();
+  {
+    autograd::NoGradGuard g;
+    e.add_(1.0);
+  }
+  REQUIRE_THROWS_WITH(loss.backward(), Catch::Contains("exp"));
+}
+
+TEST_CASE("in-place writes into tensors that require grad are refused under grad mode", "[tape][errors]") {
+  Tensor w = ones({2}, {.requires_grad = true});
+  REQUIRE_THROWS_WITH(w.add_(1.0), Catch::Contains("add_") && Catch::Contains("requires grad"));
+  autograd::NoGradGuard g;
+  w.add_(1.0);
+  REQUIRE(w.to_vector<float>() == std::vector<float>{2, 2});
+}
+
+TEST_CASE("backward twice through the same graph is a clear error", "[tape][errors]") {
+  Tensor w = ones({2}, {.requires_grad = true});
+  Tensor h = w * 2.0;
+  Tensor loss = h.sum();
+  loss.backward();
+  REQUIRE_THROWS_WITH(loss.backward(), Catch::Contains("already freed"));
+}
+
+TEST_CASE("retain_grad keeps the gradient of a non-leaf", "[tape]") {
+  Tensor w = tensor({1.f, -1.f}).requires_grad_();
+  Tensor h = w * 3.0;
+  h.retain_grad();
+  (h * h).sum().backward();  // d/dh = 2h = (6, -6)
+  REQUIRE(h.grad().to_vector<float>() == std::vector<float>{6, -6});
+  REQUIRE(w.grad().to_vector<float>() == std::vector<float>{18, -18});
+}
+
+TEST_CASE("backward on a leaf itself", "[tape]") {
+  Tensor w = ones({3}, {.requires_grad = true});
+  w.backward(full({3}, 2.0));
+  REQUIRE(w.grad().to_vector<float>() == std::vector<float>{2, 2, 2});
+}
+
+TEST_CASE("detach cuts the tape; requires_grad_ only on leaves", "[tape]") {
+  Tensor w = ones({2}, {.requires_grad = true});
+  Tensor h = w * 2.0;
+  REQUIRE_FALSE(h.is_leaf());
+  REQUIRE(h.detach().is_leaf());
+  REQUIRE_FALSE(h.detach().requires_grad());
+  REQUIRE_THROWS_WITH(h.requires_grad_(false), Catch::Contains("only leaf"));
+  REQUIRE_THROWS_WITH(arange(3).requires_grad_(), Catch::Contains("floating-point"));
+}
+
+TEST_CASE("the tape does not grow without bound when outputs die without backward", "[tape]") {
+  Tensor w = ones({8}, {.requires_grad = true});
+  for (int i = 0; i < 20000; ++i) {
+    Tensor y = (w * 2.0).relu();  // an eval pass with grad on, thrown away
+  }
+  REQUIRE(autograd::tape_size() < 5000);
+  // Graphs still alive are kept and still work.
+  Tensor keep = (w * 3.0).sum();
+  for (int i = 0; i < 5000; ++i) Tensor y = w * 2.0;
+  keep.backward();
+  REQUIRE(w.grad().to_vector<float>() == std::vector<float>(8, 3.0f));
+}
+
+TEST_CASE("each thread has its own tape", "[tape]") {
+  Tensor w1 = ones({4}, {.requires_grad = true}), w2 = ones({4}, {.requires_grad = true});
+  std::thread t([&] { (w1 * 5.0).sum().backward(); });
+  (w2 * 7.0).sum().backward();
+  t.join();
+  REQUIRE(w1.grad().to_vector<float>() == std::vector<float>(4, 5.0f));
+  REQUIRE(w2.grad().to_vector<float>() == std::vector<float>(4, 7.0f));
+}
