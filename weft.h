@@ -10,3 +10,6 @@
 #include "tensor/tensor.h"
 #include "autograd/autograd.h"
 #include "cuda/cuda.h"
+#include "nn/nn.h"
+#include "optim/optim.h"
+#include "data/data.h"

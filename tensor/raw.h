@@ -67,11 +67,22 @@ Tensor sum_to(const Tensor& a, const Shape& shape);
 // are treated as a row (a) or column (b) vector and the extra dim is dropped.
 Tensor matmul(const Tensor& a, const Tensor& b);
 
+// x (N, in) @ w (out, in)^T + bias (out) -> (N, out): a Linear layer's forward in one
+// GEMM, the bias preloaded into the output so no second pass is needed.
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias);
+
 // ---- softmax family ---------------------------------------------------------------
 Tensor softmax(const Tensor& a, int64_t dim);
 Tensor log_softmax(const Tensor& a, int64_t dim);
 Tensor softmax_backward(const Tensor& grad, const Tensor& out, int64_t dim);
 Tensor log_softmax_backward(const Tensor& grad, const Tensor& out, int64_t dim);
+
+// Fused cross-entropy for logits (N, C) and int64 targets (N), mean over the batch.
+// With label smoothing e the target distribution is (1-e) one-hot + e/C uniform.
+// Returns {loss (0-d), probs (N, C) = softmax(logits)}; probs feed the backward.
+std::pair<Tensor, Tensor> cross_entropy(const Tensor& logits, const Tensor& target, double label_smoothing);
+// dLoss/dlogits = grad * (probs - q) / N
+Tensor cross_entropy_backward(const Tensor& grad, const Tensor& probs, const Tensor& target, double label_smoothing);
 
 // ---- indexing ---------------------------------------------------------------------
 // out[i][j] = a[index[i][j]][j] (dim 0), etc.; index is int64 with a's number of dims.

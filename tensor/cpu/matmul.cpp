@@ -115,4 +115,46 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
   return out.view(result_shape(batch, n, m, a_vec, b_vec));
 }
 
+Tensor linear(const Tensor& x_in, const Tensor& w, const Tensor& bias) {
+  check_same("linear", x_in, w);
+  check_cpu("linear", x_in);
+  WEFT_CHECK(x_in.dim() >= 1 && w.dim() == 2, "linear: input ", x_in.shape(), " and weight ", w.shape(),
+             ": the weight must be 2-D (out, in)");
+  const int64_t in = w.shape()[1], out_f = w.shape()[0];
+  WEFT_CHECK(x_in.size(-1) == in, "linear: input ", x_in.shape(), " has ", x_in.size(-1), " features, weight ",
+             w.shape(), " expects ", in);
+  if (bias.defined()) {
+    check_same("linear", x_in, bias);
+    WEFT_CHECK(bias.dim() == 1 && bias.shape()[0] == out_f, "linear: bias ", bias.shape(), " does not match weight ",
+               w.shape(), " (expected (", out_f, "))");
+  }
+  const Tensor x = x_in.detach().reshape({-1, in});  // leading dims flatten into rows
+  const int64_t n = x.shape()[0];
+  Tensor out = empty({n, out_f}, x.dtype(), x.device());
+  const Tensor wt = w.detach().t();  // (in, out) column-major view: no copy
+  dispatch_floating(x.dtype(), "linear", [&]<class T>() {
+    T* o = out.data<T>();
+    const Operand a = as_operand(x), b = as_operand(wt);
+    const Tensor bc = bias.defined() ? contiguous(bias) : Tensor();
+    auto block = [&](int64_t r0, int64_t r1) {
+      Eigen::Map<RowMat<T>> C(o + r0 * out_f, r1 - r0, out_f);
+      if (bc.defined()) C.rowwise() = Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>>(bc.data<T>(), out_f);
+      else C.setZero();
+      const T* ap = a.t.template data<T>() + (a.row_major ? r0 * a.ld : r0);
+      const T* bp = b.t.template data<T>();
+      auto times_b = [&](const auto& A) {
+        if (b.row_major) C.noalias() += A * ConstMap<RowMat<T>>(bp, in, out_f, Eigen::OuterStride<>(b.ld));
+        else C.noalias() += A * ConstMap<ColMat<T>>(bp, in, out_f, Eigen::OuterStride<>(b.ld));
+      };
+      if (a.row_major) times_b(ConstMap<RowMat<T>>(ap, r1 - r0, in, Eigen::OuterStride<>(a.ld)));
+      else times_b(ConstMap<ColMat<T>>(ap, r1 - r0, in, Eigen::OuterStride<>(a.ld)));
+    };
+    const int64_t grain = std::max<int64_t>(8, (64 * 64 * 64) / std::max<int64_t>(in * out_f, 1));
+    parallel_for(0, n, grain, block);
+  });
+  Shape out_shape = x_in.shape();
+  out_shape[out_shape.size() - 1] = out_f;
+  return out.view(out_shape);
+}
+
 }  // namespace weft::raw

@@ -1,0 +1,49 @@
+#include "batchnorm.h"
+
+#include "../autograd/functions.h"
+#include "../autograd/tape.h"
+#include "../tensor/raw.h"
+
+namespace weft::nn {
+
+BatchNorm2d::BatchNorm2d(int64_t c, double eps, double momentum, bool affine)
+    : weight(register_parameter("weight", affine ? ones({c}) : Tensor())),
+      bias(register_parameter("bias", affine ? zeros({c}) : Tensor())),
+      running_mean(register_buffer("running_mean", zeros({c}))),
+      running_var(register_buffer("running_var", ones({c}))),
+      num_batches_tracked(register_buffer("num_batches_tracked", zeros({}, {.dtype = kInt64}))),
+      num_features(c),
+      eps(eps),
+      momentum(momentum) {
+  WEFT_CHECK(c > 0, "BatchNorm2d: num_features must be positive, got ", c);
+}
+
+Tensor BatchNorm2d::forward(const Tensor& x) {
+  WEFT_CHECK(x.dim() == 4 && x.shape()[1] == num_features, "BatchNorm2d(", num_features, "): input ", x.shape(),
+             " must be (N, ", num_features, ", H, W)");
+  const Shape per_channel{1, num_features, 1, 1};
+  Tensor mean, var;
+  if (is_training()) {
+    const int64_t n = x.numel() / num_features;
+    WEFT_CHECK(n > 1, "BatchNorm2d: training needs more than one value per channel, got input ", x.shape());
+    mean = x.mean({0, 2, 3}, true);             // (1, C, 1, 1)
+    var = (x - mean).pow(2.0).mean({0, 2, 3}, true);
+    autograd::NoGradGuard no_grad;
+    Tensor unbiased = raw::binary_scalar(raw::Binary::Mul, var.detach().reshape({num_features}), double(n) / (n - 1));
+    running_mean.mul_(1 - momentum).add_(mean.detach().reshape({num_features}), momentum);
+    running_var.mul_(1 - momentum).add_(unbiased, momentum);
+    num_batches_tracked.add_(1.0);
+  } else {
+    mean = running_mean.reshape(per_channel);
+    var = running_var.reshape(per_channel);
+  }
+  Tensor y = (x - mean) / (var + eps).sqrt();
+  if (weight.defined()) y = y * weight.reshape(per_channel) + bias.reshape(per_channel);
+  return y;
+}
+
+std::string BatchNorm2d::repr() const {
+  return detail::str("BatchNorm2d(", num_features, ", eps=", eps, ", momentum=", momentum, ")");
+}
+
+}  // namespace weft::nn

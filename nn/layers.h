@@ -1,0 +1,67 @@
+// Parameter-free layers: activations, pooling, flattening, dropout.
+#pragma once
+
+#include "../autograd/functions.h"
+#include "module.h"
+
+namespace weft::nn {
+
+class ReLU : public Module {
+ public:
+  Tensor forward(const Tensor& x) override { return x.relu(); }
+  std::string repr() const override { return "ReLU()"; }
+};
+
+class Tanh : public Module {
+ public:
+  Tensor forward(const Tensor& x) override { return x.tanh(); }
+  std::string repr() const override { return "Tanh()"; }
+};
+
+class Sigmoid : public Module {
+ public:
+  Tensor forward(const Tensor& x) override { return x.sigmoid(); }
+  std::string repr() const override { return "Sigmoid()"; }
+};
+
+// x (N, C, H, W) -> (N, C, Ho, Wo)
+class MaxPool2d : public Module {
+ public:
+  explicit MaxPool2d(int64_t kernel, int64_t stride = 0, int64_t padding = 0);
+  explicit MaxPool2d(const Pool2dParams& p) : params(p) {}
+  Tensor forward(const Tensor& x) override { return weft::max_pool2d(x, params); }
+  std::string repr() const override;
+  const Pool2dParams params;
+};
+
+class AvgPool2d : public Module {
+ public:
+  explicit AvgPool2d(int64_t kernel, int64_t stride = 0, int64_t padding = 0);
+  explicit AvgPool2d(const Pool2dParams& p) : params(p) {}
+  Tensor forward(const Tensor& x) override { return weft::avg_pool2d(x, params); }
+  std::string repr() const override;
+  const Pool2dParams params;
+};
+
+// Flattens dims [start_dim, end_dim] into one: (N, C, H, W) -> (N, C*H*W) by default.
+class Flatten : public Module {
+ public:
+  explicit Flatten(int64_t start_dim = 1, int64_t end_dim = -1) : start_dim(start_dim), end_dim(end_dim) {}
+  Tensor forward(const Tensor& x) override { return x.flatten(start_dim, end_dim); }
+  std::string repr() const override { return "Flatten()"; }
+  const int64_t start_dim, end_dim;
+};
+
+// Zeroes elements with probability p in training; the identity in eval().
+class Dropout : public Module {
+ public:
+  explicit Dropout(double p = 0.5, Generator& gen = default_generator());
+  Tensor forward(const Tensor& x) override { return weft::dropout(x, p, is_training(), gen_); }
+  std::string repr() const override;
+  const double p;
+
+ private:
+  Generator& gen_;
+};
+
+}  // namespace weft::nn

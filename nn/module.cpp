@@ -1,0 +1,162 @@
+#include "module.h"
+
+#include <map>
+#include <ostream>
+#include <sstream>
+
+#include "../autograd/tape.h"
+#include "../tensor/raw.h"
+
+namespace weft::nn {
+
+namespace {
+void check_name(const std::string& name) {
+  WEFT_CHECK(!name.empty() && name.find('.') == std::string::npos, "register: bad name '", name,
+             "' (names are non-empty and have no dots; dots join the tree)");
+}
+
+template <class List>
+bool has(const List& list, const std::string& name) {
+  for (const auto& [n, _] : list)
+    if (n == name) return true;
+  return false;
+}
+}  // namespace
+
+std::string Module::repr() const {
+  if (children_.empty()) return "Module()";
+  std::ostringstream os;
+  os << "Module(\n";
+  for (const auto& [name, child] : children_) {
+    std::string r = child->repr();
+    for (size_t p = r.find('\n'); p != std::string::npos; p = r.find('\n', p + 3)) r.replace(p, 1, "\n  ");
+    os << "  (" << name << "): " << r << "\n";
+  }
+  os << ")";
+  return os.str();
+}
+
+std::ostream& operator<<(std::ostream& os, const Module& m) { return os << m.repr(); }
+
+Tensor& Module::register_parameter(const std::string& name, const Tensor& t) {
+  check_name(name);
+  WEFT_CHECK(!has(params_, name) && !has(buffers_, name), "register_parameter: '", name, "' is already registered");
+  params_.emplace_back(name, t.defined() && !t.requires_grad() ? Parameter(t) : t);
+  return params_.back().second;
+}
+
+Tensor& Module::register_buffer(const std::string& name, const Tensor& t) {
+  check_name(name);
+  WEFT_CHECK(!has(params_, name) && !has(buffers_, name), "register_buffer: '", name, "' is already registered");
+  buffers_.emplace_back(name, t);
+  return buffers_.back().second;
+}
+
+void Module::add_child(const std::string& name, std::shared_ptr<Module> m) {
+  check_name(name);
+  WEFT_CHECK(m != nullptr, "register_module: module '", name, "' is null");
+  WEFT_CHECK(!has(children_, name), "register_module: '", name, "' is already registered");
+  children_.emplace_back(name, std::move(m));
+}
+
+void Module::collect(const std::string& prefix, bool recurse, bool buffers, NamedTensors& out) const {
+  for (const auto& [name, t] : buffers ? buffers_ : params_)
+    if (t.defined()) out.emplace_back(prefix + name, t);
+  if (!recurse) return;
+  for (const auto& [name, child] : children_) child->collect(prefix + name + ".", true, buffers, out);
+}
+
+NamedTensors Module::named_parameters(bool recurse) const {
+  NamedTensors out;
+  collect("", recurse, false, out);
+  return out;
+}
+
+std::vector<Tensor> Module::parameters(bool recurse) const {
+  std::vector<Tensor> out;
+  for (auto& [_, t] : named_parameters(recurse)) out.push_back(t);
+  return out;
+}
+
+NamedTensors Module::named_buffers(bool recurse) const {
+  NamedTensors out;
+  collect("", recurse, true, out);
+  return out;
+}
+
+int64_t Module::num_parameters() const {
+  int64_t n = 0;
+  for (const Tensor& p : parameters()) n += p.numel();
+  return n;
+}
+
+void Module::train(bool on) {
+  training_ = on;
+  on_train(on);
+  for (auto& [_, child] : children_) child->train(on);
+}
+
+void Module::zero_grad(bool set_to_none) {
+  for (Tensor& p : parameters()) {
+    if (set_to_none || !p.grad().defined()) {
+      p.set_grad(Tensor());
+    } else {
+      Tensor g = p.grad();
+      raw::fill_(g, 0.0);
+    }
+  }
+}
+
+void Module::to(Device device) {
+  auto move = [&](const Tensor& t) {
+    if (!t.defined() || t.device() == device) return;
+    Tensor moved = raw::to_device(t, device);
+    // Swap the storage under the same TensorImpl, so every handle sees the move.
+    TensorImpl* impl = t.impl();
+    impl->storage = moved.storage();
+    impl->strides = moved.strides();
+    impl->offset = moved.offset();
+    if (Tensor g = t.grad(); g.defined()) const_cast<Tensor&>(t).set_grad(raw::to_device(g, device));
+  };
+  for (auto& [_, t] : named_parameters()) move(t);
+  for (auto& [_, t] : named_buffers()) move(t);
+}
+
+NamedTensors Module::state_dict() const {
+  NamedTensors out = named_parameters();
+  for (auto& nb : named_buffers()) out.push_back(nb);
+  return out;
+}
+
+void Module::load_state_dict(const NamedTensors& state, bool strict) {
+  std::map<std::string, Tensor> given(state.begin(), state.end());
+  const NamedTensors mine = state_dict();
+  std::vector<std::string> missing, unexpected, wrong;
+  for (const auto& [name, t] : mine) {
+    auto it = given.find(name);
+    if (it == given.end()) missing.push_back(name);
+    else if (!(it->second.shape() == t.shape()))
+      wrong.push_back(detail::str(name, " (checkpoint ", it->second.shape(), ", model ", t.shape(), ")"));
+  }
+  for (const auto& [name, _] : state)
+    if (!has(mine, name)) unexpected.push_back(name);
+  auto join = [](const std::vector<std::string>& v) {
+    std::string s;
+    for (const auto& x : v) s += (s.empty() ? "" : ", ") + x;
+    return s;
+  };
+  std::string problems;
+  if (!wrong.empty()) problems += "wrong shape: " + join(wrong) + "; ";
+  if (strict && !missing.empty()) problems += "missing keys: " + join(missing) + "; ";
+  if (strict && !unexpected.empty()) problems += "unexpected keys: " + join(unexpected) + "; ";
+  WEFT_CHECK(problems.empty(), "load_state_dict: ", problems.substr(0, problems.size() - 2));
+  autograd::NoGradGuard no_grad;
+  for (const auto& [name, t] : mine) {
+    auto it = given.find(name);
+    if (it == given.end()) continue;
+    Tensor dst = t;
+    raw::copy_(dst, it->second.device() == t.device() ? it->second : raw::to_device(it->second, t.device()));
+  }
+}
+
+}  // namespace weft::nn

@@ -1,0 +1,98 @@
+// Module: a layer or a model, holding named parameters, buffers and child modules.
+//
+// The names form a tree -- "features.0.weight" -- exactly as in PyTorch, so state dicts
+// and checkpoints line up key for key with the PyTorch twin of a model:
+//
+//   struct Net : nn::Module {
+//     std::shared_ptr<nn::Linear> fc1, fc2;
+//     Net() {
+//       fc1 = register_module("fc1", std::make_shared<nn::Linear>(784, 128));
+//       fc2 = register_module("fc2", std::make_shared<nn::Linear>(128, 10));
+//     }
+//     Tensor forward(const Tensor& x) override { return (*fc2)((*fc1)(x).relu()); }
+//   };
+//
+// Parameters are leaf tensors with requires_grad; buffers (BatchNorm's running stats,
+// pruning masks) are saved and moved with the module but never trained.
+#pragma once
+
+#include <deque>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "../tensor/tensor.h"
+
+namespace weft::nn {
+
+using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
+
+// A trainable tensor: a detached leaf with requires_grad on.
+inline Tensor Parameter(const Tensor& data) { return data.detach().requires_grad_(true); }
+
+class Module {
+ public:
+  Module() = default;
+  virtual ~Module() = default;
+  // Layers hand out references to their registered tensors: copying would dangle them.
+  Module(const Module&) = delete;
+  Module& operator=(const Module&) = delete;
+
+  // Most layers map one tensor to one; containers and models override this.
+  virtual Tensor forward(const Tensor& x) = 0;
+  Tensor operator()(const Tensor& x) { return forward(x); }
+
+  // "Linear(in_features=784, out_features=512, bias=true)"; containers print their tree.
+  virtual std::string repr() const;
+
+  // ---- the tree ----------------------------------------------------------------------
+  NamedTensors named_parameters(bool recurse = true) const;
+  std::vector<Tensor> parameters(bool recurse = true) const;
+  NamedTensors named_buffers(bool recurse = true) const;
+  std::vector<std::pair<std::string, std::shared_ptr<Module>>> named_children() const { return children_; }
+  int64_t num_parameters() const;  // total element count
+
+  // ---- modes and devices -------------------------------------------------------------
+  void train(bool on = true);
+  void eval() { train(false); }
+  bool is_training() const { return training_; }
+  // Clears every parameter's .grad (set_to_none) or zeroes it in place.
+  void zero_grad(bool set_to_none = true);
+  // Moves parameters and buffers to `device` in place: a Tensor handle held elsewhere
+  // (an optimizer's) sees the move. Call it before building the optimizer all the same.
+  void to(Device device);
+
+  // ---- state -------------------------------------------------------------------------
+  // Parameters then buffers, in registration order, keyed by their dotted names.
+  NamedTensors state_dict() const;
+  // Copies values in. Strict: missing keys, unexpected keys and wrong shapes are each
+  // listed by name in the error, and nothing is modified when any is found.
+  void load_state_dict(const NamedTensors& state, bool strict = true);
+
+ protected:
+  Tensor& register_parameter(const std::string& name, const Tensor& t);
+  Tensor& register_buffer(const std::string& name, const Tensor& t);
+  template <class M>
+  std::shared_ptr<M> register_module(const std::string& name, std::shared_ptr<M> m) {
+    add_child(name, m);
+    return m;
+  }
+  void add_child(const std::string& name, std::shared_ptr<Module> m);
+  // Called by train(); layers with train/eval behaviour need nothing more.
+  virtual void on_train(bool) {}
+
+ private:
+  void collect(const std::string& prefix, bool recurse, bool buffers, NamedTensors& out) const;
+
+  // deques: register_* returns references that must survive later registrations.
+  std::deque<std::pair<std::string, Tensor>> params_;
+  std::deque<std::pair<std::string, Tensor>> buffers_;
+  std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
+  bool training_ = true;
+};
+
+// Prints repr().
+std::ostream& operator<<(std::ostream& os, const Module& m);
+
+}  // namespace weft::nn

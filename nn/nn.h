@@ -1,0 +1,12 @@
+// nn/: modules, layers, losses, initialisers, checkpoints.
+#pragma once
+
+#include "batchnorm.h"
+#include "conv.h"
+#include "init.h"
+#include "layers.h"
+#include "linear.h"
+#include "loss.h"
+#include "safetensors.h"
+#include "module.h"
+#include "sequential.h"

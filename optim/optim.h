@@ -1,0 +1,8 @@
+// optim/: optimizers, learning-rate schedules, gradient clipping.
+#pragma once
+
+#include "adam.h"
+#include "optimizer.h"
+#include "checkpoint.h"
+#include "scheduler.h"
+#include "sgd.h"

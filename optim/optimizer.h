@@ -1,0 +1,53 @@
+// Optimizer: updates parameters from their .grad, keeping per-parameter state.
+//
+// Each step runs one fused loop per parameter (read grad, update state, write param)
+// rather than a chain of tensor ops, so an update touches memory once. Steps run under
+// no-grad. State (momentum buffers, Adam moments, the step count) is exposed as named
+// tensors so a checkpoint can save it and a resumed run continues bit for bit.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "../nn/module.h"
+
+namespace weft::optim {
+
+class Optimizer {
+ public:
+  Optimizer(std::vector<Tensor> params, double lr);
+  virtual ~Optimizer() = default;
+
+  // One update of every parameter that has a gradient.
+  void step();
+  void zero_grad(bool set_to_none = true);
+
+  double lr() const { return lr_; }
+  void set_lr(double lr) { lr_ = lr; }
+  int64_t steps_taken() const { return step_count_; }
+  const std::vector<Tensor>& params() const { return params_; }
+
+  // "step" plus "<i>.<buffer>" for each parameter i's state buffers.
+  nn::NamedTensors state_dict() const;
+  void load_state_dict(const nn::NamedTensors& state);
+
+  // Called after each step with the parameters (pruning re-applies its masks here).
+  void add_post_step_hook(std::function<void(Optimizer&)> hook) { post_step_.push_back(std::move(hook)); }
+
+ protected:
+  // Updates params_[i] in place; `t` is the 1-based step number.
+  virtual void update(size_t i, Tensor& param, const Tensor& grad, int64_t t) = 0;
+  // A zero-initialised state buffer for parameter i, created on first use.
+  Tensor& state(size_t i, const std::string& name);
+  bool has_state(size_t i, const std::string& name) const;
+
+ private:
+  std::vector<Tensor> params_;
+  std::vector<std::vector<std::pair<std::string, Tensor>>> state_;
+  std::vector<std::function<void(Optimizer&)>> post_step_;
+  double lr_;
+  int64_t step_count_ = 0;
+};
+
+}  // namespace weft::optim

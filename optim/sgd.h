@@ -1,0 +1,29 @@
+// SGD with momentum, dampening, Nesterov and (L2) weight decay, as PyTorch defines it:
+//   g = grad + wd * p
+//   buf = momentum * buf + (1 - dampening) * g     (buf = g on the first step)
+//   g = nesterov ? g + momentum * buf : buf
+//   p -= lr * g
+#pragma once
+
+#include "optimizer.h"
+
+namespace weft::optim {
+
+struct SGDOptions {
+  double lr = 0.01;
+  double momentum = 0.0;
+  double dampening = 0.0;
+  double weight_decay = 0.0;
+  bool nesterov = false;
+};
+
+class SGD : public Optimizer {
+ public:
+  SGD(std::vector<Tensor> params, const SGDOptions& opt);
+  const SGDOptions options;
+
+ protected:
+  void update(size_t i, Tensor& p, const Tensor& g, int64_t t) override;
+};
+
+}  // namespace weft::optim

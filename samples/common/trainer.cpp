@@ -1,0 +1,138 @@
+#include "trainer.h"
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cstdio>
+
+#include "progress.h"
+
+namespace weft::samples {
+
+namespace {
+
+struct Config {
+  Recipe r;
+  int threads = 0;  // 0: leave weft's default
+  uint64_t seed = 0;
+  std::string data = data::kFashionMnistDir;
+  std::string device = "cpu";
+  std::string checkpoint, resume;
+  int64_t limit = 0;  // train on the first N samples only (quick runs)
+};
+
+std::unique_ptr<optim::Optimizer> make_optimizer(const Config& c, const std::vector<Tensor>& params) {
+  const Recipe& r = c.r;
+  if (r.optimizer == "adamw") return std::make_unique<optim::AdamW>(params, optim::AdamOptions{.lr = r.lr, .weight_decay = r.weight_decay});
+  if (r.optimizer == "adam") return std::make_unique<optim::Adam>(params, optim::AdamOptions{.lr = r.lr, .weight_decay = r.weight_decay});
+  if (r.optimizer == "sgd")
+    return std::make_unique<optim::SGD>(params, optim::SGDOptions{.lr = r.lr, .momentum = r.momentum, .weight_decay = r.weight_decay});
+  throw Error(detail::str("--optimizer: unknown optimizer '", r.optimizer, "' (use adamw, adam or sgd)"));
+}
+
+// Fraction of the test set classified correctly, in eval mode, without the tape.
+double evaluate(nn::Module& model, const data::TensorDataset& test, Device device) {
+  autograd::NoGradGuard no_grad;
+  model.eval();
+  data::DataLoader loader(test, {.batch_size = 1000, .shuffle = false});
+  int64_t correct = 0;
+  for (const data::Batch& b : loader) {
+    Tensor pred = model(b.x.to(device)).argmax(1).to(kCPU);
+    correct += pred.eq(b.y).to(kInt64).sum().item<int64_t>();
+  }
+  model.train();
+  return static_cast<double>(correct) / static_cast<double>(test.size());
+}
+
+void add_flags(CLI::App& app, Config& c) {
+  app.add_option("--epochs", c.r.epochs, "passes over the training set")->capture_default_str();
+  app.add_option("--batch-size", c.r.batch_size, "samples per step")->capture_default_str();
+  app.add_option("--lr", c.r.lr, "peak learning rate")->capture_default_str();
+  app.add_option("--optimizer", c.r.optimizer, "adamw, adam or sgd")->capture_default_str();
+  app.add_option("--weight-decay", c.r.weight_decay, "weight decay")->capture_default_str();
+  app.add_option("--label-smoothing", c.r.label_smoothing, "cross-entropy label smoothing")->capture_default_str();
+  app.add_option("--threads", c.threads, "intra-op threads (default: WEFT_NUM_THREADS or all cores)");
+  app.add_option("--seed", c.seed, "seed for initialisation and shuffling")->capture_default_str();
+  app.add_option("--data", c.data, "directory with the Fashion-MNIST .gz files")->capture_default_str();
+  app.add_option("--device", c.device, "cpu, cpu:N or cuda:N")->capture_default_str();
+  app.add_option("--checkpoint", c.checkpoint, "save a checkpoint here after each epoch");
+  app.add_option("--resume", c.resume, "resume from this checkpoint");
+  app.add_option("--limit", c.limit, "train on the first N samples only (0: all)");
+}
+
+int run(const std::string& name, Config& c, const std::function<std::shared_ptr<nn::Module>()>& make_model) {
+  if (c.threads > 0) set_num_threads(c.threads);
+  manual_seed(c.seed);
+  const Device device(c.device);
+  const data::Normalize norm{data::kFashionMnistMean, data::kFashionMnistStd};
+  data::TensorDataset train = data::load_fashion_mnist(c.data, true, norm);
+  data::TensorDataset test = data::load_fashion_mnist(c.data, false, norm);
+  if (c.limit > 0) train = train.head(c.limit);
+
+  std::shared_ptr<nn::Module> model = make_model();
+  model->to(device);
+  auto opt = make_optimizer(c, model->parameters());
+  data::DataLoader loader(train, {.batch_size = c.r.batch_size, .shuffle = true, .seed = c.seed});
+  const int64_t total_steps = loader.num_batches() * c.r.epochs;
+  optim::CosineWarmupLR schedule(*opt, static_cast<int64_t>(c.r.warmup_fraction * total_steps), total_steps);
+  std::printf("%s: %lld parameters, %lld training samples, %d threads, device %s\n", name.c_str(),
+              static_cast<long long>(model->num_parameters()), static_cast<long long>(train.size()), num_threads(),
+              device.str().c_str());
+
+  int start_epoch = 0;
+  if (!c.resume.empty()) {
+    auto meta = optim::load_checkpoint(c.resume, *model, opt.get());
+    start_epoch = std::stoi(meta.at("epoch"));
+    default_generator().set_offset(std::stoull(meta.at("generator_offset")));
+    schedule.set_step(opt->steps_taken());
+    std::printf("resumed from %s at epoch %d (step %lld)\n", c.resume.c_str(), start_epoch,
+                static_cast<long long>(opt->steps_taken()));
+  }
+
+  double train_seconds = 0, accuracy = 0;
+  int64_t train_samples = 0;
+  for (int epoch = start_epoch; epoch < c.r.epochs; ++epoch) {
+    loader.set_epoch(epoch);
+    ProgressBar bar(detail::str("epoch ", epoch + 1, "/", c.r.epochs), loader.num_batches());
+    const auto t0 = std::chrono::steady_clock::now();
+    for (const data::Batch& b : loader) {
+      opt->zero_grad();
+      Tensor loss = nn::cross_entropy((*model)(b.x.to(device)), b.y.to(device), c.r.label_smoothing);
+      loss.backward();
+      opt->step();
+      schedule.step();
+      bar.update(b.size(), loss.item<double>());
+      train_samples += b.size();
+    }
+    bar.finish();
+    train_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    accuracy = evaluate(*model, test, device);
+    std::printf("epoch %d: test_accuracy=%.4f lr=%.2e\n", epoch + 1, accuracy, opt->lr());
+    if (!c.checkpoint.empty())
+      optim::save_checkpoint(c.checkpoint, *model, opt.get(),
+                             {{"epoch", std::to_string(epoch + 1)}, {"sample", name},
+                              {"generator_offset", std::to_string(default_generator().offset())}});
+  }
+  if (start_epoch >= c.r.epochs) accuracy = evaluate(*model, test, device);
+  std::printf("test_accuracy=%.4f train_samples_per_s=%.1f\n", accuracy,
+              train_seconds > 0 ? train_samples / train_seconds : 0.0);
+  return 0;
+}
+
+}  // namespace
+
+int train_main(int argc, char** argv, const std::string& name, const Recipe& recipe,
+               const std::function<std::shared_ptr<nn::Module>()>& make_model) {
+  Config c;
+  c.r = recipe;
+  CLI::App app{name + ": train on Fashion-MNIST with weft"};
+  add_flags(app, c);
+  CLI11_PARSE(app, argc, argv);
+  try {
+    return run(name, c, make_model);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s: error: %s\n", name.c_str(), e.what());
+    return 1;
+  }
+}
+
+}  // namespace weft::samples

@@ -1,0 +1,30 @@
+// The training loop both samples share: flags, data, the epoch loop with a progress bar,
+// evaluation, checkpoints, and the final summary line.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "../../weft.h"
+
+namespace weft::samples {
+
+struct Recipe {
+  int epochs;
+  int64_t batch_size;
+  double lr;
+  std::string optimizer = "adamw";  // adamw | adam | sgd
+  double weight_decay = 0.05;
+  double label_smoothing = 0.1;
+  double warmup_fraction = 0.05;  // of all steps, then cosine decay to 0
+  double momentum = 0.9;           // sgd only
+};
+
+// Parses the command line (defaults from `recipe`), trains the model `make_model`
+// builds on Fashion-MNIST, and prints `test_accuracy=... train_samples_per_s=...` last.
+// Returns the process exit code.
+int train_main(int argc, char** argv, const std::string& name, const Recipe& recipe,
+               const std::function<std::shared_ptr<nn::Module>()>& make_model);
+
+}  // namespace weft::samples
