@@ -13,8 +13,6 @@
 
 namespace weft {
 
-using Conv2dParams = raw::Conv2dParams;
-using Pool2dParams = raw::Pool2dParams;
 
 // ---- elementwise (autograd/ops/elementwise_ops.cpp) ----------------------------------
 Tensor add(const Tensor& a, const Tensor& b);

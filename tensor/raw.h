@@ -14,6 +14,22 @@
 
 namespace weft {
 class Generator;
+
+// Convolution and pooling settings. They live in namespace weft (not raw) so that
+// argument-dependent lookup finds only the differentiable weft::conv2d for user code.
+struct Conv2dParams {
+  std::array<int64_t, 2> stride{1, 1};
+  std::array<int64_t, 2> padding{0, 0};
+  std::array<int64_t, 2> dilation{1, 1};
+  int64_t groups = 1;
+};
+struct Pool2dParams {
+  std::array<int64_t, 2> kernel{2, 2};
+  std::array<int64_t, 2> stride{2, 2};
+  std::array<int64_t, 2> padding{0, 0};
+  std::array<int64_t, 2> dilation{1, 1};  // max pooling only
+  bool count_include_pad = true;          // average pooling only
+};
 }
 
 namespace weft::raw {
@@ -95,24 +111,13 @@ Tensor index_select(const Tensor& a, int64_t dim, const Tensor& index);
 Tensor index_add(const Shape& shape, int64_t dim, const Tensor& index, const Tensor& src);
 
 // ---- convolution and pooling --------------------------------------------------------
-struct Conv2dParams {
-  std::array<int64_t, 2> stride{1, 1};
-  std::array<int64_t, 2> padding{0, 0};
-  std::array<int64_t, 2> dilation{1, 1};
-  int64_t groups = 1;
-};
+using weft::Conv2dParams;
+using weft::Pool2dParams;
 // x (N,C,H,W), w (K,C/groups,kh,kw), bias (K) or undefined -> (N,K,Ho,Wo)
 Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dParams& p);
 Tensor conv2d_backward_input(const Tensor& grad, const Tensor& w, const Shape& x_shape, const Conv2dParams& p);
 Tensor conv2d_backward_weight(const Tensor& grad, const Tensor& x, const Shape& w_shape, const Conv2dParams& p);
 
-struct Pool2dParams {
-  std::array<int64_t, 2> kernel{2, 2};
-  std::array<int64_t, 2> stride{2, 2};
-  std::array<int64_t, 2> padding{0, 0};
-  std::array<int64_t, 2> dilation{1, 1};  // max pooling only
-  bool count_include_pad = true;          // average pooling only
-};
 // x (N,C,H,W) -> {out (N,C,Ho,Wo), argmax (N,C,Ho,Wo) int64 flat index into H*W}
 std::pair<Tensor, Tensor> max_pool2d(const Tensor& x, const Pool2dParams& p);
 Tensor max_pool2d_backward(const Tensor& grad, const Tensor& argmax, const Shape& x_shape);

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 #include <vector>
 
@@ -119,7 +120,7 @@ TEST_CASE("conv2d: golden values for small hand-computed cases", "[conv]") {
 
 TEST_CASE("conv2d: forward and both backwards match a direct-loop reference", "[conv]") {
   const int64_t N = 5, C = 4, H = 7, W = 6, K = 8;
-  const std::vector<std::array<int64_t, 2>> kernels{{3, 3}, {1, 1}, {2, 3}};
+  const std::vector<std::array<int64_t, 2>> kernels{{3, 3}, {1, 1}, {1, 3}, {2, 3}};
   for (DType dt : {kFloat32, kFloat64})
     for (auto [kh, kw] : kernels)
       for (int64_t stride : {1, 2})
@@ -249,6 +250,14 @@ TEST_CASE("max_pool2d: golden values, argmax, and -inf padding", "[pool]") {
 
   Tensor gx = raw::max_pool2d_backward(make(iota(9), {1, 1, 3, 3}), parg, {1, 1, 4, 4});
   check_values(gx, {1, 2, 0, 3, 4, 5, 0, 6, 0, 0, 0, 0, 7, 8, 0, 9});
+
+  // A window of real -inf values still credits a real pixel; a NaN wins its window.
+  const double inf = std::numeric_limits<double>::infinity();
+  auto [iout, iarg] = raw::max_pool2d(make({-inf, -inf, -inf, -inf, 1, std::nan(""), 3, 4}, {1, 2, 2, 2}), {});
+  const std::vector<double> iv = iout.to_vector<double>();
+  CHECK(iv[0] == -inf);
+  CHECK(std::isnan(iv[1]));
+  CHECK(iarg.to_vector<int64_t>() == std::vector<int64_t>{0, 1});
 }
 
 TEST_CASE("avg_pool2d: golden values with count_include_pad both ways", "[pool]") {

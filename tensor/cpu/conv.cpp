@@ -1,0 +1,279 @@
+// 2-D convolution on the CPU: im2col + GEMM, parallel over the batch.
+//
+// x is (N,C,H,W), w is (K,C/G,kh,kw), out is (N,K,Ho,Wo), G groups. For one sample and
+// one group, im2col unrolls the input patches into a matrix
+//   cols (Cg*kh*kw, Ho*Wo):  row (c,i,j), column (oh,ow) holds the input pixel that
+//                            kernel tap (i,j) of channel c sees at output (oh,ow),
+// so the convolution becomes one matrix product  out_g (Kg, Ho*Wo) = W_g (Kg, Cg*kh*kw) @ cols.
+// The two backward passes are the two other products of the same three matrices:
+//   d cols = W_g^T @ grad_g, folded back onto the input image by col2im (which adds,
+//            because neighbouring patches overlap), and
+//   d W_g  = sum over samples of grad_g @ cols^T.
+// A 1x1, stride-1, unpadded conv needs no unrolling: cols is the input plane itself.
+//
+// Eigen does the GEMMs; it stays private to this file.
+#include <Eigen/Core>
+
+#include <algorithm>
+#include <vector>
+
+#include "../raw.h"
+#include "../thread_pool.h"
+
+namespace weft::raw {
+
+namespace {
+
+template <class T>
+using RowMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+template <class T>
+using MatMap = Eigen::Map<RowMat<T>>;
+template <class T>
+using ConstMatMap = Eigen::Map<const RowMat<T>>;
+template <class T>
+using ConstVecMap = Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>>;
+
+std::string pair_str(const std::array<int64_t, 2>& a) { return detail::str("(", a[0], ",", a[1], ")"); }
+
+// floor(a / b) for b > 0, also for negative a (C++ division truncates toward zero).
+int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+
+// Everything the kernels need to know about one convolution, checked once.
+struct ConvGeom {
+  int64_t N, C, H, W;     // input
+  int64_t K, Cg, kh, kw;  // weight; Cg = C / G input channels per group
+  int64_t G, Kg;          // groups and output channels per group
+  int64_t Ho, Wo;
+  int64_t sh, sw, ph, pw, dh, dw;
+
+  int64_t rows() const { return Cg * kh * kw; }  // of one group's column matrix
+  int64_t cols() const { return Ho * Wo; }
+  int64_t in_plane() const { return H * W; }
+  bool pointwise() const { return kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0; }
+};
+
+// Checks the shapes and parameters of a convolution of an x_shape input with a w_shape
+// weight, and works out the output size. `op` names the caller in every error.
+ConvGeom conv_geometry(const char* op, const Shape& xs, const Shape& ws, const Conv2dParams& p) {
+  WEFT_CHECK(xs.size() == 4, op, ": input must be 4-D (N,C,H,W), got ", xs, " (weight ", ws, ")");
+  WEFT_CHECK(ws.size() == 4, op, ": weight must be 4-D (K,C/groups,kh,kw), got ", ws, " (input ", xs, ")");
+  const std::string shapes = detail::str("input ", xs, ", weight ", ws);
+  WEFT_CHECK(p.stride[0] >= 1 && p.stride[1] >= 1, op, ": ", shapes, ": stride must be >= 1, got ", pair_str(p.stride));
+  WEFT_CHECK(p.dilation[0] >= 1 && p.dilation[1] >= 1, op, ": ", shapes, ": dilation must be >= 1, got ",
+             pair_str(p.dilation));
+  WEFT_CHECK(p.padding[0] >= 0 && p.padding[1] >= 0, op, ": ", shapes, ": padding must be >= 0, got ",
+             pair_str(p.padding));
+  WEFT_CHECK(p.groups >= 1, op, ": ", shapes, ": groups must be >= 1, got ", p.groups);
+  WEFT_CHECK(ws[0] % p.groups == 0, op, ": weight ", ws, " has ", ws[0], " output channels, not divisible by groups ",
+             p.groups, " (input ", xs, ")");
+  WEFT_CHECK(xs[1] == ws[1] * p.groups, op, ": input ", xs, " has ", xs[1], " channels, weight ", ws, " with groups ",
+             p.groups, " expects ", ws[1] * p.groups);
+  WEFT_CHECK(ws[2] >= 1 && ws[3] >= 1, op, ": ", shapes, ": the kernel must be at least 1x1");
+  ConvGeom g{};
+  g.N = xs[0], g.C = xs[1], g.H = xs[2], g.W = xs[3];
+  g.K = ws[0], g.Cg = ws[1], g.kh = ws[2], g.kw = ws[3];
+  g.G = p.groups, g.Kg = g.K / g.G;
+  g.sh = p.stride[0], g.sw = p.stride[1], g.ph = p.padding[0], g.pw = p.padding[1];
+  g.dh = p.dilation[0], g.dw = p.dilation[1];
+  g.Ho = floor_div(g.H + 2 * g.ph - g.dh * (g.kh - 1) - 1, g.sh) + 1;
+  g.Wo = floor_div(g.W + 2 * g.pw - g.dw * (g.kw - 1) - 1, g.sw) + 1;
+  WEFT_CHECK(g.Ho >= 1 && g.Wo >= 1, op, ": ", shapes, " with padding ", pair_str(p.padding), ", dilation ",
+             pair_str(p.dilation), ", stride ", pair_str(p.stride), " gives output size (", g.Ho, ",", g.Wo,
+             "); the kernel is larger than the padded input, so each output size must be >= 1");
+  return g;
+}
+
+// Checks that grad is the (N,K,Ho,Wo) gradient of this convolution's output.
+void check_grad(const char* op, const Tensor& grad, const ConvGeom& g, const Shape& xs, const Shape& ws) {
+  const Shape expect{g.N, g.K, g.Ho, g.Wo};
+  WEFT_CHECK(grad.shape() == expect, op, ": grad ", grad.shape(), " does not match the output ", expect,
+             " of input ", xs, " and weight ", ws);
+}
+
+// The output positions o in [lo, hi) whose input index o*stride + off lies in [0, size).
+std::pair<int64_t, int64_t> valid_outputs(int64_t off, int64_t stride, int64_t size, int64_t n_out) {
+  const int64_t lo = off >= 0 ? 0 : (-off + stride - 1) / stride;
+  const int64_t hi = size - 1 - off < 0 ? 0 : (size - 1 - off) / stride + 1;
+  return {std::min(lo, n_out), std::clamp(hi, std::min(lo, n_out), n_out)};
+}
+
+// x is (Cg,H,W) of one sample and group; cols is (Cg*kh*kw, Ho*Wo). Zero padding shows up
+// as zeros in cols, so the GEMM needs no special cases.
+template <class T>
+void im2col(const T* x, T* cols, const ConvGeom& g) {
+  for (int64_t c = 0; c < g.Cg; ++c) {
+    for (int64_t i = 0; i < g.kh; ++i) {
+      for (int64_t j = 0; j < g.kw; ++j) {
+        T* row = cols + ((c * g.kh + i) * g.kw + j) * g.cols();
+        const int64_t offh = i * g.dh - g.ph, offw = j * g.dw - g.pw;
+        const auto [wlo, whi] = valid_outputs(offw, g.sw, g.W, g.Wo);
+        for (int64_t oh = 0; oh < g.Ho; ++oh) {
+          T* r = row + oh * g.Wo;
+          const int64_t ih = oh * g.sh + offh;
+          if (ih < 0 || ih >= g.H) {
+            std::fill(r, r + g.Wo, T(0));
+            continue;
+          }
+          const T* xr = x + (c * g.H + ih) * g.W;
+          std::fill(r, r + wlo, T(0));
+          for (int64_t ow = wlo; ow < whi; ++ow) r[ow] = xr[ow * g.sw + offw];
+          std::fill(r + whi, r + g.Wo, T(0));
+        }
+      }
+    }
+  }
+}
+
+// The adjoint of im2col: adds each entry of cols (Cg*kh*kw, Ho*Wo) into the input pixel
+// it was copied from. x is (Cg,H,W) and must start zeroed.
+template <class T>
+void col2im(const T* cols, T* x, const ConvGeom& g) {
+  for (int64_t c = 0; c < g.Cg; ++c) {
+    for (int64_t i = 0; i < g.kh; ++i) {
+      for (int64_t j = 0; j < g.kw; ++j) {
+        const T* row = cols + ((c * g.kh + i) * g.kw + j) * g.cols();
+        const int64_t offh = i * g.dh - g.ph, offw = j * g.dw - g.pw;
+        const auto [hlo, hhi] = valid_outputs(offh, g.sh, g.H, g.Ho);
+        const auto [wlo, whi] = valid_outputs(offw, g.sw, g.W, g.Wo);
+        for (int64_t oh = hlo; oh < hhi; ++oh) {
+          const T* r = row + oh * g.Wo;
+          T* xr = x + (c * g.H + oh * g.sh + offh) * g.W;
+          for (int64_t ow = wlo; ow < whi; ++ow) xr[ow * g.sw + offw] += r[ow];
+        }
+      }
+    }
+  }
+}
+
+// The column matrix (rows, Ho*Wo) of sample n, group grp: the input itself for a
+// pointwise conv, else unrolled into `buf`.
+template <class T>
+const T* columns_of(const T* x, int64_t n, int64_t grp, const ConvGeom& g, std::vector<T>& buf) {
+  const T* xg = x + (n * g.C + grp * g.Cg) * g.in_plane();
+  if (g.pointwise()) return xg;
+  im2col(xg, buf.data(), g);
+  return buf.data();
+}
+
+// out (N,K,Ho,Wo) = conv(x, w) + b; b may be null.
+template <class T>
+void conv_forward(const T* x, const T* w, const T* b, T* out, const ConvGeom& g) {
+  parallel_for(0, g.N, 1, [&](int64_t n0, int64_t n1) {
+    std::vector<T> buf(g.pointwise() ? 0 : g.rows() * g.cols());  // one per chunk, reused
+    for (int64_t n = n0; n < n1; ++n) {
+      for (int64_t grp = 0; grp < g.G; ++grp) {
+        ConstMatMap<T> wg(w + grp * g.Kg * g.rows(), g.Kg, g.rows());
+        ConstMatMap<T> cols(columns_of(x, n, grp, g, buf), g.rows(), g.cols());
+        MatMap<T> o(out + (n * g.K + grp * g.Kg) * g.cols(), g.Kg, g.cols());
+        o.noalias() = wg * cols;
+        if (b) o.colwise() += ConstVecMap<T>(b + grp * g.Kg, g.Kg);
+      }
+    }
+  });
+}
+
+// gx (N,C,H,W) = col2im(W_g^T @ grad_g) for every sample and group.
+template <class T>
+void conv_backward_input(const T* grad, const T* w, T* gx, const ConvGeom& g) {
+  parallel_for(0, g.N, 1, [&](int64_t n0, int64_t n1) {
+    std::vector<T> buf(g.pointwise() ? 0 : g.rows() * g.cols());
+    for (int64_t n = n0; n < n1; ++n) {
+      for (int64_t grp = 0; grp < g.G; ++grp) {
+        ConstMatMap<T> wg(w + grp * g.Kg * g.rows(), g.Kg, g.rows());
+        ConstMatMap<T> go(grad + (n * g.K + grp * g.Kg) * g.cols(), g.Kg, g.cols());
+        T* gxg = gx + (n * g.C + grp * g.Cg) * g.in_plane();
+        if (g.pointwise()) {  // the input plane is the column matrix: write it directly
+          MatMap<T>(gxg, g.rows(), g.cols()).noalias() = wg.transpose() * go;
+          continue;
+        }
+        MatMap<T>(buf.data(), g.rows(), g.cols()).noalias() = wg.transpose() * go;
+        std::fill(gxg, gxg + g.Cg * g.in_plane(), T(0));
+        col2im(buf.data(), gxg, g);
+      }
+    }
+  });
+}
+
+// gw (K, Cg*kh*kw) = sum over n of grad_n @ cols_n^T. Samples are split into fixed
+// chunks, each with its own accumulator; the accumulators are then added in chunk order,
+// so the result does not depend on which thread ran which chunk.
+template <class T>
+void conv_backward_weight(const T* grad, const T* x, T* gw, const ConvGeom& g) {
+  const int64_t wsize = g.K * g.rows();
+  const int64_t chunks = std::min<int64_t>(g.N, num_threads());
+  std::vector<std::vector<T>> acc(chunks);
+  parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
+    std::vector<T> buf(g.pointwise() ? 0 : g.rows() * g.cols());
+    for (int64_t c = c0; c < c1; ++c) {
+      acc[c].assign(wsize, T(0));
+      for (int64_t n = c * g.N / chunks; n < (c + 1) * g.N / chunks; ++n) {
+        for (int64_t grp = 0; grp < g.G; ++grp) {
+          ConstMatMap<T> go(grad + (n * g.K + grp * g.Kg) * g.cols(), g.Kg, g.cols());
+          ConstMatMap<T> cols(columns_of(x, n, grp, g, buf), g.rows(), g.cols());
+          MatMap<T>(acc[c].data() + grp * g.Kg * g.rows(), g.Kg, g.rows()).noalias() += go * cols.transpose();
+        }
+      }
+    }
+  });
+  std::fill(gw, gw + wsize, T(0));
+  for (const auto& a : acc)
+    for (int64_t i = 0; i < wsize; ++i) gw[i] += a[i];
+}
+
+}  // namespace
+
+// x (N,C,H,W), w (K,C/groups,kh,kw), bias (K) or undefined -> out (N,K,Ho,Wo)
+Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dParams& p) {
+  check_same("conv2d", x, w);
+  check_cpu("conv2d", x);
+  const ConvGeom g = conv_geometry("conv2d", x.shape(), w.shape(), p);
+  if (bias.defined()) {
+    check_same("conv2d", x, bias);
+    WEFT_CHECK(bias.dim() == 1 && bias.size(0) == g.K, "conv2d: bias ", bias.shape(), " must be (", g.K,
+               ") to match weight ", w.shape(), " (input ", x.shape(), ")");
+  }
+  Tensor out = empty({g.N, g.K, g.Ho, g.Wo}, x.dtype(), x.device());
+  if (out.numel() == 0) return out;
+  const Tensor xc = contiguous(x), wc = contiguous(w);
+  const Tensor bc = bias.defined() ? contiguous(bias) : Tensor();
+  dispatch_floating(x.dtype(), "conv2d", [&]<class T>() {
+    conv_forward<T>(xc.data<T>(), wc.data<T>(), bc.defined() ? bc.data<T>() : nullptr, out.data<T>(), g);
+  });
+  return out;
+}
+
+// grad (N,K,Ho,Wo), w (K,C/groups,kh,kw) -> dLoss/dx (N,C,H,W) = x_shape
+Tensor conv2d_backward_input(const Tensor& grad, const Tensor& w, const Shape& x_shape, const Conv2dParams& p) {
+  check_same("conv2d_backward_input", grad, w);
+  check_cpu("conv2d_backward_input", grad);
+  const ConvGeom g = conv_geometry("conv2d_backward_input", x_shape, w.shape(), p);
+  check_grad("conv2d_backward_input", grad, g, x_shape, w.shape());
+  Tensor gx = empty(x_shape, grad.dtype(), grad.device());
+  if (gx.numel() == 0) return gx;
+  if (grad.numel() == 0 || w.numel() == 0) {  // no paths from x to the output
+    fill_(gx, 0.0);
+    return gx;
+  }
+  const Tensor gc = contiguous(grad), wc = contiguous(w);
+  dispatch_floating(grad.dtype(), "conv2d_backward_input", [&]<class T>() {
+    conv_backward_input<T>(gc.data<T>(), wc.data<T>(), gx.data<T>(), g);
+  });
+  return gx;
+}
+
+// grad (N,K,Ho,Wo), x (N,C,H,W) -> dLoss/dw (K,C/groups,kh,kw) = w_shape
+Tensor conv2d_backward_weight(const Tensor& grad, const Tensor& x, const Shape& w_shape, const Conv2dParams& p) {
+  check_same("conv2d_backward_weight", grad, x);
+  check_cpu("conv2d_backward_weight", grad);
+  const ConvGeom g = conv_geometry("conv2d_backward_weight", x.shape(), w_shape, p);
+  check_grad("conv2d_backward_weight", grad, g, x.shape(), w_shape);
+  Tensor gw = empty(w_shape, grad.dtype(), grad.device());
+  if (gw.numel() == 0) return gw;
+  const Tensor gc = contiguous(grad), xc = contiguous(x);
+  dispatch_floating(grad.dtype(), "conv2d_backward_weight", [&]<class T>() {
+    conv_backward_weight<T>(gc.data<T>(), xc.data<T>(), gw.data<T>(), g);
+  });
+  return gw;
+}
+
+}  // namespace weft::raw
