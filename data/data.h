@@ -1,0 +1,6 @@
+// data/: reading datasets and feeding them to training in batches.
+#pragma once
+
+#include "dataloader.h"
+#include "dataset.h"
+#include "idx.h"
