@@ -2,6 +2,7 @@
 #include "tape.h"
 
 #include <algorithm>
+#include <map>
 
 #include "../tensor/creation.h"
 #include "../tensor/raw.h"
@@ -31,54 +32,54 @@ struct TapeEntry {
   DType out_dtype;
   Device out_device;
   Tensor grad;  // dLoss/dOutput, accumulated during a backward walk
+  bool needed = false;     // set while a backward walk plans to run this entry
+  bool reachable = false;  // scratch mark for Tape::collect
 };
 
+// Entries keyed by sequence number. A map, not a vector: when an old graph stays
+// alive (an output kept for logging), the entries freed after it must not leave holes
+// that every later backward or collection has to step over.
 class Tape {
  public:
   int64_t append(std::unique_ptr<TapeEntry> e) {
-    entries_.push_back(std::move(e));
-    if (static_cast<int64_t>(entries_.size()) >= collect_at_) collect();
-    return base_ + static_cast<int64_t>(entries_.size()) - 1;
+    const int64_t seq = next_seq_++;
+    entries_.emplace_hint(entries_.end(), seq, std::move(e));
+    if (++appends_since_collect_ >= collect_after_) collect();
+    return seq;
   }
   TapeEntry* at(int64_t seq) {
-    const int64_t i = seq - base_;
-    return (i >= 0 && i < static_cast<int64_t>(entries_.size())) ? entries_[i].get() : nullptr;
+    auto it = entries_.find(seq);
+    return it == entries_.end() ? nullptr : it->second.get();
   }
-  void release(int64_t seq) { entries_[seq - base_].reset(); }
-  int64_t base() const { return base_; }
-  int64_t live() const {
-    return std::count_if(entries_.begin(), entries_.end(), [](const auto& e) { return e != nullptr; });
-  }
+  void release(int64_t seq) { entries_.erase(seq); }
+  int64_t live() const { return static_cast<int64_t>(entries_.size()); }
 
   // Frees entries that no live tensor can reach: an entry is live when its output is
-  // still alive or a live entry consumes it. One reverse pass suffices because consumers
-  // come after producers. Then drops the freed prefix.
+  // still alive or a live entry consumes it. One newest-first pass suffices because
+  // consumers come after producers. Runs after as many appends as there were live
+  // entries, so its cost per op stays constant.
   void collect() {
-    std::vector<char> live(entries_.size(), 0);
-    for (int64_t i = static_cast<int64_t>(entries_.size()) - 1; i >= 0; --i) {
-      TapeEntry* e = entries_[i].get();
-      if (!e) continue;
-      if (!live[i] && e->output.expired()) {
-        entries_[i].reset();
+    for (auto it = entries_.rbegin(); it != entries_.rend();) {
+      TapeEntry* e = it->second.get();
+      if (!e->reachable && e->output.expired()) {
+        it = std::make_reverse_iterator(entries_.erase(std::next(it).base()));
         continue;
       }
+      e->reachable = false;  // reset for the next collection
       for (const Edge& in : e->inputs)
-        if (in.producer >= base_) live[in.producer - base_] = 1;
+        if (in.producer >= 0)
+          if (TapeEntry* p = at(in.producer)) p->reachable = true;
+      ++it;
     }
-    compact();
-    collect_at_ = std::max<int64_t>(1024, 2 * static_cast<int64_t>(entries_.size()));
-  }
-
-  void compact() {
-    auto first = std::find_if(entries_.begin(), entries_.end(), [](const auto& e) { return e != nullptr; });
-    base_ += first - entries_.begin();
-    entries_.erase(entries_.begin(), first);
+    appends_since_collect_ = 0;
+    collect_after_ = std::max<int64_t>(1024, live());
   }
 
  private:
-  std::vector<std::unique_ptr<TapeEntry>> entries_;
-  int64_t base_ = 0;
-  int64_t collect_at_ = 1024;
+  std::map<int64_t, std::unique_ptr<TapeEntry>> entries_;
+  int64_t next_seq_ = 0;
+  int64_t appends_since_collect_ = 0;
+  int64_t collect_after_ = 1024;
 };
 
 namespace {
@@ -206,7 +207,10 @@ void run_entry(Tape& tape, TapeEntry& e) {
   for (size_t i = 0; i < e.inputs.size(); ++i) needs[i] = e.inputs[i].wants_grad();
   std::vector<Tensor> grads;
   if (e.grad.defined()) {
-    grads = e.backward(BackwardArgs{e.grad, saved, std::span<const bool>(needs.get(), e.inputs.size())});
+    // Moved out so a gradient that passes straight through (add, views) is owned by
+    // the result alone and the receiver can take it without a copy.
+    const Tensor grad = std::move(e.grad);
+    grads = e.backward(BackwardArgs{grad, saved, std::span<const bool>(needs.get(), e.inputs.size())});
     WEFT_CHECK(grads.size() == e.inputs.size(), "backward of ", e.name, ": returned ", grads.size(),
                " gradients for ", e.inputs.size(), " inputs");
   } else {
@@ -225,7 +229,7 @@ void run_entry(Tape& tape, TapeEntry& e) {
   }
 }
 
-void run_needed(Tape& tape, const std::vector<char>& needed, int64_t top, int64_t base);
+void run_needed(Tape& tape, const std::vector<int64_t>& needed);
 
 }  // namespace
 
@@ -252,43 +256,47 @@ void backward(const Tensor& root, const Tensor& grad_in) {
     return;
   }
   Tape& tape = *rm.tape;
-  const int64_t top = rm.producer, base = tape.base();
+  const int64_t top = rm.producer;
   WEFT_CHECK(tape.at(top), "backward: the graph of this tensor was already freed by an earlier backward; "
                            "recompute the forward pass");
 
-  // Pass 1: mark what root depends on; count each leaf's incoming contributions.
-  std::vector<char> needed(top - base + 1, 0);
+  // Pass 1: mark what root depends on (a depth-first search from root's entry); count
+  // each leaf's incoming contributions.
+  std::vector<int64_t> needed{top};
   std::vector<std::shared_ptr<TensorImpl>> leaves;
-  needed[top - base] = 1;
-  for (int64_t s = top; s >= base; --s) {
-    if (!needed[s - base]) continue;
-    TapeEntry* e = tape.at(s);
-    for (const Edge& in : e->inputs) {
-      if (in.leaf) {
-        if (in.leaf->autograd->pending++ == 0) leaves.push_back(in.leaf);
-      } else if (in.producer >= 0) {
-        WEFT_CHECK(tape.at(in.producer), "backward: part of the graph (", e->name, "'s input) was already freed by "
-                                         "an earlier backward; recompute the forward pass");
-        needed[in.producer - base] = 1;
+  tape.at(top)->needed = true;
+  try {
+    for (size_t k = 0; k < needed.size(); ++k) {
+      TapeEntry* e = tape.at(needed[k]);
+      for (const Edge& in : e->inputs) {
+        if (in.leaf) {
+          if (in.leaf->autograd->pending++ == 0) leaves.push_back(in.leaf);
+        } else if (in.producer >= 0) {
+          TapeEntry* p = tape.at(in.producer);
+          WEFT_CHECK(p, "backward: part of the graph (", e->name, "'s input) was already freed by an earlier "
+                        "backward; recompute the forward pass");
+          if (!p->needed) {
+            p->needed = true;
+            needed.push_back(in.producer);
+          }
+        }
       }
     }
-  }
-  tape.at(top)->grad = grad;
-
-  // Pass 2: run the needed entries newest first, freeing each once done.
-  try {
-    run_needed(tape, needed, top, base);
+    tape.at(top)->grad = grad;
+    // Pass 2: newest first, which is a reverse topological order.
+    std::sort(needed.begin(), needed.end(), std::greater<>());
+    run_needed(tape, needed);
   } catch (...) {
     for (auto& leaf : leaves) leaf->autograd->pending = 0;  // leave the leaves usable
+    for (int64_t seq : needed)
+      if (TapeEntry* e = tape.at(seq)) e->needed = false;
     throw;
   }
-  tape.compact();
 }
 
 namespace {
-void run_needed(Tape& tape, const std::vector<char>& needed, int64_t top, int64_t base) {
-  for (int64_t s = top; s >= base; --s) {
-    if (!needed[s - base]) continue;
+void run_needed(Tape& tape, const std::vector<int64_t>& needed) {
+  for (int64_t s : needed) {
     TapeEntry* e = tape.at(s);
     if (auto out = e->output.lock(); out && out->autograd && out->autograd->retains_grad && e->grad.defined())
       accumulate(out->autograd->grad, e->grad);

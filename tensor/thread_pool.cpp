@@ -117,10 +117,16 @@ int default_threads() {
 
 std::mutex g_pool_mu;
 std::shared_ptr<Pool> g_pool;
+// The pool's size, readable without the mutex: small ranges decide to run inline
+// without touching the pool at all (this is on every op's path).
+std::atomic<int> g_threads{0};
 
 std::shared_ptr<Pool> pool() {
   std::lock_guard<std::mutex> lk(g_pool_mu);
-  if (!g_pool) g_pool = std::make_shared<Pool>(default_threads());
+  if (!g_pool) {
+    g_pool = std::make_shared<Pool>(default_threads());
+    g_threads = g_pool->threads();
+  }
   return g_pool;
 }
 
@@ -134,6 +140,7 @@ void set_num_threads(int n) {
     if (g_pool && g_pool->threads() == n) return;
     old = std::move(g_pool);
     g_pool = std::make_shared<Pool>(n);
+    g_threads = n;
   }
   // `old` joins its workers here, after any parallel_for still holding it finishes.
 }
@@ -146,6 +153,11 @@ void parallel_for(int64_t begin, int64_t end, int64_t grain,
                   const std::function<void(int64_t, int64_t)>& fn) {
   if (end <= begin) return;
   const int64_t n = end - begin;
+  // Too small to split, nested, or one thread: run inline without touching the pool.
+  if (t_in_parallel || n < 2 * std::max<int64_t>(grain, 1) || g_threads.load(std::memory_order_relaxed) == 1) {
+    fn(begin, end);
+    return;
+  }
   auto p = t_in_parallel ? nullptr : pool();
   const int64_t max_chunks = p ? p->threads() : 1;
   const int64_t chunks = std::min<int64_t>(max_chunks, std::max<int64_t>(1, n / std::max<int64_t>(grain, 1)));

@@ -134,7 +134,18 @@ Tensor binary(Binary op, const Tensor& a, const Tensor& b) {
   return out;
 }
 
-Tensor binary_scalar(Binary op, const Tensor& a, double s) { return binary(op, a, scalar_like(a, s)); }
+// A scalar operand is captured in the loop rather than made into a 0-d tensor: one
+// allocation per op instead of two, and no broadcasting machinery.
+Tensor binary_scalar(Binary op, const Tensor& a, double s) {
+  const char* name = binary_name(op);
+  check_cpu(name, a);
+  Tensor out = empty(a.shape(), a.dtype(), a.device());
+  dispatch_numeric(a.dtype(), name, [&]<class T>() {
+    const T v = static_cast<T>(s);
+    with_binary<T>(op, [&](auto f) { run2<T, T>(out, a, [f, v](T x) { return f(x, v); }); });
+  });
+  return out;
+}
 Tensor scalar_binary(Binary op, double s, const Tensor& a) { return binary(op, scalar_like(a, s), a); }
 
 Tensor unary(Unary op, const Tensor& a) {
