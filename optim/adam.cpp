@@ -13,26 +13,35 @@ Adam::Adam(std::vector<Tensor> params, const AdamOptions& opt, bool decoupled_wd
   WEFT_CHECK(opt.eps >= 0 && opt.weight_decay >= 0, "Adam: eps and weight_decay must be >= 0");
 }
 
+namespace {
+// One fused pass over n elements. A plain function with restrict pointers: the compiler
+// sees that the four arrays never overlap and vectorises the loop (through a lambda's
+// captured references it did not, and the update cost a fifth of a training step).
+template <class T>
+void adam_kernel(T* __restrict w, const T* __restrict g, T* __restrict m, T* __restrict v, int64_t n, T b1, T b2,
+                 T eps, T step, T inv_sqrt_bc2, T decay, T l2) {
+  for (int64_t k = 0; k < n; ++k) {
+    const T d = g[k] + l2 * w[k];
+    m[k] = b1 * m[k] + (1 - b1) * d;
+    v[k] = b2 * v[k] + (1 - b2) * d * d;
+    w[k] = w[k] * decay - step * m[k] / (std::sqrt(v[k]) * inv_sqrt_bc2 + eps);
+  }
+}
+}  // namespace
+
 void Adam::update(size_t i, Tensor& p, const Tensor& grad, int64_t t) {
   const AdamOptions& o = options;
   Tensor m = state(i, "exp_avg"), v = state(i, "exp_avg_sq");
   dispatch_floating(p.dtype(), "Adam", [&]<class T>() {
-    // restrict: the four arrays never overlap, which lets the compiler vectorise.
-    T* __restrict w = p.data<T>();
-    const T* __restrict g = grad.data<T>();
-    T* __restrict mp = m.data<T>();
-    T* __restrict vp = v.data<T>();
+    T* w = p.data<T>();
+    const T* g = grad.data<T>();
+    T *mp = m.data<T>(), *vp = v.data<T>();
     const T b1 = T(o.beta1), b2 = T(o.beta2), eps = T(o.eps);
-    const T bc1 = T(1 - std::pow(o.beta1, double(t))), bc2 = T(1 - std::pow(o.beta2, double(t)));
-    const T step = T(lr()) / bc1, inv_sqrt_bc2 = T(1 / std::sqrt(double(bc2)));
+    const double bc1 = 1 - std::pow(o.beta1, double(t)), bc2 = 1 - std::pow(o.beta2, double(t));
+    const T step = T(lr() / bc1), inv_sqrt_bc2 = T(1 / std::sqrt(bc2));
     const T decay = decoupled ? T(1 - lr() * o.weight_decay) : T(1), l2 = decoupled ? T(0) : T(o.weight_decay);
     parallel_for(0, p.numel(), 1 << 16, [&](int64_t s, int64_t e) {
-      for (int64_t k = s; k < e; ++k) {
-        const T d = g[k] + l2 * w[k];
-        mp[k] = b1 * mp[k] + (1 - b1) * d;
-        vp[k] = b2 * vp[k] + (1 - b2) * d * d;
-        w[k] = w[k] * decay - step * mp[k] / (std::sqrt(vp[k]) * inv_sqrt_bc2 + eps);
-      }
+      adam_kernel<T>(w + s, g + s, mp + s, vp + s, e - s, b1, b2, eps, step, inv_sqrt_bc2, decay, l2);
     });
   });
 }

@@ -10,25 +10,33 @@ SGD::SGD(std::vector<Tensor> params, const SGDOptions& opt) : Optimizer(std::mov
              "SGD: Nesterov momentum needs momentum > 0 and dampening 0");
 }
 
-void SGD::update(size_t i, Tensor& p, const Tensor& grad, int64_t t) {
+namespace {
+// One fused pass; restrict pointers let the compiler vectorise (see adam.cpp).
+template <class T>
+void sgd_kernel(T* __restrict w, const T* __restrict g, T* __restrict b, int64_t n, T rate, T wd, T mom, T damp,
+                bool first, bool nesterov) {
+  for (int64_t k = 0; k < n; ++k) {
+    T d = g[k] + wd * w[k];
+    if (b) {
+      b[k] = first ? d : mom * b[k] + damp * d;
+      d = nesterov ? d + mom * b[k] : b[k];
+    }
+    w[k] -= rate * d;
+  }
+}
+}  // namespace
+
+void SGD::update(size_t i, Tensor& p, const Tensor& grad, int64_t) {
   const SGDOptions& o = options;
-  (void)t;
   const bool first = !has_state(i, "momentum_buffer");  // PyTorch: buf = g on first use
   Tensor buf = o.momentum > 0 ? state(i, "momentum_buffer") : Tensor();
   dispatch_floating(p.dtype(), "SGD", [&]<class T>() {
-    T* __restrict w = p.data<T>();
-    const T* __restrict g = grad.data<T>();
-    T* __restrict b = buf.defined() ? buf.data<T>() : nullptr;
-    const T rate = T(lr()), wd = T(o.weight_decay), mom = T(o.momentum), damp = T(1 - o.dampening);
+    T* w = p.data<T>();
+    const T* g = grad.data<T>();
+    T* b = buf.defined() ? buf.data<T>() : nullptr;
     parallel_for(0, p.numel(), 1 << 16, [&](int64_t s, int64_t e) {
-      for (int64_t k = s; k < e; ++k) {
-        T d = g[k] + wd * w[k];
-        if (b) {
-          b[k] = first ? d : mom * b[k] + damp * d;
-          d = o.nesterov ? d + mom * b[k] : b[k];
-        }
-        w[k] -= rate * d;
-      }
+      sgd_kernel<T>(w + s, g + s, b ? b + s : nullptr, e - s, T(lr()), T(o.weight_decay), T(o.momentum),
+                    T(1 - o.dampening), first, o.nesterov);
     });
   });
 }
