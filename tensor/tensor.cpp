@@ -15,7 +15,9 @@ int64_t Tensor::size(int64_t d) const { return impl_->shape[wrap_dim("size", d, 
 int64_t Tensor::stride(int64_t d) const { return impl_->strides[wrap_dim("stride", d, dim())]; }
 
 bool Tensor::is_contiguous() const {
-  // Size-1 dimensions may have any stride: they are never stepped over.
+  // Size-1 dimensions may have any stride: they are never stepped over. An empty tensor
+  // has no elements to be out of place.
+  if (numel() == 0) return true;
   int64_t expected = 1;
   for (int64_t i = dim() - 1; i >= 0; --i) {
     if (shape()[i] == 1) continue;

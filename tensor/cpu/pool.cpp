@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "../raw.h"
 #include "../thread_pool.h"
@@ -67,24 +68,85 @@ void check_pool_grad(const char* op, const Tensor& grad, const Shape& xs) {
 }
 
 // One plane: x is (H,W); out and arg are (Ho,Wo). NaN wins over numbers, like PyTorch.
+// The geometry is copied into locals first: `arg` is an int64_t*, so through the
+// reference the compiler would have to reload every field of g after each store.
+// The 2x2, stride-2 window of nearly every CNN, in two passes the compiler vectorises:
+// first the larger of each vertical pair across the whole row, then of each horizontal
+// pair. `b` wins over `a` when larger or NaN (NaN propagates, like PyTorch).
+template <class T>
+void max_pool_plane_2x2(const T* __restrict x, T* __restrict out, int64_t* __restrict arg, int64_t W, int64_t Ho,
+                        int64_t Wo) {
+  std::vector<T> colmax_buf(W);
+  std::vector<int64_t> colarg_buf(W);
+  // restrict locals, not the vectors: through the vectors the compiler reloads their data
+  // pointers after every store and gives up on vectorising.
+  T* __restrict colmax = colmax_buf.data();
+  int64_t* __restrict colarg = colarg_buf.data();
+  for (int64_t oh = 0; oh < Ho; ++oh) {
+    const T* __restrict r0 = x + 2 * oh * W;
+    const T* __restrict r1 = r0 + W;
+    const int64_t base0 = 2 * oh * W;
+    for (int64_t w = 0; w < W; ++w) {
+      const bool lower = (r1[w] > r0[w]) | ((r1[w] != r1[w]) & (r0[w] == r0[w]));
+      colmax[w] = lower ? r1[w] : r0[w];
+      colarg[w] = base0 + w + (lower ? W : 0);
+    }
+    T* __restrict o = out + oh * Wo;
+    int64_t* __restrict a = arg + oh * Wo;
+    for (int64_t ow = 0; ow < Wo; ++ow) {
+      const T l = colmax[2 * ow], r = colmax[2 * ow + 1];
+      const bool right = (r > l) | ((r != r) & (l == l));
+      o[ow] = right ? r : l;
+      a[ow] = right ? colarg[2 * ow + 1] : colarg[2 * ow];
+    }
+  }
+}
+
 template <class T>
 void max_pool_plane(const T* x, T* out, int64_t* arg, const PoolGeom& g) {
-  for (int64_t oh = 0; oh < g.Ho; ++oh) {
-    for (int64_t ow = 0; ow < g.Wo; ++ow) {
+  const int64_t H = g.H, W = g.W, Ho = g.Ho, Wo = g.Wo, kh = g.kh, kw = g.kw;
+  const int64_t sh = g.sh, sw = g.sw, ph = g.ph, pw = g.pw, dh = g.dh, dw = g.dw;
+  if (kh == 2 && kw == 2 && sh == 2 && sw == 2 && ph == 0 && pw == 0 && dh == 1 && dw == 1)
+    return max_pool_plane_2x2(x, out, arg, W, Ho, Wo);
+  if (ph == 0 && pw == 0 && dh == 1 && dw == 1) {
+    // No padding: every window lies inside the plane, so no bounds checks.
+    for (int64_t oh = 0; oh < Ho; ++oh) {
+      for (int64_t ow = 0; ow < Wo; ++ow) {
+        const int64_t first = oh * sh * W + ow * sw;
+        T best = x[first];
+        int64_t where = first;
+        for (int64_t i = 0; i < kh; ++i)
+          for (int64_t j = 0; j < kw; ++j) {
+            const int64_t at = first + i * W + j;
+            const T v = x[at];
+            // Branch-free select: which pixel wins is data-dependent and random, so a
+            // branch here mispredicts half the time and cost most of the pooling time.
+            const bool take = (v > best) | ((v != v) & (best == best));
+            best = take ? v : best;
+            where = take ? at : where;
+          }
+        out[oh * Wo + ow] = best;
+        arg[oh * Wo + ow] = where;
+      }
+    }
+    return;
+  }
+  for (int64_t oh = 0; oh < Ho; ++oh) {
+    for (int64_t ow = 0; ow < Wo; ++ow) {
       T best = -std::numeric_limits<T>::infinity();
       int64_t where = -1;  // stays -1 only if the window is all padding
-      for (int64_t i = 0; i < g.kh; ++i) {
-        const int64_t ih = oh * g.sh - g.ph + i * g.dh;
-        if (ih < 0 || ih >= g.H) continue;
-        for (int64_t j = 0; j < g.kw; ++j) {
-          const int64_t iw = ow * g.sw - g.pw + j * g.dw;
-          if (iw < 0 || iw >= g.W) continue;
-          const T v = x[ih * g.W + iw];
-          if (where < 0 || v > best || (std::isnan(v) && !std::isnan(best))) best = v, where = ih * g.W + iw;
+      for (int64_t i = 0; i < kh; ++i) {
+        const int64_t ih = oh * sh - ph + i * dh;
+        if (ih < 0 || ih >= H) continue;
+        for (int64_t j = 0; j < kw; ++j) {
+          const int64_t iw = ow * sw - pw + j * dw;
+          if (iw < 0 || iw >= W) continue;
+          const T v = x[ih * W + iw];
+          if (where < 0 || v > best || (v != v && best == best)) best = v, where = ih * W + iw;
         }
       }
-      out[oh * g.Wo + ow] = best;
-      arg[oh * g.Wo + ow] = where;
+      out[oh * Wo + ow] = best;
+      arg[oh * Wo + ow] = where;
     }
   }
 }
