@@ -260,7 +260,7 @@ void backward(const Tensor& root, const Tensor& grad_in) {
   WEFT_CHECK(tape.at(top), "backward: the graph of this tensor was already freed by an earlier backward; "
                            "recompute the forward pass");
 
-  // Pass 1: mark what root depends on (a depth-first search from root's entry); count
+  // Pass 1: mark what root depends on (a breadth-first search from root's entry); count
   // each leaf's incoming contributions.
   std::vector<int64_t> needed{top};
   std::vector<std::shared_ptr<TensorImpl>> leaves;

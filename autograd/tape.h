@@ -10,15 +10,16 @@
 // Entries are appended in execution order, so the tape is already topologically sorted:
 // an entry's inputs were all produced by *earlier* entries.
 //
-// backward(loss) therefore needs no graph search. It walks the tape from loss's entry
-// down to the start twice:
-//   1. Marking. loss's entry is needed; an entry that a needed entry consumes is needed.
-//      For every needed entry that consumes a leaf, the leaf's "pending" count goes up:
-//      it now knows exactly how many gradient contributions the leaf will receive.
-//   2. Running. Each needed entry, in reverse order, calls its closure with the
-//      accumulated gradient of its output and adds the results into its inputs' slots.
-//      A leaf's pending count goes down with each contribution; when it reaches zero
-//      the leaf's gradient is FINAL -- nothing later in the walk can touch it -- and
+// backward(loss) walks only what loss depends on, in two passes:
+//   1. Marking. Starting from loss's entry, follow inputs to the entries that produced
+//      them (a search over the graph, visiting each needed entry once). For every
+//      needed entry that consumes a leaf, the leaf's "pending" count goes up: it now
+//      knows exactly how many gradient contributions the leaf will receive.
+//   2. Running. The needed entries, sorted newest first (a reverse topological order,
+//      since every input was produced earlier), call their closures with the
+//      accumulated gradient of their output and add the results into their inputs'
+//      slots. A leaf's pending count goes down with each contribution; when it reaches
+//      zero the leaf's gradient is FINAL -- nothing later in the walk can touch it -- and
 //      its gradient-ready hooks fire right then, in the middle of backward. Data
 //      parallelism starts all-reducing that gradient while backward carries on with the
 //      earlier layers; pruning masks it.

@@ -92,8 +92,8 @@ void walkthrough() {
               (unsigned long long)n.r.version());
 
   section("2. backward: marking, then running newest first");
-  // Keep the intermediate gradients so we can print them (retain_grad copies the entry's
-  // accumulated dLoss/dOutput into .grad just before the entry runs).
+  // Keep the intermediate gradients so we can print them (retain_grad makes backward add
+  // the entry's accumulated dLoss/dOutput into .grad just before the entry runs).
   n.h.retain_grad();
   n.z.retain_grad();
   n.r.retain_grad();
@@ -202,7 +202,9 @@ void no_grad() {
   }
 }
 
-// Evaluation with grad on and no backward: every step leaves 4 unreachable entries.
+// Evaluation with grad on and no backward: every step leaves 4 unreachable entries. A
+// collection runs after 1024 appends (or as many as were live after the last one, if
+// more), so one runs every 256 steps whether or not an old loss is kept alive.
 void collection(bool keep_one) {
   Net keep = make_net();
   if (keep_one) keep.forward();  // this loss stays alive: its 4 entries must survive every collection
