@@ -116,7 +116,8 @@ void im2col(const T* x, T* cols, const ConvGeom& g) {
           }
           const T* xr = x + (c * g.H + ih) * g.W;
           std::fill(r, r + wlo, T(0));
-          for (int64_t ow = wlo; ow < whi; ++ow) r[ow] = xr[ow * g.sw + offw];
+          if (g.sw == 1) std::copy(xr + wlo + offw, xr + whi + offw, r + wlo);  // a plain row copy
+          else for (int64_t ow = wlo; ow < whi; ++ow) r[ow] = xr[ow * g.sw + offw];
           std::fill(r + whi, r + g.Wo, T(0));
         }
       }
@@ -138,7 +139,13 @@ void col2im(const T* cols, T* x, const ConvGeom& g) {
         for (int64_t oh = hlo; oh < hhi; ++oh) {
           const T* r = row + oh * g.Wo;
           T* xr = x + (c * g.H + oh * g.sh + offh) * g.W;
-          for (int64_t ow = wlo; ow < whi; ++ow) xr[ow * g.sw + offw] += r[ow];
+          if (g.sw == 1) {
+            T* __restrict dst = xr + offw;
+            const T* __restrict src = r;
+            for (int64_t ow = wlo; ow < whi; ++ow) dst[ow] += src[ow];  // vectorises
+          } else {
+            for (int64_t ow = wlo; ow < whi; ++ow) xr[ow * g.sw + offw] += r[ow];
+          }
         }
       }
     }
