@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# Runs weft's whole test suite:
+#   1. installs the Debian packages when some are missing (see scripts/common.sh);
+#   2. builds build/ (release: library, tests, samples, benchmarks) and runs the Catch2
+#      suite, build/tests/weft_tests;
+#   3. builds and runs tests/consumer the two ways a project uses weft: as a Meson
+#      subproject, and installed + pkg-config (installing from build/);
+#   4. builds the suite again under AddressSanitizer + UndefinedBehaviorSanitizer in
+#      build-asan/ and runs it there;
+#   5. fuzzes the safetensors header parser with libFuzzer for FUZZ_SECONDS (60).
+# Its last line is "N passed, N failed": Catch2 test cases of both runs, plus one per
+# consumer route, plus one failure for each step that could not run (a build that broke,
+# a test binary that crashed). The exit status is 0 only when nothing failed.
+#
+# Usage: bash scripts/test.sh        (WEFT_JOBS=N to change the 2 parallel compile jobs)
+set -uo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source scripts/common.sh
+
+passed=0
+failed=0
+problems=()
+t_start=$SECONDS
+
+# A step that failed outright counts as one failed test.
+broken() {
+  failed=$((failed + 1))
+  problems+=("$1")
+  echo "FAIL $1"
+}
+
+# Pulls the counts out of a Catch2 XML report: prints "PASSED FAILED", then the names of
+# the failed test cases. A report cut short (the binary crashed or was killed) counts
+# the finished cases and the unfinished one as failed.
+catch2_counts() {
+  python3 - "$1" <<'EOF'
+import html, re, sys
+text = open(sys.argv[1], errors="replace").read()
+passed = failed = 0
+bad = []
+for block in re.split(r"<TestCase ", text)[1:]:
+    name = html.unescape(re.match(r'name="([^"]*)"', block).group(1))
+    result = re.search(r'<OverallResult success="(true|false)"', block)
+    if result and result.group(1) == "true":
+        passed += 1
+    else:
+        failed += 1
+        bad.append(name + ("" if result else "   <- did not finish"))
+totals = re.findall(r'<OverallResultsCases successes="(\d+)" failures="(\d+)"', text)
+if totals:
+    passed, failed = int(totals[-1][0]), int(totals[-1][1])
+print(passed, failed)
+for name in bad:
+    print(name)
+EOF
+}
+
+# run_catch2 LABEL BINARY: runs the suite with the XML reporter (to a file; the binary's
+# own stderr, sanitizer reports included, goes to the terminal) and adds up its counts.
+run_catch2() {
+  local label=$1 bin=$2 xml rc counts p f t0=$SECONDS
+  xml=$(mktemp "${TMPDIR:-/tmp}/weft-catch2.XXXXXX.xml")
+  "$bin" --reporter xml --out "$xml" </dev/null
+  rc=$?
+  counts=$(catch2_counts "$xml")
+  read -r p f <<<"$(head -n1 <<<"$counts")"
+  p=${p:-0} f=${f:-0}
+  passed=$((passed + p))
+  failed=$((failed + f))
+  echo "$label: $p passed, $f failed ($((SECONDS - t0)) s)"
+  if [ "$f" -gt 0 ]; then
+    tail -n +2 <<<"$counts" | sed 's/^/  failed: /'
+    problems+=("$label: $f failed")
+  fi
+  if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+    broken "$label exited with status $rc"
+  fi
+  if [ "$f" -gt 0 ]; then
+    # Rerun just the failures with the console reporter, for readable messages.
+    local names
+    names=$(tail -n +2 <<<"$counts" | sed 's/   <- did not finish$//' | sed 's/[],[\\]/\\&/g' | paste -sd, -)
+    "$bin" "$names" </dev/null 2>&1 | tail -n 200
+  fi
+  rm -f "$xml"
+}
+
+log "Packages"
+(install_packages --if-missing) || broken "installing packages"
+
+log "Release build (build/)"
+release_ok=0
+if configure build --buildtype=release -Dtests=true && ninja -C build -j"$WEFT_JOBS"; then
+  release_ok=1
+else
+  broken "release build"
+fi
+
+if [ $release_ok = 1 ]; then
+  log "Unit tests (release)"
+  run_catch2 "weft_tests (release)" build/tests/weft_tests
+fi
+
+log "Consumer projects (tests/consumer/run.sh)"
+consumer_log=$(mktemp)
+if [ $release_ok = 1 ]; then
+  WEFT_INSTALL_FROM=build bash tests/consumer/run.sh | tee "$consumer_log"
+else
+  bash tests/consumer/run.sh | tee "$consumer_log"
+fi
+consumer_rc=${PIPESTATUS[0]}
+c_pass=$(grep -c '^PASS consumer/' "$consumer_log")
+c_fail=$(grep -c '^FAIL consumer/' "$consumer_log")
+passed=$((passed + c_pass))
+failed=$((failed + c_fail))
+[ "$c_fail" -gt 0 ] && problems+=("consumer: $(grep '^FAIL' "$consumer_log" | cut -d' ' -f2 | paste -sd' ' -)")
+[ "$consumer_rc" -ne 0 ] && [ "$c_fail" -eq 0 ] && broken "tests/consumer/run.sh exited with status $consumer_rc"
+rm -f "$consumer_log"
+
+log "AddressSanitizer + UndefinedBehaviorSanitizer build (build-asan/)"
+if configure build-asan --buildtype=debugoptimized -Db_sanitize=address,undefined -Db_lundef=false &&
+  ninja -C build-asan -j"$WEFT_JOBS" tests/weft_tests; then
+  log "Unit tests (ASan + UBSan)"
+  # protect_shadow_gap=0: the CUDA driver maps memory where ASan would otherwise
+  # reserve its shadow gap (harmless without a GPU).
+  ASAN_OPTIONS=detect_leaks=1:protect_shadow_gap=0:${ASAN_OPTIONS:-} \
+    UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:${UBSAN_OPTIONS:-} \
+    run_catch2 "weft_tests (ASan+UBSan)" build-asan/tests/weft_tests
+else
+  broken "ASan+UBSan build"
+fi
+
+log "Fuzzing the safetensors header parser (fuzz/run.sh, ${FUZZ_SECONDS:-60} s)"
+# libFuzzer under ASan+UBSan; a crash fails the run and leaves the input in build-fuzz/.
+if FUZZ_SECONDS=${FUZZ_SECONDS:-60} bash fuzz/run.sh; then
+  passed=$((passed + 1))
+  echo "PASS fuzz/safetensors"
+else
+  broken "fuzz/safetensors (see build-fuzz/fuzz.log)"
+fi
+
+log "Summary ($((SECONDS - t_start)) s)"
+for p in "${problems[@]}"; do echo "  problem: $p"; done
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
