@@ -1,8 +1,8 @@
 // Training-step throughput: the two sample models, timed one full step at a time.
 //
-//   mlp  784-512-256-10 ReLU MLP                       (samples/train_mlp.cpp)
+//   mlp  784-512-256-10 ReLU MLP                       (samples::make_mlp)
 //   cnn  conv3x3 32 (pad 1), ReLU, maxpool 2, conv3x3 64 (pad 1), ReLU, maxpool 2,
-//        fc 128, ReLU, fc 10                           (samples/train_cnn.cpp)
+//        fc 128, ReLU, fc 10                           (samples::make_cnn)
 //
 // Each step is what the samples do: zero_grad, forward, cross_entropy (label smoothing
 // 0.1), backward, AdamW step (lr 2e-3, weight decay 0.05), on real Fashion-MNIST batches
@@ -32,6 +32,7 @@
 #include <string>
 #include <vector>
 
+#include "samples/common/models.h"
 #include "weft.h"
 
 using namespace weft;
@@ -83,23 +84,11 @@ Args parse(int argc, char** argv) {
   return a;
 }
 
-// The sample models, layer for layer (samples/train_mlp.cpp, samples/train_cnn.cpp).
+// The sample models (samples/common/models.h), so the benchmark always measures the
+// networks the samples train.
 std::shared_ptr<nn::Module> make_model(const std::string& name) {
-  using L = std::initializer_list<std::shared_ptr<nn::Module>>;
-  if (name == "mlp")
-    return std::make_shared<nn::Sequential>(L{
-        std::make_shared<nn::Flatten>(),                                         // (B,784)
-        std::make_shared<nn::Linear>(784, 512), std::make_shared<nn::ReLU>(),  // (B,512)
-        std::make_shared<nn::Linear>(512, 256), std::make_shared<nn::ReLU>(),  // (B,256)
-        std::make_shared<nn::Linear>(256, 10)});                               // (B,10)
-  return std::make_shared<nn::Sequential>(L{
-      std::make_shared<nn::Conv2d>(1, 32, 3, 1, 1), std::make_shared<nn::ReLU>(),   // (B,32,28,28)
-      std::make_shared<nn::MaxPool2d>(2),                                            // (B,32,14,14)
-      std::make_shared<nn::Conv2d>(32, 64, 3, 1, 1), std::make_shared<nn::ReLU>(),  // (B,64,14,14)
-      std::make_shared<nn::MaxPool2d>(2),                                            // (B,64,7,7)
-      std::make_shared<nn::Flatten>(),                                               // (B,3136)
-      std::make_shared<nn::Linear>(64 * 7 * 7, 128), std::make_shared<nn::ReLU>(),   // (B,128)
-      std::make_shared<nn::Linear>(128, 10)});                                       // (B,10)
+  if (name == "mlp") return samples::make_mlp();
+  return samples::make_cnn();
 }
 
 using Clock = std::chrono::steady_clock;

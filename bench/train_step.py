@@ -1,6 +1,6 @@
 """Training-step throughput in PyTorch: the twin of bench/train_step.cpp.
 
-The same two models (layer shapes as samples/train_mlp.cpp and samples/train_cnn.cpp,
+The same two models (layer shapes as samples/common/models.h,
 PyTorch's default initialisation, which weft's Linear and Conv2d copy), the same step
 (zero_grad, forward, CrossEntropyLoss(label_smoothing=0.1), backward,
 AdamW(lr=2e-3, weight_decay=0.05)), the same batches (batch k is training samples
@@ -83,9 +83,10 @@ def make_model(name):
         nn.Linear(128, 10))
 
 
-def make_optimizer(model):
-    # foreach=None lets PyTorch pick its default (the multi-tensor path on CPU).
-    return torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.05)
+def make_optimizer(model, fused=False):
+    # PyTorch's defaults, as a user would write it: on the CPU that is the foreach
+    # (multi-tensor) implementation. --fused asks for the fused CPU kernel instead.
+    return torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.05, fused=True if fused else None)
 
 
 def bench(a):
@@ -96,7 +97,7 @@ def bench(a):
     del x, y
 
     model = make_model(a.model)
-    opt = make_optimizer(model)
+    opt = make_optimizer(model, a.fused)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=0.1)
     step = [0]
     phase = [0.0, 0.0, 0.0]
@@ -133,7 +134,8 @@ def bench(a):
         cpu_ms.append(1e3 * (time.process_time() - c0) / a.steps)
     rate = statistics.median(rates)
     out = {
-        "impl": "torch", "version": torch.__version__, "model": a.model, "threads": torch.get_num_threads(),
+        "impl": "torch", "version": torch.__version__, "model": a.model, "fused_adamw": a.fused,
+        "threads": torch.get_num_threads(),
         "batch_size": B, "steps": a.steps, "repeats": a.repeats, "samples_per_s": round(rate, 2),
         "samples_per_s_all": [round(r, 2) for r in rates], "step_ms": 1e3 * B / rate,
         "cpu_ms_per_step": statistics.median(cpu_ms), "forward_ms": statistics.median(fwd),
@@ -198,6 +200,7 @@ def main():
     p.add_argument("--batches", type=int, default=16, help="distinct batches to cycle over")
     p.add_argument("--data", default=DATA)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fused", action="store_true", help="AdamW(fused=True) instead of the default")
     p.add_argument("--rss-epoch", action="store_true", help="one train_mlp-like epoch, then print peak RSS")
     a = p.parse_args()
     if a.steps <= 0:

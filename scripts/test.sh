@@ -12,12 +12,16 @@
 # consumer route, plus one failure for each step that could not run (a build that broke,
 # a test binary that crashed). The exit status is 0 only when nothing failed.
 #
-# Usage: bash scripts/test.sh        (WEFT_JOBS=N to change the 2 parallel compile jobs)
+# Usage: bash scripts/test.sh
+#   WEFT_JOBS=N            parallel compile jobs (default 2)
+#   WEFT_TEST_TIMEOUT=S    seconds each run of weft_tests may take (default 1800)
 set -uo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/common.sh
 
+# A hung test binary must not eat the whole CI budget: each run gets this long.
+test_timeout=${WEFT_TEST_TIMEOUT:-1800}
 passed=0
 failed=0
 problems=()
@@ -61,8 +65,9 @@ EOF
 run_catch2() {
   local label=$1 bin=$2 xml rc counts p f t0=$SECONDS
   xml=$(mktemp "${TMPDIR:-/tmp}/weft-catch2.XXXXXX.xml")
-  "$bin" --reporter xml --out "$xml" </dev/null
+  timeout --kill-after=30 "$test_timeout" "$bin" --reporter xml --out "$xml" </dev/null
   rc=$?
+  [ "$rc" -eq 124 ] && echo "$label: killed after ${test_timeout} s"
   counts=$(catch2_counts "$xml")
   read -r p f <<<"$(head -n1 <<<"$counts")"
   p=${p:-0} f=${f:-0}

@@ -77,25 +77,37 @@ route_pkgconfig() {
   fi
   step "$log" meson install -C "$build" --no-rebuild --destdir "$destdir" --tags runtime,devel || return 1
 
-  # The .pc file says prefix=<configured prefix>; under DESTDIR that prefix moved, so
-  # tell pkg-config where. Nothing else is on its path: weft.pc must stand alone.
-  local pc prefix
+  # Under DESTDIR the tree moved: $destdir$prefix instead of $prefix. Relocate weft.pc
+  # accordingly (its other paths are relative to ${prefix}), as if weft had been
+  # installed there, and put it first on pkg-config's path.
+  local pc prefix pcdir=$tmp/pkgconfig
   pc=$(find "$destdir" -name weft.pc -print -quit)
   [ -n "$pc" ] || { echo "no weft.pc installed" >>"$log"; return 1; }
-  local -x PKG_CONFIG_LIBDIR PKG_CONFIG_PATH=
-  PKG_CONFIG_LIBDIR=$(dirname "$pc")
-  prefix=$(pkg-config --variable=prefix weft)
-  local pcargs=(--define-variable=prefix="$destdir$prefix")
-  local cflags libs static_libs libdir
-  cflags=$(pkg-config "${pcargs[@]}" --cflags weft) &&
-    libs=$(pkg-config "${pcargs[@]}" --libs weft) &&
-    static_libs=$(pkg-config "${pcargs[@]}" --static --libs weft) &&
-    libdir=$(pkg-config "${pcargs[@]}" --variable=libdir weft) || return 1
+  prefix=$(sed -n 's/^prefix=//p' "$pc")
+  mkdir -p "$pcdir"
+  sed "s|^prefix=.*|prefix=$destdir$prefix|" "$pc" >"$pcdir/weft.pc"
+  local -x PKG_CONFIG_PATH=$pcdir${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}
+  local cflags libs static_libs libdir requires
+  cflags=$(pkg-config --cflags weft) &&
+    libs=$(pkg-config --libs weft) &&
+    static_libs=$(pkg-config --static --libs weft) &&
+    libdir=$(pkg-config --variable=libdir weft) &&
+    requires=$(pkg-config --print-requires --print-requires-private weft) || {
+      echo "pkg-config failed on $pcdir/weft.pc:" >>"$log"
+      pkg-config --cflags --libs weft >>"$log" 2>&1
+      return 1
+    }
   {
+    echo "requires: $requires"
     echo "cflags: $cflags"
     echo "libs: $libs"
     echo "static libs: $static_libs"
   } >>"$log"
+  # The public headers need nothing but weft: no Eigen, JSON or CUDA flags or packages.
+  if grep -Eiq 'eigen|nlohmann|cuda' <<<"$cflags $requires"; then
+    echo "weft.pc drags a private dependency into --cflags or Requires" >>"$log"
+    return 1
+  fi
   # shellcheck disable=SC2086  # the flags are meant to split
   (
     cd "$dir" &&
