@@ -23,21 +23,7 @@ namespace {
 
 using Bytes = std::vector<uint8_t>;
 
-// A fresh directory under /tmp, removed with everything in it at the end of the test.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static std::atomic<int> counter{0};
-    path = fs::temp_directory_path() / ("weft_data_test_" + std::to_string(getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
+using weft::test::TempDir;
 
 // An IDX file's bytes: 00 00 type ndim, the sizes as big-endian uint32, then `data`.
 Bytes idx_bytes(const std::vector<uint32_t>& sizes, const Bytes& data, uint8_t type = 0x08) {
