@@ -6,7 +6,7 @@
 #   3. builds and runs tests/consumer the two ways a project uses weft: as a Meson
 #      subproject, and installed + pkg-config (installing from build/);
 #   4. builds the suite again under AddressSanitizer + UndefinedBehaviorSanitizer in
-#      build-asan/ and runs it there;
+#      build-asan/ (with clang++ when installed) and runs it there;
 #   5. fuzzes the safetensors header parser with libFuzzer for FUZZ_SECONDS (60).
 # Its last line is "N passed, N failed": Catch2 test cases of both runs, plus one per
 # consumer route, plus one failure for each step that could not run (a build that broke,
@@ -15,6 +15,7 @@
 # Usage: bash scripts/test.sh
 #   WEFT_JOBS=N            parallel compile jobs (default 2)
 #   WEFT_TEST_TIMEOUT=S    seconds each run of weft_tests may take (default 1800)
+#   WEFT_ASAN_CXX=c++      the compiler of build-asan/ (default clang++, else g++)
 set -uo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -34,60 +35,69 @@ broken() {
   echo "FAIL $1"
 }
 
-# Pulls the counts out of a Catch2 XML report: prints "PASSED FAILED", then the names of
-# the failed test cases. A report cut short (the binary crashed or was killed) counts
-# the finished cases and the unfinished one as failed.
-catch2_counts() {
+# Reads a Catch2 XML report: prints "PASSED FAILED", then for each failed test case its
+# name and what failed (file:line, the expression or exception). A report cut short (the
+# binary crashed or was killed) counts the finished cases, and the unfinished one fails.
+catch2_report() {
   python3 - "$1" <<'EOF'
 import html, re, sys
 text = open(sys.argv[1], errors="replace").read()
 passed = failed = 0
-bad = []
+lines = []
+def clean(s):
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", s)).split())[:300]
 for block in re.split(r"<TestCase ", text)[1:]:
     name = html.unescape(re.match(r'name="([^"]*)"', block).group(1))
     result = re.search(r'<OverallResult success="(true|false)"', block)
     if result and result.group(1) == "true":
         passed += 1
-    else:
-        failed += 1
-        bad.append(name + ("" if result else "   <- did not finish"))
+        continue
+    failed += 1
+    lines.append(f"  failed: {name}" + ("" if result else "   <- did not finish (crashed or killed)"))
+    pattern = (r'<(Expression success="false"|Exception|FatalErrorCondition|Failure)[^>]*?'
+               r'filename="([^"]*)" line="(\d+)"[^>]*>(.*?)</(?:Expression|Exception|FatalErrorCondition|Failure)>')
+    for m in list(re.finditer(pattern, block, re.S))[:5]:
+        kind, body = m.group(1).split()[0], m.group(4)
+        if kind == "Expression":
+            orig = re.search(r"<Original>(.*?)</Original>", body, re.S)
+            expd = re.search(r"<Expanded>(.*?)</Expanded>", body, re.S)
+            rest = clean(re.sub(r"<(Original|Expanded)>.*?</\1>", "", body, flags=re.S))
+            body = clean(orig.group(1) if orig else "") + "  with  " + clean(expd.group(1) if expd else "")
+            if rest:
+                body += "  (" + rest + ")"
+        else:
+            body = clean(body)
+        lines.append(f"      {m.group(2)}:{m.group(3)}: {kind}: {body}")
 totals = re.findall(r'<OverallResultsCases successes="(\d+)" failures="(\d+)"', text)
 if totals:
     passed, failed = int(totals[-1][0]), int(totals[-1][1])
 print(passed, failed)
-for name in bad:
-    print(name)
+print("\n".join(lines))
 EOF
 }
 
-# run_catch2 LABEL BINARY: runs the suite with the XML reporter (to a file; the binary's
-# own stderr, sanitizer reports included, goes to the terminal) and adds up its counts.
+# run_catch2 LABEL BINARY: runs the suite with the XML reporter into BINARY.xml (the
+# binary's own stderr, sanitizer reports included, goes to the terminal) and adds up
+# its counts.
 run_catch2() {
-  local label=$1 bin=$2 xml rc counts p f t0=$SECONDS
-  xml=$(mktemp "${TMPDIR:-/tmp}/weft-catch2.XXXXXX.xml")
+  local label=$1 bin=$2 xml=$2.xml rc report p f t0=$SECONDS
+  rm -f "$xml"
   timeout --kill-after=30 "$test_timeout" "$bin" --reporter xml --out "$xml" </dev/null
   rc=$?
   [ "$rc" -eq 124 ] && echo "$label: killed after ${test_timeout} s"
-  counts=$(catch2_counts "$xml")
-  read -r p f <<<"$(head -n1 <<<"$counts")"
+  report=$(catch2_report "$xml")
+  read -r p f <<<"$(head -n1 <<<"$report")"
   p=${p:-0} f=${f:-0}
   passed=$((passed + p))
   failed=$((failed + f))
-  echo "$label: $p passed, $f failed ($((SECONDS - t0)) s)"
+  echo "$label: $p passed, $f failed ($((SECONDS - t0)) s; report in $xml)"
   if [ "$f" -gt 0 ]; then
-    tail -n +2 <<<"$counts" | sed 's/^/  failed: /'
+    tail -n +2 <<<"$report"
     problems+=("$label: $f failed")
   fi
   if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
     broken "$label exited with status $rc"
   fi
-  if [ "$f" -gt 0 ]; then
-    # Rerun just the failures with the console reporter, for readable messages.
-    local names
-    names=$(tail -n +2 <<<"$counts" | sed 's/   <- did not finish$//' | sed 's/[],[\\]/\\&/g' | paste -sd, -)
-    "$bin" "$names" </dev/null 2>&1 | tail -n 200
-  fi
-  rm -f "$xml"
 }
 
 log "Packages"
@@ -122,8 +132,18 @@ failed=$((failed + c_fail))
 [ "$consumer_rc" -ne 0 ] && [ "$c_fail" -eq 0 ] && broken "tests/consumer/run.sh exited with status $consumer_rc"
 rm -f "$consumer_log"
 
-log "AddressSanitizer + UndefinedBehaviorSanitizer build (build-asan/)"
-if configure build-asan --buildtype=debugoptimized -Db_sanitize=address,undefined -Db_lundef=false &&
+# The sanitizer build uses clang when there is one: GCC 12 with -fsanitize takes about
+# four times longer on the Eigen-heavy kernels (matmul.cpp: 190 s against 53 s), and a
+# second compiler catches what the first lets through. WEFT_ASAN_CXX picks another.
+asan_cxx=${WEFT_ASAN_CXX:-$(command -v clang++ >/dev/null && echo clang++ || echo g++)}
+# Meson keeps the compiler a build directory was set up with: start afresh on a change.
+asan_had=$(sed -n '/^rule cpp_COMPILER$/{n;s/^ *command = \([^ ]*\).*/\1/p;q}' build-asan/build.ninja 2>/dev/null)
+if [ -n "$asan_had" ] && [ "$(basename "$asan_had")" != "$(basename "$asan_cxx")" ]; then
+  echo "build-asan/ was set up with $asan_had; setting it up afresh with $asan_cxx"
+  rm -rf build-asan
+fi
+log "AddressSanitizer + UndefinedBehaviorSanitizer build (build-asan/, $asan_cxx)"
+if CXX=$asan_cxx configure build-asan --buildtype=debugoptimized -Db_sanitize=address,undefined -Db_lundef=false &&
   ninja -C build-asan -j"$WEFT_JOBS" tests/weft_tests; then
   log "Unit tests (ASan + UBSan)"
   # protect_shadow_gap=0: the CUDA driver maps memory where ASan would otherwise
