@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdlib>
 #include <deque>
@@ -11,13 +12,25 @@
 #include <thread>
 #include <vector>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define WEFT_CPU_RELAX() _mm_pause()
+#else
+#define WEFT_CPU_RELAX() std::this_thread::yield()
+#endif
+
 #include "error.h"
 
 namespace weft {
 
 namespace {
 
+// How long an idle worker (or a waiting caller) spins before it sleeps. Long enough to
+// cover the gap between two ops of a training step, short enough not to matter when idle.
+constexpr auto kSpinMicros = std::chrono::microseconds(300);
+
 thread_local bool t_in_parallel = false;
+thread_local int t_thread_limit = 0;  // 0: no ThreadLimit on this thread
 
 // One parallel_for call: its chunks count down `remaining`; the caller waits for zero.
 struct Job {
@@ -42,9 +55,20 @@ void run_task(const Task& t) {
     if (!t.job->error) t.job->error = std::current_exception();
   }
   t_in_parallel = false;
-  if (t.job->remaining.fetch_sub(1) == 1) {
+  if (t.job->remaining.fetch_sub(1, std::memory_order_acq_rel) == 1) {
     std::lock_guard<std::mutex> lk(t.job->mu);
     t.job->done.notify_all();
+  }
+}
+
+// Spins until pred() holds or kSpinMicros pass; returns pred().
+template <class Pred>
+bool spin_until(Pred pred) {
+  const auto deadline = std::chrono::steady_clock::now() + kSpinMicros;
+  for (int i = 0;; ++i) {
+    if (pred()) return true;
+    WEFT_CPU_RELAX();
+    if ((i & 63) == 63 && std::chrono::steady_clock::now() > deadline) return pred();
   }
 }
 
@@ -58,52 +82,67 @@ class Pool {
       std::lock_guard<std::mutex> lk(mu_);
       stop_ = true;
     }
+    stop_flag_ = true;
     cv_.notify_all();
     for (auto& w : workers_) w.join();
   }
   int threads() const { return threads_; }
 
   void submit(std::vector<Task>& tasks) {
+    bool wake;
     {
       std::lock_guard<std::mutex> lk(mu_);
       for (auto& t : tasks) queue_.push_back(std::move(t));
+      queued_.store(static_cast<int>(queue_.size()), std::memory_order_release);
+      wake = sleepers_ > 0;
     }
-    cv_.notify_all();
+    if (wake) cv_.notify_all();  // spinning workers see queued_ without a syscall
   }
 
   // Lets a waiting caller help: runs one queued task if there is one.
   bool try_run_one() {
     Task t;
-    {
-      std::lock_guard<std::mutex> lk(mu_);
-      if (queue_.empty()) return false;
-      t = std::move(queue_.front());
-      queue_.pop_front();
-    }
+    if (!pop(t)) return false;
     run_task(t);
     return true;
   }
 
  private:
+  bool pop(Task& t) {
+    if (queued_.load(std::memory_order_acquire) == 0) return false;
+    std::lock_guard<std::mutex> lk(mu_);
+    if (queue_.empty()) return false;
+    t = std::move(queue_.front());
+    queue_.pop_front();
+    queued_.store(static_cast<int>(queue_.size()), std::memory_order_release);
+    return true;
+  }
+
   void loop() {
     for (;;) {
       Task t;
-      {
-        std::unique_lock<std::mutex> lk(mu_);
-        cv_.wait(lk, [this] { return stop_ || !queue_.empty(); });
-        if (stop_ && queue_.empty()) return;
-        t = std::move(queue_.front());
-        queue_.pop_front();
+      if (spin_until([&] { return stop_flag_.load(std::memory_order_relaxed) || pop(t); })) {
+        if (t.job) {
+          run_task(t);
+          continue;
+        }
       }
-      run_task(t);
+      std::unique_lock<std::mutex> lk(mu_);
+      ++sleepers_;
+      cv_.wait(lk, [this] { return stop_ || !queue_.empty(); });
+      --sleepers_;
+      if (stop_ && queue_.empty()) return;
     }
   }
 
   int threads_;
   std::vector<std::thread> workers_;
   std::deque<Task> queue_;
+  std::atomic<int> queued_{0};  // queue_.size(), readable while spinning
+  std::atomic<bool> stop_flag_{false};
   std::mutex mu_;
   std::condition_variable cv_;
+  int sleepers_ = 0;
   bool stop_ = false;
 };
 
@@ -130,6 +169,11 @@ std::shared_ptr<Pool> pool() {
   return g_pool;
 }
 
+int pool_threads() {
+  const int n = g_threads.load(std::memory_order_relaxed);
+  return n > 0 ? n : pool()->threads();
+}
+
 }  // namespace
 
 void set_num_threads(int n) {
@@ -145,7 +189,17 @@ void set_num_threads(int n) {
   // `old` joins its workers here, after any parallel_for still holding it finishes.
 }
 
-int num_threads() { return pool()->threads(); }
+int num_threads() {
+  const int n = pool_threads();
+  return t_thread_limit > 0 ? std::min(n, t_thread_limit) : n;
+}
+
+ThreadLimit::ThreadLimit(int n) : previous_(t_thread_limit) {
+  WEFT_CHECK(n >= 1, "ThreadLimit: need at least 1 thread, got ", n);
+  t_thread_limit = n;
+}
+
+ThreadLimit::~ThreadLimit() { t_thread_limit = previous_; }
 
 bool in_parallel_region() { return t_in_parallel; }
 
@@ -153,14 +207,15 @@ void parallel_for(int64_t begin, int64_t end, int64_t grain,
                   const std::function<void(int64_t, int64_t)>& fn) {
   if (end <= begin) return;
   const int64_t n = end - begin;
+  grain = std::max<int64_t>(grain, 1);
   // Too small to split, nested, or one thread: run inline without touching the pool.
-  if (t_in_parallel || n < 2 * std::max<int64_t>(grain, 1) || g_threads.load(std::memory_order_relaxed) == 1) {
+  if (t_in_parallel || n < 2 * grain || t_thread_limit == 1 || g_threads.load(std::memory_order_relaxed) == 1) {
     fn(begin, end);
     return;
   }
-  auto p = t_in_parallel ? nullptr : pool();
-  const int64_t max_chunks = p ? p->threads() : 1;
-  const int64_t chunks = std::min<int64_t>(max_chunks, std::max<int64_t>(1, n / std::max<int64_t>(grain, 1)));
+  auto p = pool();
+  const int64_t max_chunks = t_thread_limit > 0 ? std::min(p->threads(), t_thread_limit) : p->threads();
+  const int64_t chunks = std::min<int64_t>(max_chunks, n / grain);
   if (chunks <= 1) {
     fn(begin, end);
     return;
@@ -180,12 +235,13 @@ void parallel_for(int64_t begin, int64_t end, int64_t grain,
   }
   p->submit(rest);
   run_task({job, begin, std::min(end, begin + step)});
-  // Help with queued work (ours or another caller's) rather than sleep while it waits.
-  while (job->remaining.load() > 0 && p->try_run_one()) {
+  // Help with queued work (ours or another caller's), then spin, then sleep.
+  auto finished = [&] { return job->remaining.load(std::memory_order_acquire) == 0; };
+  while (!finished() && p->try_run_one()) {
   }
-  {
+  if (!spin_until(finished)) {
     std::unique_lock<std::mutex> lk(job->mu);
-    job->done.wait(lk, [&] { return job->remaining.load() == 0; });
+    job->done.wait(lk, finished);
   }
   if (job->error) std::rethrow_exception(job->error);
 }
