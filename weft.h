@@ -13,3 +13,4 @@
 #include "nn/nn.h"
 #include "optim/optim.h"
 #include "data/data.h"
+#include "parallel/communicator.h"

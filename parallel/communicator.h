@@ -1,0 +1,85 @@
+// Communicator: the one interface every distributed piece of weft talks to.
+//
+// A communicator is one rank's view of a group of `size()` ranks numbered 0..size-1.
+// Everything above it -- the hand-written ring all-reduce and parameter server
+// (parallel/algorithms), DistributedDataParallel, pruning masks kept in sync -- is
+// written against this class only, so it runs unchanged over
+//   - "threads": N ranks as threads of one process, sharing memory (the embedded
+//     default, no launcher needed)            -> parallel/threads_communicator.h
+//   - "mpi":     one process per rank under mpirun (Open MPI)   -> parallel/mpi_communicator.h
+//   - "nccl":    GPU tensors, bootstrapped through MPI           -> parallel/nccl_communicator.h
+//
+// RULES every backend follows
+//   * Collectives are called by every rank, in the same order, with tensors of the same
+//     dtype and numel. Each collective has a per-communicator sequence number; a rank
+//     that calls with a different size (or a different collective) at the same sequence
+//     number makes every rank fail with an error naming the collective, the sequence
+//     number and both sizes -- never a silent wrong answer.
+//   * Every call has a timeout (default 300 s, settable). A rank that dies or stalls makes
+//     the others throw weft::Error within the timeout, naming the collective, its sequence
+//     number and the rank(s) that never arrived -- never a silent hang.
+//   * Tensors must be contiguous and live on a device the backend serves (CPU for threads
+//     and mpi, CUDA for nccl). Collectives work in place on `t` (its storage is written).
+//   * Reductions: Sum, Mean (sum / size), Max. float32 and int64.
+//   * Async variants return a Work handle at once; the communication runs on the
+//     backend's progress thread, in call order. The tensor must not be touched until
+//     wait() returns. wait() rethrows any error of the operation.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "../tensor/tensor.h"
+
+namespace weft::parallel {
+
+enum class ReduceOp { Sum, Mean, Max };
+const char* reduce_op_name(ReduceOp op);
+
+using Timeout = std::chrono::milliseconds;
+inline constexpr Timeout kDefaultTimeout{300'000};
+
+// A handle to an operation that may still be running.
+class Work {
+ public:
+  virtual ~Work() = default;
+  virtual bool is_completed() = 0;  // true once finished (successfully or not)
+  virtual void wait() = 0;          // blocks until finished; rethrows its error
+};
+using WorkHandle = std::shared_ptr<Work>;
+
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  virtual std::string backend() const = 0;  // "threads", "mpi", "nccl"
+
+  Timeout timeout() const { return timeout_; }
+  void set_timeout(Timeout t) { timeout_ = t; }
+
+  // ---- point to point (blocking). `t` is contiguous; recv writes into it. ----------
+  virtual void send(const Tensor& t, int dst, int tag = 0) = 0;
+  virtual void recv(const Tensor& t, int src, int tag = 0) = 0;
+
+  // ---- collectives (blocking, in place) ---------------------------------------------
+  virtual void allreduce(const Tensor& t, ReduceOp op = ReduceOp::Sum) = 0;
+  virtual void broadcast(const Tensor& t, int root) = 0;
+  // out has size() * in.numel() elements; rank r's `in` lands at out[r*n, (r+1)*n).
+  virtual void allgather(const Tensor& in, const Tensor& out) = 0;
+  // in has size() * out.numel() elements; rank r gets the reduction of everyone's
+  // in[r*n, (r+1)*n) in out.
+  virtual void reduce_scatter(const Tensor& in, const Tensor& out, ReduceOp op = ReduceOp::Sum) = 0;
+  virtual void barrier() = 0;
+
+  // ---- async: the same operations, returning at once ----------------------------------
+  virtual WorkHandle allreduce_async(const Tensor& t, ReduceOp op = ReduceOp::Sum) = 0;
+  virtual WorkHandle broadcast_async(const Tensor& t, int root) = 0;
+
+ protected:
+  Timeout timeout_ = kDefaultTimeout;
+};
+
+}  // namespace weft::parallel
