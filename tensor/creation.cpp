@@ -18,11 +18,7 @@ Tensor empty(const Shape& shape, const TensorOptions& opt) { return finish(empty
 
 Tensor full(const Shape& shape, double value, const TensorOptions& opt) {
   Tensor t = empty(shape, opt.dtype, opt.device);
-  if (opt.device.is_cuda()) {
-    raw::copy_(t, raw::to_device(full(shape, value, {.dtype = opt.dtype}), opt.device));
-  } else {
-    raw::fill_(t, value);
-  }
+  raw::fill_(t, value);  // a kernel on a GPU: no host buffer, no transfer
   return finish(t, opt);
 }
 
