@@ -77,12 +77,13 @@ Tensor tensor(const std::vector<double>& values, const Shape& shape, const Tenso
 Tensor tensor(const std::vector<int64_t>& values, const Shape& shape) { return from_values(values, shape, kInt64); }
 
 namespace {
-// Random tensors are filled on the host, then moved: the stream depends only on the seed.
+// Random tensors: the numbers depend only on the seed and the generator offset.
 template <class Fill>
 Tensor random(const Shape& shape, const TensorOptions& opt, Fill fill) {
-  Tensor t = empty(shape, opt.dtype, kCPU);
+  // Filled where it lives: a GPU draws the same numbers as the CPU (tensor/random_math.h).
+  Tensor t = empty(shape, opt.dtype, opt.device);
   fill(t);
-  return finish(raw::to_device(t, opt.device), opt);
+  return finish(t, opt);
 }
 }  // namespace
 
