@@ -182,6 +182,9 @@ void memcpy(void* dst, Device dst_device, const void* src, Device src_device, si
   const int dev = gpu_of(dst_device, src_device);
   DeviceGuard g(dev);
   cudaStream_t s = detail::stream(dev);
+  WEFT_CHECK(dst_device.is_cuda() && src_device.is_cuda() || !detail::capturing(),
+             "copy: a copy between host and GPU waits for the GPU, which is impossible while the stream is being "
+             "captured into a CUDA graph (read values back after capture_end)");
   check(cudaMemcpyAsync(dst, src, nbytes, kind_of(dst_device, src_device), s), "copy", "cudaMemcpyAsync");
   // A host buffer may be freed or read as soon as we return: wait for the copy.
   if (!dst_device.is_cuda() || !src_device.is_cuda()) check(cudaStreamSynchronize(s), "copy", "cudaStreamSynchronize");
