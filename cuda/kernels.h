@@ -65,9 +65,11 @@ void index_select(const Tensor& out, const Tensor& a, int64_t dim, const Tensor&
 void index_add(const Tensor& out, int64_t dim, const Tensor& index, const Tensor& src);
 
 // ---- random (kernels/random.cu) ---------------------------------------------------------
-// Counter-based Philox4x32-10: element i of the call draws from counter (offset + i/4),
-// key = seed, so the numbers do not depend on the launch configuration. The caller
-// advances its generator's offset by ceil(numel / 4) per call.
+// Counter-based Philox4x32-10, exactly as on the CPU (tensor/cpu/random.cpp): element i
+// of dst in row-major order draws the words of counter (offset + i) under key = seed and
+// goes through the same transform (tensor/random_math.h), so a seeded GPU tensor equals
+// the CPU one and no number depends on the launch configuration. The caller reserved
+// numel counters from its Generator; `offset` is the first.
 void uniform(const Tensor& dst, double lo, double hi, uint64_t seed, uint64_t offset);
 void normal(const Tensor& dst, double mean, double std, uint64_t seed, uint64_t offset);
 void bernoulli(const Tensor& dst, double p, uint64_t seed, uint64_t offset);
