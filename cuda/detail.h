@@ -48,3 +48,14 @@ inline unsigned blocks_for(int64_t n, int threads = kThreads) {
 #define WEFT_CUDA_CHECK(op, expr) ::weft::cuda::detail::check((expr), (op), #expr)
 // After a kernel launch: reports a bad launch configuration naming the op.
 #define WEFT_CUDA_LAUNCH_CHECK(op) ::weft::cuda::detail::check(cudaGetLastError(), (op), "kernel launch")
+
+namespace weft::cuda::detail {
+// Graph memory pools (allocator.cpp, used by graph.cpp). While a pool is bound to a
+// device and stream, allocations on that stream come from it; blocks freed during the
+// capture go back to it, so the graph's replays own every block they touch.
+int create_graph_pool();
+void bind_graph_pool(int device, cudaStream_t stream, int pool);  // pool 0 unbinds
+// Called when the graph dies: its blocks (free and, once freed, live) return to the
+// ordinary cache.
+void release_graph_pool(int pool);
+}  // namespace weft::cuda::detail
