@@ -9,6 +9,7 @@
 // The math sits in small functors, one per op, chosen once on the host, so each kernel
 // is a tight loop with no per-element switch.
 #include <cmath>
+#include <limits>
 
 #include "../kernels.h"
 #include "common.cuh"
@@ -140,8 +141,26 @@ template <class T> struct DivF {
 };
 template <class T> struct PowF {
   __device__ T operator()(T x, T y) const {
-    if constexpr (std::is_same_v<T, float>) return powf(x, y);
-    else return T(pow(double(x), double(y)));
+    if constexpr (std::is_same_v<T, float>) {
+      return powf(x, y);
+    } else if constexpr (std::is_same_v<T, double>) {
+      return pow(x, y);
+    } else {
+      // Integers by repeated squaring: exact, where the GPU's pow(double) may land an ulp
+      // below an integer and truncate. Negative exponents give what the CPU's
+      // T(std::pow(x, y)) gives: 1/x^|y| truncated (0 unless x is 1 or -1).
+      if (y < 0) {
+        if (x == 1) return 1;
+        if (x == -1) return (y & 1) ? -1 : 1;
+        return x == 0 ? std::numeric_limits<T>::min() : 0;  // x86 converts inf to INT64_MIN
+      }
+      T r = 1, b = x;
+      for (T e = y; e > 0; e >>= 1) {
+        if (e & 1) r *= b;
+        b *= b;
+      }
+      return r;
+    }
   }
 };
 template <class T> struct MaxF { __device__ T operator()(T x, T y) const { return x > y || x != x ? x : y; } };

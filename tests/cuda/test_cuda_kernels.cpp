@@ -197,7 +197,7 @@ TEST_CASE("cuda kernels: copies with conversion, strides and broadcast; fill", "
       // into a strided view of a destination, src broadcast along dim 0
       check_op("copy_ into a view", [to](const V& v) {
         Tensor d = zeros({31, 10}, {.dtype = to, .device = v[0].device()});
-        raw::copy_(d.slice(1, 1, 10, 2), v[0].slice(0, 0, 4).t().slice(0, 0, 1));
+        raw::copy_(d.slice(1, 1, 10, 2), v[0].t().slice(1, 2, 3));  // (31,1) into (31,5)
         return d;
       }, {src}, 0);
     }
@@ -230,6 +230,9 @@ TEST_CASE("cuda kernels: sum, mean, max, min over dim combinations", "[cuda]") {
     const Tensor a = rnd({4, 5, 6, 7}, 1, dt);
     for (R op : {R::Sum, R::Mean, R::Max, R::Min}) {
       const double t = dt == kFloat32 ? 1e-5 : tol(dt);
+      // The CPU adds float32 in float lanes within blocks of 1024, the GPU in double: on
+      // long rows the CPU is the less accurate of the two.
+      const double t_long = dt == kFloat32 ? 1e-4 : tol(dt);
       for (const Shape& dims : dim_sets)
         for (bool keep : {false, true}) {
           check_op("reduce " + dims.str(), [&](const V& v) { return raw::reduce(op, v[0], dims, keep); }, {a}, t);
@@ -238,13 +241,13 @@ TEST_CASE("cuda kernels: sum, mean, max, min over dim combinations", "[cuda]") {
         }
       // the training hot paths at size, and the split paths (few outputs, long reductions)
       check_op("all of 1000003", [&](const V& v) { return raw::reduce(op, v[0], {}, false); },
-               {rnd({1000003}, 2, dt)}, dt == kFloat32 ? 1e-5 : t);
-      check_op("rows (64, 4099)", [&](const V& v) { return raw::reduce(op, v[0], {1}, false); }, {rnd({64, 4099}, 3, dt)}, t);
-      check_op("columns (4099, 65)", [&](const V& v) { return raw::reduce(op, v[0], {0}, false); }, {rnd({4099, 65}, 4, dt)}, t);
+               {rnd({1000003}, 2, dt)}, t_long);
+      check_op("rows (64, 4099)", [&](const V& v) { return raw::reduce(op, v[0], {1}, false); }, {rnd({64, 4099}, 3, dt)}, t_long);
+      check_op("columns (4099, 65)", [&](const V& v) { return raw::reduce(op, v[0], {0}, false); }, {rnd({4099, 65}, 4, dt)}, t_long);
       check_op("bias grad (3, 100000)->(100000)", [&](const V& v) { return raw::reduce(op, v[0], {0}, false); },
                {rnd({3, 100000}, 5, dt)}, t);
       check_op("columns split (100000, 3)", [&](const V& v) { return raw::reduce(op, v[0], {0}, false); },
-               {rnd({100000, 3}, 6, dt)}, t);
+               {rnd({100000, 3}, 6, dt)}, t_long);
       check_op("conv bias (8, 16, 7, 7)", [&](const V& v) { return raw::reduce(op, v[0], {0, 2, 3}, false); },
                {rnd({8, 16, 7, 7}, 7, dt)}, t);
       check_op("expanded", [&](const V& v) { return raw::reduce(op, v[0].expand({50, 9}), {0}, false); },
