@@ -28,11 +28,24 @@ inline constexpr int kMaxDims = ::weft::kMaxDims;
 template <int N>
 struct OffsetCalc {
   int ndim = 0;                   // after merging; 0 means a single element
+  bool narrow = true;             // fewer than 2^31 elements: 32-bit divisions suffice
   int64_t size[kMaxDims];         // innermost dim first
   int64_t stride[kMaxDims][N];    // in elements, innermost dim first
 
   __host__ __device__ std::array<int64_t, N> get(int64_t i) const {
     std::array<int64_t, N> off{};
+    if (narrow) {  // a 32-bit division is several times cheaper than a 64-bit one
+      uint32_t j = static_cast<uint32_t>(i);
+#pragma unroll
+      for (int d = 0; d < kMaxDims; ++d) {
+        if (d == ndim) break;
+        const uint32_t s = static_cast<uint32_t>(size[d]), q = j / s, idx = j - q * s;
+        j = q;
+#pragma unroll
+        for (int k = 0; k < N; ++k) off[k] += int64_t(idx) * stride[d][k];
+      }
+      return off;
+    }
 #pragma unroll
     for (int d = 0; d < kMaxDims; ++d) {
       if (d == ndim) break;
@@ -85,6 +98,9 @@ OffsetCalc<N> make_calc(const Shape& shape, const std::array<Strides, N>& st) {
       ++c.ndim;
     }
   }
+  int64_t numel = 1;
+  for (int d = 0; d < c.ndim; ++d) numel *= c.size[d];
+  c.narrow = numel < (int64_t(1) << 31);
   return c;
 }
 
@@ -114,18 +130,21 @@ template <class T>
 using acc_t = std::conditional_t<std::is_floating_point_v<T>, double, T>;
 
 // ---- warp and block reductions ---------------------------------------------------------
-template <class T>
+// Within aligned groups of G lanes (G a power of 2, at most 32): every lane of the group
+// ends with the group's sum. All 32 lanes of the warp must take part.
+template <int G = 32, class T>
 __device__ __forceinline__ T warp_sum(T v) {
 #pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  for (int o = G / 2; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   return v;
 }
 
-// Combines with any associative `f`; every lane ends with the result.
-template <class T, class F>
+// Combines with any associative `f` within groups of G lanes; every lane ends with its
+// group's result.
+template <int G = 32, class T, class F>
 __device__ __forceinline__ T warp_all_reduce(T v, F f) {
 #pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v = f(v, __shfl_xor_sync(0xffffffffu, v, o));
+  for (int o = G / 2; o > 0; o >>= 1) v = f(v, __shfl_xor_sync(0xffffffffu, v, o));
   return v;
 }
 

@@ -91,6 +91,7 @@ Plan make_plan(const Tensor& a, const std::array<bool, kMaxDims>& mask) {
   p.red.sL = r.ndim ? r.stride[0][0] : 0;
   // The rest of the reduced dims, without the innermost one.
   p.red.outer.ndim = r.ndim > 1 ? r.ndim - 1 : 0;
+  p.red.outer.narrow = r.narrow;
   for (int d = 1; d < r.ndim; ++d) {
     p.red.outer.size[d - 1] = r.size[d];
     p.red.outer.stride[d - 1][0] = r.stride[d][0];
@@ -118,7 +119,22 @@ __global__ void __launch_bounds__(256) reduce_rows_kernel(const T* __restrict__ 
     A acc = op.init();
     if (k < p.K) {
       const T* row = a + p.kept.get(k)[0];
-      for (int64_t r = r0 + lane; r < r1; r += G) acc = op.add(acc, row[p.red.get(r)]);
+      if (p.red.outer.ndim == 0) {
+        // One strided run: four loads in flight per thread, four partial results.
+        const int64_t s = p.red.sL;
+        A acc1 = op.init(), acc2 = op.init(), acc3 = op.init();
+        int64_t r = r0 + lane;
+        for (; r + 3 * G < r1; r += 4 * G) {
+          acc = op.add(acc, row[r * s]);
+          acc1 = op.add(acc1, row[(r + G) * s]);
+          acc2 = op.add(acc2, row[(r + 2 * G) * s]);
+          acc3 = op.add(acc3, row[(r + 3 * G) * s]);
+        }
+        for (; r < r1; r += G) acc = op.add(acc, row[r * s]);
+        acc = op.combine(op.combine(acc, acc1), op.combine(acc2, acc3));
+      } else {
+        for (int64_t r = r0 + lane; r < r1; r += G) acc = op.add(acc, row[p.red.get(r)]);
+      }
     }
     auto f = [op](A x, A y) { return op.combine(x, y); };
     if constexpr (G == 32) acc = warp_all_reduce(acc, f);
@@ -217,7 +233,7 @@ const char* reduce_name(raw::Reduce op) {
   return "reduce";
 }
 
-// ---- argmax / argmin: a warp per output ---------------------------------------------------
+// ---- argmax / argmin: G threads per output (8 for rows up to 16 long, else a warp) -------
 // The CPU rule: the first NaN wins; otherwise the first index of the best value.
 template <class T, bool kMax>
 struct ArgBest {
@@ -233,21 +249,27 @@ __device__ ArgBest<T, kMax> better(ArgBest<T, kMax> x, ArgBest<T, kMax> y) {
   return x.i < y.i ? x : y;
 }
 
-template <class T, bool kMax>
+template <int G, class T, bool kMax>
 __global__ void argreduce_kernel(const T* __restrict__ a, int64_t* __restrict__ out, int64_t K, int64_t n,
                                  int64_t stride, OffsetCalc<1> kept) {
-  const int lane = threadIdx.x % 32;
+  constexpr int kPerWarp = 32 / G;
+  const int lane = threadIdx.x % G, group = (threadIdx.x % 32) / G;
   const int64_t warps = grid_threads() / 32;
-  for (int64_t k = global_thread() / 32; k < K; k += warps) {
-    const T* row = a + kept.get(k)[0];
-    ArgBest<T, kMax> best{row[0], 0};
-    for (int64_t j = lane; j < n; j += 32) best = better(best, ArgBest<T, kMax>{row[j * stride], j});
+  // The loop runs per warp (not per group), so all 32 lanes reach every shuffle.
+  for (int64_t k0 = global_thread() / 32 * kPerWarp; k0 < K; k0 += warps * kPerWarp) {
+    const int64_t k = k0 + group;
+    ArgBest<T, kMax> best{T(0), 0};
+    if (k < K) {
+      const T* row = a + kept.get(k)[0];
+      best.v = row[0];
+      for (int64_t j = lane; j < n; j += G) best = better(best, ArgBest<T, kMax>{row[j * stride], j});
+    }
 #pragma unroll
-    for (int o = 16; o > 0; o >>= 1) {
+    for (int o = G / 2; o > 0; o >>= 1) {
       ArgBest<T, kMax> other{__shfl_xor_sync(0xffffffffu, best.v, o), __shfl_xor_sync(0xffffffffu, best.i, o)};
       best = better(best, other);
     }
-    if (lane == 0) out[k] = best.i;
+    if (lane == 0 && k < K) out[k] = best.i;
   }
 }
 
@@ -276,14 +298,16 @@ void argreduce(bool is_max, const Tensor& out, const Tensor& a, int64_t dim) {
   const Plan p = make_plan(a, mask);
   const int64_t n = a.dim() > 0 ? a.shape()[dim] : 1, stride = a.dim() > 0 ? a.strides()[dim] : 0;
   if (p.K == 0) return;
-  const unsigned blocks = detail::blocks_for(p.K * 32);
+  const bool short_rows = n <= 16;
+  const unsigned blocks = detail::blocks_for(short_rows ? (p.K + 3) / 4 * 32 : p.K * 32);
+  cudaStream_t s = detail::stream();
   dispatch_numeric(a.dtype(), name, [&]<class T>() {
-    if (is_max)
-      argreduce_kernel<T, true><<<blocks, detail::kThreads, 0, detail::stream()>>>(ptr<const T>(a), ptr<int64_t>(out),
-                                                                                  p.K, n, stride, p.kept);
-    else
-      argreduce_kernel<T, false><<<blocks, detail::kThreads, 0, detail::stream()>>>(ptr<const T>(a), ptr<int64_t>(out),
-                                                                                   p.K, n, stride, p.kept);
+    const T* ap = ptr<const T>(a);
+    int64_t* o = ptr<int64_t>(out);
+    if (short_rows && is_max) argreduce_kernel<8, T, true><<<blocks, detail::kThreads, 0, s>>>(ap, o, p.K, n, stride, p.kept);
+    if (short_rows && !is_max) argreduce_kernel<8, T, false><<<blocks, detail::kThreads, 0, s>>>(ap, o, p.K, n, stride, p.kept);
+    if (!short_rows && is_max) argreduce_kernel<32, T, true><<<blocks, detail::kThreads, 0, s>>>(ap, o, p.K, n, stride, p.kept);
+    if (!short_rows && !is_max) argreduce_kernel<32, T, false><<<blocks, detail::kThreads, 0, s>>>(ap, o, p.K, n, stride, p.kept);
   });
   WEFT_CUDA_LAUNCH_CHECK(name);
 }

@@ -2,13 +2,16 @@
 // the twins of tensor/cpu/softmax.cpp and tensor/cpu/loss.cpp.
 //
 // A (contiguous) tensor is seen as (outer, n, inner) around the softmax dim.
-//   - inner == 1 (the usual last-dim softmax, cross-entropy rows): a warp per row, or a
-//     256-thread block when the row is longer than 1024. One pass finds the row max and
+//   - inner == 1 (the usual last-dim softmax, cross-entropy rows): a group of G threads
+//     per row -- 8 for rows of up to 16 (ten classes: four rows per warp), a warp up to
+//     1024, else a 256-thread block. One pass finds the row max and
 //     the sum of exp(x - max) together ("online softmax": when a larger max turns up the
 //     running sum is rescaled), a second pass writes the result.
 //   - inner > 1 (softmax over a middle dim): a thread per (outer, inner) column walks its
 //     n elements with stride inner; neighbouring threads read neighbouring elements.
 // Sums accumulate in float for float32 (the rows are short; tests hold them to 1e-5).
+#include <type_traits>
+
 #include "../kernels.h"
 #include "common.cuh"
 
@@ -41,9 +44,9 @@ struct MaxSum {
 template <int G, class T>
 __device__ MaxSum<T> group_max_sum(MaxSum<T> v, MaxSum<T>* scratch) {
   auto f = [](MaxSum<T> a, MaxSum<T> b) { return MaxSum<T>::combine(a, b); };
-  if constexpr (G == 32) {
+  if constexpr (G <= 32) {
 #pragma unroll
-    for (int o = 16; o > 0; o >>= 1) {
+    for (int o = G / 2; o > 0; o >>= 1) {
       MaxSum<T> other{__shfl_xor_sync(0xffffffffu, v.m, o), __shfl_xor_sync(0xffffffffu, v.s, o)};
       v = f(v, other);
     }
@@ -63,7 +66,7 @@ __device__ MaxSum<T> group_max_sum(MaxSum<T> v, MaxSum<T>* scratch) {
 
 template <int G, class T>
 __device__ T group_sum(T v, T* scratch) {
-  if constexpr (G == 32) return warp_sum(v);
+  if constexpr (G <= 32) return warp_sum<G>(v);
   else return block_all_reduce(v, [](T a, T b) { return a + b; }, scratch);
 }
 
@@ -159,9 +162,21 @@ Geometry geometry(const Shape& s, int64_t dim) {
   return g;
 }
 
-unsigned row_blocks(int64_t rows, bool block_per_row) {
-  const int64_t per_block = block_per_row ? 1 : 8;
+// Threads per row for rows of length n, and the grid for `rows` of them.
+int group_for(int64_t n) { return n <= 16 ? 8 : n <= 1024 ? 32 : 256; }
+unsigned row_blocks(int64_t rows, int group) {
+  const int64_t per_block = 256 / group;
   return static_cast<unsigned>(std::min<int64_t>((rows + per_block - 1) / per_block, 65535));
+}
+
+// Calls launch(std::integral_constant<int, G>) for the group size G that suits rows of n.
+template <class L>
+void with_group(int64_t n, L&& launch) {
+  switch (group_for(n)) {
+    case 8: return launch(std::integral_constant<int, 8>{});
+    case 32: return launch(std::integral_constant<int, 32>{});
+    default: return launch(std::integral_constant<int, 256>{});
+  }
 }
 
 // ---- cross-entropy ----------------------------------------------------------------------
@@ -240,10 +255,11 @@ void softmax(const Tensor& out, const Tensor& a_in, int64_t dim, bool log) {
     T* y = ptr<T>(out);
     if (g.inner > 1)
       softmax_cols<T><<<detail::blocks_for(rows), detail::kThreads, 0, s>>>(x, y, g.outer, g.n, g.inner, log);
-    else if (g.n > 1024)
-      softmax_rows<256, T><<<row_blocks(rows, true), 256, 0, s>>>(x, y, rows, g.n, log);
     else
-      softmax_rows<32, T><<<row_blocks(rows, false), 256, 0, s>>>(x, y, rows, g.n, log);
+      with_group(g.n, [&](auto G) {
+        constexpr int kG = decltype(G)::value;
+        softmax_rows<kG, T><<<row_blocks(rows, kG), 256, 0, s>>>(x, y, rows, g.n, log);
+      });
   });
   WEFT_CUDA_LAUNCH_CHECK(name);
 }
@@ -260,10 +276,11 @@ void softmax_backward(const Tensor& gin, const Tensor& grad_in, const Tensor& ou
     T* dx = ptr<T>(gin);
     if (g.inner > 1)
       softmax_back_cols<T><<<detail::blocks_for(rows), detail::kThreads, 0, s>>>(gp, y, dx, g.outer, g.n, g.inner, log);
-    else if (g.n > 1024)
-      softmax_back_rows<256, T><<<row_blocks(rows, true), 256, 0, s>>>(gp, y, dx, rows, g.n, log);
     else
-      softmax_back_rows<32, T><<<row_blocks(rows, false), 256, 0, s>>>(gp, y, dx, rows, g.n, log);
+      with_group(g.n, [&](auto G) {
+        constexpr int kG = decltype(G)::value;
+        softmax_back_rows<kG, T><<<row_blocks(rows, kG), 256, 0, s>>>(gp, y, dx, rows, g.n, log);
+      });
   });
   WEFT_CUDA_LAUNCH_CHECK(name);
 }
@@ -281,10 +298,10 @@ void cross_entropy(const Tensor& loss, const Tensor& probs, const Tensor& logits
     Tensor row_loss = empty({n}, kFloat64, logits.device());
     const T* x = ptr<const T>(logits);
     const int64_t* y = ptr<const int64_t>(target);
-    if (c > 1024)
-      ce_rows<256, T><<<row_blocks(n, true), 256, 0, s>>>(x, y, ptr<T>(probs), ptr<double>(row_loss), n, c, eps);
-    else
-      ce_rows<32, T><<<row_blocks(n, false), 256, 0, s>>>(x, y, ptr<T>(probs), ptr<double>(row_loss), n, c, eps);
+    with_group(c, [&](auto G) {
+      constexpr int kG = decltype(G)::value;
+      ce_rows<kG, T><<<row_blocks(n, kG), 256, 0, s>>>(x, y, ptr<T>(probs), ptr<double>(row_loss), n, c, eps);
+    });
     WEFT_CUDA_LAUNCH_CHECK("cross_entropy");
     mean_kernel<T><<<1, 1024, 0, s>>>(ptr<const double>(row_loss), n, ptr<T>(loss));
   });
