@@ -88,7 +88,8 @@ run() {
     for cmd in "train_mlp" "train_mlp --cuda-graph" "train_cnn" "train_cnn --cuda-graph"; do
       local log=$out/$(echo "$cmd" | tr ' -' '__').log
       timeout 240 build-gpu/samples/$cmd --device cuda --data "$data" > "$log" 2>&1
-      say "$cmd --device cuda: $(grep -E 'cudaMalloc calls this epoch' "$log" | tail -1 | sed 's/.*; //') | $(tail -1 "$log")"
+      say "$cmd --device cuda (exit $?):"
+      grep -aE "^epoch [0-9]+: (test_accuracy|cuda)|error|^test_accuracy" "$log" | sed 's/^/    /' | tail -12 | tee -a "$summary"
     done
   fi
 
