@@ -76,11 +76,11 @@ run() {
   say "build ok"
 
   if [[ $steps == *tests* ]]; then
-    build-gpu/tests/weft_tests "[cuda]" -r xml -o "$out/cuda_tests.xml" > /dev/null 2>&1
-    build-gpu/tests/weft_tests "[cuda]" > "$out/cuda_tests.log" 2>&1
+    build-gpu/tests/weft_tests "[cuda],[nccl]" -r xml -o "$out/cuda_tests.xml" > /dev/null 2>&1
+    build-gpu/tests/weft_tests "[cuda],[nccl]" > "$out/cuda_tests.log" 2>&1
     say "[cuda] tests: $(tail -2 "$out/cuda_tests.log" | head -1)"
     grep -E "FAILED|failed|REQUIRE|with expansion|error" "$out/cuda_tests.log" | head -60 | tee -a "$summary"
-    timeout 300 build-gpu/tests/weft_tests "~[cuda]" > "$out/all_tests.log" 2>&1
+    timeout 300 build-gpu/tests/weft_tests "~[cuda]~[nccl]" > "$out/all_tests.log" 2>&1
     say "other tests (CPU): $(tail -2 "$out/all_tests.log" | head -1)"
   fi
 
