@@ -76,7 +76,6 @@ run() {
   say "build ok"
 
   if [[ $steps == *tests* ]]; then
-    build-gpu/tests/weft_tests "[cuda],[nccl]" -r xml -o "$out/cuda_tests.xml" > /dev/null 2>&1
     build-gpu/tests/weft_tests "[cuda],[nccl]" > "$out/cuda_tests.log" 2>&1
     say "[cuda] tests: $(tail -2 "$out/cuda_tests.log" | head -1)"
     grep -E "FAILED|failed|REQUIRE|with expansion|error" "$out/cuda_tests.log" | head -60 | tee -a "$summary"
