@@ -37,8 +37,8 @@ def main():
     torch.manual_seed(0)
     x_all, y_all = load(a.data, train=True)
     B = a.batch_size
-    xs = [torch.from_numpy(x_all[k * B:(k + 1) * B]).to(dev) for k in range(a.batches)]
-    ys = [torch.from_numpy(y_all[k * B:(k + 1) * B]).to(dev) for k in range(a.batches)]
+    xs = [x_all[k * B:(k + 1) * B].to(dev) for k in range(a.batches)]
+    ys = [y_all[k * B:(k + 1) * B].to(dev) for k in range(a.batches)]
     model = make_model(a.model).to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.05, capturable=a.graph)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=0.1)

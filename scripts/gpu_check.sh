@@ -76,11 +76,10 @@ run() {
   say "build ok"
 
   if [[ $steps == *tests* ]]; then
-    build-gpu/tests/weft_tests "[cuda]" -r xml -o "$out/cuda_tests.xml" > /dev/null 2>&1
-    build-gpu/tests/weft_tests "[cuda]" > "$out/cuda_tests.log" 2>&1
+    build-gpu/tests/weft_tests "[cuda],[nccl]" > "$out/cuda_tests.log" 2>&1
     say "[cuda] tests: $(tail -2 "$out/cuda_tests.log" | head -1)"
     grep -E "FAILED|failed|REQUIRE|with expansion|error" "$out/cuda_tests.log" | head -60 | tee -a "$summary"
-    timeout 300 build-gpu/tests/weft_tests "~[cuda]" > "$out/all_tests.log" 2>&1
+    timeout 300 build-gpu/tests/weft_tests "~[cuda]~[nccl]" > "$out/all_tests.log" 2>&1
     say "other tests (CPU): $(tail -2 "$out/all_tests.log" | head -1)"
   fi
 
@@ -88,7 +87,8 @@ run() {
     for cmd in "train_mlp" "train_mlp --cuda-graph" "train_cnn" "train_cnn --cuda-graph"; do
       local log=$out/$(echo "$cmd" | tr ' -' '__').log
       timeout 240 build-gpu/samples/$cmd --device cuda --data "$data" > "$log" 2>&1
-      say "$cmd --device cuda: $(grep -E 'cudaMalloc calls this epoch' "$log" | tail -1 | sed 's/.*; //') | $(tail -1 "$log")"
+      say "$cmd --device cuda (exit $?):"
+      grep -aE "^epoch [0-9]+: (test_accuracy|cuda)|error|^test_accuracy" "$log" | sed 's/^/    /' | tail -12 | tee -a "$summary"
     done
   fi
 

@@ -107,6 +107,7 @@ int run(const std::string& name, Config& c, const std::function<std::shared_ptr<
   manual_seed(c.seed);
   const Device device(c.device);
   WEFT_CHECK(!c.cuda_graph || device.is_cuda(), "--cuda-graph needs --device cuda");
+  if (device.is_cuda()) cuda::set_device(device.index);  // kernels run on the current device
   const data::Normalize norm{data::kFashionMnistMean, data::kFashionMnistStd};
   data::TensorDataset train = data::load_fashion_mnist(c.data, true, norm);
   data::TensorDataset test = data::load_fashion_mnist(c.data, false, norm);
