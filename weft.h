@@ -14,3 +14,4 @@
 #include "optim/optim.h"
 #include "data/data.h"
 #include "parallel/communicator.h"
+#include "parallel/pruning/pruning.h"

@@ -32,6 +32,11 @@ class Optimizer {
   nn::NamedTensors state_dict() const;
   void load_state_dict(const nn::NamedTensors& state);
 
+  // The state buffers (momentum, Adam moments) of parameter `param`, as handles that
+  // share storage: pruning zeroes them where a weight is pruned, so no optimizer state
+  // can revive it. Empty when the parameter has no state yet or is not one of ours.
+  std::vector<Tensor> state_of(const Tensor& param) const;
+
   // Called after each step with the parameters (pruning re-applies its masks here).
   void add_post_step_hook(std::function<void(Optimizer&)> hook) { post_step_.push_back(std::move(hook)); }
 
