@@ -15,3 +15,5 @@
 #include "data/data.h"
 #include "parallel/communicator.h"
 #include "parallel/pruning/pruning.h"
+#include "parallel/threads_communicator.h"
+#include "parallel/trace.h"
