@@ -22,8 +22,12 @@ GradualPruning::GradualPruning(Pruner& pruner, const GradualOptions& o) : option
              "GradualPruning: need num_prunings >= 1, interval >= 1, begin_step >= 0");
 }
 
+bool GradualPruning::is_pruning_step(int64_t t) const {
+  return t >= options.begin_step && t <= last_step() && (t - options.begin_step) % options.interval == 0;
+}
+
 bool GradualPruning::step(int64_t t) {
-  if (t < options.begin_step || t > last_step() || (t - options.begin_step) % options.interval != 0) return false;
+  if (!is_pruning_step(t)) return false;
   const double s = gradual_sparsity(options, t);
   if (options.global) global_magnitude(pruner_, s);
   else magnitude(pruner_, s);

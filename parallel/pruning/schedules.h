@@ -41,6 +41,8 @@ class GradualPruning {
   // step (t0, t0 + dt, ..., t0 + n dt) it prunes to gradual_sparsity(step) and returns
   // true.
   bool step(int64_t step);
+  // Whether `step` is one of those pruning steps (for code that prunes its own way).
+  bool is_pruning_step(int64_t step) const;
   int64_t last_step() const { return options.begin_step + options.num_prunings * options.interval; }
   const GradualOptions options;
 

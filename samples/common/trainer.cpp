@@ -8,18 +8,6 @@
 
 namespace weft::samples {
 
-namespace {
-
-struct Config {
-  Recipe r;
-  int threads = 0;  // 0: leave weft's default
-  uint64_t seed = 0;
-  std::string data = data::kFashionMnistDir;
-  std::string device = "cpu";
-  std::string checkpoint, resume;
-  int64_t limit = 0;  // train on the first N samples only (quick runs)
-};
-
 std::unique_ptr<optim::Optimizer> make_optimizer(const Config& c, const std::vector<Tensor>& params) {
   const Recipe& r = c.r;
   if (r.optimizer == "adamw") return std::make_unique<optim::AdamW>(params, optim::AdamOptions{.lr = r.lr, .weight_decay = r.weight_decay});
@@ -58,6 +46,8 @@ void add_flags(CLI::App& app, Config& c) {
   app.add_option("--resume", c.resume, "resume from this checkpoint");
   app.add_option("--limit", c.limit, "train on the first N samples only (0: all)");
 }
+
+namespace {
 
 int run(const std::string& name, Config& c, const std::function<std::shared_ptr<nn::Module>()>& make_model) {
   if (c.threads > 0) set_num_threads(c.threads);

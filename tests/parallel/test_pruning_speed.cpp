@@ -1,8 +1,5 @@
 // Speed from sparsity, checked for correctness: SparseLinear, structured removal, and
 // masks kept identical across data-parallel ranks.
-#include <barrier>
-#include <thread>
-
 #include "../helpers.h"
 
 using namespace weft;
@@ -106,61 +103,81 @@ TEST_CASE("structured removal through Conv -> Conv -> Flatten -> Linear keeps th
 }
 
 namespace {
-// Two ranks as two threads sharing memory; only broadcast and barrier are used by
-// sync_masks. (The threads backend of parallel/threads_communicator.h replaces this once
-// it lands; see the report of the pruning branch.)
-struct PairBoard {
-  std::barrier<> sync{2};
-  Tensor slot;
+// What one data-parallel run leaves behind: every mask and every parameter.
+struct RankResult {
+  std::vector<Tensor> masks, params;
 };
-class PairCommunicator : public parallel::Communicator {
- public:
-  PairCommunicator(PairBoard& board, int rank) : board_(board), rank_(rank) {}
-  int rank() const override { return rank_; }
-  int size() const override { return 2; }
-  std::string backend() const override { return "test-pair"; }
-  void broadcast(const Tensor& t, int root) override {
-    if (rank_ == root) board_.slot = t;
-    board_.sync.arrive_and_wait();
-    if (rank_ != root) {
-      REQUIRE(board_.slot.numel() == t.numel());
-      raw::copy_(t, board_.slot);
-    }
-    board_.sync.arrive_and_wait();
-  }
-  void barrier() override { board_.sync.arrive_and_wait(); }
-  void send(const Tensor&, int, int) override { unused(); }
-  void recv(const Tensor&, int, int) override { unused(); }
-  void allreduce(const Tensor&, parallel::ReduceOp) override { unused(); }
-  void allgather(const Tensor&, const Tensor&) override { unused(); }
-  void reduce_scatter(const Tensor&, const Tensor&, parallel::ReduceOp) override { unused(); }
-  parallel::WorkHandle allreduce_async(const Tensor&, parallel::ReduceOp) override { unused(); }
-  parallel::WorkHandle broadcast_async(const Tensor&, int) override { unused(); }
 
- private:
-  [[noreturn]] static void unused() { throw Error("PairCommunicator: not used by sync_masks"); }
-  PairBoard& board_;
-  int rank_;
-};
+// Ten SGD steps of data-parallel training with pruning along the way, on one rank of
+// `comm` (or alone when comm is null: the whole batch on one rank, the reference).
+// Each rank takes its half of every batch of 8 and the gradients are averaged by
+// allreduce, so every rank holds the same weights. Pruning at step 3 is by magnitude,
+// computed locally on each rank (same weights, same masks); at step 6, global magnitude;
+// at step 8, random with a *different* generator on each rank, so only sync_masks makes
+// the masks agree.
+RankResult data_parallel_pruning(parallel::Communicator* comm) {
+  ThreadLimit one(1);
+  const int rank = comm ? comm->rank() : 0, world = comm ? comm->size() : 1;
+  auto model = mlp();
+  prune::Pruner pruner(*model);
+  optim::SGD opt(model->parameters(), {.lr = 0.05, .momentum = 0.9, .weight_decay = 1e-3});
+  pruner.attach(opt);
+  Generator rank_gen(300 + rank);
+  for (int step = 0; step < 10; ++step) {
+    Generator data(900 + step);
+    const Tensor x = randn({8, 6, 6}, {}, data);
+    const Tensor y = tensor(std::vector<int64_t>{0, 1, 2, 3, 4, step % 5, 2, 1});
+    const int64_t per_rank = 8 / world;
+    opt.zero_grad();
+    nn::cross_entropy((*model)(x.slice(0, rank * per_rank, (rank + 1) * per_rank)),
+                      y.slice(0, rank * per_rank, (rank + 1) * per_rank))
+        .backward();
+    if (comm)
+      for (const Tensor& p : model->parameters()) comm->allreduce(p.grad(), parallel::ReduceOp::Mean);
+    opt.step();
+    if (step == 3) prune::magnitude(pruner, 0.5);
+    if (step == 6) prune::global_magnitude(pruner, 0.7);
+    if (step == 8) prune::random(pruner, 0.8, rank_gen);
+    if (comm && (step == 3 || step == 6 || step == 8)) pruner.sync_masks(*comm);
+  }
+  RankResult r;
+  for (size_t i = 0; i < pruner.size(); ++i) r.masks.push_back(raw::clone(pruner.mask(i)));
+  for (const Tensor& p : model->parameters()) r.params.push_back(raw::clone(p));
+  return r;
+}
 }  // namespace
 
-TEST_CASE("sync_masks gives every rank rank 0's masks (world size 2)", "[prune]") {
-  PairBoard board;
-  std::vector<Tensor> masks(2), weights(2);
-  std::vector<std::thread> ranks;
-  for (int r = 0; r < 2; ++r)
-    ranks.emplace_back([&, r] {
-      ThreadLimit one(1);
-      auto model = mlp();  // same weights on both ranks...
-      prune::Pruner pruner(*model);
-      Generator gen(100 + r);  // ...but a different random mask on each
-      prune::random(pruner, 0.7, gen);
-      PairCommunicator comm(board, r);
-      pruner.sync_masks(comm);
-      masks[r] = raw::clone(pruner.mask(0));
-      weights[r] = raw::clone(pruner.weight(0));
-    });
-  for (auto& t : ranks) t.join();
-  CHECK(equal(masks[0], masks[1]));
-  CHECK(equal(weights[0], weights[1]));
+TEST_CASE("masks are identical on every rank through data-parallel pruning (threads, world size 2)", "[prune]") {
+  std::vector<RankResult> results(2);
+  parallel::run_ranks(2, [&](parallel::Communicator& comm) { results[comm.rank()] = data_parallel_pruning(&comm); });
+  const RankResult single = data_parallel_pruning(nullptr);  // rank 0's random generator
+  REQUIRE(results[0].masks.size() == 3);
+  for (size_t i = 0; i < results[0].masks.size(); ++i) {
+    INFO("target " << i);
+    CHECK(equal(results[0].masks[i], results[1].masks[i]));
+    // The same masks as one rank training on the whole batch.
+    CHECK(equal(results[0].masks[i], single.masks[i]));
+  }
+  for (size_t p = 0; p < results[0].params.size(); ++p) {
+    INFO("parameter " << p);
+    CHECK(equal(results[0].params[p], results[1].params[p]));
+    CHECK(allclose(results[0].params[p], single.params[p], 1e-4, 1e-5));
+  }
+  const auto m0 = results[0].masks[0].to_vector<float>();
+  CHECK(std::count(m0.begin(), m0.end(), 0.0f) > 0.75 * m0.size());  // the pruning happened
+}
+
+TEST_CASE("without sync_masks, random pruning gives each rank a different mask", "[prune]") {
+  // The failure sync_masks prevents: torch.nn.utils.prune on DDP replicas.
+  std::vector<Tensor> masks(2);
+  parallel::run_ranks(2, [&](parallel::Communicator& comm) {
+    ThreadLimit one(1);
+    auto model = mlp();
+    prune::Pruner pruner(*model);
+    Generator gen(100 + comm.rank());
+    prune::random(pruner, 0.7, gen);
+    masks[comm.rank()] = raw::clone(pruner.mask(0));
+    comm.barrier();
+  });
+  CHECK_FALSE(equal(masks[0], masks[1]));
 }
