@@ -14,12 +14,15 @@
 //
 //   sparse_linear [--in 784] [--out 512] [--threads 1] [--rounds 15] [--batches 1,64]
 //                 [--levels 0,0.1,...] [--min-ms 20]
-// prints a table per batch size and one `break_even batch=B sparsity=S` line each.
+// prints a table per batch size (wall time, and this thread's CPU time, which is the
+// steadier of the two on a shared machine with --threads 1) and one
+// `break_even batch=B sparsity=S (wall) S (cpu)` line each (-1: never).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -79,12 +82,25 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-// Seconds per call of fn, over `reps` calls.
+double thread_cpu_seconds() {
+  timespec t;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return double(t.tv_sec) + 1e-9 * double(t.tv_nsec);
+}
+
+struct Time {
+  double wall, cpu;  // seconds per call
+};
+
+// Seconds per call of fn over `reps` calls, in wall time and in this thread's CPU time.
+// On a shared machine the wall time includes the time the core was given to others;
+// the CPU time does not, so with --threads 1 it is the steadier measure.
 template <class F>
-double time_calls(F&& fn, int reps) {
+Time time_calls(F&& fn, int reps) {
   const auto t0 = std::chrono::steady_clock::now();
+  const double c0 = thread_cpu_seconds();
   for (int i = 0; i < reps; ++i) fn();
-  return seconds_since(t0) / reps;
+  return {seconds_since(t0) / reps, (thread_cpu_seconds() - c0) / reps};
 }
 
 double median(std::vector<double> v) {
@@ -93,8 +109,9 @@ double median(std::vector<double> v) {
 }
 
 struct Row {
-  double sparsity, dense_us, sparse_us;
+  double sparsity, dense_us, sparse_us, dense_cpu_us, sparse_cpu_us;
   double ratio() const { return dense_us / sparse_us; }
+  double cpu_ratio() const { return dense_cpu_us / sparse_cpu_us; }
 };
 
 // Dense and sparse, interleaved round by round, at one sparsity and batch size.
@@ -116,24 +133,24 @@ Row measure(const Args& a, double sparsity, int64_t batch) {
   auto run_dense = [&] { (void)dense(x); };
   auto run_sparse = [&] { (void)(*sparse)(x); };
   // Calls per round: enough for min_ms of the dense layer.
-  const double one = time_calls(run_dense, 5);
+  const double one = time_calls(run_dense, 5).wall;
   const int reps = std::max(5, static_cast<int>(a.min_ms * 1e-3 / std::max(one, 1e-9)));
   time_calls(run_sparse, 5);
-  std::vector<double> d, s;
+  std::vector<double> d, s, dc, sc;
   for (int r = 0; r < a.rounds; ++r) {
-    d.push_back(time_calls(run_dense, reps));
-    s.push_back(time_calls(run_sparse, reps));
+    const Time td = time_calls(run_dense, reps), ts = time_calls(run_sparse, reps);
+    d.push_back(td.wall), s.push_back(ts.wall), dc.push_back(td.cpu), sc.push_back(ts.cpu);
   }
-  return {sparsity, 1e6 * median(d), 1e6 * median(s)};
+  return {sparsity, 1e6 * median(d), 1e6 * median(s), 1e6 * median(dc), 1e6 * median(sc)};
 }
 
-// The sparsity where dense/sparse crosses 1, or -1 if it never does.
-double break_even(const std::vector<Row>& rows) {
-  if (!rows.empty() && rows[0].ratio() >= 1) return rows[0].sparsity;
+// The sparsity where dense/sparse first crosses 1, or -1 if it never does.
+double break_even(const std::vector<Row>& rows, double (Row::*ratio)() const) {
+  if (!rows.empty() && (rows[0].*ratio)() >= 1) return rows[0].sparsity;
   for (size_t i = 1; i < rows.size(); ++i)
-    if (rows[i].ratio() >= 1) {
-      const Row &lo = rows[i - 1], &hi = rows[i];
-      return lo.sparsity + (1 - lo.ratio()) / (hi.ratio() - lo.ratio()) * (hi.sparsity - lo.sparsity);
+    if ((rows[i].*ratio)() >= 1) {
+      const double lo = (rows[i - 1].*ratio)(), hi = (rows[i].*ratio)();
+      return rows[i - 1].sparsity + (1 - lo) / (hi - lo) * (rows[i].sparsity - rows[i - 1].sparsity);
     }
   return -1;
 }
@@ -146,17 +163,19 @@ int main(int argc, char** argv) {
   std::printf("sparse_linear: Linear(%lld -> %lld), %d thread(s), median of %d rounds; ratio = dense / sparse\n",
               static_cast<long long>(a.in), static_cast<long long>(a.out), num_threads(), a.rounds);
   for (int64_t batch : a.batches) {
-    std::printf("\nbatch %lld\n  sparsity   dense us   sparse us   ratio\n", static_cast<long long>(batch));
+    std::printf("\nbatch %lld          wall time                     thread CPU time\n"
+                "  sparsity   dense us  sparse us   ratio   dense us  sparse us   ratio\n",
+                static_cast<long long>(batch));
     std::vector<Row> rows;
     for (double s : a.levels) {
       rows.push_back(measure(a, s, batch));
       const Row& r = rows.back();
-      std::printf("  %7.1f%%  %9.2f  %10.2f  %6.2fx\n", 100 * r.sparsity, r.dense_us, r.sparse_us, r.ratio());
+      std::printf("  %7.1f%%  %9.2f  %9.2f  %6.2fx  %9.2f  %9.2f  %6.2fx\n", 100 * r.sparsity, r.dense_us,
+                  r.sparse_us, r.ratio(), r.dense_cpu_us, r.sparse_cpu_us, r.cpu_ratio());
       std::fflush(stdout);
     }
-    const double be = break_even(rows);
-    if (be >= 0) std::printf("break_even batch=%lld sparsity=%.3f\n", static_cast<long long>(batch), be);
-    else std::printf("break_even batch=%lld sparsity=none\n", static_cast<long long>(batch));
+    const double be = break_even(rows, &Row::ratio), be_cpu = break_even(rows, &Row::cpu_ratio);
+    std::printf("break_even batch=%lld sparsity=%.3f (wall) %.3f (cpu)\n", static_cast<long long>(batch), be, be_cpu);
   }
   return 0;
 }

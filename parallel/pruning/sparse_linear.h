@@ -12,11 +12,13 @@
 // while sparse code chases indices -- see bench/sparse_linear.cpp for the break-even.
 //
 // The kernels, both one pass over the rows of W (one output feature per row):
-//   batch 1:  y[o] = b[o] + sum_k values[k] * x[col[k]]           (a sparse dot product)
-//   batch B:  x is transposed once to xT (in, B), so that the B inputs a non-zero
-//             multiplies are contiguous: acc[0:B) += values[k] * xT[col[k], 0:B) is a
-//             SIMD axpy over a row that stays in cache. Batches are processed in blocks
-//             of 64 so acc fits in L1.
+//   batch 1:  y[o] = b[o] + sum_k values[k] * x[col[k]]           (a sparse dot product;
+//             with AVX-512, 16 non-zeros per step: load values and columns, gather x,
+//             fused multiply-add)
+//   batch B:  in the transposed layout. x is transposed once to xT (in, B), so that the
+//             B inputs a non-zero multiplies are contiguous, and row o of yT (out, B) is
+//             sum_k values[k] * xT[col[k], 0:B) -- SIMD axpys over rows that stay in
+//             cache, into 64 accumulators held in registers; yT is transposed back.
 // Rows are split across the intra-op thread pool (tensor/thread_pool.h).
 //
 // There is no backward: it is built from a trained, pruned Linear (fine-tune the dense
@@ -49,7 +51,7 @@ class SparseLinear : public nn::Module {
 
  private:
   void forward_vector(const float* x, float* y) const;              // batch 1
-  void forward_batch(const float* xt, int64_t batch, float* y) const;  // xt is (in, batch)
+  void forward_batch(const float* xt, int64_t batch, float* yt) const;  // (in, batch) -> (out, batch)
 
   std::vector<int32_t> row_ptr_;  // out + 1 entries
   std::vector<int32_t> col_;      // nnz
