@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <numeric>
 
 #if defined(__AVX__)
 // GCC 12 warns about the deliberately undefined lanes inside its own intrinsics
@@ -21,6 +22,7 @@ namespace weft::prune {
 namespace {
 constexpr int64_t kBatchBlock = 64;  // batch columns per accumulator block (256 bytes)
 constexpr int64_t kRowGrain = 16;    // rows per thread-pool chunk, at the least
+constexpr int64_t kSlice = 16;       // rows per SELL slice: one AVX-512 register of floats
 }  // namespace
 
 SparseLinear::SparseLinear(const Tensor& weight, const Tensor& bias)
@@ -44,6 +46,31 @@ SparseLinear::SparseLinear(const Tensor& weight, const Tensor& bias)
     row_ptr_.push_back(static_cast<int32_t>(values_.size()));
   }
   bias_ = bias.defined() ? bias.to_vector<float>() : std::vector<float>(out_features, 0.0f);
+  build_slices();
+}
+
+// CSR -> SELL-16: rows sorted by length (longest first, ties in row order), cut into
+// slices of 16, each slice padded to its longest row with (value 0, column 0) entries
+// and stored step by step: entry 16 j + l is the j-th non-zero of the slice's row l.
+void SparseLinear::build_slices() {
+  std::vector<int32_t> order(out_features);
+  std::iota(order.begin(), order.end(), 0);
+  auto length = [&](int32_t o) { return row_ptr_[o + 1] - row_ptr_[o]; };
+  std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return length(a) > length(b); });
+  order.resize((out_features + kSlice - 1) / kSlice * kSlice, -1);  // padding rows: -1
+  slice_rows_ = order;
+  slice_start_ = {0};
+  for (size_t s0 = 0; s0 < order.size(); s0 += kSlice) {
+    const int32_t steps = order[s0] >= 0 ? length(order[s0]) : 0;  // the longest row comes first
+    for (int32_t j = 0; j < steps; ++j)
+      for (int64_t l = 0; l < kSlice; ++l) {
+        const int32_t o = order[s0 + l];
+        const bool real = o >= 0 && j < length(o);
+        slice_col_.push_back(real ? col_[row_ptr_[o] + j] : 0);
+        slice_val_.push_back(real ? values_[row_ptr_[o] + j] : 0.0f);
+      }
+    slice_start_.push_back(static_cast<int64_t>(slice_col_.size()));
+  }
 }
 
 std::shared_ptr<SparseLinear> SparseLinear::from(const nn::Linear& linear) {
@@ -94,41 +121,17 @@ void transpose(const float* __restrict src, int64_t rows, int64_t cols, float* _
 }
 
 // sum_k values[k] * x[col[k]] for k in [begin, end): one row's sparse dot product.
-// The portable version keeps eight partial sums, not one: with a single running sum
-// every add waits for the previous one (~4 cycles; the compiler may not reorder float
-// additions), which leaves the loop latency-bound.
+// Eight partial sums, not one: with a single running sum every add waits for the
+// previous one (~4 cycles; the compiler may not reorder float additions), which leaves
+// the loop latency-bound.
 inline float sparse_dot(const float* values, const int32_t* col, int32_t begin, int32_t end, const float* x) {
   int32_t k = begin;
-#if defined(__AVX512F__)
-  // 16 non-zeros per instruction: load 16 values and 16 column indices, gather the 16
-  // x[col] they multiply, fused multiply-add. The last partial group uses a lane mask.
-  __m512 acc = _mm512_setzero_ps();
-  for (; k + 16 <= end; k += 16) {
-    const __m512i c = _mm512_loadu_si512(col + k);
-    const __m512 xv = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), 0xFFFF, c, x, 4);
-    acc = _mm512_fmadd_ps(_mm512_loadu_ps(values + k), xv, acc);
-  }
-  if (k < end) {
-    const __mmask16 m = static_cast<__mmask16>((1u << (end - k)) - 1);
-    const __m512i c = _mm512_maskz_loadu_epi32(m, col + k);
-    const __m512 xv = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, c, x, 4);
-    acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, values + k), xv, acc);
-  }
-  // The 16 lanes summed as a tree (16 -> 8 -> 4 -> 2 -> 1): 4 dependent adds, not 16.
-  const __m512 folded = _mm512_add_ps(acc, _mm512_shuffle_f32x4(acc, acc, _MM_SHUFFLE(1, 0, 3, 2)));
-  const __m256 s8 = _mm512_castps512_ps256(folded);
-  __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
-  s4 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-  s4 = _mm_add_ss(s4, _mm_movehdup_ps(s4));
-  return _mm_cvtss_f32(s4);
-#else
   float part[8] = {};
   for (; k + 8 <= end; k += 8)
     for (int j = 0; j < 8; ++j) part[j] += values[k + j] * x[col[k + j]];
   float acc = 0;
   for (; k < end; ++k) acc += values[k] * x[col[k]];
   return acc + (((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7])));
-#endif
 }
 
 // Eight floats as one SIMD value (GCC/Clang vector extension): + and * act lane by lane.
@@ -143,10 +146,31 @@ inline void axpy(float* __restrict acc, const float* __restrict x, float v, int6
 }  // namespace
 
 void SparseLinear::forward_vector(const float* x, float* y) const {
+#if defined(__AVX512F__)
+  // SELL-16 (see the header): each step loads the next non-zero of 16 rows (values and
+  // columns, contiguous), gathers the 16 inputs they multiply and adds with one FMA into
+  // 16 per-row sums -- one lane per row, so no horizontal sum and no per-row tail.
+  const int64_t slices = static_cast<int64_t>(slice_start_.size()) - 1;
+  parallel_for(0, slices, kRowGrain / 4, [&](int64_t s0, int64_t s1) {
+    for (int64_t s = s0; s < s1; ++s) {
+      __m512 acc = _mm512_setzero_ps();
+      for (int64_t k = slice_start_[s]; k < slice_start_[s + 1]; k += kSlice) {
+        const __m512i c = _mm512_loadu_si512(slice_col_.data() + k);
+        const __m512 xv = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), 0xFFFF, c, x, 4);
+        acc = _mm512_fmadd_ps(_mm512_loadu_ps(slice_val_.data() + k), xv, acc);
+      }
+      alignas(64) float lane[kSlice];
+      _mm512_store_ps(lane, acc);
+      for (int64_t l = 0; l < kSlice; ++l)
+        if (const int32_t o = slice_rows_[s * kSlice + l]; o >= 0) y[o] = bias_[o] + lane[l];
+    }
+  });
+#else
   parallel_for(0, out_features, kRowGrain * 8, [&](int64_t r0, int64_t r1) {
     for (int64_t o = r0; o < r1; ++o)
       y[o] = bias_[o] + sparse_dot(values_.data(), col_.data(), row_ptr_[o], row_ptr_[o + 1], x);
   });
+#endif
 }
 
 // yt (out, batch) from xt (in, batch): row o of yt is sum_k values[k] * xt[col[k], :],

@@ -13,8 +13,8 @@
 //
 // The kernels, both one pass over the rows of W (one output feature per row):
 //   batch 1:  y[o] = b[o] + sum_k values[k] * x[col[k]]           (a sparse dot product;
-//             with AVX-512, 16 non-zeros per step: load values and columns, gather x,
-//             fused multiply-add)
+//             with AVX-512, 16 rows at once in the SELL-16 copy described below: load
+//             16 values and columns, gather the 16 inputs, one fused multiply-add)
 //   batch B:  in the transposed layout. x is transposed once to xT (in, B), so that the
 //             B inputs a non-zero multiplies are contiguous, and row o of yT (out, B) is
 //             sum_k values[k] * xT[col[k], 0:B) -- SIMD axpys over rows that stay in
@@ -52,11 +52,22 @@ class SparseLinear : public nn::Module {
  private:
   void forward_vector(const float* x, float* y) const;              // batch 1
   void forward_batch(const float* xt, int64_t batch, float* yt) const;  // (in, batch) -> (out, batch)
+  void build_slices();
 
   std::vector<int32_t> row_ptr_;  // out + 1 entries
   std::vector<int32_t> col_;      // nnz
   std::vector<float> values_;     // nnz
   std::vector<float> bias_;       // out, zeros when built without a bias
+
+  // The same non-zeros again as SELL-16 ("sliced ELLPACK"), for batch 1 with AVX-512.
+  // Rows are sorted by their number of non-zeros, longest first, and cut into slices of
+  // 16; within a slice, step j holds the j-th non-zero of each of its 16 rows (value 0,
+  // column 0 past a row's end), so one gather + one FMA advance 16 rows at once. Sorting
+  // keeps the padding to a few percent. Costs a second copy of the non-zeros.
+  std::vector<int32_t> slice_rows_;   // 16 per slice: the row of each lane, -1 for padding
+  std::vector<int64_t> slice_start_;  // slices + 1 offsets into slice_col_ / slice_val_
+  std::vector<int32_t> slice_col_;
+  std::vector<float> slice_val_;
 };
 
 // A copy of `model` for inference with every Linear replaced by its SparseLinear; the
