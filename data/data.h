@@ -3,4 +3,5 @@
 
 #include "dataloader.h"
 #include "dataset.h"
+#include "device_stager.h"
 #include "idx.h"

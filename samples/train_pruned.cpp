@@ -131,6 +131,8 @@ void Run::train(const std::string& label, const std::function<void(int64_t)>& on
 }
 
 int Run::main() {
+  WEFT_CHECK(!c_.cuda_graph, "--cuda-graph: train_pruned changes masks between steps, which a captured graph ",
+             "would not see; run it eagerly");
   WEFT_CHECK(c_.resume.empty(), "--resume: train_pruned does not resume (its schedules restart); load the ",
              "--checkpoint into a model pruned the same way instead");
   if (c_.threads > 0) set_num_threads(c_.threads);

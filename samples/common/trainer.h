@@ -32,6 +32,7 @@ struct Config {
   std::string device = "cpu";
   std::string checkpoint, resume;
   int64_t limit = 0;  // train on the first N samples only (quick runs)
+  bool cuda_graph = false;
 };
 
 // The pieces of the loop, for samples that need their own (train_pruned):
