@@ -52,6 +52,25 @@ TEST_CASE("SparseLinear computes what the dense pruned Linear does", "[prune]") 
   CHECK_THROWS_WITH((*sparse)(randn({2, 4}, {.requires_grad = true})), Catch::Contains("inference only"));
 }
 
+TEST_CASE("SparseLinear handles ragged rows: empty, full and everything between", "[prune]") {
+  // Row o keeps its first (o * 7) % 51 inputs: lengths 0..50 in a scrambled order, so the
+  // batch-1 kernel's rows sorted by length and its padded slices (35 rows: 3 slices, the
+  // last one partial) differ from the plain row order.
+  manual_seed(5);
+  nn::Linear dense(50, 35);
+  std::vector<float> w = dense.weight.to_vector<float>();
+  for (int64_t o = 0; o < 35; ++o)
+    for (int64_t i = (o * 7) % 51; i < 50; ++i) w[o * 50 + i] = 0.0f;
+  dense.weight.detach().copy_(tensor(w, {35, 50}));
+  auto sparse = prune::SparseLinear::from(dense);
+  CHECK(equal(sparse->to_dense(), dense.weight.detach()));
+  for (const Shape& s : {Shape{1, 50}, Shape{3, 50}, Shape{64, 50}, Shape{65, 50}}) {
+    INFO("input " << s);
+    const Tensor x = randn(s);
+    CHECK(allclose(infer(*sparse, x), infer(dense, x), 1e-5, 1e-5));
+  }
+}
+
 TEST_CASE("sparsify_linears swaps every Linear and keeps the outputs", "[prune]") {
   auto model = mlp();
   prune::Pruner pruner(*model);
