@@ -159,10 +159,12 @@ void SparseLinear::forward_vector(const float* x, float* y) const {
         const __m512 xv = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), 0xFFFF, c, x, 4);
         acc = _mm512_fmadd_ps(_mm512_loadu_ps(slice_val_.data() + k), xv, acc);
       }
-      alignas(64) float lane[kSlice];
-      _mm512_store_ps(lane, acc);
-      for (int64_t l = 0; l < kSlice; ++l)
-        if (const int32_t o = slice_rows_[s * kSlice + l]; o >= 0) y[o] = bias_[o] + lane[l];
+      // Lane l is row slice_rows_[16 s + l]: add the rows' biases and scatter the 16
+      // sums to their rows of y, skipping the padding lanes (row -1).
+      const __m512i rows = _mm512_loadu_si512(slice_rows_.data() + s * kSlice);
+      const __mmask16 real = _mm512_cmpge_epi32_mask(rows, _mm512_setzero_si512());
+      acc = _mm512_add_ps(acc, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), real, rows, bias_.data(), 4));
+      _mm512_mask_i32scatter_ps(y, real, rows, acc, 4);
     }
   });
 #else
@@ -218,7 +220,9 @@ Tensor SparseLinear::forward(const Tensor& x) {
   Shape out_shape = x.shape();
   out_shape[out_shape.size() - 1] = out_features;
   Tensor y = empty({batch, out_features});
-  Tensor x2 = raw::contiguous(x.detach().reshape({batch, in_features}));
+  // (No reshape for the common 2-D input: at high sparsity the kernel takes a few
+  // microseconds, and every tensor handle made here is a visible part of that.)
+  Tensor x2 = raw::contiguous(x.dim() == 2 ? x : x.detach().reshape({batch, in_features}));
   if (batch == 1) {
     forward_vector(x2.data<float>(), y.data<float>());
   } else {
@@ -229,7 +233,7 @@ Tensor SparseLinear::forward(const Tensor& x) {
     forward_batch(xt.data<float>(), batch, yt.data<float>());
     transpose(yt.data<float>(), out_features, batch, y.data<float>());
   }
-  return y.reshape(out_shape);
+  return x.dim() == 2 ? y : y.reshape(out_shape);
 }
 
 Tensor SparseLinear::to_dense() const {
