@@ -8,19 +8,6 @@
 
 namespace weft::samples {
 
-namespace {
-
-struct Config {
-  Recipe r;
-  int threads = 0;  // 0: leave weft's default
-  uint64_t seed = 0;
-  std::string data = data::kFashionMnistDir;
-  std::string device = "cpu";
-  std::string checkpoint, resume;
-  int64_t limit = 0;  // train on the first N samples only (quick runs)
-  bool cuda_graph = false;
-};
-
 std::unique_ptr<optim::Optimizer> make_optimizer(const Config& c, const std::vector<Tensor>& params) {
   const Recipe& r = c.r;
   if (r.optimizer == "adamw") return std::make_unique<optim::AdamW>(params, optim::AdamOptions{.lr = r.lr, .weight_decay = r.weight_decay});
@@ -61,6 +48,7 @@ void add_flags(CLI::App& app, Config& c) {
   app.add_flag("--cuda-graph", c.cuda_graph, "capture the training step as a CUDA graph and replay it (GPU only)");
 }
 
+namespace {
 // One training step: forward, loss, backward, update. Returns the loss (on the device).
 Tensor train_step(nn::Module& model, optim::Optimizer& opt, const Tensor& x, const Tensor& y, double smoothing) {
   opt.zero_grad();

@@ -8,6 +8,8 @@
 
 #include "../../weft.h"
 
+namespace CLI { class App; }
+
 namespace weft::samples {
 
 struct Recipe {
@@ -20,6 +22,25 @@ struct Recipe {
   double warmup_fraction = 0.05;  // of all steps, then cosine decay to 0
   double momentum = 0.9;           // sgd only
 };
+
+// Everything the flags set.
+struct Config {
+  Recipe r;
+  int threads = 0;  // 0: leave weft's default
+  uint64_t seed = 0;
+  std::string data = data::kFashionMnistDir;
+  std::string device = "cpu";
+  std::string checkpoint, resume;
+  int64_t limit = 0;  // train on the first N samples only (quick runs)
+  bool cuda_graph = false;
+};
+
+// The pieces of the loop, for samples that need their own (train_pruned):
+// the shared flags, the optimizer --optimizer names, and test accuracy (eval mode,
+// no tape, then back to train mode).
+void add_flags(CLI::App& app, Config& c);
+std::unique_ptr<optim::Optimizer> make_optimizer(const Config& c, const std::vector<Tensor>& params);
+double evaluate(nn::Module& model, const data::TensorDataset& test, Device device);
 
 // Parses the command line (defaults from `recipe`), trains the model `make_model`
 // builds on Fashion-MNIST, and prints `test_accuracy=... train_samples_per_s=...` last.
