@@ -230,6 +230,11 @@ bool ThreadGroup::cancel(const std::shared_ptr<Transfer>& t) {
   return false;  // already matched: the copy is under way and finishes shortly
 }
 
+void ThreadGroup::abandon(const std::shared_ptr<Transfer>& t) {
+  if (t->done.load(std::memory_order_acquire) || cancel(t)) return;
+  while (!t->done.load(std::memory_order_acquire)) std::this_thread::yield();
+}
+
 void ThreadGroup::wait_transfer(const std::shared_ptr<Transfer>& t, bool is_send, const std::string& what,
                                 Clock::time_point deadline, Timeout timeout) {
   const int peer = is_send ? t->dst : t->src;

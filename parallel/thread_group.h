@@ -97,6 +97,10 @@ class ThreadGroup {
   // Throws on timeout, a gone peer, or a size mismatch between the two sides.
   void wait_transfer(const std::shared_ptr<Transfer>& t, bool is_send, const std::string& what, Clock::time_point deadline,
                      Timeout timeout);
+  // Withdraws a transfer nobody will wait for (its handle was dropped, say while an
+  // exception unwound): the peer must never copy from or into a buffer that is gone.
+  // If the peer already matched it, waits the moment the copy takes.
+  void abandon(const std::shared_ptr<Transfer>& t);
 
  private:
   struct alignas(64) Counter {  // one cache line each: ranks never share one

@@ -74,6 +74,9 @@ class TransferWork : public Work {
                std::string what, Timeout timeout, Tensor keep, int rank)
       : group_(std::move(group)), t_(std::move(t)), is_send_(is_send), what_(std::move(what)),
         timeout_(timeout), deadline_(Clock::now() + timeout), keep_(std::move(keep)), rank_(rank) {}
+  // Dropped unfinished (an exception between post and wait): withdraw it before keep_
+  // releases the buffer, or the peer would later match it and touch freed memory.
+  ~TransferWork() override { group_->abandon(t_); }
   bool is_completed() override { return t_->done.load(); }
   void wait() override {
     std::lock_guard lock(mu_);
