@@ -3,4 +3,5 @@
 
 #include "dataloader.h"
 #include "dataset.h"
+#include "distributed_sampler.h"
 #include "idx.h"
