@@ -14,3 +14,5 @@
 #include "optim/optim.h"
 #include "data/data.h"
 #include "parallel/communicator.h"
+#include "parallel/threads_communicator.h"
+#include "parallel/trace.h"

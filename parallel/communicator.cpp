@@ -11,4 +11,15 @@ const char* reduce_op_name(ReduceOp op) {
   return "?";
 }
 
+std::string tensor_problem(const Tensor& t, Device device) {
+  if (!t.defined()) return "the tensor is undefined";
+  if (!t.is_contiguous()) return detail::str("the tensor (shape ", t.shape(), ") is not contiguous");
+  if (t.device() != device)
+    return detail::str("the tensor is on ", t.device(), ", this backend serves ", device);
+  DType dt = t.dtype();
+  if (dt != kFloat32 && dt != kFloat64 && dt != kInt64)
+    return detail::str("dtype ", dtype_name(dt), " is not supported (float32, float64, int64)");
+  return "";
+}
+
 }  // namespace weft::parallel

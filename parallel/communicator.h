@@ -34,8 +34,13 @@
 
 namespace weft::parallel {
 
-enum class ReduceOp { Sum, Mean, Max };
+enum class ReduceOp { Sum, Mean, Max };  // Mean of int64 truncates (sum / size)
 const char* reduce_op_name(ReduceOp op);
+
+// Why `t` cannot be used by a communicator op (undefined, not contiguous, not on
+// `device`, not float32/float64/int64), or "" when it can. Backends put this in the
+// message of the error every rank throws.
+std::string tensor_problem(const Tensor& t, Device device);
 
 using Timeout = std::chrono::milliseconds;
 inline constexpr Timeout kDefaultTimeout{300'000};
@@ -61,8 +66,16 @@ class Communicator {
   void set_timeout(Timeout t) { timeout_ = t; }
 
   // ---- point to point (blocking). `t` is contiguous; recv writes into it. ----------
+  // Messages between one (src, dst, tag) are matched in order; sender and receiver must
+  // agree on dtype and numel (a mismatch is an error on both sides).
   virtual void send(const Tensor& t, int dst, int tag = 0) = 0;
   virtual void recv(const Tensor& t, int src, int tag = 0) = 0;
+  // Non-blocking: post the transfer and return at once; the handle completes when the
+  // data has moved (so `t` may be reused). A ring step posts isend to the right and
+  // irecv from the left, then waits on both: sending and receiving overlap, and two
+  // neighbours that both send first cannot deadlock.
+  virtual WorkHandle isend(const Tensor& t, int dst, int tag = 0) = 0;
+  virtual WorkHandle irecv(const Tensor& t, int src, int tag = 0) = 0;
 
   // ---- collectives (blocking, in place) ---------------------------------------------
   virtual void allreduce(const Tensor& t, ReduceOp op = ReduceOp::Sum) = 0;
@@ -77,6 +90,11 @@ class Communicator {
   // ---- async: the same operations, returning at once ----------------------------------
   virtual WorkHandle allreduce_async(const Tensor& t, ReduceOp op = ReduceOp::Sum) = 0;
   virtual WorkHandle broadcast_async(const Tensor& t, int root) = 0;
+
+  // Declares this rank gone (its work failed; it will call nothing more). Ranks waiting
+  // for it fail at once instead of at the timeout, where the backend can tell them
+  // (threads: yes; mpi: the other processes only notice at their timeout).
+  virtual void abort(const std::string& reason) { (void)reason; }
 
  protected:
   Timeout timeout_ = kDefaultTimeout;

@@ -1,0 +1,172 @@
+// Checks of every collective that run on any Communicator: each rank fills its tensors
+// with values that depend on (rank, index), runs the collective, and compares with the
+// serial computation of what every rank should hold.
+//
+// They throw CheckFailed instead of using REQUIRE, because Catch2's assertion macros
+// are not thread-safe and the threads backend runs them on N rank threads at once;
+// run_ranks() rethrows the first failure into the test's own thread. The MPI test
+// binary calls the same functions on MPI_COMM_WORLD.
+#pragma once
+
+#include <cmath>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "parallel/communicator.h"
+#include "tensor/tensor.h"
+
+namespace weft::test {
+
+struct CheckFailed : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+inline void expect(bool ok, const std::string& what) {
+  if (!ok) throw CheckFailed(what);
+}
+
+// Rank r's value at index i: small integers, so float32 sums are exact.
+inline double value_at(int rank, int64_t i) { return double((rank * 37 + i * 13) % 101) - 50.0; }
+
+inline Tensor rank_tensor(int rank, int64_t numel, DType dtype) {
+  std::vector<double> v(numel);
+  for (int64_t i = 0; i < numel; ++i) v[i] = value_at(rank, i);
+  Tensor t = empty({numel}, dtype);
+  dispatch_numeric(dtype, "rank_tensor", [&]<class T>() {
+    T* p = t.data<T>();
+    for (int64_t i = 0; i < numel; ++i) p[i] = static_cast<T>(v[i]);
+  });
+  return t;
+}
+
+// What `op` over ranks 0..n-1 of value_at(r, i) is, computed the way the dtype would.
+inline double expected_reduction(int n, int64_t i, DType dtype, parallel::ReduceOp op) {
+  double acc = value_at(0, i);
+  for (int r = 1; r < n; ++r)
+    acc = op == parallel::ReduceOp::Max ? std::max(acc, value_at(r, i)) : acc + value_at(r, i);
+  if (op == parallel::ReduceOp::Mean) acc = dtype == kInt64 ? double(int64_t(acc) / n) : acc / n;
+  return acc;
+}
+
+// Compares t[i] with want(i) for every i; reports the first mismatch.
+template <class Want>
+void expect_values(const Tensor& t, Want want, const std::string& what) {
+  std::vector<double> got = t.to_vector<double>();
+  for (size_t i = 0; i < got.size(); ++i) {
+    double w = want(int64_t(i));
+    if (std::abs(got[i] - w) > 1e-5 * std::max(1.0, std::abs(w)))
+      throw CheckFailed(detail::str(what, ": element ", i, " is ", got[i], ", expected ", w));
+  }
+}
+
+inline std::string label(const parallel::Communicator& c, const char* op, int64_t numel, DType dt) {
+  return detail::str(c.backend(), " ", op, " (rank ", c.rank(), " of ", c.size(), ", ", numel, " ",
+                     dtype_name(dt), ")");
+}
+
+inline void check_allreduce(parallel::Communicator& c, int64_t numel, DType dt, parallel::ReduceOp op) {
+  Tensor t = rank_tensor(c.rank(), numel, dt);
+  c.allreduce(t, op);
+  expect_values(t, [&](int64_t i) { return expected_reduction(c.size(), i, dt, op); },
+                label(c, parallel::reduce_op_name(op), numel, dt));
+}
+
+inline void check_broadcast(parallel::Communicator& c, int64_t numel, DType dt, int root) {
+  Tensor t = rank_tensor(c.rank(), numel, dt);
+  c.broadcast(t, root);
+  expect_values(t, [&](int64_t i) { return value_at(root, i); }, label(c, "broadcast", numel, dt));
+}
+
+inline void check_allgather(parallel::Communicator& c, int64_t numel, DType dt) {
+  Tensor in = rank_tensor(c.rank(), numel, dt);
+  Tensor out = zeros({c.size() * numel}, {.dtype = dt});
+  c.allgather(in, out);
+  expect_values(out, [&](int64_t i) { return value_at(int(i / numel), i % numel); },
+                label(c, "allgather", numel, dt));
+}
+
+// Each rank's `in` has size() * numel elements; rank r gets the reduction of block r.
+inline void check_reduce_scatter(parallel::Communicator& c, int64_t numel, DType dt, parallel::ReduceOp op) {
+  Tensor in = rank_tensor(c.rank(), c.size() * numel, dt);
+  Tensor out = zeros({numel}, {.dtype = dt});
+  c.reduce_scatter(in, out, op);
+  expect_values(out, [&](int64_t i) { return expected_reduction(c.size(), c.rank() * numel + i, dt, op); },
+                label(c, "reduce_scatter", numel, dt));
+}
+
+// Every rank sends to its right neighbour and receives from its left one, with isend
+// and irecv both posted before either is waited on (blocking send first would deadlock
+// a rendezvous backend), then the same again with the blocking calls, ordered by rank
+// parity.
+inline void check_send_recv_ring(parallel::Communicator& c, int64_t numel, DType dt) {
+  const int n = c.size(), right = (c.rank() + 1) % n, left = (c.rank() + n - 1) % n;
+  Tensor mine = rank_tensor(c.rank(), numel, dt);
+  Tensor got = zeros({numel}, {.dtype = dt});
+  auto s = c.isend(mine, right, 5);
+  auto r = c.irecv(got, left, 5);
+  r->wait();
+  s->wait();
+  expect(s->is_completed() && r->is_completed(), "isend/irecv handles report completion after wait");
+  expect_values(got, [&](int64_t i) { return value_at(left, i); }, label(c, "isend/irecv", numel, dt));
+  if (n == 1) return;
+  Tensor got2 = zeros({numel}, {.dtype = dt});
+  if (c.rank() % 2 == 0) {
+    c.send(mine, right, 6);
+    c.recv(got2, left, 6);
+  } else {
+    c.recv(got2, left, 6);
+    c.send(mine, right, 6);
+  }
+  // Even ranks send first, odd ranks receive first, so a rendezvous send (one that
+  // returns only once the receiver took the data) never waits in a cycle; with an odd
+  // world size rank n-1 and rank 0 both send first and the chain still unwinds.
+  expect_values(got2, [&](int64_t i) { return value_at(left, i); }, label(c, "send/recv", numel, dt));
+}
+
+// Several async all-reduces in flight, then a blocking one: all complete, in order.
+inline void check_async(parallel::Communicator& c, int64_t numel) {
+  std::vector<Tensor> ts;
+  std::vector<parallel::WorkHandle> works;
+  for (int k = 0; k < 4; ++k) {
+    ts.push_back(rank_tensor(c.rank() + k, numel, kFloat32));
+    works.push_back(c.allreduce_async(ts.back(), parallel::ReduceOp::Sum));
+  }
+  Tensor b = rank_tensor(c.rank(), numel, kInt64);
+  auto bw = c.broadcast_async(b, c.size() - 1);
+  Tensor blocking = rank_tensor(c.rank(), numel, kFloat32);
+  c.allreduce(blocking, parallel::ReduceOp::Max);  // runs after the queued ones
+  for (auto& w : works) w->wait();
+  bw->wait();
+  expect(works[0]->is_completed(), "async handle completed after wait");
+  for (int k = 0; k < 4; ++k) {
+    expect_values(ts[k], [&](int64_t i) {
+      double s = 0;
+      for (int r = 0; r < c.size(); ++r) s += value_at(r + k, i);
+      return s;
+    }, label(c, "allreduce_async", numel, kFloat32));
+  }
+  expect_values(b, [&](int64_t i) { return value_at(c.size() - 1, i); }, label(c, "broadcast_async", numel, kInt64));
+  expect_values(blocking, [&](int64_t i) { return expected_reduction(c.size(), i, kFloat32, parallel::ReduceOp::Max); },
+                label(c, "allreduce after async", numel, kFloat32));
+}
+
+// Every collective at every size, dtype and reduction (the bulk of the coverage).
+inline void check_all_collectives(parallel::Communicator& c, const std::vector<int64_t>& sizes) {
+  using parallel::ReduceOp;
+  for (int64_t numel : sizes) {
+    for (DType dt : {kFloat32, kInt64}) {
+      for (ReduceOp op : {ReduceOp::Sum, ReduceOp::Mean, ReduceOp::Max}) {
+        check_allreduce(c, numel, dt, op);
+        check_reduce_scatter(c, numel, dt, op);
+      }
+      check_broadcast(c, numel, dt, 0);
+      check_broadcast(c, numel, dt, c.size() - 1);
+      check_allgather(c, numel, dt);
+      check_send_recv_ring(c, numel, dt);
+    }
+    c.barrier();
+  }
+}
+
+}  // namespace weft::test
