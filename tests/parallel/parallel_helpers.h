@@ -56,3 +56,39 @@ inline bool params_equal(const nn::Module& a, const nn::Module& b) {
 }
 
 }  // namespace weft::test
+
+#include <thread>
+
+#include "parallel/threads_communicator.h"
+
+namespace weft::test {
+
+// Runs fn(comm) on n rank threads of a fresh thread group and returns each rank's error
+// message ("" for none). Each rank thread runs its ops with one intra-op thread, so the
+// result does not depend on how the ranks share the cores. A rank whose fn returns is
+// not marked gone: the others see exactly what a silent rank would cause.
+inline std::vector<std::string> run_on_ranks(int n, parallel::Timeout timeout,
+                                             const std::function<void(std::shared_ptr<parallel::Communicator>)>& fn) {
+  auto comms = parallel::make_thread_group(n, timeout);
+  std::vector<std::string> errors(static_cast<size_t>(n));
+  std::vector<std::thread> threads;
+  for (int r = 0; r < n; ++r)
+    threads.emplace_back([&, r] {
+      try {
+        ThreadLimit one(1);
+        fn(comms[static_cast<size_t>(r)]);
+      } catch (const std::exception& e) {
+        errors[static_cast<size_t>(r)] = e.what();
+      }
+    });
+  for (auto& t : threads) t.join();
+  return errors;
+}
+
+// Rows [r*B/n, (r+1)*B/n) of a batch of B = n*k rows: rank r's shard, as a fresh tensor.
+inline Tensor shard(const Tensor& t, int rank, int n) {
+  const int64_t k = t.size(0) / n;
+  return t.narrow(0, rank * k, k).clone();
+}
+
+}  // namespace weft::test
