@@ -119,8 +119,9 @@ Tensor conv2d_backward_input(const Tensor& grad, const Tensor& w, const Shape& x
 Tensor conv2d_backward_weight(const Tensor& grad, const Tensor& x, const Shape& w_shape, const Conv2dParams& p);
 
 // x (N,C,H,W) -> {out (N,C,Ho,Wo), argmax (N,C,Ho,Wo) int64 flat index into H*W}
-std::pair<Tensor, Tensor> max_pool2d(const Tensor& x, const Pool2dParams& p);
-Tensor max_pool2d_backward(const Tensor& grad, const Tensor& argmax, const Shape& x_shape);
+Tensor max_pool2d(const Tensor& x, const Pool2dParams& p);
+Tensor max_pool2d_indices(const Tensor& x, const Pool2dParams& p);  // int64 flat h*W+w per window
+Tensor max_pool2d_backward(const Tensor& grad, const Tensor& x, const Pool2dParams& p);
 Tensor avg_pool2d(const Tensor& x, const Pool2dParams& p);
 Tensor avg_pool2d_backward(const Tensor& grad, const Shape& x_shape, const Pool2dParams& p);
 

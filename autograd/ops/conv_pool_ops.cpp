@@ -2,7 +2,7 @@
 //
 // The heavy lifting is in tensor/cpu/conv.cpp and pool.cpp; here each forward saves what
 // its backward needs and no more: conv keeps x and w (each one's gradient needs the
-// other), max pooling keeps only the argmax indices, average pooling keeps nothing but
+// other), max pooling keeps its input, average pooling keeps nothing but
 // shapes, and dropout keeps its scaled mask.
 #include "../../tensor/creation.h"
 #include "../functions.h"
@@ -31,12 +31,13 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dPar
 }
 
 // x (N,C,H,W) -> out (N,C,Ho,Wo). Each output's gradient goes to the one input pixel that
-// won its window (recorded as argmax), so backward needs neither x nor out.
+// won its window, found again in the saved x. Saving x usually costs nothing: it is the
+// previous ReLU's output, which that ReLU saved already (same storage).
 Tensor max_pool2d(const Tensor& x, const Pool2dParams& p) {
-  auto [out, argmax] = raw::max_pool2d(x, p);
+  Tensor out = raw::max_pool2d(x, p);
   if (!needs_recording(x)) return out;
-  return record("max_pool2d", out, {x}, {argmax}, [xs = x.shape()](const BackwardArgs& g) -> Grads {
-    return {raw::max_pool2d_backward(g.grad, g.saved[0], xs)};
+  return record("max_pool2d", out, {x}, {x}, [p](const BackwardArgs& g) -> Grads {
+    return {raw::max_pool2d_backward(g.grad, g.saved[0], p)};
   });
 }
 

@@ -4,9 +4,9 @@
 // (floor, like PyTorch's ceil_mode=False). Every plane is pooled on its own, so a plane
 // is the unit of parallel work and the backward passes need no locks.
 //
-// Max pooling treats padding as -infinity (a padded position never wins) and remembers
-// where each maximum came from as a flat index h*W + w into the input plane; backward
-// routes each output gradient to that one pixel. Average pooling divides by the window
+// Max pooling treats padding as -infinity (a padded position never wins); backward finds
+// each window's winner again in the saved input and routes the output gradient to that
+// one pixel. Average pooling divides by the window
 // size including padding (count_include_pad) or by the number of real pixels in it.
 #include <algorithm>
 #include <cmath>
@@ -15,6 +15,7 @@
 
 #include "../raw.h"
 #include "../thread_pool.h"
+#include "max_pool_2x2.h"
 
 namespace weft::raw {
 
@@ -67,88 +68,80 @@ void check_pool_grad(const char* op, const Tensor& grad, const Shape& xs) {
              " is not an (N,C,Ho,Wo) gradient for input ", xs);
 }
 
-// One plane: x is (H,W); out and arg are (Ho,Wo). NaN wins over numbers, like PyTorch.
-// The geometry is copied into locals first: `arg` is an int64_t*, so through the
-// reference the compiler would have to reload every field of g after each store.
-// The 2x2, stride-2 window of nearly every CNN, in two passes the compiler vectorises:
-// first the larger of each vertical pair across the whole row, then of each horizontal
-// pair. `b` wins over `a` when larger or NaN (NaN propagates, like PyTorch).
+// `b` beats the best so far `a` when larger, or when it is NaN and `a` is not: NaN
+// propagates, like PyTorch. Branch-free on purpose: which pixel wins is data-dependent
+// and random, so a branch here mispredicts half the time.
 template <class T>
-void max_pool_plane_2x2(const T* __restrict x, T* __restrict out, int64_t* __restrict arg, int64_t W, int64_t Ho,
-                        int64_t Wo) {
-  std::vector<T> colmax_buf(W);
-  std::vector<int64_t> colarg_buf(W);
-  // restrict locals, not the vectors: through the vectors the compiler reloads their data
-  // pointers after every store and gives up on vectorising.
-  T* __restrict colmax = colmax_buf.data();
-  int64_t* __restrict colarg = colarg_buf.data();
-  for (int64_t oh = 0; oh < Ho; ++oh) {
-    const T* __restrict r0 = x + 2 * oh * W;
-    const T* __restrict r1 = r0 + W;
-    const int64_t base0 = 2 * oh * W;
-    for (int64_t w = 0; w < W; ++w) {
-      const bool lower = (r1[w] > r0[w]) | ((r1[w] != r1[w]) & (r0[w] == r0[w]));
-      colmax[w] = lower ? r1[w] : r0[w];
-      colarg[w] = base0 + w + (lower ? W : 0);
-    }
-    T* __restrict o = out + oh * Wo;
-    int64_t* __restrict a = arg + oh * Wo;
-    for (int64_t ow = 0; ow < Wo; ++ow) {
-      const T l = colmax[2 * ow], r = colmax[2 * ow + 1];
-      const bool right = (r > l) | ((r != r) & (l == l));
-      o[ow] = right ? r : l;
-      a[ow] = right ? colarg[2 * ow + 1] : colarg[2 * ow];
-    }
-  }
+inline bool beats(T b, T a) {
+  return (b > a) | ((b != b) & (a == a));
 }
 
+// The flat index ih*W + iw of the pixel that wins window (oh,ow), scanning the window
+// row by row and keeping the first of equal values; -1 when the window is all padding
+// (padding counts as -infinity and never wins). Forward, indices and backward all ask
+// this one function, so they always agree on the winner.
 template <class T>
-void max_pool_plane(const T* x, T* out, int64_t* arg, const PoolGeom& g) {
-  const int64_t H = g.H, W = g.W, Ho = g.Ho, Wo = g.Wo, kh = g.kh, kw = g.kw;
-  const int64_t sh = g.sh, sw = g.sw, ph = g.ph, pw = g.pw, dh = g.dh, dw = g.dw;
-  if (kh == 2 && kw == 2 && sh == 2 && sw == 2 && ph == 0 && pw == 0 && dh == 1 && dw == 1)
-    return max_pool_plane_2x2(x, out, arg, W, Ho, Wo);
-  if (ph == 0 && pw == 0 && dh == 1 && dw == 1) {
-    // No padding: every window lies inside the plane, so no bounds checks.
-    for (int64_t oh = 0; oh < Ho; ++oh) {
-      for (int64_t ow = 0; ow < Wo; ++ow) {
-        const int64_t first = oh * sh * W + ow * sw;
-        T best = x[first];
-        int64_t where = first;
-        for (int64_t i = 0; i < kh; ++i)
-          for (int64_t j = 0; j < kw; ++j) {
-            const int64_t at = first + i * W + j;
-            const T v = x[at];
-            // Branch-free select: which pixel wins is data-dependent and random, so a
-            // branch here mispredicts half the time and cost most of the pooling time.
-            const bool take = (v > best) | ((v != v) & (best == best));
-            best = take ? v : best;
-            where = take ? at : where;
-          }
-        out[oh * Wo + ow] = best;
-        arg[oh * Wo + ow] = where;
-      }
+int64_t window_argmax(const T* x, int64_t oh, int64_t ow, const PoolGeom& g) {
+  int64_t where = -1;
+  T best = -std::numeric_limits<T>::infinity();
+  for (int64_t i = 0; i < g.kh; ++i) {
+    const int64_t ih = oh * g.sh - g.ph + i * g.dh;
+    if (ih < 0 || ih >= g.H) continue;
+    for (int64_t j = 0; j < g.kw; ++j) {
+      const int64_t iw = ow * g.sw - g.pw + j * g.dw;
+      if (iw < 0 || iw >= g.W) continue;
+      const T v = x[ih * g.W + iw];
+      if (where < 0 || beats(v, best)) best = v, where = ih * g.W + iw;
     }
+  }
+  return where;
+}
+
+// The 2x2, stride-2, unpadded window of nearly every CNN gets its own row kernels
+// (max_pool_2x2.h): no bounds checks, 16 windows at a time.
+bool is_2x2(const PoolGeom& g) {
+  return g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.ph == 0 && g.pw == 0 && g.dh == 1 && g.dw == 1;
+}
+
+// One plane: x is (H,W), out is (Ho,Wo).
+template <class T>
+void max_pool_plane(const T* __restrict x, T* __restrict out, const PoolGeom& g) {
+  if (is_2x2(g)) {
+    for (int64_t oh = 0; oh < g.Ho; ++oh)
+      pool2x2::forward_row(x + 2 * oh * g.W, x + (2 * oh + 1) * g.W, out + oh * g.Wo, g.Wo);
     return;
   }
-  for (int64_t oh = 0; oh < Ho; ++oh) {
-    for (int64_t ow = 0; ow < Wo; ++ow) {
-      T best = -std::numeric_limits<T>::infinity();
-      int64_t where = -1;  // stays -1 only if the window is all padding
-      for (int64_t i = 0; i < kh; ++i) {
-        const int64_t ih = oh * sh - ph + i * dh;
-        if (ih < 0 || ih >= H) continue;
-        for (int64_t j = 0; j < kw; ++j) {
-          const int64_t iw = ow * sw - pw + j * dw;
-          if (iw < 0 || iw >= W) continue;
-          const T v = x[ih * W + iw];
-          if (where < 0 || v > best || (v != v && best == best)) best = v, where = ih * W + iw;
-        }
-      }
-      out[oh * Wo + ow] = best;
-      arg[oh * Wo + ow] = where;
+  for (int64_t oh = 0; oh < g.Ho; ++oh)
+    for (int64_t ow = 0; ow < g.Wo; ++ow) {
+      const int64_t at = window_argmax(x, oh, ow, g);
+      out[oh * g.Wo + ow] = at >= 0 ? x[at] : -std::numeric_limits<T>::infinity();
     }
+}
+
+// One plane of the backward pass: x and gx are (H,W), grad is (Ho,Wo). Each output's
+// gradient goes to its window's winner, found again from x rather than remembered:
+// recomputing costs one more scan of x, storing would cost an int64 index per output
+// written in forward (which made forward several times slower).
+template <class T>
+void max_pool_plane_backward(const T* __restrict x, const T* __restrict grad, T* __restrict gx, const PoolGeom& g) {
+  if (is_2x2(g)) {
+    // The windows tile the plane, so each covered pixel is written exactly once (its
+    // share or 0); only an odd last row or column lies outside every window.
+    const int64_t W = g.W;
+    for (int64_t oh = 0; oh < g.Ho; ++oh) {
+      T* d0 = gx + 2 * oh * W;
+      pool2x2::backward_row(x + 2 * oh * W, x + (2 * oh + 1) * W, grad + oh * g.Wo, d0, d0 + W, g.Wo);
+      for (int64_t w = 2 * g.Wo; w < W; ++w) d0[w] = d0[W + w] = T(0);
+    }
+    std::fill(gx + 2 * g.Ho * W, gx + g.H * W, T(0));
+    return;
   }
+  std::fill(gx, gx + g.H * g.W, T(0));
+  for (int64_t oh = 0; oh < g.Ho; ++oh)
+    for (int64_t ow = 0; ow < g.Wo; ++ow) {
+      const int64_t at = window_argmax(x, oh, ow, g);
+      if (at >= 0) gx[at] += grad[oh * g.Wo + ow];  // windows may overlap: add
+    }
 }
 
 // The window [h0,h1) x [w0,w1) of output (oh,ow), clipped to the input, and the divisor
@@ -194,53 +187,63 @@ void avg_pool_plane_backward(const T* grad, T* gx, const PoolGeom& g) {
 
 }  // namespace
 
-// x (N,C,H,W) -> {out (N,C,Ho,Wo), argmax (N,C,Ho,Wo) int64 flat index into the H*W plane}
-std::pair<Tensor, Tensor> max_pool2d(const Tensor& x, const Pool2dParams& p) {
+// Runs body(q) for every plane q of the N*C planes, in parallel chunks.
+template <class F>
+void for_each_plane(const PoolGeom& g, F&& body) {
+  parallel_for(0, g.planes(), g.grain(), [&](int64_t b, int64_t e) {
+    for (int64_t q = b; q < e; ++q) body(q);
+  });
+}
+
+// x (N,C,H,W) -> out (N,C,Ho,Wo), each the max of its window
+Tensor max_pool2d(const Tensor& x, const Pool2dParams& p) {
   check_cpu("max_pool2d", x);
   const PoolGeom g = pool_geometry("max_pool2d", x.shape(), p);
   Tensor out = empty({g.N, g.C, g.Ho, g.Wo}, x.dtype(), x.device());
-  Tensor arg = empty({g.N, g.C, g.Ho, g.Wo}, kInt64, x.device());
   const Tensor xc = contiguous(x);
   dispatch_floating(x.dtype(), "max_pool2d", [&]<class T>() {
     const T* px = xc.data<T>();
     T* po = out.data<T>();
-    int64_t* pa = arg.data<int64_t>();
-    parallel_for(0, g.planes(), g.grain(), [&](int64_t b, int64_t e) {
-      for (int64_t q = b; q < e; ++q)
-        max_pool_plane(px + q * g.H * g.W, po + q * g.Ho * g.Wo, pa + q * g.Ho * g.Wo, g);
-    });
+    for_each_plane(g, [&](int64_t q) { max_pool_plane(px + q * g.H * g.W, po + q * g.Ho * g.Wo, g); });
   });
-  return {out, arg};
+  return out;
 }
 
-// grad (N,C,Ho,Wo), argmax from max_pool2d -> dLoss/dx (N,C,H,W) = x_shape
-Tensor max_pool2d_backward(const Tensor& grad, const Tensor& argmax, const Shape& x_shape) {
+// x (N,C,H,W) -> argmax (N,C,Ho,Wo) int64: where each window's max came from, as a flat
+// index h*W + w into its H*W plane (-1 for an all-padding window), like PyTorch's
+// return_indices=True.
+Tensor max_pool2d_indices(const Tensor& x, const Pool2dParams& p) {
+  check_cpu("max_pool2d_indices", x);
+  const PoolGeom g = pool_geometry("max_pool2d_indices", x.shape(), p);
+  Tensor arg = empty({g.N, g.C, g.Ho, g.Wo}, kInt64, x.device());
+  const Tensor xc = contiguous(x);
+  dispatch_floating(x.dtype(), "max_pool2d_indices", [&]<class T>() {
+    const T* px = xc.data<T>();
+    int64_t* pa = arg.data<int64_t>();
+    for_each_plane(g, [&](int64_t q) {
+      for (int64_t oh = 0; oh < g.Ho; ++oh)
+        for (int64_t ow = 0; ow < g.Wo; ++ow)
+          pa[(q * g.Ho + oh) * g.Wo + ow] = window_argmax(px + q * g.H * g.W, oh, ow, g);
+    });
+  });
+  return arg;
+}
+
+// grad (N,C,Ho,Wo), x (N,C,H,W) the forward's input -> dLoss/dx (N,C,H,W)
+Tensor max_pool2d_backward(const Tensor& grad, const Tensor& x, const Pool2dParams& p) {
   check_cpu("max_pool2d_backward", grad);
-  check_pool_grad("max_pool2d_backward", grad, x_shape);
-  WEFT_CHECK(argmax.defined() && argmax.dtype() == kInt64 && argmax.shape() == grad.shape(),
-             "max_pool2d_backward: argmax must be an int64 tensor shaped like grad ", grad.shape(), ", got ",
-             argmax.defined() ? detail::str(dtype_name(argmax.dtype()), " ", argmax.shape()) : "undefined");
-  WEFT_CHECK(argmax.device() == grad.device(), "max_pool2d_backward: argmax is on ", argmax.device(), ", grad on ",
-             grad.device());
-  Tensor gx = empty(x_shape, grad.dtype(), grad.device());
-  fill_(gx, 0.0);
-  const int64_t plane = x_shape[2] * x_shape[3], oplane = grad.size(2) * grad.size(3);
-  const Tensor gc = contiguous(grad), ac = contiguous(argmax);
-  dispatch_floating(grad.dtype(), "max_pool2d_backward", [&]<class T>() {
-    const T* pg = gc.data<T>();
-    const int64_t* pa = ac.data<int64_t>();
-    T* px = gx.data<T>();
-    const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, oplane));
-    parallel_for(0, x_shape[0] * x_shape[1], grain, [&](int64_t b, int64_t e) {
-      for (int64_t q = b; q < e; ++q) {
-        for (int64_t k = 0; k < oplane; ++k) {
-          const int64_t i = pa[q * oplane + k];
-          if (i < 0) continue;  // an all-padding window: no input pixel to credit
-          WEFT_CHECK(i < plane, "max_pool2d_backward: argmax ", i, " is outside the ", x_shape[2], "x", x_shape[3],
-                     " input plane of ", x_shape);
-          px[q * plane + i] += pg[q * oplane + k];
-        }
-      }
+  check_same("max_pool2d_backward", grad, x);
+  const PoolGeom g = pool_geometry("max_pool2d_backward", x.shape(), p);
+  const Shape expect{g.N, g.C, g.Ho, g.Wo};
+  WEFT_CHECK(grad.shape() == expect, "max_pool2d_backward: grad ", grad.shape(), " does not match the output ", expect,
+             " of input ", x.shape());
+  Tensor gx = empty(x.shape(), x.dtype(), x.device());
+  const Tensor gc = contiguous(grad), xc = contiguous(x);
+  dispatch_floating(x.dtype(), "max_pool2d_backward", [&]<class T>() {
+    const T *pg = gc.data<T>(), *px = xc.data<T>();
+    T* pgx = gx.data<T>();
+    for_each_plane(g, [&](int64_t q) {
+      max_pool_plane_backward(px + q * g.H * g.W, pg + q * g.Ho * g.Wo, pgx + q * g.H * g.W, g);
     });
   });
   return gx;

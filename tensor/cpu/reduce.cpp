@@ -1,8 +1,11 @@
 // Reductions: sum, mean, max, min over any set of dims, and argmax/argmin over one.
 //
 // The general path permutes the kept dims to the front and the reduced dims to the back,
-// so every output element reduces one contiguous row. Summing over *leading* dims (the
-// bias gradient: (N,C) -> (C)) takes a faster path that adds whole rows, which vectorises.
+// so every output element reduces one contiguous row. Two common patterns skip the
+// permuted copy: summing over *leading* dims (the bias gradient of a Linear: (N,C) -> (C))
+// adds whole rows, and summing around one block of kept dims (the bias gradient of a
+// convolution: (N,K,H,W) -> (K)) sums each kept index's rows where they lie.
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -60,13 +63,38 @@ Tensor rows_view(const Tensor& a, const std::array<bool, kMaxDims>& mask) {
 template <class T>
 using acc_t = std::conditional_t<std::is_floating_point_v<T>, double, T>;
 
+// sum of p[0, n). Floats: 16 float lanes within blocks of 1024 elements (so the compiler
+// vectorises the adds), the block sums added in double (so long rows stay accurate).
+template <class T>
+acc_t<T> sum_contiguous(const T* __restrict p, int64_t n) {
+  if constexpr (!std::is_floating_point_v<T>) {
+    acc_t<T> s = 0;
+    for (int64_t i = 0; i < n; ++i) s += p[i];
+    return s;
+  } else {
+    constexpr int64_t kLanes = 16, kBlock = 1024;
+    acc_t<T> total = 0;
+    for (int64_t b = 0; b < n; b += kBlock) {
+      const int64_t e = std::min(n, b + kBlock);
+      T lane[kLanes] = {};
+      int64_t i = b;
+      for (; i + kLanes <= e; i += kLanes)
+        for (int64_t l = 0; l < kLanes; ++l) lane[l] += p[i + l];
+      acc_t<T> block = 0;
+      for (int64_t l = 0; l < kLanes; ++l) block += lane[l];
+      for (; i < e; ++i) block += p[i];
+      total += block;
+    }
+    return total;
+  }
+}
+
 template <class T>
 T reduce_row(Reduce op, const T* p, int64_t n) {
   switch (op) {
     case Reduce::Sum:
     case Reduce::Mean: {
-      acc_t<T> s = 0;
-      for (int64_t i = 0; i < n; ++i) s += p[i];
+      const acc_t<T> s = sum_contiguous(p, n);
       return static_cast<T>(op == Reduce::Mean ? s / static_cast<acc_t<T>>(n) : s);
     }
     case Reduce::Max:
@@ -97,6 +125,32 @@ void reduce_leading(Reduce op, const T* p, int64_t outer, int64_t inner, T* out)
   });
 }
 
+// Sum/mean of a contiguous tensor viewed as (outer, mid, inner) over outer and inner:
+// out[m] = sum_o sum_i a[o][m][i]. The bias gradient of a convolution, (N,K,H,W) ->
+// (K), is this shape; reading the rows where they lie avoids permuting a copy.
+template <class T>
+void reduce_outer_inner(Reduce op, const T* p, int64_t outer, int64_t mid, int64_t inner, T* out) {
+  parallel_for(0, mid, std::max<int64_t>(1, cpu::kElementwiseGrain / std::max<int64_t>(outer * inner, 1)),
+               [&](int64_t b, int64_t e) {
+                 for (int64_t m = b; m < e; ++m) {
+                   acc_t<T> s = 0;
+                   for (int64_t o = 0; o < outer; ++o) s += sum_contiguous(p + (o * mid + m) * inner, inner);
+                   out[m] = static_cast<T>(op == Reduce::Mean ? s / static_cast<acc_t<T>>(outer * inner) : s);
+                 }
+               });
+}
+
+// When the kept dims are one contiguous block between reduced ones, the sizes of the
+// (outer, mid, inner) view reduce_outer_inner takes; {0,0,0} otherwise.
+std::array<int64_t, 3> outer_mid_inner(const Tensor& a, const std::array<bool, kMaxDims>& mask) {
+  int64_t d = 0, outer = 1, mid = 1, inner = 1;
+  for (; d < a.dim() && mask[d]; ++d) outer *= a.shape()[d];
+  for (; d < a.dim() && !mask[d]; ++d) mid *= a.shape()[d];
+  for (; d < a.dim() && mask[d]; ++d) inner *= a.shape()[d];
+  if (d < a.dim()) return {0, 0, 0};  // kept dims in two or more blocks
+  return {outer, mid, inner};
+}
+
 }  // namespace
 
 Tensor reduce(Reduce op, const Tensor& a, const Shape& dims, bool keepdim) {
@@ -117,10 +171,17 @@ Tensor reduce(Reduce op, const Tensor& a, const Shape& dims, bool keepdim) {
   while (lead < a.dim() && mask[lead]) ++lead;
   bool leading_only = lead > 0 && a.is_contiguous() && (op == Reduce::Sum || op == Reduce::Mean);
   for (int64_t d = lead; d < a.dim() && leading_only; ++d) leading_only = !mask[d];
+  const auto [outer, mid, inner] = outer_mid_inner(a, mask);
+  const bool outer_inner = !leading_only && outer > 0 && inner > 1 && a.is_contiguous() &&
+                           (op == Reduce::Sum || op == Reduce::Mean);
   dispatch_numeric(a.dtype(), name, [&]<class T>() {
     T* o = out.data<T>();
     if (leading_only) {
       reduce_leading<T>(op, a.data<T>(), inner_n, out.numel(), o);
+      return;
+    }
+    if (outer_inner) {
+      reduce_outer_inner<T>(op, a.data<T>(), outer, mid, inner, o);
       return;
     }
     Tensor rows = rows_view(a, mask);

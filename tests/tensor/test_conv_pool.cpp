@@ -236,28 +236,47 @@ TEST_CASE("max_pool2d and avg_pool2d: gradcheck", "[pool]") {
 // ---- pooling golden values -----------------------------------------------------------
 
 TEST_CASE("max_pool2d: golden values, argmax, and -inf padding", "[pool]") {
-  auto [out, arg] = raw::max_pool2d(make(iota(16), {1, 1, 4, 4}), {});
-  check_values(out, {6, 8, 14, 16});
-  CHECK(arg.to_vector<int64_t>() == std::vector<int64_t>{5, 7, 13, 15});
+  Tensor x = make(iota(16), {1, 1, 4, 4});
+  check_values(raw::max_pool2d(x, {}), {6, 8, 14, 16});
+  CHECK(raw::max_pool2d_indices(x, {}).to_vector<int64_t>() == std::vector<int64_t>{5, 7, 13, 15});
+  // Backward of the 2x2 fast path: each window's gradient lands on its max, zeros elsewhere.
+  check_values(raw::max_pool2d_backward(make({1, 2, 3, 4}, {1, 1, 2, 2}), x, {}),
+               {0, 0, 0, 0, 0, 1, 0, 2, 0, 0, 0, 0, 0, 3, 0, 4});
 
   // All-negative input: a zero-valued padding would win; -inf padding never does.
   std::vector<double> neg = iota(16);
   for (double& v : neg) v = -v;
-  auto [pout, parg] = raw::max_pool2d(make(neg, {1, 1, 4, 4}), {.padding = {1, 1}});
+  const Pool2dParams padded{.padding = {1, 1}};
+  Tensor pout = raw::max_pool2d(make(neg, {1, 1, 4, 4}), padded);
   REQUIRE(pout.shape() == Shape{1, 1, 3, 3});
   check_values(pout, {-1, -2, -4, -5, -6, -8, -13, -14, -16});
-  CHECK(parg.to_vector<int64_t>() == std::vector<int64_t>{0, 1, 3, 4, 5, 7, 12, 13, 15});
+  CHECK(raw::max_pool2d_indices(make(neg, {1, 1, 4, 4}), padded).to_vector<int64_t>() ==
+        std::vector<int64_t>{0, 1, 3, 4, 5, 7, 12, 13, 15});
 
-  Tensor gx = raw::max_pool2d_backward(make(iota(9), {1, 1, 3, 3}), parg, {1, 1, 4, 4});
+  Tensor gx = raw::max_pool2d_backward(make(iota(9), {1, 1, 3, 3}), make(neg, {1, 1, 4, 4}), padded);
   check_values(gx, {1, 2, 0, 3, 4, 5, 0, 6, 0, 0, 0, 0, 7, 8, 0, 9});
 
   // A window of real -inf values still credits a real pixel; a NaN wins its window.
   const double inf = std::numeric_limits<double>::infinity();
-  auto [iout, iarg] = raw::max_pool2d(make({-inf, -inf, -inf, -inf, 1, std::nan(""), 3, 4}, {1, 2, 2, 2}), {});
-  const std::vector<double> iv = iout.to_vector<double>();
+  Tensor ix = make({-inf, -inf, -inf, -inf, 1, std::nan(""), 3, 4}, {1, 2, 2, 2});
+  const std::vector<double> iv = raw::max_pool2d(ix, {}).to_vector<double>();
   CHECK(iv[0] == -inf);
   CHECK(std::isnan(iv[1]));
-  CHECK(iarg.to_vector<int64_t>() == std::vector<int64_t>{0, 1});
+  CHECK(raw::max_pool2d_indices(ix, {}).to_vector<int64_t>() == std::vector<int64_t>{0, 1});
+  check_values(raw::max_pool2d_backward(make({1, 2}, {1, 2, 1, 1}), ix, {}), {1, 0, 0, 0, 0, 2, 0, 0});
+
+  // Odd sizes: the last row and column belong to no 2x2 window and get zero gradient, and
+  // the fast path agrees with the general one (a 2x2 window written with dilation-free
+  // padding 0 but stride 1 takes the general path).
+  Tensor odd = randn({2, 3, 5, 7});
+  Tensor g = randn({2, 3, 2, 3});
+  Tensor gfast = raw::max_pool2d_backward(g, odd, {});
+  const std::vector<float> gv = gfast.to_vector<float>();
+  const std::vector<int64_t> at = raw::max_pool2d_indices(odd, {}).to_vector<int64_t>();
+  std::vector<float> expect(gv.size(), 0.0f);
+  const std::vector<float> gg = g.to_vector<float>();
+  for (size_t k = 0; k < at.size(); ++k) expect[(k / 6) * 35 + at[k]] += gg[k];
+  CHECK(gv == expect);
 }
 
 TEST_CASE("avg_pool2d: golden values with count_include_pad both ways", "[pool]") {
@@ -312,8 +331,8 @@ TEST_CASE("pooling: every bad input names the op and the shapes", "[pool]") {
                       Contains("max_pool2d") && Contains("(1,2,4,4)") && Contains("larger than the padded input 4x4"));
   REQUIRE_THROWS_WITH(raw::max_pool2d(x, {.kernel = {3, 3}, .dilation = {2, 2}}), Contains("spans 5x5"));
   REQUIRE_THROWS_WITH(raw::avg_pool2d(x, {.dilation = {2, 2}}), Contains("avg_pool2d") && Contains("dilation"));
-  REQUIRE_THROWS_WITH(raw::max_pool2d_backward(randn({1, 2, 2, 2}), randn({1, 2, 2, 2}), {1, 2, 4, 4}),
-                      Contains("max_pool2d_backward") && Contains("int64"));
+  REQUIRE_THROWS_WITH(raw::max_pool2d_backward(randn({1, 2, 3, 2}), x, {}),
+                      Contains("max_pool2d_backward") && Contains("(1,2,3,2)") && Contains("(1,2,2,2)"));
   REQUIRE_THROWS_WITH(raw::avg_pool2d_backward(randn({1, 2, 3, 3}), {1, 2, 4, 4}, {}),
                       Contains("avg_pool2d_backward") && Contains("(1,2,3,3)") && Contains("(1,2,2,2)"));
 }

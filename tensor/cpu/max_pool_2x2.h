@@ -1,0 +1,130 @@
+// The 2x2, stride-2 max pooling of nearly every CNN, one output row at a time.
+//
+// r0 and r1 are two input rows (2*Wo pixels each, the rest of a row with odd W is
+// ignored), o / go are one output row (Wo). Window ow holds r0[2ow], r0[2ow+1],
+// r1[2ow], r1[2ow+1], scanned in that order; the first of equal values wins, and a NaN
+// wins over numbers (it propagates, like PyTorch). Taking the winner of each horizontal
+// pair and then of the two rows picks the same pixel as that scan.
+//
+// With AVX-512, 16 windows at a time: the two rows are split into even and odd pixels
+// with one permute each, and the short rows of small feature maps (Wo = 14, 7) use
+// masked loads and stores instead of a scalar tail. The plain loops below compute the
+// same thing for every other CPU and for doubles; they are also the reference that the
+// tests compare against.
+#pragma once
+
+#include <cstdint>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+namespace weft::raw::pool2x2 {
+
+// true when a should be kept over b: a >= b, or a is NaN.
+template <class T>
+inline bool keeps(T a, T b) {
+  return (a >= b) | (a != a);
+}
+template <class T>
+inline T pick(T a, T b) {
+  return keeps(a, b) ? a : b;
+}
+
+template <class T>
+void forward_row_plain(const T* __restrict r0, const T* __restrict r1, T* __restrict o, int64_t Wo) {
+  for (int64_t ow = 0; ow < Wo; ++ow)
+    o[ow] = pick(pick(r0[2 * ow], r0[2 * ow + 1]), pick(r1[2 * ow], r1[2 * ow + 1]));
+}
+
+// d0, d1 are the gradient rows of r0, r1: each window's gradient lands on its winner,
+// the other three pixels get 0 (every covered pixel is written, so no zeroing first).
+template <class T>
+void backward_row_plain(const T* __restrict r0, const T* __restrict r1, const T* __restrict go, T* __restrict d0,
+                        T* __restrict d1, int64_t Wo) {
+  for (int64_t ow = 0; ow < Wo; ++ow) {
+    const bool left0 = keeps(r0[2 * ow], r0[2 * ow + 1]), left1 = keeps(r1[2 * ow], r1[2 * ow + 1]);
+    const T h0 = left0 ? r0[2 * ow] : r0[2 * ow + 1], h1 = left1 ? r1[2 * ow] : r1[2 * ow + 1];
+    const bool top = keeps(h0, h1);
+    const T g = go[ow];
+    d0[2 * ow] = top & left0 ? g : T(0);
+    d0[2 * ow + 1] = top & !left0 ? g : T(0);
+    d1[2 * ow] = !top & left1 ? g : T(0);
+    d1[2 * ow + 1] = !top & !left1 ? g : T(0);
+  }
+}
+
+#if defined(__AVX512F__)
+namespace avx512 {
+
+inline __mmask16 keeps(__m512 a, __m512 b) {
+  return _mm512_cmp_ps_mask(a, b, _CMP_GE_OQ) | _mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q);
+}
+inline __mmask16 low_bits(int64_t n) { return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1); }
+
+// The 32 pixels [2*ow0, 2*ow0 + 32) of a row, as its even and its odd pixels (16 each);
+// `n` windows are real, the rest of the lanes read nothing and hold zeros.
+inline void load_pairs(const float* row, int64_t n, __m512& even, __m512& odd) {
+  const __m512i even_idx = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd_idx = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+  const __m512 a = _mm512_maskz_loadu_ps(low_bits(2 * n), row);
+  const __m512 b = _mm512_maskz_loadu_ps(low_bits(2 * n - 16 > 0 ? 2 * n - 16 : 0), row + 16);
+  even = _mm512_permutex2var_ps(a, even_idx, b);
+  odd = _mm512_permutex2var_ps(a, odd_idx, b);
+}
+
+// The inverse of load_pairs: interleaves even and odd back into 2*n pixels of row.
+inline void store_pairs(float* row, int64_t n, __m512 even, __m512 odd) {
+  const __m512i lo_idx = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const __m512i hi_idx = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+  _mm512_mask_storeu_ps(row, low_bits(2 * n), _mm512_permutex2var_ps(even, lo_idx, odd));
+  if (2 * n > 16) _mm512_mask_storeu_ps(row + 16, low_bits(2 * n - 16), _mm512_permutex2var_ps(even, hi_idx, odd));
+}
+
+inline void forward_row(const float* r0, const float* r1, float* o, int64_t Wo) {
+  for (int64_t ow = 0; ow < Wo; ow += 16) {
+    const int64_t n = Wo - ow < 16 ? Wo - ow : 16;
+    __m512 e0, o0, e1, o1;
+    load_pairs(r0 + 2 * ow, n, e0, o0);
+    load_pairs(r1 + 2 * ow, n, e1, o1);
+    const __m512 h0 = _mm512_mask_blend_ps(keeps(e0, o0), o0, e0);
+    const __m512 h1 = _mm512_mask_blend_ps(keeps(e1, o1), o1, e1);
+    _mm512_mask_storeu_ps(o + ow, low_bits(n), _mm512_mask_blend_ps(keeps(h0, h1), h1, h0));
+  }
+}
+
+inline void backward_row(const float* r0, const float* r1, const float* go, float* d0, float* d1, int64_t Wo) {
+  for (int64_t ow = 0; ow < Wo; ow += 16) {
+    const int64_t n = Wo - ow < 16 ? Wo - ow : 16;
+    __m512 e0, o0, e1, o1;
+    load_pairs(r0 + 2 * ow, n, e0, o0);
+    load_pairs(r1 + 2 * ow, n, e1, o1);
+    const __mmask16 left0 = keeps(e0, o0), left1 = keeps(e1, o1);
+    const __m512 h0 = _mm512_mask_blend_ps(left0, o0, e0), h1 = _mm512_mask_blend_ps(left1, o1, e1);
+    const __mmask16 top = keeps(h0, h1);
+    const __m512 g = _mm512_maskz_loadu_ps(low_bits(n), go + ow);
+    store_pairs(d0 + 2 * ow, n, _mm512_maskz_mov_ps(top & left0, g), _mm512_maskz_mov_ps(top & ~left0, g));
+    store_pairs(d1 + 2 * ow, n, _mm512_maskz_mov_ps(~top & left1, g), _mm512_maskz_mov_ps(~top & ~left1, g));
+  }
+}
+
+}  // namespace avx512
+#endif
+
+template <class T>
+void forward_row(const T* r0, const T* r1, T* o, int64_t Wo) {
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<T, float>) return avx512::forward_row(r0, r1, o, Wo);
+#endif
+  forward_row_plain(r0, r1, o, Wo);
+}
+
+template <class T>
+void backward_row(const T* r0, const T* r1, const T* go, T* d0, T* d1, int64_t Wo) {
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<T, float>) return avx512::backward_row(r0, r1, go, d0, d1, Wo);
+#endif
+  backward_row_plain(r0, r1, go, d0, d1, Wo);
+}
+
+}  // namespace weft::raw::pool2x2
