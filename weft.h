@@ -16,3 +16,6 @@
 #include "parallel/communicator.h"
 #include "parallel/threads_communicator.h"
 #include "parallel/trace.h"
+#include "parallel/trace_gather.h"
+#include "parallel/data_parallel.h"
+#include "parallel/ddp.h"

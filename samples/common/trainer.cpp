@@ -8,20 +8,7 @@
 
 namespace weft::samples {
 
-namespace {
-
-struct Config {
-  Recipe r;
-  int threads = 0;  // 0: leave weft's default
-  uint64_t seed = 0;
-  std::string data = data::kFashionMnistDir;
-  std::string device = "cpu";
-  std::string checkpoint, resume;
-  int64_t limit = 0;  // train on the first N samples only (quick runs)
-};
-
-std::unique_ptr<optim::Optimizer> make_optimizer(const Config& c, const std::vector<Tensor>& params) {
-  const Recipe& r = c.r;
+std::unique_ptr<optim::Optimizer> make_optimizer(const Recipe& r, const std::vector<Tensor>& params) {
   if (r.optimizer == "adamw") return std::make_unique<optim::AdamW>(params, optim::AdamOptions{.lr = r.lr, .weight_decay = r.weight_decay});
   if (r.optimizer == "adam") return std::make_unique<optim::Adam>(params, optim::AdamOptions{.lr = r.lr, .weight_decay = r.weight_decay});
   if (r.optimizer == "sgd")
@@ -29,8 +16,7 @@ std::unique_ptr<optim::Optimizer> make_optimizer(const Config& c, const std::vec
   throw Error(detail::str("--optimizer: unknown optimizer '", r.optimizer, "' (use adamw, adam or sgd)"));
 }
 
-// Fraction of the test set classified correctly, in eval mode, without the tape.
-double evaluate(nn::Module& model, const data::TensorDataset& test, Device device) {
+int64_t count_correct(nn::Module& model, const data::TensorDataset& test, Device device) {
   autograd::NoGradGuard no_grad;
   model.eval();
   data::DataLoader loader(test, {.batch_size = 1000, .shuffle = false});
@@ -40,10 +26,10 @@ double evaluate(nn::Module& model, const data::TensorDataset& test, Device devic
     correct += pred.eq(b.y).to(kInt64).sum().item<int64_t>();
   }
   model.train();
-  return static_cast<double>(correct) / static_cast<double>(test.size());
+  return correct;
 }
 
-void add_flags(CLI::App& app, Config& c) {
+void add_train_flags(CLI::App& app, TrainConfig& c) {
   app.add_option("--epochs", c.r.epochs, "passes over the training set")->capture_default_str();
   app.add_option("--batch-size", c.r.batch_size, "samples per step")->capture_default_str();
   app.add_option("--lr", c.r.lr, "peak learning rate")->capture_default_str();
@@ -59,18 +45,29 @@ void add_flags(CLI::App& app, Config& c) {
   app.add_option("--limit", c.limit, "train on the first N samples only (0: all)");
 }
 
-int run(const std::string& name, Config& c, const std::function<std::shared_ptr<nn::Module>()>& make_model) {
+FashionMnist load_data(const TrainConfig& c) {
+  const data::Normalize norm{data::kFashionMnistMean, data::kFashionMnistStd};
+  FashionMnist d{data::load_fashion_mnist(c.data, true, norm), data::load_fashion_mnist(c.data, false, norm)};
+  if (c.limit > 0) d.train = d.train.head(c.limit);
+  return d;
+}
+
+namespace {
+
+// Fraction of the test set classified correctly.
+double evaluate(nn::Module& model, const data::TensorDataset& test, Device device) {
+  return static_cast<double>(count_correct(model, test, device)) / static_cast<double>(test.size());
+}
+
+int run(const std::string& name, TrainConfig& c, const std::function<std::shared_ptr<nn::Module>()>& make_model) {
   if (c.threads > 0) set_num_threads(c.threads);
   manual_seed(c.seed);
   const Device device(c.device);
-  const data::Normalize norm{data::kFashionMnistMean, data::kFashionMnistStd};
-  data::TensorDataset train = data::load_fashion_mnist(c.data, true, norm);
-  data::TensorDataset test = data::load_fashion_mnist(c.data, false, norm);
-  if (c.limit > 0) train = train.head(c.limit);
+  const auto [train, test] = load_data(c);
 
   std::shared_ptr<nn::Module> model = make_model();
   model->to(device);
-  auto opt = make_optimizer(c, model->parameters());
+  auto opt = make_optimizer(c.r, model->parameters());
   data::DataLoader loader(train, {.batch_size = c.r.batch_size, .shuffle = true, .seed = c.seed});
   const int64_t total_steps = loader.num_batches() * c.r.epochs;
   optim::CosineWarmupLR schedule(*opt, static_cast<int64_t>(c.r.warmup_fraction * total_steps), total_steps);
@@ -122,10 +119,10 @@ int run(const std::string& name, Config& c, const std::function<std::shared_ptr<
 
 int train_main(int argc, char** argv, const std::string& name, const Recipe& recipe,
                const std::function<std::shared_ptr<nn::Module>()>& make_model) {
-  Config c;
+  TrainConfig c;
   c.r = recipe;
   CLI::App app{name + ": train on Fashion-MNIST with weft"};
-  add_flags(app, c);
+  add_train_flags(app, c);
   CLI11_PARSE(app, argc, argv);
   try {
     return run(name, c, make_model);

@@ -1,5 +1,6 @@
-// The training loop both samples share: flags, data, the epoch loop with a progress bar,
-// evaluation, checkpoints, and the final summary line.
+// The training loop the samples share: flags, data, the epoch loop with a progress bar,
+// evaluation, checkpoints, and the final summary line. train_ddp reuses the pieces
+// (flags, data, optimizer, evaluation) around its own data-parallel loop.
 #pragma once
 
 #include <functional>
@@ -7,6 +8,10 @@
 #include <string>
 
 #include "../../weft.h"
+
+namespace CLI {
+class App;
+}
 
 namespace weft::samples {
 
@@ -20,6 +25,32 @@ struct Recipe {
   double warmup_fraction = 0.05;  // of all steps, then cosine decay to 0
   double momentum = 0.9;           // sgd only
 };
+
+// Everything the common flags set.
+struct TrainConfig {
+  Recipe r;
+  int threads = 0;  // 0: leave weft's default
+  uint64_t seed = 0;
+  std::string data = data::kFashionMnistDir;
+  std::string device = "cpu";
+  std::string checkpoint, resume;
+  int64_t limit = 0;  // train on the first N samples only (quick runs)
+};
+
+// --epochs --batch-size --lr --optimizer --weight-decay --label-smoothing --threads
+// --seed --data --device --checkpoint --resume --limit, with c's values as defaults.
+void add_train_flags(CLI::App& app, TrainConfig& c);
+
+// Fashion-MNIST, normalised with the training set's mean and std; --limit applied.
+struct FashionMnist {
+  data::TensorDataset train, test;
+};
+FashionMnist load_data(const TrainConfig& c);
+
+std::unique_ptr<optim::Optimizer> make_optimizer(const Recipe& r, const std::vector<Tensor>& params);
+
+// How many samples of `test` the model classifies correctly (eval mode, no tape).
+int64_t count_correct(nn::Module& model, const data::TensorDataset& test, Device device);
 
 // Parses the command line (defaults from `recipe`), trains the model `make_model`
 // builds on Fashion-MNIST, and prints `test_accuracy=... train_samples_per_s=...` last.
