@@ -78,11 +78,13 @@ EOF
 
 # run_catch2 LABEL BINARY: runs the suite with the XML reporter into BINARY.xml (the
 # binary's own stderr, sanitizer reports included, goes to the terminal) and adds up
-# its counts.
+# its counts. When the array `launcher` is set, the binary runs under it (mpirun ...),
+# and the report goes to XML (third argument) instead.
+launcher=()
 run_catch2() {
-  local label=$1 bin=$2 xml=$2.xml rc report p f t0=$SECONDS
+  local label=$1 bin=$2 xml=${3:-$2.xml} rc report p f t0=$SECONDS
   rm -f "$xml"
-  timeout --kill-after=30 "$test_timeout" "$bin" --reporter xml --out "$xml" </dev/null
+  timeout --kill-after=30 "$test_timeout" "${launcher[@]}" "$bin" --reporter xml --out "$xml" </dev/null
   rc=$?
   [ "$rc" -eq 124 ] && echo "$label: killed after ${test_timeout} s"
   report=$(catch2_report "$xml")
@@ -114,6 +116,31 @@ fi
 if [ $release_ok = 1 ]; then
   log "Unit tests (release)"
   run_catch2 "weft_tests (release)" build/tests/weft_tests
+fi
+
+# The MPI communicator and the algorithms over it, under mpirun with 2 and 3 ranks
+# (oversubscribed: CI has 2 cores), then the dead-rank cases. Every rank runs every
+# test case; rank 0's report is counted (the others write .rankN reports beside it).
+log "MPI tests (mpirun -np 2, -np 3)"
+if [ $release_ok = 1 ] && ! command -v mpirun >/dev/null; then
+  echo "SKIP MPI tests: mpirun is not installed (apt-get install openmpi-bin libopenmpi-dev)"
+elif [ $release_ok = 1 ] && [ ! -x build/tests/weft_mpi_tests ]; then
+  echo "SKIP MPI tests: weft was configured without MPI (build/tests/weft_mpi_tests not built)"
+elif [ $release_ok = 1 ]; then
+  mpirun_cmd=(mpirun --oversubscribe)
+  [ "$(id -u)" = 0 ] && mpirun_cmd+=(--allow-run-as-root)
+  for np in 2 3; do
+    launcher=("${mpirun_cmd[@]}" -np "$np")
+    run_catch2 "weft_mpi_tests (mpirun -np $np)" build/tests/weft_mpi_tests build/tests/weft_mpi_tests.np$np.xml
+  done
+  launcher=()
+  dead_log=$(mktemp)
+  bash tests/parallel/mpi_dead_rank.sh build | tee "$dead_log"
+  passed=$((passed + $(grep -c '^PASS mpi_dead_rank' "$dead_log")))
+  d_fail=$(grep -c '^FAIL mpi_dead_rank' "$dead_log")
+  failed=$((failed + d_fail))
+  [ "$d_fail" -gt 0 ] && problems+=("mpi_dead_rank: $d_fail failed")
+  rm -f "$dead_log"
 fi
 
 log "Consumer projects (tests/consumer/run.sh)"

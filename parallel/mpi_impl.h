@@ -1,0 +1,164 @@
+// The MPI handles and helpers behind MpiCommunicator (internal: includes mpi.h).
+// Compiled only when WEFT_HAVE_MPI.
+#pragma once
+
+#define OMPI_SKIP_MPICXX 1  // the C API only (the C++ bindings are deprecated)
+#include <mpi.h>
+#include <sched.h>
+
+#include <chrono>
+#include <cstdio>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "mpi_communicator.h"
+#include "progress_thread.h"
+
+namespace weft::parallel {
+namespace mpi_detail {
+
+using Clock = std::chrono::steady_clock;
+enum class Kind : int64_t { Allreduce, Broadcast, Allgather, ReduceScatter, Barrier };
+inline const char* kind_name(int64_t k) {
+  static const char* names[] = {"allreduce", "broadcast", "allgather", "reduce_scatter", "barrier"};
+  return k >= 0 && k < 5 ? names[k] : "?";
+}
+
+// What one rank says about the collective it enters (sent as raw bytes).
+struct Header {
+  int64_t seq = 0, kind = 0, dtype = 0, numel = 0, op = 0, root = 0;
+  char problem[128] = {};  // this rank's own argument error, "" when fine
+};
+constexpr int kHeaderTag = 1;
+
+inline MPI_Datatype mpi_type(DType dt) {
+  switch (dt) {
+    case DType::Float32: return MPI_FLOAT;
+    case DType::Float64: return MPI_DOUBLE;
+    case DType::Int64: return MPI_INT64_T;
+    default: throw Error(detail::str("mpi: dtype ", dtype_name(dt), " is not supported"));
+  }
+}
+inline MPI_Op mpi_op(ReduceOp op) { return op == ReduceOp::Max ? MPI_MAX : MPI_SUM; }  // Mean: sum, then divide
+
+inline std::string rank_list(const std::vector<int>& ranks) {
+  std::string s = ranks.size() == 1 ? "rank " : "ranks ";
+  for (size_t i = 0; i < ranks.size(); ++i) s += (i ? ", " : "") + std::to_string(ranks[i]);
+  return s;
+}
+
+}  // namespace mpi_detail
+using namespace mpi_detail;
+
+struct MpiCommunicator::Impl {
+  MPI_Comm ctl = MPI_COMM_NULL;  // handshakes and collectives
+  MPI_Comm p2p = MPI_COMM_NULL;  // the user's send/recv, so their tags never meet ours
+  int rank = 0, size = 1;
+  bool serialise = false;        // the library lacks MPI_THREAD_MULTIPLE
+  bool check_arrivals = true;
+  bool polled = false;
+  std::mutex mpi_mu;             // held around MPI calls when serialise
+  std::string broken;            // set by a timeout: the communicator is unusable after
+  int64_t seq = 0;
+  ProgressThread progress;
+
+  // Runs f() holding the MPI lock when calls must be serialised.
+  template <class F>
+  int call(F&& f) {
+    if (!serialise) return f();
+    std::lock_guard lock(mpi_mu);
+    return f();
+  }
+
+  // Polls reqs until all complete or the deadline; returns which did not complete.
+  // Spins on MPI_Testsome at first (as MPI_Wait does), then yields the core between
+  // tests, so oversubscribed ranks (more ranks than cores) still make progress.
+  std::vector<int> poll(std::vector<MPI_Request>& reqs, Clock::time_point deadline) {
+    std::vector<int> idx(reqs.size());
+    int left = 0;
+    for (auto& r : reqs) left += r != MPI_REQUEST_NULL;
+    for (long it = 0; left > 0; ++it) {
+      int done = 0;
+      call([&] { return MPI_Testsome(int(reqs.size()), reqs.data(), &done, idx.data(), MPI_STATUSES_IGNORE); });
+      if (done != MPI_UNDEFINED) left -= done;
+      if (left == 0) break;
+      if (it > 2000) sched_yield();
+      if ((it & 63) == 0 && Clock::now() >= deadline) break;
+    }
+    std::vector<int> pending;
+    for (size_t i = 0; i < reqs.size(); ++i)
+      if (reqs[i] != MPI_REQUEST_NULL) pending.push_back(int(i));
+    return pending;
+  }
+
+  void check_usable() const { WEFT_CHECK(broken.empty(), broken); }
+  [[noreturn]] void fail(const std::string& msg) {
+    broken = msg + " (this MPI communicator is unusable now)";
+    throw Error(msg);
+  }
+
+  // The handshake: every rank sends `mine` to every other and receives theirs.
+  // Throws naming the ranks not heard from, or the disagreement.
+  void handshake(Header mine, const std::string& what, Timeout timeout) {
+    std::vector<Header> all(size);
+    all[rank] = mine;
+    std::vector<MPI_Request> recvs, sends;
+    std::vector<int> peers;
+    for (int q = 0; q < size; ++q) {
+      if (q == rank) continue;
+      peers.push_back(q);
+      recvs.emplace_back();
+      sends.emplace_back();
+      call([&] { return MPI_Irecv(&all[q], sizeof(Header), MPI_BYTE, q, kHeaderTag, ctl, &recvs.back()); });
+      call([&] { return MPI_Isend(&mine, sizeof(Header), MPI_BYTE, q, kHeaderTag, ctl, &sends.back()); });
+    }
+    const auto deadline = Clock::now() + timeout;
+    std::vector<int> missing = poll(recvs, deadline);
+    if (!missing.empty()) {
+      std::vector<int> ranks;
+      for (int i : missing) {
+        ranks.push_back(peers[i]);
+        call([&] { return MPI_Cancel(&recvs[i]); });
+      }
+      fail(detail::str(what, ": ", rank_list(ranks), " did not arrive within ", timeout.count(), " ms"));
+    }
+    poll(sends, Clock::now() + timeout);  // they complete as soon as the peers received
+    for (int q = 0; q < size; ++q)
+      if (all[q].problem[0]) throw Error(detail::str(what, ": rank ", q, ": ", all[q].problem));
+    for (int q = 0; q < size; ++q)
+      if (all[q].kind != all[0].kind || all[q].seq != all[0].seq) {
+        std::string s = detail::str("collective #", mine.seq, ": ranks called different collectives:");
+        for (int p = 0; p < size; ++p) s += detail::str(p ? ", " : " ", "rank ", p, " ", kind_name(all[p].kind), " #", all[p].seq);
+        throw Error(s);
+      }
+    for (int q = 0; q < size; ++q)
+      if (all[q].numel != all[0].numel || all[q].dtype != all[0].dtype) {
+        std::string s = what + ": tensors differ across ranks: ";
+        for (int p = 0; p < size; ++p)
+          s += detail::str(p ? ", " : "", "rank ", p, " has ", all[p].numel, " ", dtype_name(DType(all[p].dtype)));
+        throw Error(s);
+      }
+    for (int q = 0; q < size; ++q)
+      if (all[q].op != all[0].op || all[q].root != all[0].root)
+        throw Error(detail::str(what, ": ranks disagree on the reduction or root: rank 0 ",
+                                reduce_op_name(ReduceOp(all[0].op)), " root ", all[0].root, ", rank ", q, " ",
+                                reduce_op_name(ReduceOp(all[q].op)), " root ", all[q].root));
+  }
+
+  // Runs one collective's data phase: blocking, or started non-blocking and polled.
+  template <class Blocking, class Start>
+  void run(const std::string& what, Timeout timeout, Blocking blocking, Start start) {
+    if (!polled) {
+      int rc = blocking();
+      WEFT_CHECK(rc == MPI_SUCCESS, what, ": MPI error ", rc);
+      return;
+    }
+    std::vector<MPI_Request> req(1);
+    call([&] { return start(&req[0]); });
+    if (!poll(req, Clock::now() + timeout).empty())
+      fail(detail::str(what, ": not finished within ", timeout.count(), " ms (a rank stalled or died mid-transfer)"));
+  }
+};
+
+}  // namespace weft::parallel
