@@ -28,14 +28,11 @@
 #include <thread>
 
 #include "../parallel/ddp.h"
+#include "../parallel/mpi_communicator.h"
 #include "../parallel/trace_gather.h"
 #include "common/models.h"
 #include "common/progress.h"
 #include "common/trainer.h"
-#if __has_include("../parallel/mpi_communicator.h")
-#include "../parallel/mpi_communicator.h"
-#define TRAIN_DDP_HAS_MPI_COMMUNICATOR 1
-#endif
 
 using namespace weft;
 using weft::parallel::Communicator;
@@ -197,11 +194,9 @@ void run_threads(const DdpConfig& c, const samples::FashionMnist& data) {
 }
 
 std::shared_ptr<Communicator> mpi_world() {
-#ifdef TRAIN_DDP_HAS_MPI_COMMUNICATOR
-  return parallel::MpiCommunicator::world();  // throws a clear error when built without MPI
-#else
-  throw Error("--backend mpi: this weft has no MPI communicator (parallel/mpi_communicator.h)");
-#endif
+  WEFT_CHECK(parallel::built_with_mpi(), "--backend mpi: weft was built without MPI (install libopenmpi-dev, then "
+                                         "meson setup --reconfigure -Dmpi=enabled)");
+  return parallel::MpiCommunicator::world();
 }
 
 std::shared_ptr<Communicator> nccl_world() {

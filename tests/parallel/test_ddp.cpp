@@ -3,6 +3,7 @@
 // deterministic mode -- plus gradient accumulation, uneven inputs, mismatched models,
 // a dead rank, bucket assignment, checkpoints and the overlap seen on the timeline.
 #include <chrono>
+#include <thread>
 
 #include "parallel_helpers.h"
 
@@ -249,6 +250,34 @@ TEST_CASE("DDP: a rank that dies makes the others fail with the communicator's t
   });
   CHECK_THAT(errors[0], Contains("allreduce") && Contains("rank 1 did not arrive within 300 ms"));
   CHECK(errors[1].empty());
+  CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(5));
+}
+
+TEST_CASE("DDP: a rank that stalls mid-training fails the others within the timeout, naming the collective",
+          "[ddp][parallel]") {
+  // Rank 2 trains a step, then sleeps through step 1: ranks 0 and 1 launch their bucket
+  // all-reduces during backward and wait in synchronize() until the 300 ms timeout,
+  // which must name the collective, its sequence number and the missing rank.
+  using Catch::Matchers::Matches;
+  const auto t0 = std::chrono::steady_clock::now();
+  auto errors = run_on_ranks(3, Timeout(300), [](std::shared_ptr<Communicator> comm) {
+    const int r = comm->rank();
+    DistributedDataParallel ddp(make_tiny_mlp(), comm, {.bucket_cap_mb = kSmallBucketsMb});
+    optim::SGD opt(ddp.module().parameters(), {.lr = 0.1});
+    for (int s = 0; s < 3; ++s) {
+      if (r == 2 && s == 1) std::this_thread::sleep_for(std::chrono::milliseconds(900));
+      const auto b = tiny_batch(6, s);
+      opt.zero_grad();
+      ddp.backward(ce(ddp(shard(b.x, r, 3)), shard(b.y, r, 3)));
+      ddp.synchronize();
+      opt.step();
+    }
+  });
+  for (int r = 0; r < 2; ++r) {
+    INFO("rank " << r << ": " << errors[r]);
+    CHECK_THAT(errors[r], Matches(".*allreduce #[0-9]+: rank 2 did not arrive within 300 ms.*"));
+  }
+  CHECK_FALSE(errors[2].empty());  // when it wakes up, the group is broken: it fails too
   CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(5));
 }
 
