@@ -53,6 +53,7 @@ struct DdpConfig {
   double bucket_mb = 1;
   std::string trace;          // Chrome trace output
   int trace_steps = 40;       // how many steps of the first epoch to record
+  bool mpi_polled = false;    // MPI: non-blocking collectives polled by weft (see mpi_communicator.h)
 };
 
 // The samples' default recipes (train_mlp.cpp, train_cnn.cpp).
@@ -154,7 +155,9 @@ void train_rank(const DdpConfig& c, std::shared_ptr<Communicator> comm, std::sha
     if (lead && !c.t.checkpoint.empty())
       optim::save_checkpoint(c.t.checkpoint, ddp.module(), opt.get(),
                              {{"epoch", std::to_string(epoch + 1)}, {"sample", "train_ddp"},
-                              {"world_size", std::to_string(world)}});
+                              {"world_size", std::to_string(world)},
+                              // what train_mlp/train_cnn --resume expect
+                              {"generator_offset", std::to_string(default_generator().offset())}});
     comm->barrier();  // nobody races ahead of (or resumes from) a half-written checkpoint
   }
   if (start_epoch >= r.epochs) acc = accuracy();
@@ -193,10 +196,18 @@ void run_threads(const DdpConfig& c, const samples::FashionMnist& data) {
     if (!e.empty()) throw Error(e);  // the first rank's error; the others followed from it
 }
 
-std::shared_ptr<Communicator> mpi_world() {
+std::shared_ptr<Communicator> mpi_world(const DdpConfig& c) {
   WEFT_CHECK(parallel::built_with_mpi(), "--backend mpi: weft was built without MPI (install libopenmpi-dev, then "
                                          "meson setup --reconfigure -Dmpi=enabled)");
-  return parallel::MpiCommunicator::world();
+  // Open MPI busy-polls while a rank waits inside a collective: right for a rank with
+  // nothing else to do, wrong here, where a bucket's all-reduce waits on the progress
+  // thread while backward computes on the same cores. Asking it to yield the core when
+  // idle lets backward run. (Must be set before MPI starts; OMPI_MCA_mpi_yield_when_idle=0
+  // in the environment turns it back off, to compare.)
+  setenv("OMPI_MCA_mpi_yield_when_idle", "1", /*overwrite=*/0);
+  auto comm = parallel::MpiCommunicator::world();
+  comm->set_polled_collectives(c.mpi_polled);
+  return comm;
 }
 
 std::shared_ptr<Communicator> nccl_world() {
@@ -223,6 +234,7 @@ int main(int argc, char** argv) {
   app.add_option("--bucket-mb", c.bucket_mb, "gradient bucket size in MiB")->capture_default_str();
   app.add_option("--trace", c.trace, "write a Chrome trace (Perfetto) of compute and communication per rank");
   app.add_option("--trace-steps", c.trace_steps, "steps of the first epoch the trace records")->capture_default_str();
+  app.add_flag("--mpi-polled", c.mpi_polled, "mpi: MPI_Iallreduce polled by weft instead of MPI_Allreduce");
   CLI11_PARSE(app, argc, argv);
   try {
     // The recipe follows --model unless a flag set it.
@@ -239,7 +251,7 @@ int main(int argc, char** argv) {
       const samples::FashionMnist data = samples::load_data(c.t);
       run_threads(c, data);
     } else if (c.backend == "mpi" || c.backend == "nccl") {
-      auto comm = c.backend == "mpi" ? mpi_world() : nccl_world();
+      auto comm = c.backend == "mpi" ? mpi_world(c) : nccl_world();
       const samples::FashionMnist data = samples::load_data(c.t);
       train_rank(c, comm, make_model(c.model), data);
     } else {
