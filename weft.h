@@ -16,6 +16,7 @@
 #include "parallel/communicator.h"
 #include "parallel/threads_communicator.h"
 #include "parallel/mpi_communicator.h"
+#include "parallel/nccl_communicator.h"
 #include "parallel/algorithms/ring_allreduce.h"
 #include "parallel/algorithms/naive_allreduce.h"
 #include "parallel/algorithms/parameter_server.h"

@@ -45,7 +45,7 @@ GradcheckResult gradcheck(const std::function<Tensor(const std::vector<Tensor>&)
         analytic[o].assign(x.numel(), 0.0);
         continue;
       }
-      Tensor seed = zeros(y.shape(), {.dtype = y.dtype()});
+      Tensor seed = zeros(y.shape(), {.dtype = y.dtype(), .device = y.device()});
       raw::fill_(seed.detach().reshape({-1}).narrow(0, o, 1), 1.0);
       backward(y, seed);
       Tensor g = x.grad();
@@ -54,7 +54,16 @@ GradcheckResult gradcheck(const std::function<Tensor(const std::vector<Tensor>&)
     // Numeric: column i of the Jacobian from central differences on element i of x.
     for (int64_t i = 0; i < x.numel(); ++i) {
       std::vector<double> plus, minus;
-      dispatch_floating(x.dtype(), "gradcheck", [&]<class T>() {
+      if (x.device().is_cuda()) {  // GPU memory: perturb element i through a one-element view
+        WEFT_CHECK(x.is_contiguous(), "gradcheck: GPU input ", k, " must be contiguous");
+        const Tensor xi = x.detach().reshape({-1}).narrow(0, i, 1);
+        const double orig = xi.item<double>();
+        raw::fill_(xi, orig + opt.eps);
+        plus = run(f, inputs).to_vector<double>();
+        raw::fill_(xi, orig - opt.eps);
+        minus = run(f, inputs).to_vector<double>();
+        raw::fill_(xi, orig);
+      } else dispatch_floating(x.dtype(), "gradcheck", [&]<class T>() {
         T* p = element<T>(x, i);
         const T orig = *p;
         *p = static_cast<T>(orig + opt.eps);

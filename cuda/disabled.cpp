@@ -16,9 +16,46 @@ bool built_with_cuda() { return false; }
 bool is_available() { return false; }
 int device_count() { return 0; }
 std::string device_name(int) { no_cuda("cuda::device_name"); }
+DeviceProperties properties(int) { no_cuda("cuda::properties"); }
+int current_device() { no_cuda("cuda::current_device"); }
+void set_device(int) { no_cuda("cuda::set_device"); }
+DeviceGuard::DeviceGuard(int) : previous_(0) { no_cuda("cuda::DeviceGuard"); }
+DeviceGuard::~DeviceGuard() = default;
 void synchronize(int) { no_cuda("cuda::synchronize"); }
+
+Stream Stream::create(int) { no_cuda("cuda::Stream::create"); }
+void Stream::synchronize() const { no_cuda("cuda::Stream::synchronize"); }
+Stream current_stream(int) { no_cuda("cuda::current_stream"); }
+Stream set_current_stream(const Stream&) { no_cuda("cuda::set_current_stream"); }
+
+Event::Event(bool) { no_cuda("cuda::Event"); }
+Event::~Event() = default;
+void Event::record(const Stream&) { no_cuda("cuda::Event::record"); }
+void Event::wait(const Stream&) const { no_cuda("cuda::Event::wait"); }
+void Event::synchronize() const { no_cuda("cuda::Event::synchronize"); }
+bool Event::query() const { no_cuda("cuda::Event::query"); }
+float Event::elapsed_ms(const Event&) const { no_cuda("cuda::Event::elapsed_ms"); }
+
 void* device_malloc(size_t, int) { no_cuda("cuda::device_malloc"); }
 void device_free(void*, int) {}
+MemoryStats memory_stats(int) { no_cuda("cuda::memory_stats"); }
+void reset_peak_memory(int) { no_cuda("cuda::reset_peak_memory"); }
+void empty_cache() {}
+std::string memory_summary(int) { no_cuda("cuda::memory_summary"); }
+void* pinned_malloc(size_t) { no_cuda("cuda::pinned_malloc"); }
+void pinned_free(void*) {}
 void memcpy(void*, Device, const void*, Device, size_t) { no_cuda("cuda::memcpy"); }
+void memcpy_async(void*, Device, const void*, Device, size_t) { no_cuda("cuda::memcpy_async"); }
+void set_allow_tf32(bool) {}
+bool allow_tf32() { return false; }
+
+struct Graph::Impl {};
+Graph::Graph() = default;
+Graph::~Graph() = default;
+void Graph::capture_begin(int) { no_cuda("cuda::Graph::capture_begin"); }
+void Graph::capture_end() { no_cuda("cuda::Graph::capture_end"); }
+void Graph::replay() { no_cuda("cuda::Graph::replay"); }
+bool Graph::captured() const { return false; }
+size_t Graph::num_nodes() const { return 0; }
 
 }  // namespace weft::cuda

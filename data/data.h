@@ -4,4 +4,5 @@
 #include "dataloader.h"
 #include "dataset.h"
 #include "distributed_sampler.h"
+#include "device_stager.h"
 #include "idx.h"

@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "../cuda/ops.h"
+#include "../tensor/raw.h"
 #include "../tensor/thread_pool.h"
 
 namespace weft::optim {
@@ -44,6 +46,31 @@ void Adam::update(size_t i, Tensor& p, const Tensor& grad, int64_t t) {
       adam_kernel<T>(w + s, g + s, mp + s, vp + s, e - s, b1, b2, eps, step, inv_sqrt_bc2, decay, l2);
     });
   });
+}
+
+// All CUDA parameters in one fused launch (cuda/kernels/optim.cu). The step count lives
+// on the GPU and is incremented there, so a CUDA graph replaying this update keeps the
+// bias correction moving; it is reset from the host count only when they disagree (a
+// checkpoint was loaded).
+void Adam::update_cuda(const std::vector<size_t>& idx, int64_t t) {
+  const AdamOptions& o = options;
+  std::vector<Tensor> ps, gs, ms, vs;
+  for (size_t i : idx) {
+    ps.push_back(params()[i]);
+    gs.push_back(raw::contiguous(params()[i].grad()));
+    ms.push_back(state(i, "exp_avg"));
+    vs.push_back(state(i, "exp_avg_sq"));
+  }
+  const Device dev = ps[0].device();
+  if (!step_device_.defined() || step_device_.device() != dev) {
+    step_device_ = full({1}, double(t - 1), {.dtype = kFloat32, .device = dev});
+  } else if (step_device_value_ != t - 1) {
+    raw::fill_(step_device_, double(t - 1));
+  }
+  raw::binary_scalar_(raw::Binary::Add, step_device_, 1.0);
+  step_device_value_ = t;
+  cuda::adam_step(ps, gs, ms, vs, lr_on(dev), step_device_,
+                  {float(o.beta1), float(o.beta2), float(o.eps), float(o.weight_decay), decoupled});
 }
 
 }  // namespace weft::optim

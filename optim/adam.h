@@ -26,6 +26,13 @@ class Adam : public Optimizer {
 
  protected:
   void update(size_t i, Tensor& p, const Tensor& g, int64_t t) override;
+  void update_cuda(const std::vector<size_t>& idx, int64_t t) override;
+
+ private:
+  // The step count on the GPU, incremented there by every (possibly replayed) update,
+  // and the host's idea of what it holds.
+  Tensor step_device_;
+  int64_t step_device_value_ = -1;
 };
 
 // AdamW: Adam with decoupled weight decay (PyTorch's default weight_decay is 0.01).

@@ -31,16 +31,43 @@ bool Optimizer::has_state(size_t i, const std::string& name) const {
   return false;
 }
 
+// CPU parameters are updated one by one; CUDA parameters all together in one fused
+// launch (update_cuda), where per-parameter launches would cost more than the math.
 void Optimizer::step() {
   autograd::NoGradGuard no_grad;
   ++step_count_;
+  std::vector<size_t> on_gpu;
   for (size_t i = 0; i < params_.size(); ++i) {
     Tensor g = params_[i].grad();
     if (!g.defined()) continue;
+    if (params_[i].device().is_cuda()) {
+      on_gpu.push_back(i);
+      continue;
+    }
     update(i, params_[i], raw::contiguous(g), step_count_);
     params_[i].storage()->bump_version();
   }
+  if (!on_gpu.empty()) {
+    update_cuda(on_gpu, step_count_);
+    for (size_t i : on_gpu) params_[i].storage()->bump_version();
+  }
   for (auto& hook : post_step_) hook(*this);
+}
+
+void Optimizer::update_cuda(const std::vector<size_t>&, int64_t) {
+  throw Error("optimizer: this optimizer has no GPU update; use SGD, Adam or AdamW for CUDA parameters");
+}
+
+void Optimizer::set_lr(double lr) {
+  WEFT_CHECK(lr >= 0, "optimizer: learning rate must be >= 0, got ", lr);
+  lr_ = lr;
+  if (lr_device_.defined()) raw::fill_(lr_device_, lr);
+}
+
+const Tensor& Optimizer::lr_on(Device device) {
+  if (!lr_device_.defined() || lr_device_.device() != device)
+    lr_device_ = full({1}, lr_, {.dtype = kFloat32, .device = device});
+  return lr_device_;
 }
 
 void Optimizer::zero_grad(bool set_to_none) {

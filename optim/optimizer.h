@@ -24,7 +24,9 @@ class Optimizer {
   void zero_grad(bool set_to_none = true);
 
   double lr() const { return lr_; }
-  void set_lr(double lr) { lr_ = lr; }
+  // Also updates the device copy of the rate that fused GPU updates (and CUDA graphs
+  // replaying them) read, so a scheduler keeps working under --cuda-graph.
+  void set_lr(double lr);
   int64_t steps_taken() const { return step_count_; }
   const std::vector<Tensor>& params() const { return params_; }
 
@@ -32,12 +34,21 @@ class Optimizer {
   nn::NamedTensors state_dict() const;
   void load_state_dict(const nn::NamedTensors& state);
 
+  // A step replayed from a CUDA graph ran the update on the GPU without calling step():
+  // this counts it on the host (the GPU-side counters advanced themselves).
+  void count_replayed_step() { ++step_count_; }
+
   // Called after each step with the parameters (pruning re-applies its masks here).
   void add_post_step_hook(std::function<void(Optimizer&)> hook) { post_step_.push_back(std::move(hook)); }
 
  protected:
   // Updates params_[i] in place; `t` is the 1-based step number.
   virtual void update(size_t i, Tensor& param, const Tensor& grad, int64_t t) = 0;
+  // One fused update of the CUDA parameters `idx` (all with gradients); `t` as above.
+  // The default throws: an optimizer without a GPU path says so.
+  virtual void update_cuda(const std::vector<size_t>& idx, int64_t t);
+  // The learning rate as a 1-element float32 tensor on `device`, kept equal to lr().
+  const Tensor& lr_on(Device device);
   // A zero-initialised state buffer for parameter i, created on first use.
   Tensor& state(size_t i, const std::string& name);
   bool has_state(size_t i, const std::string& name) const;
@@ -47,6 +58,7 @@ class Optimizer {
   std::vector<std::vector<std::pair<std::string, Tensor>>> state_;
   std::vector<std::function<void(Optimizer&)>> post_step_;
   double lr_;
+  Tensor lr_device_;
   int64_t step_count_ = 0;
 };
 

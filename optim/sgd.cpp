@@ -1,5 +1,7 @@
 #include "sgd.h"
 
+#include "../cuda/ops.h"
+#include "../tensor/raw.h"
 #include "../tensor/thread_pool.h"
 
 namespace weft::optim {
@@ -39,6 +41,20 @@ void SGD::update(size_t i, Tensor& p, const Tensor& grad, int64_t) {
                     T(1 - o.dampening), first, o.nesterov);
     });
   });
+}
+
+// All CUDA parameters in one fused launch (cuda/kernels/optim.cu).
+void SGD::update_cuda(const std::vector<size_t>& idx, int64_t) {
+  const SGDOptions& o = options;
+  const bool first = o.momentum > 0 && !has_state(idx[0], "momentum_buffer");
+  std::vector<Tensor> ps, gs, bufs;
+  for (size_t i : idx) {
+    ps.push_back(params()[i]);
+    gs.push_back(raw::contiguous(params()[i].grad()));
+    if (o.momentum > 0) bufs.push_back(state(i, "momentum_buffer"));
+  }
+  cuda::sgd_step(ps, gs, bufs, lr_on(ps[0].device()),
+                 {float(o.momentum), float(o.dampening), float(o.weight_decay), o.nesterov, first});
 }
 
 }  // namespace weft::optim

@@ -24,6 +24,7 @@ class SGD : public Optimizer {
 
  protected:
   void update(size_t i, Tensor& p, const Tensor& g, int64_t t) override;
+  void update_cuda(const std::vector<size_t>& idx, int64_t t) override;
 };
 
 }  // namespace weft::optim

@@ -144,6 +144,27 @@ void ThreadGroup::barrier(int rank, int64_t gen, const std::string& what, Clock:
   throw_if_broken();  // the first cause, which may be another rank's identical timeout
 }
 
+int64_t ThreadGroup::claim_block(int64_t base, int64_t count) {
+  int64_t cur = next_block_.value.load(std::memory_order_relaxed);
+  // Never past base + count: the counter must stop exactly at the next all-reduce's base.
+  while (cur < base + count)
+    if (next_block_.value.compare_exchange_weak(cur, cur + 1, std::memory_order_acq_rel)) return cur - base;
+  return -1;
+}
+
+void ThreadGroup::block_done() {
+  done_blocks_.value.fetch_add(1, std::memory_order_release);
+  notify();
+}
+
+void ThreadGroup::wait_blocks(int64_t until, const std::string& what, Clock::time_point deadline, Timeout timeout) {
+  auto ready = [&] { return done_blocks_.value.load(std::memory_order_acquire) >= until; };
+  if (wait_until(ready, [&] { throw_if_broken(); }, deadline)) return;
+  break_group(detail::str(what, ": the reduction did not finish within ", timeout.count(),
+                          " ms (a rank stalled in the middle of it)"));
+  throw_if_broken();
+}
+
 // ---- point to point -------------------------------------------------------------------
 
 std::shared_ptr<Transfer> ThreadGroup::post_send(int src, int dst, int tag, void* data, int64_t numel, DType dt) {

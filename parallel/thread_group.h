@@ -78,6 +78,16 @@ class ThreadGroup {
   // the operation in errors ("allreduce #3").
   void barrier(int rank, int64_t gen, const std::string& what, Clock::time_point deadline, Timeout timeout);
 
+  // Work sharing for the fused all-reduce. The blocks of every all-reduce are numbered
+  // on from the previous ones (every rank knows how many came before: all ranks see the
+  // same collectives), so one ever-growing counter serves them all with no reset.
+  // claim_block returns the next unclaimed block of [base, base + count) as an index
+  // 0..count-1, or -1 when none is left; block_done counts one finished block;
+  // wait_blocks waits until `until` blocks of all time are finished.
+  int64_t claim_block(int64_t base, int64_t count);
+  void block_done();
+  void wait_blocks(int64_t until, const std::string& what, Clock::time_point deadline, Timeout timeout);
+
   void mark_gone(int rank, const std::string& reason);
   void throw_if_broken() const;
 
@@ -112,6 +122,7 @@ class ThreadGroup {
   std::unique_ptr<std::atomic<bool>[]> gone_;
   std::atomic<bool> broken_{false};
   std::atomic<int> sleepers_{0};
+  Counter next_block_, done_blocks_;  // see claim_block
 
   mutable std::mutex mu_;  // guards the strings below, the mailboxes, and the sleep cv
   std::condition_variable cv_;

@@ -45,16 +45,10 @@ std::string disagreement(const std::vector<const Arrival*>& all) {
   return "";
 }
 
-// Rank r's slice [begin, end) of `numel` elements split n ways, in whole 64-byte cache
-// lines so two ranks never write into the same line (false sharing halves bandwidth).
-std::pair<int64_t, int64_t> slice_of(int rank, int n, int64_t numel, DType dtype) {
-  const int64_t line = std::max<int64_t>(1, 64 / element_size(dtype));
-  const int64_t lines = (numel + line - 1) / line;
-  const int64_t per = lines / n, extra = lines % n;
-  const int64_t begin = (rank * per + std::min<int64_t>(rank, extra)) * line;
-  const int64_t end = begin + (per + (rank < extra ? 1 : 0)) * line;
-  return {std::min(begin, numel), std::min(end, numel)};
-}
+// The all-reduce's unit of work: 64 KiB, a whole number of 64-byte cache lines (two
+// ranks never write into one line: false sharing halves bandwidth) and small enough
+// that a 1 MiB tensor still makes 16 blocks to share.
+constexpr int64_t kAllreduceBlockBytes = 64 * 1024;
 
 Arrival arrival_for(CollectiveKind kind, const Tensor& t) {
   Arrival a;
@@ -162,13 +156,25 @@ void ThreadsCommunicator::do_allreduce(const Tensor& t, ReduceOp op) {
   const std::string w = what("allreduce");
   auto all = enter(std::move(a));
   const int n = size();
-  if (n > 1) {
-    std::vector<void*> bufs(n);
-    for (int q = 0; q < n; ++q) bufs[q] = all[q]->data;
-    auto [begin, end] = slice_of(rank_, n, all[0]->numel, all[0]->dtype);
-    reduce_and_scatter_back(bufs, begin, end, all[0]->dtype, op);
+  if (n == 1) return;
+  std::vector<void*> bufs(n);
+  for (int q = 0; q < n; ++q) bufs[q] = all[q]->data;
+  // The elements are cut into blocks that the ranks claim one at a time: a rank that
+  // is running does the blocks of one that is not (on a busy machine a thread is often
+  // descheduled). Element i is reduced as bufs[0][i] + bufs[1][i] + ... whichever rank
+  // does it, so the result is bit-identical from run to run.
+  const int64_t numel = all[0]->numel;
+  const int64_t block = kAllreduceBlockBytes / element_size(all[0]->dtype);
+  const int64_t count = (numel + block - 1) / block;
+  const int64_t base = blocks_before_;
+  blocks_before_ += count;
+  for (int64_t b; (b = group_->claim_block(base, count)) >= 0;) {
+    reduce_and_scatter_back(bufs, b * block, std::min(numel, (b + 1) * block), all[0]->dtype, op);
+    group_->block_done();
   }
-  leave(w);
+  // No closing barrier: once every block is done every buffer holds the result, and no
+  // rank touches another's buffer again (a rank still here only finds no block left).
+  group_->wait_blocks(base + count, w, Clock::now() + timeout(), timeout());
 }
 
 void ThreadsCommunicator::broadcast(const Tensor& t, int root) {

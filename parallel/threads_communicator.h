@@ -13,12 +13,14 @@
 //      -- and waits at a barrier for all ranks. Every rank then checks every Arrival;
 //      any disagreement makes all ranks throw the same error before any data moves;
 //   2. does its share of the data movement straight in the other ranks' buffers.
-//      allreduce: rank r owns slice r (1/n of the elements, cache-line aligned) and for
-//      each element reads the n values, reduces them, and writes the result back into
-//      all n buffers -- a reduce-scatter and an all-gather fused in one pass, one read
-//      and one write of every byte, no temporary buffer and no second barrier between;
-//   3. waits at a second barrier, so no rank returns (and reuses its tensor) while
-//      another still reads or writes it.
+//      allreduce: the elements are cut into 64 KiB blocks; each rank claims blocks from
+//      a shared counter, and for each element of a block reads the n values, reduces
+//      them, and writes the result back into all n buffers -- a reduce-scatter and an
+//      all-gather fused in one pass, one read and one write of every byte, no
+//      temporary buffer. Claiming (rather than "rank r owns slice r") lets a running
+//      rank do the work of one the OS has descheduled;
+//   3. waits until no rank can still read or write its tensor: for allreduce, until
+//      every block is done; for the others, at a second barrier.
 // Point to point matches (src, dst, tag) mailboxes and copies sender -> receiver once.
 #pragma once
 
@@ -75,6 +77,7 @@ class ThreadsCommunicator : public Communicator {
   int rank_;
   int64_t seq_ = 0;  // collectives entered so far
   int64_t gen_ = 0;  // barrier generations passed so far
+  int64_t blocks_before_ = 0;  // all-reduce blocks of all earlier all-reduces (ThreadGroup::claim_block)
   std::unique_ptr<ProgressThread> progress_;
 };
 

@@ -170,7 +170,7 @@ if [ -n "$asan_had" ] && [ "$(basename "$asan_had")" != "$(basename "$asan_cxx")
   rm -rf build-asan
 fi
 log "AddressSanitizer + UndefinedBehaviorSanitizer build (build-asan/, $asan_cxx)"
-if CXX=$asan_cxx configure build-asan --buildtype=debugoptimized -Db_sanitize=address,undefined -Db_lundef=false &&
+if CXX=$asan_cxx configure build-asan --buildtype=debugoptimized -Db_sanitize=address,undefined -Db_lundef=false -Dcuda=disabled &&
   ninja -C build-asan -j"$WEFT_JOBS" tests/weft_tests; then
   log "Unit tests (ASan + UBSan)"
   # protect_shadow_gap=0: the CUDA driver maps memory where ASan would otherwise

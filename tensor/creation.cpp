@@ -18,11 +18,7 @@ Tensor empty(const Shape& shape, const TensorOptions& opt) { return finish(empty
 
 Tensor full(const Shape& shape, double value, const TensorOptions& opt) {
   Tensor t = empty(shape, opt.dtype, opt.device);
-  if (opt.device.is_cuda()) {
-    raw::copy_(t, raw::to_device(full(shape, value, {.dtype = opt.dtype}), opt.device));
-  } else {
-    raw::fill_(t, value);
-  }
+  raw::fill_(t, value);  // a kernel on a GPU: no host buffer, no transfer
   return finish(t, opt);
 }
 
@@ -81,12 +77,13 @@ Tensor tensor(const std::vector<double>& values, const Shape& shape, const Tenso
 Tensor tensor(const std::vector<int64_t>& values, const Shape& shape) { return from_values(values, shape, kInt64); }
 
 namespace {
-// Random tensors are filled on the host, then moved: the stream depends only on the seed.
+// Random tensors: the numbers depend only on the seed and the generator offset.
 template <class Fill>
 Tensor random(const Shape& shape, const TensorOptions& opt, Fill fill) {
-  Tensor t = empty(shape, opt.dtype, kCPU);
+  // Filled where it lives: a GPU draws the same numbers as the CPU (tensor/random_math.h).
+  Tensor t = empty(shape, opt.dtype, opt.device);
   fill(t);
-  return finish(raw::to_device(t, opt.device), opt);
+  return finish(t, opt);
 }
 }  // namespace
 

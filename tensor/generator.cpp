@@ -2,6 +2,7 @@
 
 #include "creation.h"
 #include "error.h"
+#include "random_math.h"
 #include "tensor.h"
 
 namespace weft {
@@ -30,18 +31,9 @@ uint64_t Generator::reserve(uint64_t n) {
 }
 
 std::array<uint32_t, 4> Generator::philox(uint64_t seed, uint64_t c) {
-  // Salmon et al., "Parallel random numbers: as easy as 1, 2, 3" (SC 2011).
-  constexpr uint32_t kM0 = 0xD2511F53, kM1 = 0xCD9E8D57, kW0 = 0x9E3779B9, kW1 = 0xBB67AE85;
-  uint32_t x0 = static_cast<uint32_t>(c), x1 = static_cast<uint32_t>(c >> 32), x2 = 0, x3 = 0;
-  uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
-  for (int r = 0; r < 10; ++r) {
-    const uint64_t p0 = static_cast<uint64_t>(kM0) * x0, p1 = static_cast<uint64_t>(kM1) * x2;
-    const uint32_t y0 = static_cast<uint32_t>(p1 >> 32) ^ x1 ^ k0, y1 = static_cast<uint32_t>(p1);
-    const uint32_t y2 = static_cast<uint32_t>(p0 >> 32) ^ x3 ^ k1, y3 = static_cast<uint32_t>(p0);
-    x0 = y0, x1 = y1, x2 = y2, x3 = y3;
-    k0 += kW0, k1 += kW1;
-  }
-  return {x0, x1, x2, x3};
+  // The one implementation, shared with the GPU kernels (random_math.h).
+  const random_math::Words r = random_math::philox(seed, c);
+  return {r.w[0], r.w[1], r.w[2], r.w[3]};
 }
 
 Generator& default_generator() {

@@ -37,15 +37,16 @@ T Tensor::item() const {
   WEFT_CHECK(defined(), "item: the tensor is undefined");
   WEFT_CHECK(numel() == 1, "item: the tensor has shape ", shape(), " (", numel(),
              " elements); item() needs exactly one");
-  WEFT_CHECK(device().is_cpu(), "item: the tensor is on ", device(), "; move it to the CPU first");
-  return dispatch_all(dtype(), [&]<class S>() { return static_cast<T>(*static_cast<S*>(raw_data())); });
+  // A GPU value is copied back first (which waits for the GPU to get there).
+  const Tensor c = device().is_cpu() ? *this : raw::to_device(*this, kCPU);
+  return dispatch_all(dtype(), [&]<class S>() { return static_cast<T>(*static_cast<S*>(c.raw_data())); });
 }
 
 template <class T>
 std::vector<T> Tensor::to_vector() const {
   WEFT_CHECK(defined(), "to_vector: the tensor is undefined");
-  WEFT_CHECK(device().is_cpu(), "to_vector: the tensor is on ", device(), "; move it to the CPU first");
-  Tensor c = raw::to_dtype(raw::contiguous(*this), dtype_of<T>());
+  const Tensor host = device().is_cpu() ? *this : raw::to_device(*this, kCPU);
+  Tensor c = raw::to_dtype(raw::contiguous(host), dtype_of<T>());
   const T* p = c.data<T>();
   return std::vector<T>(p, p + numel());
 }

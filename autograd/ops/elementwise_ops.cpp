@@ -203,7 +203,7 @@ Tensor extremum(const char* name, Binary op, raw::Compare a_wins, const Tensor& 
   return record(name, out, {a, b}, {a, b}, [a_wins](const BackwardArgs& g) -> Grads {
     const Tensor &a = g.saved[0], &b = g.saved[1];
     Tensor mask = raw::compare(a_wins, a, b);
-    Tensor zero = zeros({}, {.dtype = g.grad.dtype()});
+    Tensor zero = zeros({}, {.dtype = g.grad.dtype(), .device = g.grad.device()});
     return {g.needs_grad[0] ? raw::sum_to(raw::where(mask, g.grad, zero), a.shape()) : Tensor(),
             g.needs_grad[1] ? raw::sum_to(raw::where(mask, zero, g.grad), b.shape()) : Tensor()};
   });

@@ -43,6 +43,7 @@ void add_train_flags(CLI::App& app, TrainConfig& c) {
   app.add_option("--checkpoint", c.checkpoint, "save a checkpoint here after each epoch");
   app.add_option("--resume", c.resume, "resume from this checkpoint");
   app.add_option("--limit", c.limit, "train on the first N samples only (0: all)");
+  app.add_flag("--cuda-graph", c.cuda_graph, "capture the training step as a CUDA graph and replay it (GPU only)");
 }
 
 FashionMnist load_data(const TrainConfig& c) {
@@ -59,10 +60,53 @@ double evaluate(nn::Module& model, const data::TensorDataset& test, Device devic
   return static_cast<double>(count_correct(model, test, device)) / static_cast<double>(test.size());
 }
 
+// One training step: forward, loss, backward, update. Returns the loss (on the device).
+Tensor train_step(nn::Module& model, optim::Optimizer& opt, const Tensor& x, const Tensor& y, double smoothing) {
+  opt.zero_grad();
+  Tensor loss = nn::cross_entropy(model(x), y, smoothing);
+  loss.backward();
+  opt.step();
+  return loss;
+}
+
+// Runs the training step as a CUDA graph: a few eager steps warm up (cuDNN picks its
+// algorithms, the allocator fills its cache, optimizer state appears), then one step is
+// captured, and every later full-size batch is copied into the captured step's input
+// tensors and replayed with a single launch. Batches of another shape (the last,
+// partial one) run eagerly.
+class GraphedStep {
+ public:
+  static constexpr int kWarmup = 3;
+
+  Tensor run(nn::Module& model, optim::Optimizer& opt, const Tensor& x, const Tensor& y, double smoothing) {
+    if (graph_ && graph_->captured() && x.is_same(x_) && y.is_same(y_) && x.shape() == shape_) {
+      graph_->replay();
+      opt.count_replayed_step();
+      return loss_;
+    }
+    if (graph_ || ++eager_steps_ <= kWarmup) return train_step(model, opt, x, y, smoothing);
+    graph_ = std::make_unique<cuda::Graph>();
+    x_ = x, y_ = y, shape_ = x.shape();
+    graph_->capture_begin(x.device().index);
+    loss_ = train_step(model, opt, x, y, smoothing);
+    graph_->capture_end();
+    graph_->replay();  // capturing only recorded the step: run it for this batch
+    return loss_;
+  }
+
+ private:
+  std::unique_ptr<cuda::Graph> graph_;
+  Tensor x_, y_, loss_;
+  Shape shape_;
+  int eager_steps_ = 0;
+};
+
 int run(const std::string& name, TrainConfig& c, const std::function<std::shared_ptr<nn::Module>()>& make_model) {
   if (c.threads > 0) set_num_threads(c.threads);
   manual_seed(c.seed);
   const Device device(c.device);
+  WEFT_CHECK(!c.cuda_graph || device.is_cuda(), "--cuda-graph needs --device cuda");
+  if (device.is_cuda()) cuda::set_device(device.index);  // kernels run on the current device
   const auto [train, test] = load_data(c);
 
   std::shared_ptr<nn::Module> model = make_model();
@@ -87,21 +131,33 @@ int run(const std::string& name, TrainConfig& c, const std::function<std::shared
 
   double train_seconds = 0, accuracy = 0;
   int64_t train_samples = 0;
+  data::DeviceStager stager(device);
+  GraphedStep graphed;
+  // Reading the loss back waits for the GPU, so on a GPU the bar shows it every few steps.
+  const int64_t loss_every = device.is_cuda() ? 25 : 1;
   for (int epoch = start_epoch; epoch < c.r.epochs; ++epoch) {
     loader.set_epoch(epoch);
     ProgressBar bar(detail::str("epoch ", epoch + 1, "/", c.r.epochs), loader.num_batches());
+    const int64_t mallocs_before = device.is_cuda() ? cuda::memory_stats(device.index).malloc_calls : 0;
     const auto t0 = std::chrono::steady_clock::now();
+    int64_t step = 0;
+    double shown_loss = 0;
     for (const data::Batch& b : loader) {
-      opt->zero_grad();
-      Tensor loss = nn::cross_entropy((*model)(b.x.to(device)), b.y.to(device), c.r.label_smoothing);
-      loss.backward();
-      opt->step();
+      const Tensor x = stager.stage(b.x, 0), y = stager.stage(b.y, 1);
+      Tensor loss = c.cuda_graph ? graphed.run(*model, *opt, x, y, c.r.label_smoothing)
+                                 : train_step(*model, *opt, x, y, c.r.label_smoothing);
       schedule.step();
-      bar.update(b.size(), loss.item<double>());
+      if (step++ % loss_every == 0) shown_loss = loss.item<double>();
+      bar.update(b.size(), shown_loss);
       train_samples += b.size();
     }
+    if (device.is_cuda()) cuda::synchronize(device.index);
     bar.finish();
     train_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (device.is_cuda())
+      std::printf("epoch %d: %s; cudaMalloc calls this epoch: %lld\n", epoch + 1,
+                  cuda::memory_summary(device.index).c_str(),
+                  static_cast<long long>(cuda::memory_stats(device.index).malloc_calls - mallocs_before));
     accuracy = evaluate(*model, test, device);
     std::printf("epoch %d: test_accuracy=%.4f lr=%.2e\n", epoch + 1, accuracy, opt->lr());
     if (!c.checkpoint.empty())

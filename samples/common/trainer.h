@@ -35,6 +35,7 @@ struct TrainConfig {
   std::string device = "cpu";
   std::string checkpoint, resume;
   int64_t limit = 0;  // train on the first N samples only (quick runs)
+  bool cuda_graph = false;  // capture the step as a CUDA graph (GPU only)
 };
 
 // --epochs --batch-size --lr --optimizer --weight-decay --label-smoothing --threads

@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "../../cuda/ops.h"
 #include "../raw.h"
 #include "../thread_pool.h"
 
@@ -232,7 +233,6 @@ void conv_backward_weight(const T* grad, const T* x, T* gw, const ConvGeom& g) {
 // x (N,C,H,W), w (K,C/groups,kh,kw), bias (K) or undefined -> out (N,K,Ho,Wo)
 Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dParams& p) {
   check_same("conv2d", x, w);
-  check_cpu("conv2d", x);
   const ConvGeom g = conv_geometry("conv2d", x.shape(), w.shape(), p);
   if (bias.defined()) {
     check_same("conv2d", x, bias);
@@ -244,6 +244,7 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2d
   const Tensor xc = contiguous(x), wc = contiguous(w);
   const Tensor bc = bias.defined() ? contiguous(bias) : Tensor();
   dispatch_floating(x.dtype(), "conv2d", [&]<class T>() {
+    if (x.device().is_cuda()) return cuda::conv2d(out, xc, wc, bc, p);
     conv_forward<T>(xc.data<T>(), wc.data<T>(), bc.defined() ? bc.data<T>() : nullptr, out.data<T>(), g);
   });
   return out;
@@ -252,7 +253,6 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2d
 // grad (N,K,Ho,Wo), w (K,C/groups,kh,kw) -> dLoss/dx (N,C,H,W) = x_shape
 Tensor conv2d_backward_input(const Tensor& grad, const Tensor& w, const Shape& x_shape, const Conv2dParams& p) {
   check_same("conv2d_backward_input", grad, w);
-  check_cpu("conv2d_backward_input", grad);
   const ConvGeom g = conv_geometry("conv2d_backward_input", x_shape, w.shape(), p);
   check_grad("conv2d_backward_input", grad, g, x_shape, w.shape());
   Tensor gx = empty(x_shape, grad.dtype(), grad.device());
@@ -263,6 +263,7 @@ Tensor conv2d_backward_input(const Tensor& grad, const Tensor& w, const Shape& x
   }
   const Tensor gc = contiguous(grad), wc = contiguous(w);
   dispatch_floating(grad.dtype(), "conv2d_backward_input", [&]<class T>() {
+    if (grad.device().is_cuda()) return cuda::conv2d_backward_input(gx, gc, wc, p);
     conv_backward_input<T>(gc.data<T>(), wc.data<T>(), gx.data<T>(), g);
   });
   return gx;
@@ -271,13 +272,13 @@ Tensor conv2d_backward_input(const Tensor& grad, const Tensor& w, const Shape& x
 // grad (N,K,Ho,Wo), x (N,C,H,W) -> dLoss/dw (K,C/groups,kh,kw) = w_shape
 Tensor conv2d_backward_weight(const Tensor& grad, const Tensor& x, const Shape& w_shape, const Conv2dParams& p) {
   check_same("conv2d_backward_weight", grad, x);
-  check_cpu("conv2d_backward_weight", grad);
   const ConvGeom g = conv_geometry("conv2d_backward_weight", x.shape(), w_shape, p);
   check_grad("conv2d_backward_weight", grad, g, x.shape(), w_shape);
   Tensor gw = empty(w_shape, grad.dtype(), grad.device());
   if (gw.numel() == 0) return gw;
   const Tensor gc = contiguous(grad), xc = contiguous(x);
   dispatch_floating(grad.dtype(), "conv2d_backward_weight", [&]<class T>() {
+    if (grad.device().is_cuda()) return cuda::conv2d_backward_weight(gw, gc, xc, p);
     conv_backward_weight<T>(gc.data<T>(), xc.data<T>(), gw.data<T>(), g);
   });
   return gw;

@@ -1,23 +1,51 @@
 // Copies between layouts, dtypes and devices, and fill.
+//
+// Within one device a copy is one strided loop (a kernel on a GPU) that also converts
+// dtypes and broadcasts. Between host and GPU only whole contiguous buffers of one dtype
+// cross (cuda::memcpy); anything else is first made into such a buffer on the side
+// that has the strided or differently typed data.
 #include <cstring>
 
 #include "../../cuda/cuda.h"
+#include "../../cuda/kernels.h"
 #include "../raw.h"
 #include "loops.h"
 
 namespace weft::raw {
+
+namespace {
+
+void copy_bytes(const Tensor& dst, const Tensor& src) {
+  cuda::memcpy(dst.raw_data(), dst.device(), src.raw_data(), src.device(),
+               static_cast<size_t>(src.numel() * element_size(src.dtype())));
+}
+
+// dst = src where at least one is on a GPU and they are on different devices.
+void copy_across(const Tensor& dst, const Tensor& src) {
+  if (dst.dtype() == src.dtype() && dst.shape() == src.shape() && dst.is_contiguous() && src.is_contiguous()) {
+    copy_bytes(dst, src);
+    return;
+  }
+  // Make src's data, converted and broadcast to dst's shape and dtype, contiguous on
+  // src's side; carry it over; scatter it into dst's layout on dst's side.
+  Tensor staged = empty(dst.shape(), dst.dtype(), src.device());
+  copy_(staged, src);
+  Tensor landing = dst.is_contiguous() ? dst : empty(dst.shape(), dst.dtype(), dst.device());
+  copy_bytes(landing, staged);
+  if (!landing.is_same(dst)) copy_(dst, landing);
+}
+
+}  // namespace
 
 void copy_(const Tensor& dst, const Tensor& src) {
   WEFT_CHECK(dst.defined() && src.defined(), "copy_: a tensor is undefined");
   WEFT_CHECK(broadcast_shapes("copy_", dst.shape(), src.shape()) == dst.shape(), "copy_: source ", src.shape(),
              " does not broadcast to the destination ", dst.shape());
   if (dst.device().is_cuda() || src.device().is_cuda()) {
-    // Host <-> device copies of contiguous tensors of one dtype; anything else is staged.
-    WEFT_CHECK(dst.dtype() == src.dtype() && dst.shape() == src.shape() && dst.is_contiguous() && src.is_contiguous(),
-               "copy_: copies to or from ", dst.device().is_cuda() ? dst.device() : src.device(),
-               " need contiguous tensors of the same shape and dtype");
-    cuda::memcpy(dst.raw_data(), dst.device(), src.raw_data(), src.device(),
-                 static_cast<size_t>(src.numel() * element_size(src.dtype())));
+    if (dst.device() == src.device())
+      cuda::copy(dst, src);
+    else
+      copy_across(dst, src);
     dst.storage()->bump_version();
     return;
   }
@@ -39,7 +67,12 @@ void copy_(const Tensor& dst, const Tensor& src) {
 }
 
 void fill_(const Tensor& dst, double value) {
-  check_cpu("fill_", dst);
+  cpu::check_defined("fill_", dst);
+  if (dst.device().is_cuda()) {
+    cuda::fill(dst, value);
+    dst.storage()->bump_version();
+    return;
+  }
   dispatch_all(dst.dtype(), [&]<class T>() {
     const T v = static_cast<T>(value);
     cpu::for_each<1>(dst.shape(), {&dst}, [v](const std::array<char*, 1>& p, int64_t n, const std::array<int64_t, 1>& s) {
@@ -64,7 +97,6 @@ Tensor contiguous(const Tensor& a) {
 Tensor to_dtype(const Tensor& a, DType dt) {
   WEFT_CHECK(a.defined(), "to: the tensor is undefined");
   if (a.dtype() == dt) return a;
-  check_cpu("to", a);
   Tensor out = empty(a.shape(), dt, a.device());
   copy_(out, a);
   return out;

@@ -5,11 +5,13 @@
 // so adding an op is one line in each switch.
 #include <cmath>
 
+#include "../../cuda/kernels.h"
 #include "../raw.h"
 #include "loops.h"
 
 namespace weft::raw {
 
+using cpu::check_defined;
 using cpu::for_each;
 
 namespace {
@@ -126,8 +128,11 @@ void check_cpu(const char* op, const Tensor& a) {
 Tensor binary(Binary op, const Tensor& a, const Tensor& b) {
   const char* name = binary_name(op);
   check_same(name, a, b);
-  check_cpu(name, a);
   Tensor out = empty(broadcast_shapes(name, a.shape(), b.shape()), a.dtype(), a.device());
+  if (a.device().is_cuda()) {
+    cuda::binary(op, out, a, b);
+    return out;
+  }
   dispatch_numeric(a.dtype(), name, [&]<class T>() {
     with_binary<T>(op, [&](auto f) { run3<T, T, T>(out, a, b, f); });
   });
@@ -138,19 +143,35 @@ Tensor binary(Binary op, const Tensor& a, const Tensor& b) {
 // allocation per op instead of two, and no broadcasting machinery.
 Tensor binary_scalar(Binary op, const Tensor& a, double s) {
   const char* name = binary_name(op);
-  check_cpu(name, a);
+  check_defined(name, a);
   Tensor out = empty(a.shape(), a.dtype(), a.device());
+  if (a.device().is_cuda()) {
+    cuda::binary_scalar(op, out, a, s, /*scalar_first=*/false);
+    return out;
+  }
   dispatch_numeric(a.dtype(), name, [&]<class T>() {
     const T v = static_cast<T>(s);
     with_binary<T>(op, [&](auto f) { run2<T, T>(out, a, [f, v](T x) { return f(x, v); }); });
   });
   return out;
 }
-Tensor scalar_binary(Binary op, double s, const Tensor& a) { return binary(op, scalar_like(a, s), a); }
+Tensor scalar_binary(Binary op, double s, const Tensor& a) {
+  check_defined(binary_name(op), a);
+  if (a.device().is_cuda()) {  // the scalar rides in the kernel's arguments, not in a 0-d tensor
+    Tensor out = empty(a.shape(), a.dtype(), a.device());
+    cuda::binary_scalar(op, out, a, s, /*scalar_first=*/true);
+    return out;
+  }
+  return binary(op, scalar_like(a, s), a);
+}
 
 Tensor unary(Unary op, const Tensor& a) {
-  check_cpu("unary", a);
+  check_defined("unary", a);
   Tensor out = empty(a.shape(), a.dtype(), a.device());
+  if (a.device().is_cuda()) {
+    cuda::unary(op, out, a);
+    return out;
+  }
   dispatch_numeric(a.dtype(), "unary", [&]<class T>() {
     with_unary<T>(op, [&](auto f) { run2<T, T>(out, a, f); });
   });
@@ -159,8 +180,11 @@ Tensor unary(Unary op, const Tensor& a) {
 
 Tensor compare(Compare op, const Tensor& a, const Tensor& b) {
   check_same("compare", a, b);
-  check_cpu("compare", a);
   Tensor out = empty(broadcast_shapes("compare", a.shape(), b.shape()), kBool, a.device());
+  if (a.device().is_cuda()) {
+    cuda::compare(op, out, a, b);
+    return out;
+  }
   dispatch_all(a.dtype(), [&]<class T>() {
     switch (op) {
       case Compare::Eq: return run3<bool, T, T>(out, a, b, [](T x, T y) { return x == y; });
@@ -174,16 +198,27 @@ Tensor compare(Compare op, const Tensor& a, const Tensor& b) {
   return out;
 }
 
-Tensor compare_scalar(Compare op, const Tensor& a, double s) { return compare(op, a, scalar_like(a, s)); }
+Tensor compare_scalar(Compare op, const Tensor& a, double s) {
+  check_defined("compare", a);
+  if (a.device().is_cuda()) {
+    Tensor out = empty(a.shape(), kBool, a.device());
+    cuda::compare_scalar(op, out, a, s);
+    return out;
+  }
+  return compare(op, a, scalar_like(a, s));
+}
 
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   check_same("where", a, b);
-  check_cpu("where", a);
   WEFT_CHECK(cond.dtype() == kBool, "where: the condition must be a bool tensor, got ", cond.dtype());
   WEFT_CHECK(cond.device() == a.device(), "where: the condition is on ", cond.device(), ", the values on ",
              a.device());
   const Shape shape = broadcast_shapes("where", broadcast_shapes("where", cond.shape(), a.shape()), b.shape());
   Tensor out = empty(shape, a.dtype(), a.device());
+  if (a.device().is_cuda()) {
+    cuda::where(out, cond, a, b);
+    return out;
+  }
   dispatch_all(a.dtype(), [&]<class T>() {
     for_each<4>(shape, {&out, &cond, &a, &b}, [&](const std::array<char*, 4>& p, int64_t n, const std::array<int64_t, 4>& s) {
       for (int64_t i = 0; i < n; ++i)
@@ -198,22 +233,38 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
 void binary_(Binary op, const Tensor& dst, const Tensor& src) {
   const char* name = binary_name(op);
   check_same(name, dst, src);
-  check_cpu(name, dst);
   WEFT_CHECK(broadcast_shapes(name, dst.shape(), src.shape()) == dst.shape(), name, "_: in-place result of shape ",
              broadcast_shapes(name, dst.shape(), src.shape()), " does not fit the destination ", dst.shape());
+  if (dst.device().is_cuda()) {
+    cuda::binary(op, dst, dst, src);
+    dst.storage()->bump_version();
+    return;
+  }
   dispatch_numeric(dst.dtype(), name, [&]<class T>() {
     with_binary<T>(op, [&](auto f) { run3<T, T, T>(dst, dst, src, f); });
   });
   dst.storage()->bump_version();
 }
 
-void binary_scalar_(Binary op, const Tensor& dst, double s) { binary_(op, dst, scalar_like(dst, s)); }
+void binary_scalar_(Binary op, const Tensor& dst, double s) {
+  check_defined(binary_name(op), dst);
+  if (dst.device().is_cuda()) {
+    cuda::binary_scalar(op, dst, dst, s, /*scalar_first=*/false);
+    dst.storage()->bump_version();
+    return;
+  }
+  binary_(op, dst, scalar_like(dst, s));
+}
 
 void axpy_(const Tensor& dst, double alpha, const Tensor& src) {
   check_same("axpy_", dst, src);
-  check_cpu("axpy_", dst);
   WEFT_CHECK(broadcast_shapes("axpy_", dst.shape(), src.shape()) == dst.shape(), "axpy_: source ", src.shape(),
              " does not broadcast to the destination ", dst.shape());
+  if (dst.device().is_cuda()) {
+    cuda::axpy(dst, alpha, src);
+    dst.storage()->bump_version();
+    return;
+  }
   dispatch_floating(dst.dtype(), "axpy_", [&]<class T>() {
     const T al = static_cast<T>(alpha);
     run3<T, T, T>(dst, dst, src, [al](T x, T y) { return T(x + al * y); });
@@ -224,6 +275,10 @@ void axpy_(const Tensor& dst, double alpha, const Tensor& src) {
 Tensor relu_backward(const Tensor& grad, const Tensor& out) {
   check_same("relu_backward", grad, out);
   Tensor gi = empty(grad.shape(), grad.dtype(), grad.device());
+  if (grad.device().is_cuda()) {
+    cuda::activation_backward(cuda::Activation::Relu, gi, grad, out);
+    return gi;
+  }
   dispatch_floating(grad.dtype(), "relu_backward", [&]<class T>() {
     run3<T, T, T>(gi, grad, out, [](T g, T y) { return y > 0 ? g : T(0); });
   });
@@ -233,6 +288,10 @@ Tensor relu_backward(const Tensor& grad, const Tensor& out) {
 Tensor sigmoid_backward(const Tensor& grad, const Tensor& out) {
   check_same("sigmoid_backward", grad, out);
   Tensor gi = empty(grad.shape(), grad.dtype(), grad.device());
+  if (grad.device().is_cuda()) {
+    cuda::activation_backward(cuda::Activation::Sigmoid, gi, grad, out);
+    return gi;
+  }
   dispatch_floating(grad.dtype(), "sigmoid_backward", [&]<class T>() {
     run3<T, T, T>(gi, grad, out, [](T g, T y) { return g * y * (T(1) - y); });
   });
@@ -242,6 +301,10 @@ Tensor sigmoid_backward(const Tensor& grad, const Tensor& out) {
 Tensor tanh_backward(const Tensor& grad, const Tensor& out) {
   check_same("tanh_backward", grad, out);
   Tensor gi = empty(grad.shape(), grad.dtype(), grad.device());
+  if (grad.device().is_cuda()) {
+    cuda::activation_backward(cuda::Activation::Tanh, gi, grad, out);
+    return gi;
+  }
   dispatch_floating(grad.dtype(), "tanh_backward", [&]<class T>() {
     run3<T, T, T>(gi, grad, out, [](T g, T y) { return g * (T(1) - y * y); });
   });

@@ -1,5 +1,9 @@
 // gather / scatter_add and index_select / index_add: picking entries by index, and the
 // adjoint that puts gradients back where they were picked from.
+//
+// On a GPU (cuda/kernels/index.cu) the indices are not range-checked: that would mean
+// reading them back to the host. Out-of-range entries read 0 and add nothing there.
+#include "../../cuda/kernels.h"
 #include "../raw.h"
 #include "loops.h"
 
@@ -7,10 +11,12 @@ namespace weft::raw {
 
 namespace {
 
-void check_index(const char* op, const Tensor& index) {
+// `t` is the indexed tensor: the index must live on its device.
+void check_index(const char* op, const Tensor& index, const Tensor& t) {
+  cpu::check_defined(op, t);
   WEFT_CHECK(index.defined() && index.dtype() == kInt64, op, ": the index must be an int64 tensor, got ",
              index.defined() ? dtype_name(index.dtype()) : "undefined");
-  check_cpu(op, index);
+  WEFT_CHECK(index.device() == t.device(), op, ": the index is on ", index.device(), ", the tensor on ", t.device());
 }
 
 // Checks gather/scatter shapes: same number of dims, index no larger off `dim`.
@@ -42,12 +48,15 @@ int64_t checked(const char* op, int64_t v, int64_t size, int64_t dim) {
 }  // namespace
 
 Tensor gather(const Tensor& a, int64_t dim, const Tensor& index_in) {
-  check_cpu("gather", a);
-  check_index("gather", index_in);
+  check_index("gather", index_in, a);
   const int64_t d = wrap_dim("gather", dim, a.dim());
   check_gather_shapes("gather", a.shape(), d, index_in.shape());
   const Tensor index = contiguous(index_in);
   Tensor out = empty(index.shape(), a.dtype(), a.device());
+  if (a.device().is_cuda()) {
+    cuda::gather(out, a, d, index);
+    return out;
+  }
   const int64_t* ip = index.data<int64_t>();
   dispatch_all(a.dtype(), [&]<class T>() {
     const T* src = a.data<T>();
@@ -63,8 +72,7 @@ Tensor gather(const Tensor& a, int64_t dim, const Tensor& index_in) {
 }
 
 Tensor scatter_add(const Shape& shape, int64_t dim, const Tensor& index_in, const Tensor& src_in) {
-  check_cpu("scatter_add", src_in);
-  check_index("scatter_add", index_in);
+  check_index("scatter_add", index_in, src_in);
   const int64_t d = wrap_dim("scatter_add", dim, shape.size());
   check_gather_shapes("scatter_add", shape, d, index_in.shape());
   WEFT_CHECK(index_in.shape() == src_in.shape(), "scatter_add: index ", index_in.shape(), " and source ",
@@ -72,6 +80,10 @@ Tensor scatter_add(const Shape& shape, int64_t dim, const Tensor& index_in, cons
   const Tensor index = contiguous(index_in), src = contiguous(src_in);
   Tensor out = empty(shape, src.dtype(), src.device());
   fill_(out, 0);
+  if (out.device().is_cuda()) {
+    cuda::scatter_add(out, d, index, src);
+    return out;
+  }
   const Strides st = out.strides();
   const int64_t* ip = index.data<int64_t>();
   dispatch_numeric(src.dtype(), "scatter_add", [&]<class T>() {
@@ -87,14 +99,17 @@ Tensor scatter_add(const Shape& shape, int64_t dim, const Tensor& index_in, cons
 }
 
 Tensor index_select(const Tensor& a_in, int64_t dim, const Tensor& index_in) {
-  check_cpu("index_select", a_in);
-  check_index("index_select", index_in);
+  check_index("index_select", index_in, a_in);
   WEFT_CHECK(index_in.dim() <= 1, "index_select: the index must be 1-D, got shape ", index_in.shape());
   const Tensor a = a_in.detach(), index = contiguous(index_in).detach().reshape({-1});
   const int64_t d = wrap_dim("index_select", dim, a.dim());
   Shape sh = a.shape();
   sh[d] = index.numel();
   Tensor out = empty(sh, a.dtype(), a.device());
+  if (a.device().is_cuda()) {
+    cuda::index_select(out, a, d, index);
+    return out;
+  }
   const int64_t* ip = index.data<int64_t>();
   for (int64_t k = 0; k < index.numel(); ++k)
     copy_(out.select(d, k), a.select(d, checked("index_select", ip[k], a.shape()[d], d)));
@@ -102,14 +117,17 @@ Tensor index_select(const Tensor& a_in, int64_t dim, const Tensor& index_in) {
 }
 
 Tensor index_add(const Shape& shape, int64_t dim, const Tensor& index_in, const Tensor& src_in) {
-  check_cpu("index_add", src_in);
-  check_index("index_add", index_in);
+  check_index("index_add", index_in, src_in);
   const Tensor src = src_in.detach(), index = contiguous(index_in).detach().reshape({-1});
   const int64_t d = wrap_dim("index_add", dim, shape.size());
   WEFT_CHECK(src.dim() == shape.size() && src.shape()[d] == index.numel(), "index_add: source ", src.shape(),
              " does not match ", index.numel(), " indices into ", shape, " along dim ", d);
   Tensor out = empty(shape, src.dtype(), src.device());
   fill_(out, 0);
+  if (out.device().is_cuda()) {
+    cuda::index_add(out, d, index, src);
+    return out;
+  }
   const int64_t* ip = index.data<int64_t>();
   for (int64_t k = 0; k < index.numel(); ++k)
     binary_(Binary::Add, out.select(d, checked("index_add", ip[k], shape[d], d)), src.select(d, k));

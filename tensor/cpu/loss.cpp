@@ -3,8 +3,12 @@
 // logits (N, C), target (N) int64. With label smoothing e the target distribution is
 // q = (1-e) onehot(y) + e/C, and loss_i = -sum_j q_j log p_ij. The gradient of the mean
 // loss with respect to the logits is (p - q) / N, so the forward keeps p for backward.
+//
+// On a GPU (cuda/kernels/softmax.cu) a warp per row does the same; the targets are not
+// range-checked there, since reading them back would stall the stream every step.
 #include <cmath>
 
+#include "../../cuda/kernels.h"
 #include "../raw.h"
 #include "../thread_pool.h"
 
@@ -12,7 +16,9 @@ namespace weft::raw {
 
 namespace {
 void check_ce(const char* op, const Tensor& logits, const Tensor& target, double eps) {
-  check_cpu(op, logits);
+  WEFT_CHECK(logits.defined() && target.defined(), op, ": an input tensor is undefined");
+  WEFT_CHECK(target.device() == logits.device(), op, ": targets are on ", target.device(), ", logits on ",
+             logits.device());
   WEFT_CHECK(logits.dim() == 2, op, ": logits must be (N, C), got ", logits.shape());
   WEFT_CHECK(target.dtype() == kInt64, op, ": targets must be int64 class indices, got ", target.dtype());
   WEFT_CHECK(target.dim() == 1 && target.shape()[0] == logits.shape()[0], op, ": targets ", target.shape(),
@@ -27,6 +33,10 @@ std::pair<Tensor, Tensor> cross_entropy(const Tensor& logits_in, const Tensor& t
   const int64_t n = logits.shape()[0], c = logits.shape()[1];
   Tensor probs = empty(logits.shape(), logits.dtype(), logits.device());
   Tensor loss = empty({}, logits.dtype(), logits.device());
+  if (logits.device().is_cuda()) {
+    cuda::cross_entropy(loss, probs, logits, target, eps);
+    return {loss, probs};
+  }
   const int64_t* y = target.data<int64_t>();
   for (int64_t i = 0; i < n; ++i)
     WEFT_CHECK(y[i] >= 0 && y[i] < c, "cross_entropy: target ", y[i], " at row ", i, " is not a class in [0, ", c, ")");
@@ -63,6 +73,11 @@ Tensor cross_entropy_backward(const Tensor& grad, const Tensor& probs, const Ten
   check_ce("cross_entropy_backward", probs, target, eps);
   const int64_t n = probs.shape()[0], c = probs.shape()[1];
   Tensor gi = empty(probs.shape(), probs.dtype(), probs.device());
+  if (probs.device().is_cuda()) {
+    WEFT_CHECK(grad.defined() && grad.numel() == 1, "cross_entropy_backward: the gradient must hold one value");
+    cuda::cross_entropy_backward(gi, to_device(grad, probs.device()), probs, target, eps);
+    return gi;
+  }
   const Tensor tc = contiguous(target);
   const int64_t* y = tc.data<int64_t>();
   dispatch_floating(probs.dtype(), "cross_entropy_backward", [&]<class T>() {

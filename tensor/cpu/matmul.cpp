@@ -6,6 +6,7 @@
 // is full of (grad @ W^T) cost nothing. Other layouts are copied first.
 #include <Eigen/Core>
 
+#include "../../cuda/ops.h"
 #include "../raw.h"
 #include "../thread_pool.h"
 
@@ -81,7 +82,6 @@ Shape result_shape(Shape batch, int64_t n, int64_t m, bool a_vec, bool b_vec) {
 
 Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
   check_same("matmul", a_in, b_in);
-  check_cpu("matmul", a_in);
   WEFT_CHECK(a_in.dim() >= 1 && b_in.dim() >= 1, "matmul: ", a_in.shape(), " @ ", b_in.shape(),
              ": both operands need at least 1 dimension");
   const bool a_vec = a_in.dim() == 1, b_vec = b_in.dim() == 1;
@@ -103,6 +103,10 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
   const Tensor A = a.expand(ea).reshape({-1, n, k}), B = b.expand(eb).reshape({-1, k, m});
   const int64_t nb = batch.numel();
   dispatch_floating(a.dtype(), "matmul", [&]<class T>() {
+    if (a.device().is_cuda()) {
+      for (int64_t i = 0; i < nb; ++i) cuda::gemm(out.view({nb, n, m}).select(0, i), A.select(0, i), B.select(0, i));
+      return;
+    }
     T* o = out.data<T>();
     if (nb == 1) {
       gemm<T>(A.select(0, 0), B.select(0, 0), o, true);
@@ -117,7 +121,6 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
 
 Tensor linear(const Tensor& x_in, const Tensor& w, const Tensor& bias) {
   check_same("linear", x_in, w);
-  check_cpu("linear", x_in);
   WEFT_CHECK(x_in.dim() >= 1 && w.dim() == 2, "linear: input ", x_in.shape(), " and weight ", w.shape(),
              ": the weight must be 2-D (out, in)");
   const int64_t in = w.shape()[1], out_f = w.shape()[0];
@@ -133,6 +136,7 @@ Tensor linear(const Tensor& x_in, const Tensor& w, const Tensor& bias) {
   Tensor out = empty({n, out_f}, x.dtype(), x.device());
   const Tensor wt = w.detach().t();  // (in, out) column-major view: no copy
   dispatch_floating(x.dtype(), "linear", [&]<class T>() {
+    if (x.device().is_cuda()) return cuda::linear(out, x, w.detach(), bias.defined() ? bias.detach() : Tensor());
     T* o = out.data<T>();
     const Operand a = as_operand(x), b = as_operand(wt);
     const Tensor bc = bias.defined() ? contiguous(bias) : Tensor();

@@ -13,6 +13,7 @@
 #include <limits>
 #include <vector>
 
+#include "../../cuda/ops.h"
 #include "../raw.h"
 #include "../thread_pool.h"
 #include "max_pool_2x2.h"
@@ -62,6 +63,12 @@ PoolGeom pool_geometry(const char* op, const Shape& xs, const Pool2dParams& p) {
 }
 
 // Checks that grad is the (N,C,Ho,Wo) gradient of a pooling of an x_shape input.
+// Pooling takes float32 or float64 tensors, on the CPU or a GPU.
+void check_floating(const char* op, const Tensor& x) {
+  WEFT_CHECK(x.defined(), op, ": the input tensor is undefined");
+  WEFT_CHECK(is_floating(x.dtype()), op, ": expected a floating-point tensor, got ", x.dtype(), " ", x.shape());
+}
+
 void check_pool_grad(const char* op, const Tensor& grad, const Shape& xs) {
   WEFT_CHECK(xs.size() == 4, op, ": the input shape must be 4-D (N,C,H,W), got ", xs);
   WEFT_CHECK(grad.dim() == 4 && grad.size(0) == xs[0] && grad.size(1) == xs[1], op, ": grad ", grad.shape(),
@@ -197,9 +204,13 @@ void for_each_plane(const PoolGeom& g, F&& body) {
 
 // x (N,C,H,W) -> out (N,C,Ho,Wo), each the max of its window
 Tensor max_pool2d(const Tensor& x, const Pool2dParams& p) {
-  check_cpu("max_pool2d", x);
+  check_floating("max_pool2d", x);
   const PoolGeom g = pool_geometry("max_pool2d", x.shape(), p);
   Tensor out = empty({g.N, g.C, g.Ho, g.Wo}, x.dtype(), x.device());
+  if (x.device().is_cuda()) {
+    if (out.numel()) cuda::max_pool2d(out, x, p);
+    return out;
+  }
   const Tensor xc = contiguous(x);
   dispatch_floating(x.dtype(), "max_pool2d", [&]<class T>() {
     const T* px = xc.data<T>();
@@ -213,9 +224,13 @@ Tensor max_pool2d(const Tensor& x, const Pool2dParams& p) {
 // index h*W + w into its H*W plane (-1 for an all-padding window), like PyTorch's
 // return_indices=True.
 Tensor max_pool2d_indices(const Tensor& x, const Pool2dParams& p) {
-  check_cpu("max_pool2d_indices", x);
+  check_floating("max_pool2d_indices", x);
   const PoolGeom g = pool_geometry("max_pool2d_indices", x.shape(), p);
   Tensor arg = empty({g.N, g.C, g.Ho, g.Wo}, kInt64, x.device());
+  if (x.device().is_cuda()) {
+    if (arg.numel()) cuda::max_pool2d_indices(arg, x, p);
+    return arg;
+  }
   const Tensor xc = contiguous(x);
   dispatch_floating(x.dtype(), "max_pool2d_indices", [&]<class T>() {
     const T* px = xc.data<T>();
@@ -231,13 +246,17 @@ Tensor max_pool2d_indices(const Tensor& x, const Pool2dParams& p) {
 
 // grad (N,C,Ho,Wo), x (N,C,H,W) the forward's input -> dLoss/dx (N,C,H,W)
 Tensor max_pool2d_backward(const Tensor& grad, const Tensor& x, const Pool2dParams& p) {
-  check_cpu("max_pool2d_backward", grad);
+  check_floating("max_pool2d_backward", grad);
   check_same("max_pool2d_backward", grad, x);
   const PoolGeom g = pool_geometry("max_pool2d_backward", x.shape(), p);
   const Shape expect{g.N, g.C, g.Ho, g.Wo};
   WEFT_CHECK(grad.shape() == expect, "max_pool2d_backward: grad ", grad.shape(), " does not match the output ", expect,
              " of input ", x.shape());
   Tensor gx = empty(x.shape(), x.dtype(), x.device());
+  if (x.device().is_cuda()) {
+    if (gx.numel()) cuda::max_pool2d_backward(gx, grad, x, p);
+    return gx;
+  }
   const Tensor gc = contiguous(grad), xc = contiguous(x);
   dispatch_floating(x.dtype(), "max_pool2d_backward", [&]<class T>() {
     const T *pg = gc.data<T>(), *px = xc.data<T>();
@@ -251,11 +270,15 @@ Tensor max_pool2d_backward(const Tensor& grad, const Tensor& x, const Pool2dPara
 
 // x (N,C,H,W) -> out (N,C,Ho,Wo), each the mean of its window
 Tensor avg_pool2d(const Tensor& x, const Pool2dParams& p) {
-  check_cpu("avg_pool2d", x);
+  check_floating("avg_pool2d", x);
   WEFT_CHECK(p.dilation[0] == 1 && p.dilation[1] == 1, "avg_pool2d: input ", x.shape(),
              ": average pooling has no dilation, got ", pair_str(p.dilation));
   const PoolGeom g = pool_geometry("avg_pool2d", x.shape(), p);
   Tensor out = empty({g.N, g.C, g.Ho, g.Wo}, x.dtype(), x.device());
+  if (x.device().is_cuda()) {
+    if (out.numel()) cuda::avg_pool2d(out, x, p);
+    return out;
+  }
   const Tensor xc = contiguous(x);
   dispatch_floating(x.dtype(), "avg_pool2d", [&]<class T>() {
     const T* px = xc.data<T>();
@@ -269,7 +292,7 @@ Tensor avg_pool2d(const Tensor& x, const Pool2dParams& p) {
 
 // grad (N,C,Ho,Wo) -> dLoss/dx (N,C,H,W) = x_shape
 Tensor avg_pool2d_backward(const Tensor& grad, const Shape& x_shape, const Pool2dParams& p) {
-  check_cpu("avg_pool2d_backward", grad);
+  check_floating("avg_pool2d_backward", grad);
   WEFT_CHECK(p.dilation[0] == 1 && p.dilation[1] == 1, "avg_pool2d_backward: input ", x_shape,
              ": average pooling has no dilation, got ", pair_str(p.dilation));
   const PoolGeom g = pool_geometry("avg_pool2d_backward", x_shape, p);
@@ -277,6 +300,10 @@ Tensor avg_pool2d_backward(const Tensor& grad, const Shape& x_shape, const Pool2
   WEFT_CHECK(grad.shape() == expect, "avg_pool2d_backward: grad ", grad.shape(), " does not match the output ", expect,
              " of input ", x_shape);
   Tensor gx = empty(x_shape, grad.dtype(), grad.device());
+  if (grad.device().is_cuda()) {
+    if (gx.numel()) cuda::avg_pool2d_backward(gx, grad, p);
+    return gx;
+  }
   fill_(gx, 0.0);
   const Tensor gc = contiguous(grad);
   dispatch_floating(grad.dtype(), "avg_pool2d_backward", [&]<class T>() {

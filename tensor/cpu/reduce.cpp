@@ -9,6 +9,7 @@
 #include <cmath>
 #include <limits>
 
+#include "../../cuda/kernels.h"
 #include "../raw.h"
 #include "loops.h"
 
@@ -151,11 +152,24 @@ std::array<int64_t, 3> outer_mid_inner(const Tensor& a, const std::array<bool, k
   return {outer, mid, inner};
 }
 
+// The GPU path: the kernels take the output with keepdim's shape and the sorted dims.
+Tensor keepdim_view(const Tensor& out, const Tensor& a, const std::array<bool, kMaxDims>& mask) {
+  const Shape shape = output_shape(a, mask, /*keepdim=*/true);
+  return make_tensor(out.storage(), shape, contiguous_strides(shape), out.offset(), out.dtype());
+}
+
+Shape mask_dims(const Tensor& a, const std::array<bool, kMaxDims>& mask) {
+  Shape dims;
+  for (int64_t d = 0; d < a.dim(); ++d)
+    if (mask[d]) dims.push_back(d);
+  return dims;
+}
+
 }  // namespace
 
 Tensor reduce(Reduce op, const Tensor& a, const Shape& dims, bool keepdim) {
   const char* name = reduce_name(op);
-  check_cpu(name, a);
+  cpu::check_defined(name, a);
   const auto mask = reduced_mask(name, a, dims);
   Shape out_shape = output_shape(a, mask, keepdim);
   Tensor out = empty(out_shape, a.dtype(), a.device());
@@ -164,6 +178,10 @@ Tensor reduce(Reduce op, const Tensor& a, const Shape& dims, bool keepdim) {
     WEFT_CHECK(op == Reduce::Sum || op == Reduce::Mean || (a.numel() == 0 && out.numel() == 0), name,
                ": cannot reduce an empty tensor of shape ", a.shape(), " (no identity for ", name, ")");
     fill_(out, op == Reduce::Mean ? std::nan("") : 0.0);
+    return out;
+  }
+  if (a.device().is_cuda()) {
+    cuda::reduce(op, keepdim_view(out, a, mask), a, mask_dims(a, mask));
     return out;
   }
   // The reduced dims are a leading block: add whole rows (bias gradients, batch means).
@@ -195,13 +213,17 @@ Tensor reduce(Reduce op, const Tensor& a, const Shape& dims, bool keepdim) {
 
 Tensor argreduce(bool is_max, const Tensor& a, int64_t dim, bool keepdim) {
   const char* name = is_max ? "argmax" : "argmin";
-  check_cpu(name, a);
+  cpu::check_defined(name, a);
   const int64_t d = wrap_dim(name, dim, a.dim());
   std::array<bool, kMaxDims> mask{};
   if (a.dim() > 0) mask[d] = true;
   const int64_t n = a.dim() > 0 ? a.shape()[d] : 1;
   WEFT_CHECK(n > 0, name, ": cannot reduce over dim ", d, " of size 0 in shape ", a.shape());
   Tensor out = empty(output_shape(a, mask, keepdim), kInt64, a.device());
+  if (a.device().is_cuda()) {
+    cuda::argreduce(is_max, keepdim_view(out, a, mask), a, d);
+    return out;
+  }
   Tensor rows = rows_view(a, mask);
   dispatch_numeric(a.dtype(), name, [&]<class T>() {
     const T* p = rows.data<T>();

@@ -1,9 +1,11 @@
 // softmax and log_softmax along one dim, and their backward.
 //
 // The dim is moved last and made contiguous, so each row is one softmax; rows run in
-// parallel. Both subtract the row max first: exp never overflows.
+// parallel. Both subtract the row max first: exp never overflows. On a GPU the kernels
+// (cuda/kernels/softmax.cu) work on the dim where it lies: no permuted copy.
 #include <cmath>
 
+#include "../../cuda/kernels.h"
 #include "../raw.h"
 #include "loops.h"
 
@@ -36,9 +38,14 @@ Tensor from_rows(const Tensor& rows, const Shape& perm) {
 
 // f(in_row, out_row, n) for every row; in and out are contiguous with rows of length n.
 template <class T, class F>
-Tensor rowwise(const char* op, const Tensor& a, int64_t dim, F f) {
-  check_cpu(op, a);
+Tensor rowwise(const char* op, const Tensor& a, int64_t dim, bool log, F f) {
+  cpu::check_defined(op, a);
   const int64_t d = wrap_dim(op, dim, a.dim());
+  if (a.device().is_cuda()) {
+    Tensor out = empty(a.shape(), a.dtype(), a.device());
+    cuda::softmax(out, a, d, log);
+    return out;
+  }
   Rows r = to_rows(a, d);
   Tensor out = empty(r.t.shape(), a.dtype(), a.device());
   const int64_t rows = r.n ? r.t.numel() / r.n : 0;
@@ -68,10 +75,15 @@ void softmax_row(const T* x, T* y, int64_t n, bool log) {
 // Backward rows need two inputs (grad, out): pack them by running over grad's rows and
 // indexing out's rows, which have the same layout after to_rows.
 template <class T, class F>
-Tensor rowwise2(const char* op, const Tensor& grad, const Tensor& out, int64_t dim, F f) {
+Tensor rowwise2(const char* op, const Tensor& grad, const Tensor& out, int64_t dim, bool log, F f) {
   check_same(op, grad, out);
   WEFT_CHECK(grad.shape() == out.shape(), op, ": gradient ", grad.shape(), " and output ", out.shape(), " differ");
   const int64_t d = wrap_dim(op, dim, out.dim());
+  if (out.device().is_cuda()) {
+    Tensor gi = empty(out.shape(), out.dtype(), out.device());
+    cuda::softmax_backward(gi, grad, out, d, log);
+    return gi;
+  }
   Rows rg = to_rows(grad, d), ro = to_rows(out, d);
   Tensor gi = empty(rg.t.shape(), grad.dtype(), grad.device());
   const int64_t rows = rg.n ? rg.t.numel() / rg.n : 0;
@@ -87,20 +99,20 @@ Tensor rowwise2(const char* op, const Tensor& grad, const Tensor& out, int64_t d
 
 Tensor softmax(const Tensor& a, int64_t dim) {
   return dispatch_floating(a.dtype(), "softmax", [&]<class T>() {
-    return rowwise<T>("softmax", a, dim, [](const T* x, T* y, int64_t n) { softmax_row(x, y, n, false); });
+    return rowwise<T>("softmax", a, dim, false, [](const T* x, T* y, int64_t n) { softmax_row(x, y, n, false); });
   });
 }
 
 Tensor log_softmax(const Tensor& a, int64_t dim) {
   return dispatch_floating(a.dtype(), "log_softmax", [&]<class T>() {
-    return rowwise<T>("log_softmax", a, dim, [](const T* x, T* y, int64_t n) { softmax_row(x, y, n, true); });
+    return rowwise<T>("log_softmax", a, dim, true, [](const T* x, T* y, int64_t n) { softmax_row(x, y, n, true); });
   });
 }
 
 // dx = y * (g - sum(g * y))
 Tensor softmax_backward(const Tensor& grad, const Tensor& out, int64_t dim) {
   return dispatch_floating(grad.dtype(), "softmax_backward", [&]<class T>() {
-    return rowwise2<T>("softmax_backward", grad, out, dim, [](const T* g, const T* y, T* o, int64_t n) {
+    return rowwise2<T>("softmax_backward", grad, out, dim, false, [](const T* g, const T* y, T* o, int64_t n) {
       double dot = 0;
       for (int64_t j = 0; j < n; ++j) dot += double(g[j]) * y[j];
       for (int64_t j = 0; j < n; ++j) o[j] = static_cast<T>(y[j] * (g[j] - dot));
@@ -111,7 +123,7 @@ Tensor softmax_backward(const Tensor& grad, const Tensor& out, int64_t dim) {
 // dx = g - exp(y) * sum(g)
 Tensor log_softmax_backward(const Tensor& grad, const Tensor& out, int64_t dim) {
   return dispatch_floating(grad.dtype(), "log_softmax_backward", [&]<class T>() {
-    return rowwise2<T>("log_softmax_backward", grad, out, dim, [](const T* g, const T* y, T* o, int64_t n) {
+    return rowwise2<T>("log_softmax_backward", grad, out, dim, true, [](const T* g, const T* y, T* o, int64_t n) {
       double s = 0;
       for (int64_t j = 0; j < n; ++j) s += g[j];
       for (int64_t j = 0; j < n; ++j) o[j] = static_cast<T>(g[j] - std::exp(double(y[j])) * s);

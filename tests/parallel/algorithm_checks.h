@@ -10,18 +10,28 @@
 
 namespace weft::test {
 
-inline void check_ring(parallel::Communicator& c, int64_t numel, DType dt, parallel::ReduceOp op) {
+// The algorithm's result against the serial one, and against the backend's own
+// allreduce of the same input (the values are small integers, so both must match exactly).
+template <class Algorithm>
+void check_algorithm(parallel::Communicator& c, int64_t numel, DType dt, parallel::ReduceOp op, const char* name,
+                     Algorithm algorithm) {
   Tensor t = rank_tensor(c.rank(), numel, dt);
-  parallel::ring_allreduce(c, t, op);
-  expect_values(t, [&](int64_t i) { return expected_reduction(c.size(), i, dt, op); },
-                label(c, "ring_allreduce", numel, dt));
+  Tensor reference = rank_tensor(c.rank(), numel, dt);
+  algorithm(t);
+  c.allreduce(reference, op);
+  expect_values(t, [&](int64_t i) { return expected_reduction(c.size(), i, dt, op); }, label(c, name, numel, dt));
+  const std::vector<double> ours = t.to_vector<double>(), theirs = reference.to_vector<double>();
+  for (size_t i = 0; i < ours.size(); ++i)
+    expect(ours[i] == theirs[i], detail::str(label(c, name, numel, dt), ": element ", i, " is ", ours[i],
+                                             ", the backend's allreduce gives ", theirs[i]));
+}
+
+inline void check_ring(parallel::Communicator& c, int64_t numel, DType dt, parallel::ReduceOp op) {
+  check_algorithm(c, numel, dt, op, "ring_allreduce", [&](const Tensor& t) { parallel::ring_allreduce(c, t, op); });
 }
 
 inline void check_naive(parallel::Communicator& c, int64_t numel, DType dt, parallel::ReduceOp op) {
-  Tensor t = rank_tensor(c.rank(), numel, dt);
-  parallel::naive_allreduce(c, t, op);
-  expect_values(t, [&](int64_t i) { return expected_reduction(c.size(), i, dt, op); },
-                label(c, "naive_allreduce", numel, dt));
+  check_algorithm(c, numel, dt, op, "naive_allreduce", [&](const Tensor& t) { parallel::naive_allreduce(c, t, op); });
 }
 
 // Two parameters; rank r's gradients are rank_tensor(r + 10); two SGD steps; every rank

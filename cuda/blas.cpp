@@ -1,0 +1,102 @@
+// GEMMs through cuBLAS, for row-major tensors.
+//
+// cuBLAS is column-major. A row-major matrix X (r x c, leading dim ld) is, read
+// column-major, X^T (c x r) with the same ld. So C = A @ B in row-major is computed as
+// C^T = B^T @ A^T in column-major: swap the operands and pass each as "N" when it is
+// row-major, "T" when it is a column-major view (a transpose). No copies either way.
+#include <cublas_v2.h>
+
+#include <mutex>
+
+#include "detail.h"
+#include "ops.h"
+
+namespace weft::cuda {
+
+namespace {
+
+void check_blas(cublasStatus_t st, const char* op, const char* call) {
+  if (st != CUBLAS_STATUS_SUCCESS)
+    throw Error(weft::detail::str(op, ": ", call, ": ", cublasGetStatusString(st)));
+}
+
+// One handle per device, created on first use with a workspace from weft's allocator
+// (so cuBLAS never calls cudaMalloc itself, which a graph capture would not allow).
+cublasHandle_t handle(int device) {
+  static std::mutex mu;
+  static cublasHandle_t handles[16] = {};
+  static void* workspaces[16] = {};
+  std::lock_guard<std::mutex> lock(mu);
+  if (!handles[device]) {
+    check_blas(cublasCreate(&handles[device]), "gemm", "cublasCreate");
+    constexpr size_t kWorkspace = 32 << 20;  // what cuBLAS recommends on Hopper
+    workspaces[device] = device_malloc(kWorkspace, device);
+    check_blas(cublasSetWorkspace(handles[device], workspaces[device], kWorkspace), "gemm", "cublasSetWorkspace");
+  }
+  return handles[device];
+}
+
+cublasHandle_t ready_handle(const char* op) {
+  const int dev = current_device();
+  cublasHandle_t h = handle(dev);
+  check_blas(cublasSetStream(h, detail::stream(dev)), op, "cublasSetStream");
+  check_blas(cublasSetMathMode(h, allow_tf32() ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH), op,
+             "cublasSetMathMode");
+  return h;
+}
+
+// A 2-D operand as cuBLAS sees it (see the top of the file).
+struct Operand {
+  Tensor t;
+  cublasOperation_t op;  // N: row-major storage; T: column-major view
+  int ld;
+};
+
+Operand as_operand(const Tensor& m) {
+  const int64_t r = m.shape()[0], c = m.shape()[1];
+  if (m.strides()[1] == 1 && m.strides()[0] >= std::max<int64_t>(c, 1)) return {m, CUBLAS_OP_N, int(m.strides()[0])};
+  if (m.strides()[0] == 1 && m.strides()[1] >= std::max<int64_t>(r, 1)) return {m, CUBLAS_OP_T, int(m.strides()[1])};
+  if (c == 1) return {m, CUBLAS_OP_N, 1};
+  if (r == 1) return {m, CUBLAS_OP_T, 1};
+  return {raw::contiguous(m), CUBLAS_OP_N, int(std::max<int64_t>(c, 1))};
+}
+
+// out (n x m, contiguous, row-major) = beta * out + a (n x k) @ b (k x m)
+void gemm_into(const char* op, const Tensor& out, const Tensor& a2, const Tensor& b2, double beta) {
+  const int n = int(a2.shape()[0]), k = int(a2.shape()[1]), m = int(b2.shape()[1]);
+  if (n == 0 || m == 0) return;
+  const Operand a = as_operand(a2), b = as_operand(b2);
+  cublasHandle_t h = ready_handle(op);
+  if (out.dtype() == kFloat32) {
+    const float one = 1, bt = float(beta);
+    check_blas(cublasSgemm(h, b.op, a.op, m, n, k, &one, b.t.data<float>(), b.ld, a.t.data<float>(), a.ld, &bt,
+                           out.data<float>(), m),
+               op, "cublasSgemm");
+  } else {
+    WEFT_CHECK(out.dtype() == kFloat64, op, ": expected float32 or float64 on the GPU, got ", out.dtype());
+    const double one = 1;
+    check_blas(cublasDgemm(h, b.op, a.op, m, n, k, &one, b.t.data<double>(), b.ld, a.t.data<double>(), a.ld, &beta,
+                           out.data<double>(), m),
+               op, "cublasDgemm");
+  }
+}
+
+}  // namespace
+
+void gemm(const Tensor& out, const Tensor& a, const Tensor& b) {
+  if (a.shape()[1] == 0) {
+    raw::fill_(out, 0);
+    return;
+  }
+  gemm_into("matmul", out, a, b, 0.0);
+}
+
+// The bias is broadcast into out first, then the GEMM accumulates onto it (beta = 1).
+void linear(const Tensor& out, const Tensor& x, const Tensor& w, const Tensor& bias) {
+  if (bias.defined()) raw::copy_(out, bias);
+  else raw::fill_(out, 0);
+  if (x.shape()[1] == 0) return;
+  gemm_into("linear", out, x, w.t(), 1.0);
+}
+
+}  // namespace weft::cuda
