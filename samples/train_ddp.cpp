@@ -214,8 +214,11 @@ std::shared_ptr<Communicator> nccl_world() {
   if (!WEFT_HAVE_NCCL)
     throw Error("--backend nccl: weft was built without NCCL (install libnccl-dev and CUDA, then meson setup "
                 "--reconfigure -Dcuda=enabled)");
-  throw Error("--backend nccl: the NCCL communicator (parallel/nccl_communicator.h) is not part of this build of "
-              "weft yet; use --backend threads or mpi");
+  // parallel::NcclCommunicator exists, but DistributedDataParallel's small control
+  // collectives (the parameter check, join) and this sample's data path still use CPU
+  // tensors, which NCCL cannot carry.
+  throw Error("--backend nccl: train_ddp does not drive GPUs yet (DDP's control collectives use CPU tensors); "
+              "use --backend threads or mpi");
 }
 
 }  // namespace
