@@ -6,6 +6,11 @@
 # medians over rounds. Run it on an idle machine (the load average is printed), and
 # beside other weft benchmarks only under: flock /tmp/weft-bench.lock bench/run_ddp_scaling.sh
 #
+# Linux shares the CPU fairly between sessions (autogroup): while another session
+# compiles, a 2-rank run gets one core whatever its nice value. On a shared machine,
+# raise this session for the run (root):
+#   setsid bash -c 'echo -15 > /proc/self/autogroup; bench/run_ddp_scaling.sh'
+#
 #   bench/run_ddp_scaling.sh                      # CNN, 8192 samples a run, 3 rounds
 #   MODEL=mlp LIMIT=30000 ROUNDS=5 bench/run_ddp_scaling.sh
 set -euo pipefail
