@@ -14,6 +14,7 @@
 #include "optim/optim.h"
 #include "data/data.h"
 #include "parallel/communicator.h"
+#include "parallel/pruning/pruning.h"
 #include "parallel/threads_communicator.h"
 #include "parallel/mpi_communicator.h"
 #include "parallel/nccl_communicator.h"

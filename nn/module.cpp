@@ -1,5 +1,6 @@
 #include "module.h"
 
+#include <algorithm>
 #include <map>
 #include <ostream>
 #include <sstream>
@@ -50,6 +51,48 @@ Tensor& Module::register_buffer(const std::string& name, const Tensor& t) {
   WEFT_CHECK(!has(params_, name) && !has(buffers_, name), "register_buffer: '", name, "' is already registered");
   buffers_.emplace_back(name, t);
   return buffers_.back().second;
+}
+
+Tensor& Module::add_buffer(const std::string& name, const Tensor& t) {
+  WEFT_CHECK(t.defined(), "add_buffer: buffer '", name, "' is undefined");
+  for (auto& [n, b] : buffers_)
+    if (n == name) {
+      WEFT_CHECK(!b.defined(), "add_buffer: '", name, "' is already registered");
+      b = t;
+      return b;
+    }
+  return register_buffer(name, t);
+}
+
+void Module::remove_buffer(const std::string& name) {
+  for (auto& [n, b] : buffers_)
+    if (n == name && b.defined()) {
+      b = Tensor();
+      return;
+    }
+  throw Error(detail::str("remove_buffer: no buffer '", name, "'"));
+}
+
+bool Module::has_buffer(const std::string& name) const {
+  for (const auto& [n, b] : buffers_)
+    if (n == name && b.defined()) return true;
+  return false;
+}
+
+Module& Module::submodule(const std::string& path) {
+  Module* m = this;
+  size_t start = 0;
+  while (start < path.size()) {
+    const size_t dot = std::min(path.find('.', start), path.size());
+    const std::string part = path.substr(start, dot - start);
+    Module* next = nullptr;
+    for (auto& [n, child] : m->children_)
+      if (n == part) next = child.get();
+    WEFT_CHECK(next != nullptr, "submodule: no module '", path, "' (no child '", part, "')");
+    m = next;
+    start = dot + 1;
+  }
+  return *m;
 }
 
 void Module::add_child(const std::string& name, std::shared_ptr<Module> m) {

@@ -70,6 +70,18 @@ class Module {
   // listed by name in the error, and nothing is modified when any is found.
   void load_state_dict(const NamedTensors& state, bool strict = true);
 
+  // ---- buffers added from outside the layer ------------------------------------------
+  // Pruning hangs a mask ("weight_mask") on any layer without the layer knowing. A
+  // removed buffer leaves an empty slot (skipped everywhere) rather than being erased:
+  // layers hold references into the buffer list, and erasing would dangle them.
+  // add_buffer refills an empty slot of the same name.
+  Tensor& add_buffer(const std::string& name, const Tensor& t);
+  void remove_buffer(const std::string& name);
+  bool has_buffer(const std::string& name) const;
+  // The child at a dotted path ("features.0"); the empty path is this module. Throws
+  // naming the path when there is none.
+  Module& submodule(const std::string& path);
+
  protected:
   Tensor& register_parameter(const std::string& name, const Tensor& t);
   Tensor& register_buffer(const std::string& name, const Tensor& t);

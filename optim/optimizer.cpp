@@ -31,6 +31,14 @@ bool Optimizer::has_state(size_t i, const std::string& name) const {
   return false;
 }
 
+std::vector<Tensor> Optimizer::state_of(const Tensor& param) const {
+  std::vector<Tensor> out;
+  for (size_t i = 0; i < params_.size(); ++i)
+    if (params_[i].is_same(param))
+      for (const auto& [_, t] : state_[i]) out.push_back(t);
+  return out;
+}
+
 // CPU parameters are updated one by one; CUDA parameters all together in one fused
 // launch (update_cuda), where per-parameter launches would cost more than the math.
 void Optimizer::step() {

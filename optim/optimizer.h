@@ -34,6 +34,10 @@ class Optimizer {
   nn::NamedTensors state_dict() const;
   void load_state_dict(const nn::NamedTensors& state);
 
+  // The state buffers (momentum, Adam moments) of parameter `param`, as handles that
+  // share storage: pruning zeroes them where a weight is pruned, so no optimizer state
+  // can revive it. Empty when the parameter has no state yet or is not one of ours.
+  std::vector<Tensor> state_of(const Tensor& param) const;
   // A step replayed from a CUDA graph ran the update on the GPU without calling step():
   // this counts it on the host (the GPU-side counters advanced themselves).
   void count_replayed_step() { ++step_count_; }

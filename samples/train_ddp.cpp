@@ -40,7 +40,7 @@ using weft::parallel::Communicator;
 namespace {
 
 struct DdpConfig {
-  samples::TrainConfig t;
+  samples::Config t;
   std::string model = "mlp";  // mlp | cnn
   std::string backend = "threads";
   int replicas = 2;           // threads backend: how many rank threads
@@ -227,7 +227,7 @@ int main(int argc, char** argv) {
   DdpConfig c;
   CLI::App app{"train_ddp: data-parallel training on Fashion-MNIST with weft's DistributedDataParallel"};
   c.t.r = default_recipe("mlp");
-  samples::add_train_flags(app, c.t);
+  samples::add_flags(app, c.t);
   app.add_option("--model", c.model, "mlp or cnn (each with its sample's default recipe)")->capture_default_str();
   app.add_option("--backend", c.backend, "threads, mpi (run under mpirun) or nccl")->capture_default_str();
   app.add_option("--replicas", c.replicas, "threads backend: number of ranks")->capture_default_str();

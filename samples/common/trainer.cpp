@@ -29,7 +29,7 @@ int64_t count_correct(nn::Module& model, const data::TensorDataset& test, Device
   return correct;
 }
 
-void add_train_flags(CLI::App& app, TrainConfig& c) {
+void add_flags(CLI::App& app, Config& c) {
   app.add_option("--epochs", c.r.epochs, "passes over the training set")->capture_default_str();
   app.add_option("--batch-size", c.r.batch_size, "samples per step")->capture_default_str();
   app.add_option("--lr", c.r.lr, "peak learning rate")->capture_default_str();
@@ -46,20 +46,19 @@ void add_train_flags(CLI::App& app, TrainConfig& c) {
   app.add_flag("--cuda-graph", c.cuda_graph, "capture the training step as a CUDA graph and replay it (GPU only)");
 }
 
-FashionMnist load_data(const TrainConfig& c) {
+FashionMnist load_data(const Config& c) {
   const data::Normalize norm{data::kFashionMnistMean, data::kFashionMnistStd};
   FashionMnist d{data::load_fashion_mnist(c.data, true, norm), data::load_fashion_mnist(c.data, false, norm)};
   if (c.limit > 0) d.train = d.train.head(c.limit);
   return d;
 }
 
-namespace {
-
 // Fraction of the test set classified correctly.
 double evaluate(nn::Module& model, const data::TensorDataset& test, Device device) {
   return static_cast<double>(count_correct(model, test, device)) / static_cast<double>(test.size());
 }
 
+namespace {
 // One training step: forward, loss, backward, update. Returns the loss (on the device).
 Tensor train_step(nn::Module& model, optim::Optimizer& opt, const Tensor& x, const Tensor& y, double smoothing) {
   opt.zero_grad();
@@ -101,7 +100,7 @@ class GraphedStep {
   int eager_steps_ = 0;
 };
 
-int run(const std::string& name, TrainConfig& c, const std::function<std::shared_ptr<nn::Module>()>& make_model) {
+int run(const std::string& name, Config& c, const std::function<std::shared_ptr<nn::Module>()>& make_model) {
   if (c.threads > 0) set_num_threads(c.threads);
   manual_seed(c.seed);
   const Device device(c.device);
@@ -175,10 +174,10 @@ int run(const std::string& name, TrainConfig& c, const std::function<std::shared
 
 int train_main(int argc, char** argv, const std::string& name, const Recipe& recipe,
                const std::function<std::shared_ptr<nn::Module>()>& make_model) {
-  TrainConfig c;
+  Config c;
   c.r = recipe;
   CLI::App app{name + ": train on Fashion-MNIST with weft"};
-  add_train_flags(app, c);
+  add_flags(app, c);
   CLI11_PARSE(app, argc, argv);
   try {
     return run(name, c, make_model);

@@ -27,7 +27,7 @@ struct Recipe {
 };
 
 // Everything the common flags set.
-struct TrainConfig {
+struct Config {
   Recipe r;
   int threads = 0;  // 0: leave weft's default
   uint64_t seed = 0;
@@ -40,18 +40,24 @@ struct TrainConfig {
 
 // --epochs --batch-size --lr --optimizer --weight-decay --label-smoothing --threads
 // --seed --data --device --checkpoint --resume --limit, with c's values as defaults.
-void add_train_flags(CLI::App& app, TrainConfig& c);
+void add_flags(CLI::App& app, Config& c);
 
 // Fashion-MNIST, normalised with the training set's mean and std; --limit applied.
 struct FashionMnist {
   data::TensorDataset train, test;
 };
-FashionMnist load_data(const TrainConfig& c);
+FashionMnist load_data(const Config& c);
 
+// The optimizer --optimizer names, with the recipe's settings.
 std::unique_ptr<optim::Optimizer> make_optimizer(const Recipe& r, const std::vector<Tensor>& params);
+inline std::unique_ptr<optim::Optimizer> make_optimizer(const Config& c, const std::vector<Tensor>& params) {
+  return make_optimizer(c.r, params);
+}
 
 // How many samples of `test` the model classifies correctly (eval mode, no tape).
 int64_t count_correct(nn::Module& model, const data::TensorDataset& test, Device device);
+// The fraction of `test` classified correctly (then back to train mode).
+double evaluate(nn::Module& model, const data::TensorDataset& test, Device device);
 
 // Parses the command line (defaults from `recipe`), trains the model `make_model`
 // builds on Fashion-MNIST, and prints `test_accuracy=... train_samples_per_s=...` last.

@@ -189,7 +189,9 @@ Tensor reduce(Reduce op, const Tensor& a, const Shape& dims, bool keepdim) {
   while (lead < a.dim() && mask[lead]) ++lead;
   bool leading_only = lead > 0 && a.is_contiguous() && (op == Reduce::Sum || op == Reduce::Mean);
   for (int64_t d = lead; d < a.dim() && leading_only; ++d) leading_only = !mask[d];
-  const auto [outer, mid, inner] = outer_mid_inner(a, mask);
+  // Plain copies, not structured bindings: clang < 16 cannot capture those in a lambda.
+  const auto omi = outer_mid_inner(a, mask);
+  const int64_t outer = omi[0], mid = omi[1], inner = omi[2];
   const bool outer_inner = !leading_only && outer > 0 && inner > 1 && a.is_contiguous() &&
                            (op == Reduce::Sum || op == Reduce::Mean);
   dispatch_numeric(a.dtype(), name, [&]<class T>() {

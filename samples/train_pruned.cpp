@@ -1,0 +1,256 @@
+// train_pruned: the MLP or the CNN on Fashion-MNIST, pruned while (or after) it trains.
+//
+//   build/samples/train_pruned --model mlp --method global --sparsity 0.9 --schedule gradual
+//   build/samples/train_pruned --model mlp --method random --sparsity 0.9 --schedule rigl
+//   build/samples/train_pruned --model cnn --method structured --sparsity 0.5 --schedule oneshot
+//
+// Methods (parallel/pruning/methods.h): magnitude (per layer), global, structured (whole
+// rows / channels, all layers but the classifier), nm (--nm 2:4), random.
+// Schedules (schedules.h, dynamic_sparse.h), all within --epochs of training except lottery:
+//   oneshot  train dense for --prune-at of the steps, prune to --sparsity, fine-tune the rest
+//   gradual  Zhu & Gupta's cubic from 10% to 70% of the steps, every --prune-interval steps
+//   lottery  --rounds rounds of (train --epochs, prune, rewind to --rewind-step), then a
+//            last training run: (rounds + 1) x epochs in all
+//   rigl     prune (--method) to --sparsity at step 0, then drop/grow every --prune-interval
+//            steps until 75% of training (RigL: grow by dense gradient)
+//   set      the same with random growth
+// --sparsity 0 trains the dense model through the same loop: the fair baseline.
+// With --model cnn --method structured, the pruned channels are then removed and the
+// dense and the smaller model's inference timed. The last line is always
+// `test_accuracy=<value> sparsity=<value>`.
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <optional>
+
+#include "common/models.h"
+#include "common/progress.h"
+#include "common/trainer.h"
+
+using namespace weft;
+namespace prune = weft::prune;
+
+namespace {
+
+struct PruneFlags {
+  std::string model = "mlp", method = "magnitude", schedule = "gradual", nm = "2:4";
+  double sparsity = 0.9, prune_at = 0.5, alpha = 0.3;
+  int64_t interval = 100, rewind_step = 0;
+  int rounds = 3;
+};
+
+// The Pruner's targets: every weight, except the classifier for structured pruning
+// (removing one of its rows would remove a class).
+std::vector<std::string> targets(nn::Module& model, const std::string& method) {
+  std::vector<std::string> names;
+  for (const auto& [n, p] : model.named_parameters())
+    if (n.ends_with("weight") && p.dim() >= 2) names.push_back(n);
+  if (method == "structured") names.pop_back();
+  return names;
+}
+
+// Prunes every target to `sparsity` with --method.
+void prune_to(prune::Pruner& pruner, const PruneFlags& f, double sparsity, Generator& gen) {
+  if (f.method == "magnitude") prune::magnitude(pruner, sparsity);
+  else if (f.method == "global") prune::global_magnitude(pruner, sparsity);
+  else if (f.method == "structured") prune::structured(pruner, sparsity, 1);
+  else if (f.method == "random") prune::random(pruner, sparsity, gen);
+  else if (f.method == "nm") {
+    const auto colon = f.nm.find(':');
+    WEFT_CHECK(colon != std::string::npos, "--nm: expected N:M such as 2:4, got '", f.nm, "'");
+    prune::n_m(pruner, std::stoll(f.nm.substr(0, colon)), std::stoll(f.nm.substr(colon + 1)));
+  } else throw Error(detail::str("--method: unknown method '", f.method, "'"));
+}
+
+// Mean seconds for one pass over the test set, in eval mode (after one warm-up pass).
+double time_inference(nn::Module& model, const data::TensorDataset& test, Device device) {
+  samples::evaluate(model, test, device);
+  const auto t0 = std::chrono::steady_clock::now();
+  constexpr int kRepeats = 3;
+  for (int i = 0; i < kRepeats; ++i) samples::evaluate(model, test, device);
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / kRepeats;
+}
+
+class Run {
+ public:
+  Run(samples::Config& c, PruneFlags& f) : c_(c), f_(f), device_(c.device), gen_(c.seed + 17) {}
+  int main();
+
+ private:
+  // One training run of --epochs with a fresh optimizer and LR schedule; `on_step(t)`
+  // runs after every optimizer step with the number of steps taken.
+  void train(const std::string& label, const std::function<void(int64_t)>& on_step,
+             const std::function<void(int64_t)>& before_backward = {});
+  void report(const std::string& when) {
+    std::printf("sparsity after %s:\n%s", when.c_str(), pruner_->sparsity_report().c_str());
+  }
+  void structured_inference_check();
+
+  samples::Config& c_;
+  PruneFlags& f_;
+  Device device_;
+  Generator gen_;
+  std::optional<data::TensorDataset> train_, test_;  // loaded by main()
+  std::shared_ptr<nn::Sequential> model_;
+  std::unique_ptr<prune::Pruner> pruner_;
+  std::unique_ptr<optim::Optimizer> opt_;
+  int64_t steps_per_run_ = 0;
+  double accuracy_ = 0;
+};
+
+void Run::train(const std::string& label, const std::function<void(int64_t)>& on_step,
+                const std::function<void(int64_t)>& before_backward) {
+  opt_ = samples::make_optimizer(c_, model_->parameters());
+  pruner_->attach(*opt_);
+  data::DataLoader loader(*train_, {.batch_size = c_.r.batch_size, .shuffle = true, .seed = c_.seed});
+  optim::CosineWarmupLR schedule(*opt_, static_cast<int64_t>(c_.r.warmup_fraction * steps_per_run_), steps_per_run_);
+  for (int epoch = 0; epoch < c_.r.epochs; ++epoch) {
+    loader.set_epoch(epoch);
+    samples::ProgressBar bar(detail::str(label, "epoch ", epoch + 1, "/", c_.r.epochs), loader.num_batches());
+    for (const data::Batch& b : loader) {
+      if (before_backward) before_backward(opt_->steps_taken());
+      opt_->zero_grad();
+      Tensor loss = nn::cross_entropy((*model_)(b.x.to(device_)), b.y.to(device_), c_.r.label_smoothing);
+      loss.backward();
+      opt_->step();
+      schedule.step();
+      on_step(opt_->steps_taken());
+      bar.update(b.size(), loss.item<double>());
+    }
+    bar.finish();
+    accuracy_ = samples::evaluate(*model_, *test_, device_);
+    std::printf("epoch %d: test_accuracy=%.4f sparsity=%.4f\n", epoch + 1, accuracy_, pruner_->sparsity());
+    // The masks are buffers of the model: the checkpoint carries them, and loading it
+    // needs a model pruned the same way (strict keys).
+    if (!c_.checkpoint.empty())
+      optim::save_checkpoint(c_.checkpoint, *model_, opt_.get(),
+                             {{"epoch", std::to_string(epoch + 1)}, {"sample", "train_pruned"},
+                              {"schedule", f_.schedule}, {"method", f_.method}});
+  }
+}
+
+int Run::main() {
+  WEFT_CHECK(!c_.cuda_graph, "--cuda-graph: train_pruned changes masks between steps, which a captured graph ",
+             "would not see; run it eagerly");
+  WEFT_CHECK(c_.resume.empty(), "--resume: train_pruned does not resume (its schedules restart); load the ",
+             "--checkpoint into a model pruned the same way instead");
+  if (c_.threads > 0) set_num_threads(c_.threads);
+  manual_seed(c_.seed);
+  const data::Normalize norm{data::kFashionMnistMean, data::kFashionMnistStd};
+  train_ = data::load_fashion_mnist(c_.data, true, norm);
+  test_ = data::load_fashion_mnist(c_.data, false, norm);
+  if (c_.limit > 0) train_ = train_->head(c_.limit);
+  WEFT_CHECK(f_.model == "mlp" || f_.model == "cnn", "--model: use mlp or cnn, got '", f_.model, "'");
+  model_ = f_.model == "mlp" ? samples::make_mlp() : samples::make_cnn();
+  model_->to(device_);
+  pruner_ = std::make_unique<prune::Pruner>(*model_, targets(*model_, f_.method));
+  steps_per_run_ = data::DataLoader(*train_, {.batch_size = c_.r.batch_size}).num_batches() * c_.r.epochs;
+  std::printf("train_pruned: %s, %lld parameters, method %s, schedule %s, sparsity %.3f, %d threads\n",
+              f_.model.c_str(), static_cast<long long>(model_->num_parameters()), f_.method.c_str(),
+              f_.schedule.c_str(), f_.sparsity, num_threads());
+  const bool fixed_pattern = f_.method == "nm";  // N:M fixes its own sparsity
+  WEFT_CHECK(!fixed_pattern || f_.schedule == "oneshot" || f_.schedule == "rigl" || f_.schedule == "set",
+             "--method nm: N:M sets the sparsity itself; use --schedule oneshot");
+  const std::string& s = f_.schedule;
+
+  if (s == "oneshot") {
+    const int64_t at = std::llround(f_.prune_at * steps_per_run_);
+    auto prune_once = [&](int64_t t) {
+      if (t != at) return;
+      prune_to(*pruner_, f_, f_.sparsity, gen_);
+      report(detail::str("one-shot pruning at step ", t));
+    };
+    if (at == 0) prune_once(0);
+    train("", prune_once);
+  } else if (s == "gradual") {
+    const int64_t begin = steps_per_run_ / 10, end = steps_per_run_ * 7 / 10;
+    prune::GradualPruning gradual(*pruner_, {.final_sparsity = f_.sparsity, .begin_step = begin,
+                                             .num_prunings = std::max<int64_t>(1, (end - begin) / f_.interval),
+                                             .interval = f_.interval});
+    train("", [&](int64_t t) {
+      if (!gradual.is_pruning_step(t)) return;
+      prune_to(*pruner_, f_, prune::gradual_sparsity(gradual.options, t), gen_);
+      if (t == gradual.last_step()) report(detail::str("the last gradual pruning step (", t, ")"));
+    });
+  } else if (s == "lottery") {
+    WEFT_CHECK(f_.method == "magnitude" || f_.method == "global", "--schedule lottery prunes by magnitude: use ",
+               "--method magnitude or global");
+    // p per round so that `rounds` rounds reach the target: 1 - (1 - p)^rounds = s.
+    const double p = 1.0 - std::pow(1.0 - f_.sparsity, 1.0 / f_.rounds);
+    prune::LotteryTicket lottery(*pruner_, {.fraction_per_round = p, .global = f_.method == "global"});
+    if (f_.rewind_step == 0) lottery.save_rewind_point();
+    auto save_at_k = [&](int64_t t) {
+      if (t == f_.rewind_step && !lottery.has_rewind_point()) lottery.save_rewind_point();
+    };
+    for (int r = 1; r <= f_.rounds; ++r) {
+      train(detail::str("round ", r, "/", f_.rounds + 1, " "), save_at_k);
+      lottery.prune_and_rewind();
+      report(detail::str("lottery round ", r, " (rewound to step ", f_.rewind_step, ")"));
+    }
+    train(detail::str("round ", f_.rounds + 1, "/", f_.rounds + 1, " "), [](int64_t) {});
+  } else if (s == "rigl" || s == "set") {
+    prune_to(*pruner_, f_, f_.sparsity, gen_);
+    report("initial pruning");
+    auto grow = s == "rigl" ? prune::DynamicSparseOptions::Grow::Gradient : prune::DynamicSparseOptions::Grow::Random;
+    // The optimizer changes with every train() call; DynamicSparse needs the current one.
+    std::unique_ptr<prune::DynamicSparse> dst;
+    auto options = prune::DynamicSparseOptions{.grow = grow, .alpha = f_.alpha, .interval = f_.interval,
+                                               .end_step = steps_per_run_ * 3 / 4, .seed = c_.seed};
+    train(
+        "", [&](int64_t t) { dst->after_step(t); },
+        [&](int64_t t) {
+          if (!dst) dst = std::make_unique<prune::DynamicSparse>(*pruner_, options, opt_.get());
+          dst->before_backward(t);
+        });
+    report("dynamic sparse training");
+  } else {
+    throw Error(detail::str("--schedule: unknown schedule '", s, "' (oneshot, gradual, lottery, rigl, set)"));
+  }
+
+  report("training");
+  if (f_.model == "cnn" && f_.method == "structured") structured_inference_check();
+  std::printf("test_accuracy=%.4f sparsity=%.4f\n", accuracy_, pruner_->sparsity());
+  return 0;
+}
+
+// Removes the pruned channels, checks the smaller model gives the same accuracy, and
+// times inference over the test set for both.
+void Run::structured_inference_check() {
+  auto small = prune::remove_pruned_channels(*model_);
+  std::printf("structured removal: %lld -> %lld parameters\n%s\n", static_cast<long long>(model_->num_parameters()),
+              static_cast<long long>(small->num_parameters()), small->repr().c_str());
+  const double acc_small = samples::evaluate(*small, *test_, device_);
+  const double t_dense = time_inference(*model_, *test_, device_), t_small = time_inference(*small, *test_, device_);
+  std::printf("inference over the test set: masked dense %.3f s, channels removed %.3f s, speedup %.2fx; "
+              "accuracy %.4f -> %.4f\n", t_dense, t_small, t_dense / t_small, accuracy_, acc_small);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  samples::Config c;
+  c.r = samples::Recipe{.epochs = 10, .batch_size = 128, .lr = 2e-3};
+  PruneFlags f;
+  CLI::App app{"train_pruned: train and prune on Fashion-MNIST with weft"};
+  samples::add_flags(app, c);
+  app.add_option("--model", f.model, "mlp or cnn")->capture_default_str();
+  app.add_option("--method", f.method, "magnitude, global, structured, nm or random")->capture_default_str();
+  app.add_option("--sparsity", f.sparsity, "target fraction of pruned weights")->capture_default_str();
+  app.add_option("--schedule", f.schedule, "oneshot, gradual, lottery, rigl or set")->capture_default_str();
+  app.add_option("--nm", f.nm, "N:M pattern for --method nm")->capture_default_str();
+  app.add_option("--prune-at", f.prune_at, "oneshot: fraction of the steps trained dense first")->capture_default_str();
+  app.add_option("--prune-interval", f.interval, "steps between pruning (gradual) or drop/grow (rigl, set) steps")
+      ->capture_default_str();
+  app.add_option("--rounds", f.rounds, "lottery: pruning rounds")->capture_default_str();
+  app.add_option("--rewind-step", f.rewind_step, "lottery: rewind to the weights after this many steps")
+      ->capture_default_str();
+  app.add_option("--drop-fraction", f.alpha, "rigl, set: initial drop fraction alpha")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+  try {
+    return Run(c, f).main();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "train_pruned: error: %s\n", e.what());
+    return 1;
+  }
+}
