@@ -22,3 +22,6 @@
 #include "parallel/algorithms/naive_allreduce.h"
 #include "parallel/algorithms/parameter_server.h"
 #include "parallel/trace.h"
+#include "parallel/trace_gather.h"
+#include "parallel/data_parallel.h"
+#include "parallel/ddp.h"

@@ -3,5 +3,6 @@
 
 #include "dataloader.h"
 #include "dataset.h"
+#include "distributed_sampler.h"
 #include "device_stager.h"
 #include "idx.h"

@@ -112,6 +112,8 @@ DataLoader::DataLoader(std::shared_ptr<const Dataset> dataset, const DataLoaderO
     : dataset_(std::move(dataset)), opt_(opt) {
   WEFT_CHECK(dataset_ != nullptr, "DataLoader: the dataset is null");
   WEFT_CHECK(opt_.batch_size >= 1, "DataLoader: batch_size must be >= 1, got ", opt_.batch_size);
+  WEFT_CHECK(!(opt_.sampler && opt_.shuffle),
+             "DataLoader: shuffle and sampler exclude each other (the sampler decides the order; shuffle in it)");
 }
 
 DataLoader::DataLoader(const TensorDataset& dataset, const DataLoaderOptions& opt)
@@ -120,7 +122,7 @@ DataLoader::DataLoader(const TensorDataset& dataset, const DataLoaderOptions& op
 DataLoader::~DataLoader() { stop(); }
 
 int64_t DataLoader::num_batches() const {
-  const int64_t n = dataset_->size(), bs = opt_.batch_size;
+  const int64_t n = opt_.sampler ? opt_.sampler->num_samples() : dataset_->size(), bs = opt_.batch_size;
   return opt_.drop_last ? n / bs : (n + bs - 1) / bs;
 }
 
@@ -134,6 +136,13 @@ void DataLoader::set_epoch(int64_t e) {
 // same numbers as the (e+1)-th randperm(N) from one Generator(seed), computed directly.
 Tensor DataLoader::order(int64_t e) const {
   WEFT_CHECK(e >= 0, "DataLoader::order: the epoch must be >= 0, got ", e);
+  if (opt_.sampler) {
+    Tensor idx = opt_.sampler->indices(e);
+    WEFT_CHECK(idx.dim() == 1 && idx.dtype() == kInt64 && idx.numel() == opt_.sampler->num_samples(),
+               "DataLoader: the sampler's indices(", e, ") must be 1-D int64 with num_samples() = ",
+               opt_.sampler->num_samples(), " elements, got shape ", idx.shape());
+    return idx.contiguous();
+  }
   const int64_t n = dataset_->size();
   if (!opt_.shuffle) return arange(n);
   Generator gen(opt_.seed);

@@ -13,6 +13,10 @@
 // the order depends on (seed, epoch) and nothing else: the same seed gives the same
 // batches, and a run resumed at epoch e sees the order the original run saw.
 //
+// Samplers. With options.sampler set, the order of epoch e is sampler->indices(e)
+// instead (shuffle must then be off: the sampler decides the order). A
+// DistributedSampler (data/distributed_sampler.h) gives each rank its share this way.
+//
 // Epochs. Every pass takes the epoch number epoch() and then advances it by one, whether
 // or not the pass is iterated to the end. set_epoch(e) pins the epoch of the next pass,
 // which is how a resumed run (or a DistributedSampler-style loop) says where it is.
@@ -41,6 +45,7 @@
 #include <optional>
 
 #include "dataset.h"
+#include "sampler.h"
 
 namespace weft::data {
 
@@ -50,6 +55,7 @@ struct DataLoaderOptions {
   uint64_t seed = 0;       // the shuffle's Generator seed
   bool drop_last = false;  // drop the last batch when it would be smaller than batch_size
   bool prefetch = true;    // make the next batch on a background thread
+  std::shared_ptr<const Sampler> sampler;  // when set, the order of each epoch (see "Samplers")
 };
 
 // What the current (or last) pass has done: watch wait_seconds to see whether loading
@@ -73,7 +79,8 @@ class DataLoader {
 
   const Dataset& dataset() const { return *dataset_; }
   const DataLoaderOptions& options() const { return opt_; }
-  // ceil(N / batch_size), or floor with drop_last.
+  // ceil(N / batch_size), or floor with drop_last; N is the sampler's num_samples() when
+  // there is one.
   int64_t num_batches() const;
 
   // The epoch the next pass will use (see "Epochs" above).

@@ -9,4 +9,5 @@
 #include "loss.h"
 #include "safetensors.h"
 #include "module.h"
+#include "replicate.h"
 #include "sequential.h"

@@ -8,8 +8,7 @@
 
 namespace weft::samples {
 
-std::unique_ptr<optim::Optimizer> make_optimizer(const Config& c, const std::vector<Tensor>& params) {
-  const Recipe& r = c.r;
+std::unique_ptr<optim::Optimizer> make_optimizer(const Recipe& r, const std::vector<Tensor>& params) {
   if (r.optimizer == "adamw") return std::make_unique<optim::AdamW>(params, optim::AdamOptions{.lr = r.lr, .weight_decay = r.weight_decay});
   if (r.optimizer == "adam") return std::make_unique<optim::Adam>(params, optim::AdamOptions{.lr = r.lr, .weight_decay = r.weight_decay});
   if (r.optimizer == "sgd")
@@ -17,8 +16,7 @@ std::unique_ptr<optim::Optimizer> make_optimizer(const Config& c, const std::vec
   throw Error(detail::str("--optimizer: unknown optimizer '", r.optimizer, "' (use adamw, adam or sgd)"));
 }
 
-// Fraction of the test set classified correctly, in eval mode, without the tape.
-double evaluate(nn::Module& model, const data::TensorDataset& test, Device device) {
+int64_t count_correct(nn::Module& model, const data::TensorDataset& test, Device device) {
   autograd::NoGradGuard no_grad;
   model.eval();
   data::DataLoader loader(test, {.batch_size = 1000, .shuffle = false});
@@ -28,7 +26,7 @@ double evaluate(nn::Module& model, const data::TensorDataset& test, Device devic
     correct += pred.eq(b.y).to(kInt64).sum().item<int64_t>();
   }
   model.train();
-  return static_cast<double>(correct) / static_cast<double>(test.size());
+  return correct;
 }
 
 void add_flags(CLI::App& app, Config& c) {
@@ -46,6 +44,18 @@ void add_flags(CLI::App& app, Config& c) {
   app.add_option("--resume", c.resume, "resume from this checkpoint");
   app.add_option("--limit", c.limit, "train on the first N samples only (0: all)");
   app.add_flag("--cuda-graph", c.cuda_graph, "capture the training step as a CUDA graph and replay it (GPU only)");
+}
+
+FashionMnist load_data(const Config& c) {
+  const data::Normalize norm{data::kFashionMnistMean, data::kFashionMnistStd};
+  FashionMnist d{data::load_fashion_mnist(c.data, true, norm), data::load_fashion_mnist(c.data, false, norm)};
+  if (c.limit > 0) d.train = d.train.head(c.limit);
+  return d;
+}
+
+// Fraction of the test set classified correctly.
+double evaluate(nn::Module& model, const data::TensorDataset& test, Device device) {
+  return static_cast<double>(count_correct(model, test, device)) / static_cast<double>(test.size());
 }
 
 namespace {
@@ -96,14 +106,11 @@ int run(const std::string& name, Config& c, const std::function<std::shared_ptr<
   const Device device(c.device);
   WEFT_CHECK(!c.cuda_graph || device.is_cuda(), "--cuda-graph needs --device cuda");
   if (device.is_cuda()) cuda::set_device(device.index);  // kernels run on the current device
-  const data::Normalize norm{data::kFashionMnistMean, data::kFashionMnistStd};
-  data::TensorDataset train = data::load_fashion_mnist(c.data, true, norm);
-  data::TensorDataset test = data::load_fashion_mnist(c.data, false, norm);
-  if (c.limit > 0) train = train.head(c.limit);
+  const auto [train, test] = load_data(c);
 
   std::shared_ptr<nn::Module> model = make_model();
   model->to(device);
-  auto opt = make_optimizer(c, model->parameters());
+  auto opt = make_optimizer(c.r, model->parameters());
   data::DataLoader loader(train, {.batch_size = c.r.batch_size, .shuffle = true, .seed = c.seed});
   const int64_t total_steps = loader.num_batches() * c.r.epochs;
   optim::CosineWarmupLR schedule(*opt, static_cast<int64_t>(c.r.warmup_fraction * total_steps), total_steps);

@@ -1,5 +1,6 @@
-// The training loop both samples share: flags, data, the epoch loop with a progress bar,
-// evaluation, checkpoints, and the final summary line.
+// The training loop the samples share: flags, data, the epoch loop with a progress bar,
+// evaluation, checkpoints, and the final summary line. train_ddp reuses the pieces
+// (flags, data, optimizer, evaluation) around its own data-parallel loop.
 #pragma once
 
 #include <functional>
@@ -8,7 +9,9 @@
 
 #include "../../weft.h"
 
-namespace CLI { class App; }
+namespace CLI {
+class App;
+}
 
 namespace weft::samples {
 
@@ -23,7 +26,7 @@ struct Recipe {
   double momentum = 0.9;           // sgd only
 };
 
-// Everything the flags set.
+// Everything the common flags set.
 struct Config {
   Recipe r;
   int threads = 0;  // 0: leave weft's default
@@ -32,14 +35,28 @@ struct Config {
   std::string device = "cpu";
   std::string checkpoint, resume;
   int64_t limit = 0;  // train on the first N samples only (quick runs)
-  bool cuda_graph = false;
+  bool cuda_graph = false;  // capture the step as a CUDA graph (GPU only)
 };
 
-// The pieces of the loop, for samples that need their own (train_pruned):
-// the shared flags, the optimizer --optimizer names, and test accuracy (eval mode,
-// no tape, then back to train mode).
+// --epochs --batch-size --lr --optimizer --weight-decay --label-smoothing --threads
+// --seed --data --device --checkpoint --resume --limit, with c's values as defaults.
 void add_flags(CLI::App& app, Config& c);
-std::unique_ptr<optim::Optimizer> make_optimizer(const Config& c, const std::vector<Tensor>& params);
+
+// Fashion-MNIST, normalised with the training set's mean and std; --limit applied.
+struct FashionMnist {
+  data::TensorDataset train, test;
+};
+FashionMnist load_data(const Config& c);
+
+// The optimizer --optimizer names, with the recipe's settings.
+std::unique_ptr<optim::Optimizer> make_optimizer(const Recipe& r, const std::vector<Tensor>& params);
+inline std::unique_ptr<optim::Optimizer> make_optimizer(const Config& c, const std::vector<Tensor>& params) {
+  return make_optimizer(c.r, params);
+}
+
+// How many samples of `test` the model classifies correctly (eval mode, no tape).
+int64_t count_correct(nn::Module& model, const data::TensorDataset& test, Device device);
+// The fraction of `test` classified correctly (then back to train mode).
 double evaluate(nn::Module& model, const data::TensorDataset& test, Device device);
 
 // Parses the command line (defaults from `recipe`), trains the model `make_model`

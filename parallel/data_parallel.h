@@ -1,0 +1,79 @@
+// DataParallel: one process, several devices, one model copy (replica) per device.
+//
+// Each training step
+//
+//   batch (B, ...) --scatter along dim 0--> shard r (B_r, ...) on devices[r]
+//        replica r, on its own thread: loss_r = loss_fn(replica_r(shard_r), y_r)
+//                                      (loss_r * B_r / B).backward()
+//   primary.grad += replica_r.grad      for r = 1..N-1, in rank order, on devices[0]
+//
+// leaves in the primary module's .grad exactly the gradient of the mean loss over the
+// whole batch (the B_r / B weights turn N shard means into one batch mean), so the
+// optimizer is built on module().parameters() and sees no difference from one device.
+// Replica 0 *is* the primary module; the others are refreshed from it at the start of
+// every step (parameters and buffers), which keeps them in sync after each optimizer
+// step whatever the optimizer did.
+//
+// Why a thread per replica: weft's tape is per thread (autograd/tape.h), so each replica
+// records and walks its own graph with no locking, and the replicas' forward and
+// backward passes run at the same time. Each replica thread runs its ops under a
+// ThreadLimit of cores / N, so N replicas share the intra-op pool instead of each
+// asking for every core.
+//
+// Logical CPU devices (cpu:0, cpu:1, ...) make this real parallelism on a multi-core
+// host with no GPU; with cuda:0, cuda:1 the same code drives GPUs.
+//
+// DataParallel is the simple, single-process design: the primary device does all the
+// reduction and every replica is re-copied each step. DistributedDataParallel
+// (parallel/ddp.h) is the one that scales: one process (or thread) per rank, gradients
+// all-reduced in buckets while backward is still running. See docs/data-parallel.md.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "../nn/replicate.h"
+
+namespace weft::parallel {
+
+// (output, target) -> the mean loss over the shard, a one-element tensor.
+using LossFn = std::function<Tensor(const Tensor& output, const Tensor& target)>;
+
+class DataParallel {
+ public:
+  // `module` becomes the primary replica and is moved to devices[0]; `make` builds
+  // fresh copies of the same architecture (see nn/replicate.h). Devices must be
+  // distinct.
+  DataParallel(std::shared_ptr<nn::Module> module, nn::ModuleFactory make, std::vector<Device> devices);
+
+  // One forward and backward over the batch x (B, ...), y (B, ...), both on any one
+  // device: adds d(mean loss)/d(param) into the primary module's .grad (like a
+  // backward: zero the grads first, or accumulate on purpose). Returns the mean loss
+  // over the whole batch. With B < N devices, only the first B replicas get work.
+  double forward_backward(const Tensor& x, const Tensor& y, const LossFn& loss_fn);
+
+  // Copies the primary's parameters and buffers into every other replica. The next
+  // forward_backward does it anyway; call it to inspect the replicas after a step.
+  void sync_replicas();
+
+  nn::Module& module() { return *replicas_[0]; }  // the primary: optimize, evaluate, save this
+  const std::shared_ptr<nn::Module>& replica(size_t r) const { return replicas_.at(r); }
+  const std::vector<Device>& devices() const { return devices_; }
+  size_t num_replicas() const { return replicas_.size(); }
+
+  // How many samples of a batch of B replica r gets: B / N, the first B % N replicas
+  // one more, so shard sizes differ by at most one.
+  static int64_t shard_size(int64_t batch, size_t num_replicas, size_t r);
+
+ private:
+  // Forward and backward of replica r on its shard; returns its weighted loss.
+  double run_replica(size_t r, const Tensor& x, const Tensor& y, int64_t batch, const LossFn& loss_fn);
+  // primary.grad += replica_r.grad for every replica r > 0 that got samples.
+  void reduce_gradients(size_t replicas_used);
+
+  std::vector<Device> devices_;
+  std::vector<std::shared_ptr<nn::Module>> replicas_;  // [0] is the primary
+};
+
+}  // namespace weft::parallel

@@ -1,0 +1,142 @@
+#include "ddp.h"
+
+#include "../autograd/tape.h"
+#include "parameter_check.h"
+#include "trace.h"
+
+namespace weft::parallel {
+
+DistributedDataParallel::DistributedDataParallel(std::shared_ptr<nn::Module> module,
+                                                 std::shared_ptr<Communicator> comm, const DDPOptions& opt)
+    : module_(std::move(module)), comm_(std::move(comm)), opt_(opt) {
+  WEFT_CHECK(module_ != nullptr, "DistributedDataParallel: the module is null");
+  WEFT_CHECK(comm_ != nullptr, "DistributedDataParallel: the communicator is null");
+  WEFT_CHECK(opt_.bucket_cap_mb > 0, "DistributedDataParallel: bucket_cap_mb must be positive, got ",
+             opt_.bucket_cap_mb);
+  contributors_ = comm_->size();
+  verify_same_parameters(*module_, *comm_);
+  // Every replica starts from rank 0's values (and buffers: BatchNorm's running stats).
+  {
+    autograd::NoGradGuard no_grad;
+    for (const auto& [name, t] : module_->state_dict()) comm_->broadcast(t, 0);
+  }
+  build_buckets();
+}
+
+DistributedDataParallel::~DistributedDataParallel() {
+  for (auto& [param, id] : hooks_) param.remove_grad_ready_hook(id);
+  // Never leave an all-reduce writing into a buffer that is about to be freed.
+  for (auto& b : buckets_)
+    if (b.work) try {
+        b.work->wait();
+      } catch (...) {
+      }
+}
+
+Tensor DistributedDataParallel::forward(const Tensor& x) {
+  trace::Scope span("forward", "compute", comm_->rank());
+  return (*module_)(x);
+}
+
+void DistributedDataParallel::backward(const Tensor& loss) {
+  trace::Scope span("backward", "compute", comm_->rank());
+  loss.backward();
+}
+
+void DistributedDataParallel::build_buckets() {
+  const std::vector<Tensor> params = module_->parameters();
+  std::vector<int64_t> bytes;
+  for (const Tensor& p : params) bytes.push_back(p.numel() * static_cast<int64_t>(element_size(p.dtype())));
+  const auto cap = static_cast<int64_t>(opt_.bucket_cap_mb * 1024 * 1024);
+  for (const std::vector<size_t>& indices : assign_buckets(bytes, cap)) {
+    std::vector<Tensor> members;
+    for (size_t i : indices) members.push_back(params[i]);
+    buckets_.emplace_back(indices, members);
+  }
+  // The hooks capture the bucket's index, not a pointer: buckets_ is complete by now
+  // and never reallocates, but an index says plainly what is meant.
+  for (size_t b = 0; b < buckets_.size(); ++b)
+    for (size_t i : buckets_[b].indices()) {
+      Tensor p = params[i];
+      hooks_.emplace_back(p, p.register_grad_ready_hook([this, b](const Tensor&) { on_grad_ready(b); }));
+    }
+}
+
+// Runs inside backward, on this rank's thread, the moment one parameter's gradient is
+// final.
+void DistributedDataParallel::on_grad_ready(size_t bucket) {
+  if (!sync_enabled_) return;  // no_sync(): accumulate locally
+  if (!buckets_[bucket].mark_ready()) return;
+  if (opt_.overlap && !opt_.deterministic) launch_ready_buckets();
+}
+
+void DistributedDataParallel::launch(GradientBucket& b) {
+  trace::Scope span("launch bucket", "ddp", comm_->rank(),
+                    trace::enabled() ? detail::str(b.numel(), " float32") : std::string());
+  b.pack(/*zeros=*/!has_data_);
+  b.work = comm_->allreduce_async(b.flat(), ReduceOp::Sum);
+  b.launched = true;
+}
+
+void DistributedDataParallel::launch_ready_buckets() {
+  while (next_launch_ < buckets_.size() && buckets_[next_launch_].ready()) launch(buckets_[next_launch_++]);
+}
+
+// The deterministic reduction: every rank gathers all ranks' buckets and adds them in
+// rank order, so the float result is the same expression on every rank and every run.
+void DistributedDataParallel::fixed_order_mean(GradientBucket& b) {
+  b.pack(/*zeros=*/!has_data_);
+  const int64_t n = b.numel();
+  Tensor all = empty({n * comm_->size()}, {.dtype = kFloat32, .device = b.flat().device()});
+  comm_->allgather(b.flat(), all);
+  autograd::NoGradGuard no_grad;
+  Tensor sum = b.flat();
+  sum.copy_(all.narrow(0, 0, n));
+  for (int r = 1; r < comm_->size(); ++r) sum.add_(all.narrow(0, r * n, n));
+}
+
+void DistributedDataParallel::synchronize() {
+  WEFT_CHECK(sync_enabled_, "DistributedDataParallel::synchronize: called inside no_sync(); the accumulated "
+                            "gradients are all-reduced by the first synchronize() after the guard ends");
+  WEFT_CHECK(contributors_ > 0, "DistributedDataParallel::synchronize: join() said no rank has data; end the loop");
+  trace::Scope span("synchronize", "ddp", comm_->rank());
+  try {
+    if (opt_.deterministic) {
+      for (auto& b : buckets_) fixed_order_mean(b);
+    } else {
+      // Buckets backward did not launch: overlap off, a rank without data, or
+      // parameters that took no part in the loss. Still in bucket order.
+      while (next_launch_ < buckets_.size()) launch(buckets_[next_launch_++]);
+      for (auto& b : buckets_) {
+        b.work->wait();
+        b.work.reset();
+      }
+    }
+    for (auto& b : buckets_) b.unpack(static_cast<double>(contributors_));
+  } catch (...) {
+    reset_round();
+    throw;
+  }
+  reset_round();
+}
+
+void DistributedDataParallel::reset_round() {
+  for (auto& b : buckets_) {
+    b.reset();
+    b.launched = false;
+    b.work.reset();
+  }
+  next_launch_ = 0;
+  has_data_ = true;
+  contributors_ = comm_->size();
+}
+
+int DistributedDataParallel::join(bool has_data) {
+  Tensor flag = tensor(std::vector<int64_t>{has_data ? 1 : 0});
+  comm_->allreduce(flag, ReduceOp::Sum);
+  has_data_ = has_data;
+  contributors_ = static_cast<int>(flag.item<int64_t>());
+  return contributors_;
+}
+
+}  // namespace weft::parallel

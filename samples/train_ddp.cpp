@@ -1,0 +1,268 @@
+// train_ddp: the MLP or the CNN trained with DistributedDataParallel on Fashion-MNIST.
+//
+//   train_ddp --model cnn --backend threads --replicas 2          # 2 rank threads
+//   mpirun -np 2 train_ddp --model cnn --backend mpi              # 2 processes
+//   train_ddp --model mlp --replicas 4 --trace ddp.json           # timeline for Perfetto
+//
+// Every rank builds the same model, wraps it in DistributedDataParallel (which checks
+// the models agree and broadcasts rank 0's parameters), and reads its own share of each
+// epoch through a DistributedSampler. --batch-size is the batch of ONE rank, as in
+// PyTorch: the optimizer step sees the mean gradient of world_size * batch-size samples.
+// So N ranks at --batch-size B/N train exactly like one process at B (up to float
+// rounding in the sums); N ranks at B process N times the samples per step (weak
+// scaling: that is what train_samples_per_s measures).
+//
+// The loop is the uneven-inputs loop of parallel/ddp.h: join() first, so that a rank
+// out of batches never leaves the others waiting. Each rank runs its ops on
+// cores / ranks-on-this-machine intra-op threads (--rank-threads to choose), so ranks
+// do not fight over the cores. Rank 0 prints the progress and the results, and is the
+// only rank that writes checkpoints -- with the unwrapped model's keys, so train_mlp or
+// train_cnn (and a plain model) can load them.
+//
+// The last line is `test_accuracy=<a> train_samples_per_s=<s> world_size=<N>`, where s
+// counts the samples of all ranks.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <cstdlib>
+#include <optional>
+#include <thread>
+
+#include "../parallel/ddp.h"
+#include "../parallel/mpi_communicator.h"
+#include "../parallel/trace_gather.h"
+#include "common/models.h"
+#include "common/progress.h"
+#include "common/trainer.h"
+
+using namespace weft;
+using weft::parallel::Communicator;
+
+namespace {
+
+struct DdpConfig {
+  samples::Config t;
+  std::string model = "mlp";  // mlp | cnn
+  std::string backend = "threads";
+  int replicas = 2;           // threads backend: how many rank threads
+  int rank_threads = 0;       // intra-op threads per rank; 0: cores / local ranks
+  bool no_overlap = false;    // all-reduce after backward instead of during it
+  bool deterministic = false;
+  // 1 MiB, not DDP's 25 MiB default: both models hold about 2 MB of gradients, so a
+  // 25 MiB bucket would take them all and nothing could be sent before backward ends.
+  // (PyTorch likewise caps its first bucket at 1 MiB.)
+  double bucket_mb = 1;
+  std::string trace;          // Chrome trace output
+  int trace_steps = 40;       // how many steps of the first epoch to record
+  bool mpi_polled = false;    // MPI: non-blocking collectives polled by weft (see mpi_communicator.h)
+};
+
+// The samples' default recipes (train_mlp.cpp, train_cnn.cpp).
+samples::Recipe default_recipe(const std::string& model) {
+  if (model == "mlp") return {.epochs = 10, .batch_size = 128, .lr = 2e-3};
+  if (model == "cnn") return {.epochs = 5, .batch_size = 128, .lr = 2e-3};
+  throw Error(detail::str("--model: unknown model '", model, "' (use mlp or cnn)"));
+}
+
+std::shared_ptr<nn::Module> make_model(const std::string& model) {
+  if (model == "cnn") return samples::make_cnn();
+  return samples::make_mlp();
+}
+
+// Ranks that share this machine's cores: the threads backend's replicas, or what
+// mpirun says runs on this node.
+int local_ranks(const DdpConfig& c, const Communicator& comm) {
+  if (c.backend == "threads") return comm.size();
+  if (const char* s = std::getenv("OMPI_COMM_WORLD_LOCAL_SIZE")) return std::max(1, std::atoi(s));
+  return comm.size();
+}
+
+// What one rank does, start to end. Returns on every rank at the same time.
+void train_rank(const DdpConfig& c, std::shared_ptr<Communicator> comm, std::shared_ptr<nn::Module> model,
+                const samples::FashionMnist& data) {
+  const int rank = comm->rank(), world = comm->size();
+  const bool lead = rank == 0;
+  const int threads = c.rank_threads > 0 ? c.rank_threads : std::max(1, num_threads() / local_ranks(c, *comm));
+  ThreadLimit limit(threads);
+  const samples::Recipe& r = c.t.r;
+
+  parallel::DistributedDataParallel ddp(
+      model, comm, {.bucket_cap_mb = c.bucket_mb, .overlap = !c.no_overlap, .deterministic = c.deterministic});
+  auto opt = samples::make_optimizer(r, model->parameters());
+  auto sampler = std::make_shared<data::DistributedSampler>(data.train.size(), world, rank,
+                                                            data::DistributedSamplerOptions{.seed = c.t.seed});
+  data::DataLoader loader(data.train, {.batch_size = r.batch_size, .sampler = sampler});
+  const int64_t total_steps = loader.num_batches() * r.epochs;
+  optim::CosineWarmupLR schedule(*opt, static_cast<int64_t>(r.warmup_fraction * total_steps), total_steps);
+  if (lead)
+    std::printf("train_ddp: %s, %lld parameters, backend %s, world_size %d, %d intra-op thread%s per rank, "
+                "batch %lld per rank (global %lld), %zu gradient bucket%s, overlap %s%s\n",
+                c.model.c_str(), static_cast<long long>(model->num_parameters()), comm->backend().c_str(), world,
+                threads, threads == 1 ? "" : "s", static_cast<long long>(r.batch_size),
+                static_cast<long long>(r.batch_size * world), ddp.buckets().size(), ddp.buckets().size() == 1 ? "" : "s",
+                c.no_overlap || c.deterministic ? "off" : "on", c.deterministic ? ", deterministic" : "");
+
+  int start_epoch = 0;
+  if (!c.t.resume.empty()) {  // every rank reads the same file: same parameters, same optimizer state
+    auto meta = optim::load_checkpoint(c.t.resume, ddp.module(), opt.get());
+    start_epoch = std::stoi(meta.at("epoch"));
+    schedule.set_step(opt->steps_taken());
+    if (lead) std::printf("resumed from %s at epoch %d\n", c.t.resume.c_str(), start_epoch);
+  }
+
+  // Each rank scores its slice of the test set; one all-reduce adds the counts.
+  const int64_t n_test = data.test.size();
+  const data::TensorDataset my_test = data.test.slice(n_test * rank / world, n_test * (rank + 1) / world);
+  auto accuracy = [&] {
+    Tensor correct = tensor(std::vector<int64_t>{samples::count_correct(ddp.module(), my_test, kCPU)});
+    comm->allreduce(correct, parallel::ReduceOp::Sum);
+    return static_cast<double>(correct.item<int64_t>()) / static_cast<double>(n_test);
+  };
+
+  double train_seconds = 0, acc = 0;
+  int64_t train_samples = 0;
+  int64_t traced = 0;
+  for (int epoch = start_epoch; epoch < r.epochs; ++epoch) {
+    loader.set_epoch(epoch);
+    std::optional<samples::ProgressBar> bar;
+    if (lead) bar.emplace(detail::str("epoch ", epoch + 1, "/", r.epochs), loader.num_batches());
+    comm->barrier();  // start the clock together
+    const auto t0 = std::chrono::steady_clock::now();
+    for (;;) {
+      if (!c.trace.empty() && traced == c.trace_steps) parallel::trace::enable(false);
+      ++traced;
+      std::optional<data::Batch> b = loader.next();
+      const int active = ddp.join(b.has_value());
+      if (active == 0) break;
+      opt->zero_grad();
+      double loss_value = 0;
+      if (b) {
+        Tensor loss = nn::cross_entropy(ddp(b->x), b->y, r.label_smoothing);
+        ddp.backward(loss);
+        loss_value = loss.item<double>();
+      }
+      ddp.synchronize();
+      opt->step();
+      schedule.step();
+      // Every rank had a batch of about the same size: count the global samples.
+      const int64_t step_samples = (b ? b->size() : 0) * active;
+      train_samples += step_samples;
+      if (bar) bar->update(step_samples, loss_value);
+    }
+    train_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (bar) bar->finish();
+    acc = accuracy();
+    if (lead) std::printf("epoch %d: test_accuracy=%.4f lr=%.2e\n", epoch + 1, acc, opt->lr());
+    if (lead && !c.t.checkpoint.empty())
+      optim::save_checkpoint(c.t.checkpoint, ddp.module(), opt.get(),
+                             {{"epoch", std::to_string(epoch + 1)}, {"sample", "train_ddp"},
+                              {"world_size", std::to_string(world)},
+                              // what train_mlp/train_cnn --resume expect
+                              {"generator_offset", std::to_string(default_generator().offset())}});
+    comm->barrier();  // nobody races ahead of (or resumes from) a half-written checkpoint
+  }
+  if (start_epoch >= r.epochs) acc = accuracy();
+  if (!c.trace.empty()) {
+    parallel::gather_chrome_trace(*comm, c.trace);
+    if (lead) std::printf("trace of the first %d steps written to %s (open it at https://ui.perfetto.dev)\n",
+                          c.trace_steps, c.trace.c_str());
+  }
+  if (lead)
+    std::printf("test_accuracy=%.4f train_samples_per_s=%.1f world_size=%d\n", acc,
+                train_seconds > 0 ? static_cast<double>(train_samples) / train_seconds : 0.0, world);
+}
+
+// --backend threads: `replicas` rank threads in this process. A rank that fails aborts
+// its communicator so the others stop at once instead of at the timeout.
+void run_threads(const DdpConfig& c, const samples::FashionMnist& data) {
+  WEFT_CHECK(c.replicas >= 1, "--replicas must be at least 1, got ", c.replicas);
+  auto comms = parallel::make_thread_group(c.replicas);
+  // Models are built here, one after another, because initialisation draws from the
+  // process-wide generator (DDP then overwrites ranks 1.. with rank 0's values anyway).
+  std::vector<std::shared_ptr<nn::Module>> models;
+  for (int r = 0; r < c.replicas; ++r) models.push_back(make_model(c.model));
+  std::vector<std::string> errors(static_cast<size_t>(c.replicas));
+  std::vector<std::thread> threads;
+  for (int r = 0; r < c.replicas; ++r)
+    threads.emplace_back([&, r] {
+      try {
+        train_rank(c, comms[r], models[r], data);
+      } catch (const std::exception& e) {
+        errors[r] = e.what();
+        comms[r]->abort(e.what());
+      }
+    });
+  for (auto& t : threads) t.join();
+  for (const std::string& e : errors)
+    if (!e.empty()) throw Error(e);  // the first rank's error; the others followed from it
+}
+
+std::shared_ptr<Communicator> mpi_world(const DdpConfig& c) {
+  WEFT_CHECK(parallel::built_with_mpi(), "--backend mpi: weft was built without MPI (install libopenmpi-dev, then "
+                                         "meson setup --reconfigure -Dmpi=enabled)");
+  // Open MPI busy-polls while a rank waits inside a collective: right for a rank with
+  // nothing else to do, wrong here, where a bucket's all-reduce waits on the progress
+  // thread while backward computes on the same cores. Asking it to yield the core when
+  // idle lets backward run. (Must be set before MPI starts; OMPI_MCA_mpi_yield_when_idle=0
+  // in the environment turns it back off, to compare.)
+  setenv("OMPI_MCA_mpi_yield_when_idle", "1", /*overwrite=*/0);
+  auto comm = parallel::MpiCommunicator::world();
+  comm->set_polled_collectives(c.mpi_polled);
+  return comm;
+}
+
+std::shared_ptr<Communicator> nccl_world() {
+  if (!WEFT_HAVE_NCCL)
+    throw Error("--backend nccl: weft was built without NCCL (install libnccl-dev and CUDA, then meson setup "
+                "--reconfigure -Dcuda=enabled)");
+  // parallel::NcclCommunicator exists, but DistributedDataParallel's small control
+  // collectives (the parameter check, join) and this sample's data path still use CPU
+  // tensors, which NCCL cannot carry.
+  throw Error("--backend nccl: train_ddp does not drive GPUs yet (DDP's control collectives use CPU tensors); "
+              "use --backend threads or mpi");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  DdpConfig c;
+  CLI::App app{"train_ddp: data-parallel training on Fashion-MNIST with weft's DistributedDataParallel"};
+  c.t.r = default_recipe("mlp");
+  samples::add_flags(app, c.t);
+  app.add_option("--model", c.model, "mlp or cnn (each with its sample's default recipe)")->capture_default_str();
+  app.add_option("--backend", c.backend, "threads, mpi (run under mpirun) or nccl")->capture_default_str();
+  app.add_option("--replicas", c.replicas, "threads backend: number of ranks")->capture_default_str();
+  app.add_option("--rank-threads", c.rank_threads, "intra-op threads per rank (default: cores / ranks on this machine)");
+  app.add_flag("--no-overlap", c.no_overlap, "all-reduce the gradients after backward, not during it");
+  app.add_flag("--deterministic", c.deterministic, "rank-order gradient sum, bit-reproducible (slower)");
+  app.add_option("--bucket-mb", c.bucket_mb, "gradient bucket size in MiB")->capture_default_str();
+  app.add_option("--trace", c.trace, "write a Chrome trace (Perfetto) of compute and communication per rank");
+  app.add_option("--trace-steps", c.trace_steps, "steps of the first epoch the trace records")->capture_default_str();
+  app.add_flag("--mpi-polled", c.mpi_polled, "mpi: MPI_Iallreduce polled by weft instead of MPI_Allreduce");
+  CLI11_PARSE(app, argc, argv);
+  try {
+    // The recipe follows --model unless a flag set it.
+    const samples::Recipe def = default_recipe(c.model);
+    if (app.count("--epochs") == 0) c.t.r.epochs = def.epochs;
+    if (app.count("--batch-size") == 0) c.t.r.batch_size = def.batch_size;
+    if (app.count("--lr") == 0) c.t.r.lr = def.lr;
+    WEFT_CHECK(c.t.device == "cpu", "train_ddp: --device ", c.t.device,
+               " is not supported; the ranks are the devices (threads/mpi on the CPU, nccl on GPUs)");
+    if (c.t.threads > 0) set_num_threads(c.t.threads);
+    manual_seed(c.t.seed);
+    if (!c.trace.empty()) parallel::trace::enable();
+    if (c.backend == "threads") {
+      const samples::FashionMnist data = samples::load_data(c.t);
+      run_threads(c, data);
+    } else if (c.backend == "mpi" || c.backend == "nccl") {
+      auto comm = c.backend == "mpi" ? mpi_world(c) : nccl_world();
+      const samples::FashionMnist data = samples::load_data(c.t);
+      train_rank(c, comm, make_model(c.model), data);
+    } else {
+      throw Error(detail::str("--backend: unknown backend '", c.backend, "' (use threads, mpi or nccl)"));
+    }
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "train_ddp: error: %s\n", e.what());
+    return 1;
+  }
+}

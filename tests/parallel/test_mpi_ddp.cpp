@@ -1,0 +1,138 @@
+// DistributedDataParallel over the MPI communicator, run by every process of
+//   mpirun -np N build/tests/weft_mpi_tests
+// The same checks as the threads backend's (tests/parallel/test_ddp.cpp): N processes
+// on shards of a global batch train like one process on the whole batch, bit for bit
+// in deterministic mode; plus the per-rank timeline gathered into one Chrome trace.
+#include <catch2/catch.hpp>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "parallel/ddp.h"
+#include "parallel/mpi_communicator.h"
+#include "parallel/trace_gather.h"
+#include "parallel_helpers.h"
+
+using namespace weft;
+using namespace weft::parallel;
+using weft::test::make_tiny_mlp;
+using weft::test::shard;
+using weft::test::tiny_batch;
+
+namespace {
+
+std::shared_ptr<MpiCommunicator> world() {
+  auto c = MpiCommunicator::world();
+  c->set_timeout(Timeout(20'000));
+  c->set_check_arrivals(true);
+  c->set_polled_collectives(false);
+  return c;
+}
+
+Tensor ce(const Tensor& out, const Tensor& y) { return nn::cross_entropy(out, y); }
+constexpr double kSmallBucketsMb = 128.0 / (1024 * 1024);  // three buckets for the tiny MLP
+
+// Every process builds the same initial model from the same seed, so each can compute
+// the one-process reference itself.
+std::shared_ptr<nn::Module> initial_model() {
+  manual_seed(1234);
+  return make_tiny_mlp();
+}
+
+}  // namespace
+
+TEST_CASE("mpi DDP trains like one process on the global batch", "[ddp][mpi]") {
+  auto comm = world();
+  const int n = comm->size(), r = comm->rank();
+  const int64_t batch = 4 * n;
+  ThreadLimit one(1);
+  for (bool deterministic : {false, true}) {
+    auto single = initial_model();
+    // Deterministic mode's reference sums the per-shard gradients in rank order.
+    optim::SGD opt_single(single->parameters(), {.lr = 0.1, .momentum = 0.9});
+    for (int s = 0; s < 3; ++s) {
+      const auto b = tiny_batch(batch, 300 + s);
+      std::vector<Tensor> sum;
+      for (int q = 0; q < n; ++q) {
+        single->zero_grad();
+        ce((*single)(shard(b.x, q, n)), shard(b.y, q, n)).backward();
+        const auto params = single->parameters();
+        for (size_t i = 0; i < params.size(); ++i) {
+          if (q == 0) sum.push_back(params[i].grad().clone());
+          else sum[i].add_(params[i].grad());
+        }
+      }
+      const auto params = single->parameters();
+      for (size_t i = 0; i < params.size(); ++i) {
+        Tensor p = params[i];
+        p.set_grad(sum[i].div_(static_cast<double>(n)));
+      }
+      opt_single.step();
+    }
+
+    auto model = initial_model();
+    if (r != 0) model = make_tiny_mlp();  // other ranks start elsewhere: DDP broadcasts rank 0's
+    DistributedDataParallel ddp(model, comm, {.bucket_cap_mb = kSmallBucketsMb, .deterministic = deterministic});
+    optim::SGD opt(model->parameters(), {.lr = 0.1, .momentum = 0.9});
+    for (int s = 0; s < 3; ++s) {
+      const auto b = tiny_batch(batch, 300 + s);
+      opt.zero_grad();
+      ddp.backward(ce(ddp(shard(b.x, r, n)), shard(b.y, r, n)));
+      ddp.synchronize();
+      opt.step();
+    }
+    INFO("rank " << r << (deterministic ? ", deterministic" : ""));
+    if (deterministic) CHECK(weft::test::params_equal(*model, *single));
+    else CHECK(weft::test::max_param_diff(*model, *single) < 1e-5);
+  }
+}
+
+TEST_CASE("mpi DDP: uneven inputs end together; the trace of every rank lands in one file", "[ddp][mpi]") {
+  auto comm = world();
+  const int n = comm->size(), r = comm->rank();
+  trace::clear();
+  trace::enable();
+  auto model = initial_model();
+  DistributedDataParallel ddp(model, comm, {.bucket_cap_mb = kSmallBucketsMb});
+  optim::SGD opt(model->parameters(), {.lr = 0.1});
+  int steps = 0;
+  for (int s = 0;; ++s) {
+    const bool has_batch = s < r + 1;  // rank r has r + 1 batches
+    if (ddp.join(has_batch) == 0) break;
+    opt.zero_grad();
+    if (has_batch) {
+      const auto b = tiny_batch(4, 10 * r + s);
+      ddp.backward(ce(ddp(b.x), b.y));
+    }
+    ddp.synchronize();
+    opt.step();
+    ++steps;
+  }
+  CHECK(steps == n);
+
+  test::TempDir dir;  // only rank 0's is written: the others pass their own, unused
+  const std::string path = dir.file("trace.json");
+  gather_chrome_trace(*comm, path);
+  trace::enable(false);
+  trace::clear();
+  if (r == 0) {
+    std::ifstream in(path);
+    REQUIRE(in);
+    const auto doc = nlohmann::json::parse(in);
+    std::vector<int> backward(static_cast<size_t>(n), 0), allreduce(static_cast<size_t>(n), 0);
+    for (const auto& e : doc["traceEvents"]) {
+      if (e["ph"] != "X") continue;
+      const int pid = e["pid"].get<int>();
+      REQUIRE(pid >= 0);
+      REQUIRE(pid < n);
+      CHECK(e["ts"].get<double>() >= 0);
+      if (e["name"] == "backward") ++backward[static_cast<size_t>(pid)];
+      if (e["name"] == "allreduce") ++allreduce[static_cast<size_t>(pid)];
+    }
+    for (int q = 0; q < n; ++q) {
+      INFO("rank " << q);
+      CHECK(backward[static_cast<size_t>(q)] == q + 1);  // a backward per batch it had
+      CHECK(allreduce[static_cast<size_t>(q)] >= 3 * n);  // 3 buckets a step, and the joins
+    }
+  }
+  comm->barrier();
+}
