@@ -225,13 +225,19 @@ bool ThreadGroup::cancel(const std::shared_ptr<Transfer>& t) {
     for (auto it = queue->begin(); it != queue->end(); ++it)
       if (*it == t) {
         queue->erase(it);
+        t->withdrawn = true;
         return true;
       }
   return false;  // already matched: the copy is under way and finishes shortly
 }
 
 void ThreadGroup::abandon(const std::shared_ptr<Transfer>& t) {
-  if (t->done.load(std::memory_order_acquire) || cancel(t)) return;
+  if (t->done.load(std::memory_order_acquire)) return;
+  {
+    std::lock_guard lock(mu_);
+    if (t->withdrawn) return;  // wait_transfer already took it back
+  }
+  if (cancel(t)) return;
   while (!t->done.load(std::memory_order_acquire)) std::this_thread::yield();
 }
 

@@ -65,6 +65,7 @@ struct Transfer {
   DType dtype = kFloat32;
   std::string error;               // set before done when the two sides disagree
   std::atomic<bool> done{false};
+  bool withdrawn = false;          // taken back out of its mailbox unmatched (under mu_)
 };
 
 class ThreadGroup {
