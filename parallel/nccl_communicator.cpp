@@ -129,6 +129,16 @@ struct NcclCommunicator::Impl {
   }
   Timeout boot_timeout = kDefaultTimeout;
 
+  // weft's kernels and copies run on the thread's current stream, a non-blocking one that
+  // our stream is not ordered after: without this the collective could read an input the
+  // copy or kernel that produces it has not finished writing. (The host waits for our
+  // stream before returning, so later weft work needs no event the other way.)
+  void after_compute() {
+    cuda::Event produced;
+    produced.record(cuda::current_stream(device));
+    produced.wait(cuda::Stream(stream, device));
+  }
+
   // Polls the stream until the queued work finished, an NCCL error, or the deadline.
   void wait_stream(const std::string& what, Timeout timeout) {
     const auto deadline = Clock::now() + timeout;
@@ -160,6 +170,7 @@ struct NcclCommunicator::Impl {
     if (check_arrivals) handshake(h, what);
     else if (!h.problem.empty()) throw Error(what + ": " + h.problem);
     check_cuda(cudaSetDevice(device), what + ": cudaSetDevice");
+    after_compute();
     check_nccl(enqueue(), what);
     wait_stream(what, timeout);
   }
@@ -202,7 +213,7 @@ std::shared_ptr<NcclCommunicator> NcclCommunicator::create(std::shared_ptr<Commu
   bootstrap->broadcast(id_words, 0);
   std::memcpy(&id, id_words.raw_data(), sizeof id);
   check_cuda(cudaSetDevice(device), "NcclCommunicator: cudaSetDevice");
-  check_cuda(cudaStreamCreate(&m->stream), "NcclCommunicator: cudaStreamCreate");  // blocking: orders after the default stream
+  check_cuda(cudaStreamCreate(&m->stream), "NcclCommunicator: cudaStreamCreate");  // ordered after weft's work by after_compute()
   ncclResult_t r = ncclCommInitRank(&m->comm, m->size, id, m->rank);
   WEFT_CHECK(r == ncclSuccess, "NcclCommunicator: ncclCommInitRank (rank ", m->rank, " of ", m->size, ", cuda:", device,
              "): ", ncclGetErrorString(r));
@@ -358,6 +369,7 @@ class NcclTransfer : public Work {
     check_cuda(cudaSetDevice(m_.device), what_ + ": cudaSetDevice");
     auto batch = std::move(m_.posted);
     m_.posted.clear();
+    m_.after_compute();
     m_.check_nccl(ncclGroupStart(), what_);
     for (auto& t : batch) {
       const auto type = nccl_type(t->t_.dtype());
