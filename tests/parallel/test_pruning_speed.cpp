@@ -1,5 +1,7 @@
 // Speed from sparsity, checked for correctness: SparseLinear, structured removal, and
 // masks kept identical across data-parallel ranks.
+#include <mutex>
+
 #include "../helpers.h"
 
 using namespace weft;
@@ -137,7 +139,14 @@ struct RankResult {
 RankResult data_parallel_pruning(parallel::Communicator* comm) {
   ThreadLimit one(1);
   const int rank = comm ? comm->rank() : 0, world = comm ? comm->size() : 1;
-  auto model = mlp();
+  // mlp() seeds and draws from the one global generator: ranks that are threads must
+  // take turns, or their draws interleave and each starts from different weights.
+  static std::mutex init_mu;
+  std::shared_ptr<nn::Sequential> model;
+  {
+    std::lock_guard lock(init_mu);
+    model = mlp();
+  }
   prune::Pruner pruner(*model);
   optim::SGD opt(model->parameters(), {.lr = 0.05, .momentum = 0.9, .weight_decay = 1e-3});
   pruner.attach(opt);
