@@ -55,7 +55,7 @@ struct DataLoaderOptions {
   uint64_t seed = 0;       // the shuffle's Generator seed
   bool drop_last = false;  // drop the last batch when it would be smaller than batch_size
   bool prefetch = true;    // make the next batch on a background thread
-  std::shared_ptr<const Sampler> sampler;  // when set, the order of each epoch (see "Samplers")
+  std::shared_ptr<const Sampler> sampler{};  // when set, the order of each epoch (see "Samplers")
 };
 
 // What the current (or last) pass has done: watch wait_seconds to see whether loading

@@ -175,6 +175,20 @@ struct NcclCommunicator::Impl {
     wait_stream(what, timeout);
   }
 
+  // CPU tensors -- small control messages such as DDP's join flag, its parameter check,
+  // a count of correct test predictions -- travel over the bootstrap communicator, which
+  // carries CPU tensors (NCCL cannot). Under mu, after the queued async work: the
+  // handshakes of that work use the bootstrap too, and every rank must see the same order.
+  template <class Op>
+  bool on_boot(const Tensor& t, Op op) {
+    if (!t.defined() || !t.device().is_cpu()) return false;
+    progress.drain();
+    std::lock_guard lock(mu);
+    check_usable();
+    op(*boot);
+    return true;
+  }
+
   Header header_for(Kind kind, const Tensor& t) const {
     Header h;
     h.kind = int64_t(kind);
@@ -244,6 +258,7 @@ void NcclCommunicator::abort(const std::string& reason) {
 // ---- collectives ------------------------------------------------------------------------
 
 void NcclCommunicator::allreduce(const Tensor& t, ReduceOp op) {
+  if (impl_->on_boot(t, [&](Communicator& b) { b.allreduce(t, op); })) return;
   impl_->progress.drain();
   Impl& m = *impl_;
   Header h = m.header_for(Kind::Allreduce, t);
@@ -254,6 +269,7 @@ void NcclCommunicator::allreduce(const Tensor& t, ReduceOp op) {
 }
 
 void NcclCommunicator::broadcast(const Tensor& t, int root) {
+  if (impl_->on_boot(t, [&](Communicator& b) { b.broadcast(t, root); })) return;
   impl_->progress.drain();
   Impl& m = *impl_;
   Header h = m.header_for(Kind::Broadcast, t);
@@ -266,6 +282,7 @@ void NcclCommunicator::broadcast(const Tensor& t, int root) {
 }
 
 void NcclCommunicator::allgather(const Tensor& in, const Tensor& out) {
+  if (impl_->on_boot(in, [&](Communicator& b) { b.allgather(in, out); })) return;
   impl_->progress.drain();
   Impl& m = *impl_;
   Header h = m.header_for(Kind::Allgather, in);
@@ -281,6 +298,7 @@ void NcclCommunicator::allgather(const Tensor& in, const Tensor& out) {
 }
 
 void NcclCommunicator::reduce_scatter(const Tensor& in, const Tensor& out, ReduceOp op) {
+  if (impl_->on_boot(in, [&](Communicator& b) { b.reduce_scatter(in, out, op); })) return;
   impl_->progress.drain();
   Impl& m = *impl_;
   Header h = m.header_for(Kind::ReduceScatter, in);

@@ -20,9 +20,13 @@
 // that dies mid-transfer makes the others abort the NCCL communicator (ncclCommAbort)
 // and throw. set_check_arrivals(false) skips the handshake.
 //
-// Streams: the communicator has its own CUDA stream, created as a blocking stream so it
-// orders after work on the legacy default stream (where weft's CUDA ops run): a
-// gradient is complete before NCCL reads it. Blocking calls return after the stream
+// CPU TENSORS. A collective on CPU tensors (small control messages: DDP's join flag and
+// parameter check, a count of correct predictions) goes over the bootstrap communicator,
+// so code written against Communicator -- DistributedDataParallel -- runs unchanged.
+//
+// Streams: the communicator has its own CUDA stream. Before each NCCL call it waits (an
+// event, no host block) for the calling thread's current weft stream, where the kernels
+// and copies that produced the inputs ran. Blocking calls return after the stream
 // finished, so the tensor may be used at once.
 //
 // Built without NCCL (no GPU stack, or -Dnccl=disabled), create() throws a clear

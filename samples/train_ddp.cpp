@@ -3,6 +3,7 @@
 //   train_ddp --model cnn --backend threads --replicas 2          # 2 rank threads
 //   mpirun -np 2 train_ddp --model cnn --backend mpi              # 2 processes
 //   train_ddp --model mlp --replicas 4 --trace ddp.json           # timeline for Perfetto
+//   mpirun -np 2 train_ddp --model cnn --backend nccl             # one process per GPU
 //
 // Every rank builds the same model, wraps it in DistributedDataParallel (which checks
 // the models agree and broadcasts rank 0's parameters), and reads its own share of each
@@ -28,7 +29,9 @@
 #include <thread>
 
 #include "../parallel/ddp.h"
+#include "../cuda/cuda.h"
 #include "../parallel/mpi_communicator.h"
+#include "../parallel/nccl_communicator.h"
 #include "../parallel/trace_gather.h"
 #include "common/models.h"
 #include "common/progress.h"
@@ -84,6 +87,11 @@ void train_rank(const DdpConfig& c, std::shared_ptr<Communicator> comm, std::sha
   const int threads = c.rank_threads > 0 ? c.rank_threads : std::max(1, num_threads() / local_ranks(c, *comm));
   ThreadLimit limit(threads);
   const samples::Recipe& r = c.t.r;
+  // nccl: the model, its gradients and each batch live on this rank's GPU.
+  const Device device = c.backend == "nccl"
+                            ? Device::cuda(static_cast<const parallel::NcclCommunicator&>(*comm).device())
+                            : kCPU;
+  model->to(device);
 
   parallel::DistributedDataParallel ddp(
       model, comm, {.bucket_cap_mb = c.bucket_mb, .overlap = !c.no_overlap, .deterministic = c.deterministic});
@@ -113,13 +121,14 @@ void train_rank(const DdpConfig& c, std::shared_ptr<Communicator> comm, std::sha
   const int64_t n_test = data.test.size();
   const data::TensorDataset my_test = data.test.slice(n_test * rank / world, n_test * (rank + 1) / world);
   auto accuracy = [&] {
-    Tensor correct = tensor(std::vector<int64_t>{samples::count_correct(ddp.module(), my_test, kCPU)});
+    Tensor correct = tensor(std::vector<int64_t>{samples::count_correct(ddp.module(), my_test, device)});
     comm->allreduce(correct, parallel::ReduceOp::Sum);
     return static_cast<double>(correct.item<int64_t>()) / static_cast<double>(n_test);
   };
 
   double train_seconds = 0, acc = 0;
   int64_t train_samples = 0;
+  data::DeviceStager stager(device);  // on the CPU: hands the batch through
   int64_t traced = 0;
   for (int epoch = start_epoch; epoch < r.epochs; ++epoch) {
     loader.set_epoch(epoch);
@@ -136,7 +145,7 @@ void train_rank(const DdpConfig& c, std::shared_ptr<Communicator> comm, std::sha
       opt->zero_grad();
       double loss_value = 0;
       if (b) {
-        Tensor loss = nn::cross_entropy(ddp(b->x), b->y, r.label_smoothing);
+        Tensor loss = nn::cross_entropy(ddp(stager.stage(b->x, 0)), stager.stage(b->y, 1), r.label_smoothing);
         ddp.backward(loss);
         loss_value = loss.item<double>();
       }
@@ -210,15 +219,19 @@ std::shared_ptr<Communicator> mpi_world(const DdpConfig& c) {
   return comm;
 }
 
-std::shared_ptr<Communicator> nccl_world() {
+// --backend nccl: one process per GPU under mpirun. MPI is the bootstrap (it carries
+// NCCL's id and the CPU control messages); each process drives the GPU of its local
+// rank on this node.
+std::shared_ptr<Communicator> nccl_world(const DdpConfig& c) {
   if (!WEFT_HAVE_NCCL)
     throw Error("--backend nccl: weft was built without NCCL (install libnccl-dev and CUDA, then meson setup "
                 "--reconfigure -Dcuda=enabled)");
-  // parallel::NcclCommunicator exists, but DistributedDataParallel's small control
-  // collectives (the parameter check, join) and this sample's data path still use CPU
-  // tensors, which NCCL cannot carry.
-  throw Error("--backend nccl: train_ddp does not drive GPUs yet (DDP's control collectives use CPU tensors); "
-              "use --backend threads or mpi");
+  WEFT_CHECK(cuda::is_available(), "--backend nccl: no CUDA device is visible");
+  auto boot = mpi_world(c);
+  const char* local = std::getenv("OMPI_COMM_WORLD_LOCAL_RANK");
+  const int device = (local ? std::atoi(local) : boot->rank()) % cuda::device_count();
+  cuda::set_device(device);  // weft's kernels run on the current device
+  return parallel::NcclCommunicator::create(boot, device);
 }
 
 }  // namespace
@@ -254,7 +267,7 @@ int main(int argc, char** argv) {
       const samples::FashionMnist data = samples::load_data(c.t);
       run_threads(c, data);
     } else if (c.backend == "mpi" || c.backend == "nccl") {
-      auto comm = c.backend == "mpi" ? mpi_world(c) : nccl_world();
+      auto comm = c.backend == "mpi" ? mpi_world(c) : nccl_world(c);
       const samples::FashionMnist data = samples::load_data(c.t);
       train_rank(c, comm, make_model(c.model), data);
     } else {

@@ -8,7 +8,9 @@
 #include "../helpers.h"
 #include "algorithm_checks.h"
 #include "collective_checks.h"
+#include "parallel_helpers.h"
 #include "cuda/cuda.h"
+#include "parallel/ddp.h"
 #include "parallel/nccl_communicator.h"
 #include "parallel/threads_communicator.h"
 
@@ -92,8 +94,13 @@ TEST_CASE("nccl communicator: every collective and algorithm (needs a GPU)", "[p
   REQUIRE_NOTHROW(test::check_all_collectives(staged, {1, 7, 1000, 100003}));
   REQUIRE_NOTHROW(test::check_async(staged, 1001));
   REQUIRE_NOTHROW(test::check_all_algorithms(staged, {1, 7, 1000}));
-  // A tensor on the wrong device is named.
-  CHECK_THROWS_WITH(comm->allreduce(ones({3})), Contains("allreduce #") && Contains("is on cpu"));
+  // CPU tensors (DDP's control messages) go over the bootstrap communicator.
+  Tensor count = tensor(std::vector<int64_t>{3});
+  comm->allreduce(count);
+  CHECK(count.item<int64_t>() == 3);
+  // A GPU tensor NCCL cannot take is named.
+  CHECK_THROWS_WITH(comm->allreduce(ones({4, 3}, {.device = Device::cuda(0)}).t()),
+                    Contains("allreduce #") && Contains("not contiguous"));
 
   // World size N over N threads, one GPU each, bootstrapped through the threads backend.
   const int n = cuda::device_count();
@@ -114,4 +121,34 @@ TEST_CASE("nccl communicator: every collective and algorithm (needs a GPU)", "[p
     });
   for (auto& t : threads) t.join();
   for (int r = 0; r < n; ++r) CHECK(errors[r] == "");
+}
+
+TEST_CASE("DDP over NCCL at world size 1 trains like the model alone (needs a GPU)", "[parallel][nccl][ddp]") {
+  if (!built_with_nccl() || !cuda::is_available()) {
+    WARN("SKIP DDP over NCCL: " << (built_with_nccl() ? "no GPU is visible" : "weft was built without NCCL"));
+    return;
+  }
+  // The same start on the GPU for both; DDP's control messages (parameter check, join)
+  // are CPU tensors and go over the bootstrap, its gradient buckets over NCCL.
+  const Device gpu = Device::cuda(0);
+  auto initial = test::make_tiny_mlp();
+  auto alone = nn::replicate(*initial, test::make_tiny_mlp, gpu);
+  auto wrapped = nn::replicate(*initial, test::make_tiny_mlp, gpu);
+  DistributedDataParallel ddp(wrapped, NcclCommunicator::create(nullptr, 0),
+                              {.bucket_cap_mb = 128.0 / (1024 * 1024)});  // several buckets
+  optim::SGD opt_alone(alone->parameters(), {.lr = 0.1, .momentum = 0.9});
+  optim::SGD opt(ddp.module().parameters(), {.lr = 0.1, .momentum = 0.9});
+  for (int s = 0; s < 4; ++s) {
+    const auto b = test::tiny_batch(12, 100 + s);
+    const Tensor x = b.x.to(gpu), y = b.y.to(gpu);
+    opt_alone.zero_grad();
+    nn::cross_entropy((*alone)(x), y).backward();
+    opt_alone.step();
+    REQUIRE(ddp.join(true) == 1);
+    opt.zero_grad();
+    ddp.backward(nn::cross_entropy(ddp(x), y));
+    ddp.synchronize();
+    opt.step();
+  }
+  CHECK(test::max_param_diff(*alone, ddp.module()) < 1e-6);
 }
