@@ -4,6 +4,7 @@
 //   mpirun -np 2 train_ddp --model cnn --backend mpi              # 2 processes
 //   train_ddp --model mlp --replicas 4 --trace ddp.json           # timeline for Perfetto
 //   mpirun -np 2 train_ddp --model cnn --backend nccl             # one process per GPU
+//   train_ddp --model cnn --backend nccl --replicas 1             # one GPU, no MPI needed
 //
 // Every rank builds the same model, wraps it in DistributedDataParallel (which checks
 // the models agree and broadcasts rank 0's parameters), and reads its own share of each
@@ -25,6 +26,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <optional>
 #include <thread>
 
@@ -180,9 +182,12 @@ void train_rank(const DdpConfig& c, std::shared_ptr<Communicator> comm, std::sha
                 train_seconds > 0 ? static_cast<double>(train_samples) / train_seconds : 0.0, world);
 }
 
-// --backend threads: `replicas` rank threads in this process. A rank that fails aborts
-// its communicator so the others stop at once instead of at the timeout.
-void run_threads(const DdpConfig& c, const samples::FashionMnist& data) {
+// `replicas` rank threads in this process (--backend threads, or nccl without mpirun:
+// one thread per GPU). `wrap` turns a rank's threads communicator into the one it trains
+// with, inside its thread. A rank that fails aborts its communicator so the others stop
+// at once instead of at the timeout.
+using Wrap = std::function<std::shared_ptr<Communicator>(std::shared_ptr<Communicator>)>;
+void run_threads(const DdpConfig& c, const samples::FashionMnist& data, const Wrap& wrap) {
   WEFT_CHECK(c.replicas >= 1, "--replicas must be at least 1, got ", c.replicas);
   auto comms = parallel::make_thread_group(c.replicas);
   // Models are built here, one after another, because initialisation draws from the
@@ -194,7 +199,7 @@ void run_threads(const DdpConfig& c, const samples::FashionMnist& data) {
   for (int r = 0; r < c.replicas; ++r)
     threads.emplace_back([&, r] {
       try {
-        train_rank(c, comms[r], models[r], data);
+        train_rank(c, wrap(comms[r]), models[r], data);
       } catch (const std::exception& e) {
         errors[r] = e.what();
         comms[r]->abort(e.what());
@@ -219,19 +224,27 @@ std::shared_ptr<Communicator> mpi_world(const DdpConfig& c) {
   return comm;
 }
 
-// --backend nccl: one process per GPU under mpirun. MPI is the bootstrap (it carries
-// NCCL's id and the CPU control messages); each process drives the GPU of its local
-// rank on this node.
-std::shared_ptr<Communicator> nccl_world(const DdpConfig& c) {
+// --backend nccl: one rank per GPU. Under mpirun, one process per GPU with MPI as the
+// bootstrap (it carries NCCL's id and the CPU control messages), each process driving
+// the GPU of its local rank on this node; otherwise --replicas rank threads of this
+// process, thread r driving GPU r, bootstrapped over the threads backend.
+void check_nccl() {
   if (!WEFT_HAVE_NCCL)
     throw Error("--backend nccl: weft was built without NCCL (install libnccl-dev and CUDA, then meson setup "
                 "--reconfigure -Dcuda=enabled)");
   WEFT_CHECK(cuda::is_available(), "--backend nccl: no CUDA device is visible");
+}
+std::shared_ptr<Communicator> nccl_over(std::shared_ptr<Communicator> boot, int device) {
+  WEFT_CHECK(device < cuda::device_count(), "--backend nccl: rank ", boot->rank(), " needs cuda:", device, " but ",
+             cuda::device_count(), " GPU(s) are visible");
+  cuda::set_device(device);  // weft's kernels run on the calling thread's current device
+  return parallel::NcclCommunicator::create(std::move(boot), device);
+}
+bool under_mpirun() { return std::getenv("OMPI_COMM_WORLD_SIZE") != nullptr; }
+std::shared_ptr<Communicator> nccl_world(const DdpConfig& c) {
   auto boot = mpi_world(c);
   const char* local = std::getenv("OMPI_COMM_WORLD_LOCAL_RANK");
-  const int device = (local ? std::atoi(local) : boot->rank()) % cuda::device_count();
-  cuda::set_device(device);  // weft's kernels run on the current device
-  return parallel::NcclCommunicator::create(boot, device);
+  return nccl_over(boot, local ? std::atoi(local) : 0);
 }
 
 }  // namespace
@@ -243,7 +256,7 @@ int main(int argc, char** argv) {
   samples::add_flags(app, c.t);
   app.add_option("--model", c.model, "mlp or cnn (each with its sample's default recipe)")->capture_default_str();
   app.add_option("--backend", c.backend, "threads, mpi (run under mpirun) or nccl")->capture_default_str();
-  app.add_option("--replicas", c.replicas, "threads backend: number of ranks")->capture_default_str();
+  app.add_option("--replicas", c.replicas, "threads backend, or nccl without mpirun (one GPU each): number of ranks")->capture_default_str();
   app.add_option("--rank-threads", c.rank_threads, "intra-op threads per rank (default: cores / ranks on this machine)");
   app.add_flag("--no-overlap", c.no_overlap, "all-reduce the gradients after backward, not during it");
   app.add_flag("--deterministic", c.deterministic, "rank-order gradient sum, bit-reproducible (slower)");
@@ -263,9 +276,11 @@ int main(int argc, char** argv) {
     if (c.t.threads > 0) set_num_threads(c.t.threads);
     manual_seed(c.t.seed);
     if (!c.trace.empty()) parallel::trace::enable();
-    if (c.backend == "threads") {
+    if (c.backend == "nccl") check_nccl();
+    if (c.backend == "threads" || (c.backend == "nccl" && !under_mpirun())) {
       const samples::FashionMnist data = samples::load_data(c.t);
-      run_threads(c, data);
+      if (c.backend == "threads") run_threads(c, data, [](auto comm) { return comm; });
+      else run_threads(c, data, [](auto boot) { return nccl_over(boot, boot->rank()); });
     } else if (c.backend == "mpi" || c.backend == "nccl") {
       auto comm = c.backend == "mpi" ? mpi_world(c) : nccl_world(c);
       const samples::FashionMnist data = samples::load_data(c.t);

@@ -92,6 +92,12 @@ run() {
       say "$cmd --device cuda (exit $?):"
       grep -aE "^epoch [0-9]+: (test_accuracy|cuda)|error|^test_accuracy" "$log" | sed 's/^/    /' | tail -12 | tee -a "$summary"
     done
+    # DDP over NCCL, one rank per visible GPU, bootstrapped over threads (no MPI there).
+    local gpus; gpus=$(nvidia-smi -L | wc -l)
+    timeout 300 build-gpu/samples/train_ddp --backend nccl --replicas "$gpus" --model cnn --epochs 2 --data "$data" \
+      > "$out/train_ddp_nccl.log" 2>&1
+    say "train_ddp --backend nccl --replicas $gpus --model cnn --epochs 2 (exit $?):"
+    grep -aE "^epoch|error|^test_accuracy" "$out/train_ddp_nccl.log" | sed 's/^/    /' | tail -6 | tee -a "$summary"
   fi
 
   if [[ $steps == *bench* ]]; then
