@@ -91,4 +91,55 @@ inline Tensor shard(const Tensor& t, int rank, int n) {
   return t.narrow(0, rank * k, k).clone();
 }
 
+// `steps` SGD steps (lr 0.1, momentum 0.9) of a DDP-wrapped tiny MLP, rank r of n taking
+// its shard of tiny_batch(batch, seed0 + s) at step s. Batches move to the module's device.
+inline void ddp_sgd_steps(parallel::DistributedDataParallel& ddp, int steps, int64_t batch, uint64_t seed0, int r,
+                          int n) {
+  const Device device = ddp.module().parameters()[0].device();
+  optim::SGD opt(ddp.module().parameters(), {.lr = 0.1, .momentum = 0.9});
+  for (int s = 0; s < steps; ++s) {
+    const auto b = tiny_batch(batch, seed0 + s);
+    opt.zero_grad();
+    ddp.backward(nn::cross_entropy(ddp(shard(b.x, r, n).to(device)), shard(b.y, r, n).to(device)));
+    ddp.synchronize();
+    opt.step();
+  }
+}
+
+// The reference for deterministic mode, on one module and one thread: per step, each of
+// the n shards' gradient separately, then mean = (((g_0 + g_1) + g_2) + ...) / n -- the
+// documented guarantee -- and an SGD step (lr 0.1, momentum 0.9).
+inline void rank_order_sgd_steps(nn::Module& single, int steps, int64_t batch, uint64_t seed0, int n) {
+  ThreadLimit one(1);
+  optim::SGD opt(single.parameters(), {.lr = 0.1, .momentum = 0.9});
+  for (int s = 0; s < steps; ++s) {
+    const auto b = tiny_batch(batch, seed0 + s);
+    std::vector<Tensor> sum;
+    for (int q = 0; q < n; ++q) {
+      single.zero_grad();
+      nn::cross_entropy(single(shard(b.x, q, n)), shard(b.y, q, n)).backward();
+      const auto params = single.parameters();
+      for (size_t i = 0; i < params.size(); ++i) {
+        if (q == 0) sum.push_back(params[i].grad().clone());
+        else sum[i].add_(params[i].grad());
+      }
+    }
+    const auto params = single.parameters();
+    for (size_t i = 0; i < params.size(); ++i) {
+      Tensor p = params[i];
+      p.set_grad(sum[i].div_(static_cast<double>(n)));
+    }
+    opt.step();
+  }
+}
+
+// The MPI tests' world: a 20 s timeout, the arrival handshake on, blocking collectives.
+inline std::shared_ptr<parallel::MpiCommunicator> mpi_test_world() {
+  auto c = parallel::MpiCommunicator::world();
+  c->set_timeout(parallel::Timeout(20'000));
+  c->set_check_arrivals(true);
+  c->set_polled_collectives(false);
+  return c;
+}
+
 }  // namespace weft::test

@@ -67,14 +67,7 @@ TEST_CASE("DDP at world sizes 1-4 trains like one process on the global batch", 
           const int r = comm->rank();
           DistributedDataParallel ddp(rank_model(*initial, r), comm,
                                       {.bucket_cap_mb = kSmallBucketsMb, .overlap = overlap});
-          optim::SGD opt(ddp.module().parameters(), {.lr = 0.1, .momentum = 0.9});
-          for (int s = 0; s < kSteps; ++s) {
-            const auto b = tiny_batch(kBatch, 100 + s);
-            opt.zero_grad();
-            ddp.backward(ce(ddp(shard(b.x, r, n)), shard(b.y, r, n)));
-            ddp.synchronize();
-            opt.step();
-          }
+          weft::test::ddp_sgd_steps(ddp, kSteps, kBatch, 100, r, n);
           results[r] = snapshot(ddp.module());
         }));
         for (int r = 0; r < n; ++r) {
@@ -91,47 +84,15 @@ TEST_CASE("DDP deterministic mode is bit-identical to the rank-order sum of per-
   for (int n : {1, 2, 3, 4}) {
     DYNAMIC_SECTION("world size " << n) {
       auto initial = make_tiny_mlp();
-      // One process, one thread: per step, the gradient of each shard separately, then
-      // mean = (((g_0 + g_1) + g_2) + ...) / n -- the documented guarantee's reference.
       auto single = snapshot(*initial);
-      {
-        ThreadLimit one(1);
-        optim::SGD opt_single(single->parameters(), {.lr = 0.1, .momentum = 0.9});
-        for (int s = 0; s < kSteps; ++s) {
-          const auto b = tiny_batch(kBatch, 200 + s);
-          std::vector<Tensor> sum;
-          for (int r = 0; r < n; ++r) {
-            single->zero_grad();
-            ce((*single)(shard(b.x, r, n)), shard(b.y, r, n)).backward();
-            const auto params = single->parameters();
-            for (size_t i = 0; i < params.size(); ++i) {
-              if (r == 0) sum.push_back(params[i].grad().clone());
-              else sum[i].add_(params[i].grad());
-            }
-          }
-          const auto params = single->parameters();
-          for (size_t i = 0; i < params.size(); ++i) {
-            sum[i].div_(static_cast<double>(n));
-            Tensor p = params[i];
-            p.set_grad(sum[i]);
-          }
-          opt_single.step();
-        }
-      }
+      weft::test::rank_order_sgd_steps(*single, kSteps, kBatch, 200, n);
 
       std::vector<std::shared_ptr<nn::Module>> results(n);
       require_no_errors(run_on_ranks(n, kDefaultTimeout, [&](std::shared_ptr<Communicator> comm) {
         const int r = comm->rank();
         DistributedDataParallel ddp(rank_model(*initial, r), comm,
                                     {.bucket_cap_mb = kSmallBucketsMb, .deterministic = true});
-        optim::SGD opt(ddp.module().parameters(), {.lr = 0.1, .momentum = 0.9});
-        for (int s = 0; s < kSteps; ++s) {
-          const auto b = tiny_batch(kBatch, 200 + s);
-          opt.zero_grad();
-          ddp.backward(ce(ddp(shard(b.x, r, n)), shard(b.y, r, n)));
-          ddp.synchronize();
-          opt.step();
-        }
+        weft::test::ddp_sgd_steps(ddp, kSteps, kBatch, 200, r, n);
         results[r] = snapshot(ddp.module());
       }));
       for (int r = 0; r < n; ++r) {

@@ -7,6 +7,7 @@
 
 #include "algorithm_checks.h"
 #include "collective_checks.h"
+#include "parallel_helpers.h"
 #include "parallel/mpi_communicator.h"
 
 using namespace weft;
@@ -14,13 +15,7 @@ using namespace weft::parallel;
 using Catch::Matchers::Contains;
 
 namespace {
-std::shared_ptr<MpiCommunicator> world() {
-  auto c = MpiCommunicator::world();
-  c->set_timeout(Timeout(20'000));
-  c->set_check_arrivals(true);
-  c->set_polled_collectives(false);
-  return c;
-}
+std::shared_ptr<MpiCommunicator> world() { return weft::test::mpi_test_world(); }
 }  // namespace
 
 TEST_CASE("mpi communicator: every collective matches the serial result", "[parallel][mpi]") {

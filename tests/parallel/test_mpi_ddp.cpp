@@ -20,13 +20,7 @@ using weft::test::tiny_batch;
 
 namespace {
 
-std::shared_ptr<MpiCommunicator> world() {
-  auto c = MpiCommunicator::world();
-  c->set_timeout(Timeout(20'000));
-  c->set_check_arrivals(true);
-  c->set_polled_collectives(false);
-  return c;
-}
+std::shared_ptr<MpiCommunicator> world() { return weft::test::mpi_test_world(); }
 
 Tensor ce(const Tensor& out, const Tensor& y) { return nn::cross_entropy(out, y); }
 constexpr double kSmallBucketsMb = 128.0 / (1024 * 1024);  // three buckets for the tiny MLP
@@ -48,38 +42,12 @@ TEST_CASE("mpi DDP trains like one process on the global batch", "[ddp][mpi]") {
   for (bool deterministic : {false, true}) {
     auto single = initial_model();
     // Deterministic mode's reference sums the per-shard gradients in rank order.
-    optim::SGD opt_single(single->parameters(), {.lr = 0.1, .momentum = 0.9});
-    for (int s = 0; s < 3; ++s) {
-      const auto b = tiny_batch(batch, 300 + s);
-      std::vector<Tensor> sum;
-      for (int q = 0; q < n; ++q) {
-        single->zero_grad();
-        ce((*single)(shard(b.x, q, n)), shard(b.y, q, n)).backward();
-        const auto params = single->parameters();
-        for (size_t i = 0; i < params.size(); ++i) {
-          if (q == 0) sum.push_back(params[i].grad().clone());
-          else sum[i].add_(params[i].grad());
-        }
-      }
-      const auto params = single->parameters();
-      for (size_t i = 0; i < params.size(); ++i) {
-        Tensor p = params[i];
-        p.set_grad(sum[i].div_(static_cast<double>(n)));
-      }
-      opt_single.step();
-    }
+    weft::test::rank_order_sgd_steps(*single, 3, batch, 300, n);
 
     auto model = initial_model();
     if (r != 0) model = make_tiny_mlp();  // other ranks start elsewhere: DDP broadcasts rank 0's
     DistributedDataParallel ddp(model, comm, {.bucket_cap_mb = kSmallBucketsMb, .deterministic = deterministic});
-    optim::SGD opt(model->parameters(), {.lr = 0.1, .momentum = 0.9});
-    for (int s = 0; s < 3; ++s) {
-      const auto b = tiny_batch(batch, 300 + s);
-      opt.zero_grad();
-      ddp.backward(ce(ddp(shard(b.x, r, n)), shard(b.y, r, n)));
-      ddp.synchronize();
-      opt.step();
-    }
+    weft::test::ddp_sgd_steps(ddp, 3, batch, 300, r, n);
     INFO("rank " << r << (deterministic ? ", deterministic" : ""));
     if (deterministic) CHECK(weft::test::params_equal(*model, *single));
     else CHECK(weft::test::max_param_diff(*model, *single) < 1e-5);

@@ -137,18 +137,13 @@ TEST_CASE("DDP over NCCL at world size 1 trains like the model alone (needs a GP
   DistributedDataParallel ddp(wrapped, NcclCommunicator::create(nullptr, 0),
                               {.bucket_cap_mb = 128.0 / (1024 * 1024)});  // several buckets
   optim::SGD opt_alone(alone->parameters(), {.lr = 0.1, .momentum = 0.9});
-  optim::SGD opt(ddp.module().parameters(), {.lr = 0.1, .momentum = 0.9});
   for (int s = 0; s < 4; ++s) {
     const auto b = test::tiny_batch(12, 100 + s);
-    const Tensor x = b.x.to(gpu), y = b.y.to(gpu);
     opt_alone.zero_grad();
-    nn::cross_entropy((*alone)(x), y).backward();
+    nn::cross_entropy((*alone)(b.x.to(gpu)), b.y.to(gpu)).backward();
     opt_alone.step();
-    REQUIRE(ddp.join(true) == 1);
-    opt.zero_grad();
-    ddp.backward(nn::cross_entropy(ddp(x), y));
-    ddp.synchronize();
-    opt.step();
   }
+  REQUIRE(ddp.join(true) == 1);  // a CPU control message, over the bootstrap
+  test::ddp_sgd_steps(ddp, 4, 12, 100, 0, 1);
   CHECK(test::max_param_diff(*alone, ddp.module()) < 1e-6);
 }
