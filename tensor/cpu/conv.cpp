@@ -11,28 +11,18 @@
 //   d W_g  = sum over samples of grad_g @ cols^T.
 // A 1x1, stride-1, unpadded conv needs no unrolling: cols is the input plane itself.
 //
-// Eigen does the GEMMs; it stays private to this file.
-#include <Eigen/Core>
-
+// The GEMMs go through gemm.h (OpenBLAS or Eigen).
 #include <algorithm>
 #include <vector>
 
 #include "../../cuda/ops.h"
 #include "../raw.h"
 #include "../thread_pool.h"
+#include "gemm.h"
 
 namespace weft::raw {
 
 namespace {
-
-template <class T>
-using RowMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-template <class T>
-using MatMap = Eigen::Map<RowMat<T>>;
-template <class T>
-using ConstMatMap = Eigen::Map<const RowMat<T>>;
-template <class T>
-using ConstVecMap = Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>>;
 
 std::string pair_str(const std::array<int64_t, 2>& a) { return detail::str("(", a[0], ",", a[1], ")"); }
 
@@ -170,11 +160,12 @@ void conv_forward(const T* x, const T* w, const T* b, T* out, const ConvGeom& g)
     std::vector<T> buf(g.pointwise() ? 0 : g.rows() * g.cols());  // one per chunk, reused
     for (int64_t n = n0; n < n1; ++n) {
       for (int64_t grp = 0; grp < g.G; ++grp) {
-        ConstMatMap<T> wg(w + grp * g.Kg * g.rows(), g.Kg, g.rows());
-        ConstMatMap<T> cols(columns_of(x, n, grp, g, buf), g.rows(), g.cols());
-        MatMap<T> o(out + (n * g.K + grp * g.Kg) * g.cols(), g.Kg, g.cols());
-        o.noalias() = wg * cols;
-        if (b) o.colwise() += ConstVecMap<T>(b + grp * g.Kg, g.Kg);
+        // o (Kg, Ho*Wo) starts as the bias of its channel (or 0); gemm adds W_g @ cols.
+        T* o = out + (n * g.K + grp * g.Kg) * g.cols();
+        for (int64_t k = 0; k < g.Kg; ++k) std::fill_n(o + k * g.cols(), g.cols(), b ? b[grp * g.Kg + k] : T(0));
+        const T* cols = columns_of(x, n, grp, g, buf);
+        cpu::gemm<T>(false, false, g.Kg, g.cols(), g.rows(), T(1), w + grp * g.Kg * g.rows(), g.rows(), cols, g.cols(),
+                     T(1), o, g.cols());
       }
     }
   });
@@ -187,14 +178,14 @@ void conv_backward_input(const T* grad, const T* w, T* gx, const ConvGeom& g) {
     std::vector<T> buf(g.pointwise() ? 0 : g.rows() * g.cols());
     for (int64_t n = n0; n < n1; ++n) {
       for (int64_t grp = 0; grp < g.G; ++grp) {
-        ConstMatMap<T> wg(w + grp * g.Kg * g.rows(), g.Kg, g.rows());
-        ConstMatMap<T> go(grad + (n * g.K + grp * g.Kg) * g.cols(), g.Kg, g.cols());
+        const T* wg = w + grp * g.Kg * g.rows();                    // (Kg, rows)
+        const T* go = grad + (n * g.K + grp * g.Kg) * g.cols();     // (Kg, Ho*Wo)
         T* gxg = gx + (n * g.C + grp * g.Cg) * g.in_plane();
-        if (g.pointwise()) {  // the input plane is the column matrix: write it directly
-          MatMap<T>(gxg, g.rows(), g.cols()).noalias() = wg.transpose() * go;
-          continue;
-        }
-        MatMap<T>(buf.data(), g.rows(), g.cols()).noalias() = wg.transpose() * go;
+        // d cols (rows, Ho*Wo) = W_g^T @ grad_g; for a pointwise conv the input plane is
+        // the column matrix, so it is written there directly.
+        T* dcols = g.pointwise() ? gxg : buf.data();
+        cpu::gemm<T>(true, false, g.rows(), g.cols(), g.Kg, T(1), wg, g.rows(), go, g.cols(), T(0), dcols, g.cols());
+        if (g.pointwise()) continue;
         std::fill(gxg, gxg + g.Cg * g.in_plane(), T(0));
         col2im(buf.data(), gxg, g);
       }
@@ -216,9 +207,11 @@ void conv_backward_weight(const T* grad, const T* x, T* gw, const ConvGeom& g) {
       acc[c].assign(wsize, T(0));
       for (int64_t n = c * g.N / chunks; n < (c + 1) * g.N / chunks; ++n) {
         for (int64_t grp = 0; grp < g.G; ++grp) {
-          ConstMatMap<T> go(grad + (n * g.K + grp * g.Kg) * g.cols(), g.Kg, g.cols());
-          ConstMatMap<T> cols(columns_of(x, n, grp, g, buf), g.rows(), g.cols());
-          MatMap<T>(acc[c].data() + grp * g.Kg * g.rows(), g.Kg, g.rows()).noalias() += go * cols.transpose();
+          // acc_g (Kg, rows) += grad_g (Kg, Ho*Wo) @ cols^T
+          const T* go = grad + (n * g.K + grp * g.Kg) * g.cols();
+          const T* cols = columns_of(x, n, grp, g, buf);
+          cpu::gemm<T>(false, true, g.Kg, g.rows(), g.cols(), T(1), go, g.cols(), cols, g.cols(), T(1),
+                       acc[c].data() + grp * g.Kg * g.rows(), g.rows());
         }
       }
     }

@@ -1,56 +1,46 @@
-// matmul through Eigen's GEMM. The only file that includes Eigen: it is a large header,
-// and keeping it here keeps every other file quick to compile.
+// matmul and linear on the CPU, over the one GEMM kernel of gemm.h (OpenBLAS or Eigen).
 //
 // A 2-D operand with strides (s, 1) is a row-major matrix and one with strides (1, s) a
-// column-major one: both map into Eigen without a copy, so the transposes that backward
-// is full of (grad @ W^T) cost nothing. Other layouts are copied first.
-#include <Eigen/Core>
-
+// column-major one, that is a row-major matrix transposed: both go to gemm without a
+// copy, so the transposes that backward is full of (grad @ W^T) cost nothing. Other
+// layouts are copied first.
 #include "../../cuda/ops.h"
 #include "../raw.h"
 #include "../thread_pool.h"
+#include "gemm.h"
 
 namespace weft::raw {
 
 namespace {
 
-template <class T>
-using RowMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-template <class T>
-using ColMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::ColMajor>;
-template <class M>
-using ConstMap = Eigen::Map<const M, 0, Eigen::OuterStride<>>;
-
-// A 2-D view usable by Eigen: row-major, column-major, or a contiguous copy.
+// A 2-D view as gemm takes it: row-major, or the transpose of a row-major one.
 struct Operand {
-  Tensor t;        // the (possibly copied) tensor
-  bool row_major;  // else column-major
-  int64_t ld;      // leading dimension (outer stride)
+  Tensor t;         // the (possibly copied) tensor
+  bool transposed;  // column-major: stored as the transpose, row stride ld
+  int64_t ld;       // leading dimension (outer stride)
+
+  template <class T>
+  const T* rows_from(int64_t r0) const {  // the operand without its first r0 rows
+    return t.template data<T>() + (transposed ? r0 : r0 * ld);
+  }
 };
 
 Operand as_operand(const Tensor& m) {
   const int64_t r = m.shape()[0], c = m.shape()[1];
-  if (m.strides()[1] == 1 && m.strides()[0] >= std::max<int64_t>(c, 1)) return {m, true, m.strides()[0]};
-  if (m.strides()[0] == 1 && m.strides()[1] >= std::max<int64_t>(r, 1)) return {m, false, m.strides()[1]};
-  if (c == 1) return {m, true, 1};
-  if (r == 1) return {m, false, 1};
+  if (m.strides()[1] == 1 && m.strides()[0] >= std::max<int64_t>(c, 1)) return {m, false, m.strides()[0]};
+  if (m.strides()[0] == 1 && m.strides()[1] >= std::max<int64_t>(r, 1)) return {m, true, m.strides()[1]};
+  if (c == 1) return {m, false, 1};
+  if (r == 1) return {m, true, 1};
   Tensor cm = clone(m);
-  return {cm, true, c};
+  return {cm, false, std::max<int64_t>(c, 1)};
 }
 
-// C (rows [r0, r1) of n x m, row-major, leading dim ldc) = A[r0:r1] @ B.
-template <class T, class MA, class MB>
-void gemm_block(const Operand& a, const Operand& b, int64_t r0, int64_t r1, int64_t k, int64_t m, T* c) {
-  const T* ap = a.t.template data<T>() + (a.row_major ? r0 * a.ld : r0);
-  ConstMap<MA> A(ap, r1 - r0, k, Eigen::OuterStride<>(a.ld));
-  ConstMap<MB> B(b.t.template data<T>(), k, m, Eigen::OuterStride<>(b.ld));
-  Eigen::Map<RowMat<T>> C(c + r0 * m, r1 - r0, m);
-  C.noalias() = A * B;
-}
+// Rows per thread-pool chunk: enough work each (~64^3 multiply-adds) to beat the hand-off.
+int64_t row_grain(int64_t k, int64_t m) { return std::max<int64_t>(8, (64 * 64 * 64) / std::max<int64_t>(k * m, 1)); }
 
 // out (n x m, contiguous) = a (n x k) @ b (k x m), splitting rows across threads.
 template <class T>
-void gemm(const Tensor& a2, const Tensor& b2, T* out, bool parallel) {
+void gemm_rows(const Tensor& a2, const Tensor& b2, T* out, bool parallel) {
   const int64_t n = a2.shape()[0], k = a2.shape()[1], m = b2.shape()[1];
   if (n == 0 || m == 0) return;
   if (k == 0) {
@@ -59,15 +49,10 @@ void gemm(const Tensor& a2, const Tensor& b2, T* out, bool parallel) {
   }
   const Operand a = as_operand(a2), b = as_operand(b2);
   auto block = [&](int64_t r0, int64_t r1) {
-    if (a.row_major && b.row_major) gemm_block<T, RowMat<T>, RowMat<T>>(a, b, r0, r1, k, m, out);
-    else if (a.row_major) gemm_block<T, RowMat<T>, ColMat<T>>(a, b, r0, r1, k, m, out);
-    else if (b.row_major) gemm_block<T, ColMat<T>, RowMat<T>>(a, b, r0, r1, k, m, out);
-    else gemm_block<T, ColMat<T>, ColMat<T>>(a, b, r0, r1, k, m, out);
+    cpu::gemm<T>(a.transposed, b.transposed, r1 - r0, m, k, T(1), a.rows_from<T>(r0), a.ld, b.rows_from<T>(0), b.ld,
+                 T(0), out + r0 * m, m);
   };
-  // Split rows only when each thread gets enough work to beat the hand-off (~64^3 flops).
-  const int64_t flops_per_row = k * m;
-  const int64_t grain = std::max<int64_t>(8, (64 * 64 * 64) / std::max<int64_t>(flops_per_row, 1));
-  if (parallel) parallel_for(0, n, grain, block);
+  if (parallel) parallel_for(0, n, row_grain(k, m), block);
   else block(0, n);
 }
 
@@ -109,11 +94,11 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
     }
     T* o = out.data<T>();
     if (nb == 1) {
-      gemm<T>(A.select(0, 0), B.select(0, 0), o, true);
+      gemm_rows<T>(A.select(0, 0), B.select(0, 0), o, true);
       return;
     }
     parallel_for(0, nb, 1, [&](int64_t i0, int64_t i1) {
-      for (int64_t i = i0; i < i1; ++i) gemm<T>(A.select(0, i), B.select(0, i), o + i * n * m, false);
+      for (int64_t i = i0; i < i1; ++i) gemm_rows<T>(A.select(0, i), B.select(0, i), o + i * n * m, false);
     });
   });
   return out.view(result_shape(batch, n, m, a_vec, b_vec));
@@ -140,21 +125,16 @@ Tensor linear(const Tensor& x_in, const Tensor& w, const Tensor& bias) {
     T* o = out.data<T>();
     const Operand a = as_operand(x), b = as_operand(wt);
     const Tensor bc = bias.defined() ? contiguous(bias) : Tensor();
+    // Each row of out starts as the bias (or 0), then gemm adds x @ W^T (beta = 1).
     auto block = [&](int64_t r0, int64_t r1) {
-      Eigen::Map<RowMat<T>> C(o + r0 * out_f, r1 - r0, out_f);
-      if (bc.defined()) C.rowwise() = Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>>(bc.data<T>(), out_f);
-      else C.setZero();
-      const T* ap = a.t.template data<T>() + (a.row_major ? r0 * a.ld : r0);
-      const T* bp = b.t.template data<T>();
-      auto times_b = [&](const auto& A) {
-        if (b.row_major) C.noalias() += A * ConstMap<RowMat<T>>(bp, in, out_f, Eigen::OuterStride<>(b.ld));
-        else C.noalias() += A * ConstMap<ColMat<T>>(bp, in, out_f, Eigen::OuterStride<>(b.ld));
-      };
-      if (a.row_major) times_b(ConstMap<RowMat<T>>(ap, r1 - r0, in, Eigen::OuterStride<>(a.ld)));
-      else times_b(ConstMap<ColMat<T>>(ap, r1 - r0, in, Eigen::OuterStride<>(a.ld)));
+      for (int64_t r = r0; r < r1; ++r) {
+        if (bc.defined()) std::copy_n(bc.data<T>(), out_f, o + r * out_f);
+        else std::fill_n(o + r * out_f, out_f, T(0));
+      }
+      cpu::gemm<T>(a.transposed, b.transposed, r1 - r0, out_f, in, T(1), a.rows_from<T>(r0), a.ld,
+                   b.rows_from<T>(0), b.ld, T(1), o + r0 * out_f, out_f);
     };
-    const int64_t grain = std::max<int64_t>(8, (64 * 64 * 64) / std::max<int64_t>(in * out_f, 1));
-    parallel_for(0, n, grain, block);
+    parallel_for(0, n, row_grain(in, out_f), block);
   });
   Shape out_shape = x_in.shape();
   out_shape[out_shape.size() - 1] = out_f;
