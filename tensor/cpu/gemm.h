@@ -8,10 +8,12 @@
 // column-major matrix is a row-major one transposed, so every 2-D strided view with a
 // unit stride fits without a copy. beta == 0 ignores what C held (it may be garbage).
 //
-// Two backends, chosen when weft is configured (-Dblas=auto|enabled|disabled):
+// Two backends:
 //   OpenBLAS  hand-tuned assembly micro-kernels per CPU family; measured on the 2-core
 //             AMD EPYC (Zen 4) development machine at about 46 G multiply-adds/s on the
-//             sample CNN's conv GEMMs, against Eigen's 36 (bench/gemm.cpp).
+//             sample CNN's conv GEMMs, against Eigen's 36. Used when weft is configured
+//             with it (-Dblas=auto finds it through pkg-config) and the library is a
+//             threaded build (see use_blas in gemm.cpp).
 //   Eigen     header-only and portable; included by gemm.cpp alone, since it is a large
 //             header and keeping it in one file keeps the build quick.
 // Either way the call runs on the calling thread only: weft's ops split work across
