@@ -20,6 +20,7 @@
 #include "../raw.h"
 #include "../thread_pool.h"
 #include "gemm.h"
+#include "winograd.h"
 
 namespace weft::raw {
 
@@ -219,9 +220,21 @@ const T* columns_of(const T* x, int64_t n, int64_t grp, const ConvGeom& g, std::
   return buf.data();
 }
 
+// Whether a convolution runs through Winograd's F(2x2, 3x3) (winograd.h): 3x3, stride 1,
+// undilated, ungrouped, with enough channels in and out that the 16 small GEMMs beat one
+// im2col GEMM (a 1-channel input, like the sample CNN's first layer, does not: its GEMM
+// would have a depth of 1).
+bool use_winograd(const ConvGeom& g) {
+  return g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 && g.G == 1 && g.C >= 8 &&
+         g.K >= 8;
+}
+
+Winograd3x3 winograd_geometry(const ConvGeom& g) { return {g.N, g.C, g.H, g.W, g.K, g.ph, g.pw}; }
+
 // out (N,K,Ho,Wo) = conv(x, w) + b; b may be null.
 template <class T>
 void conv_forward(const T* x, const T* w, const T* b, T* out, const ConvGeom& g) {
+  if (use_winograd(g)) return winograd_conv(x, w, b, out, winograd_geometry(g));
   parallel_for(0, g.N, 1, [&](int64_t n0, int64_t n1) {
     std::vector<T> buf(g.pointwise() ? 0 : g.rows() * g.cols());  // one per chunk, reused
     for (int64_t n = n0; n < n1; ++n) {
@@ -240,6 +253,7 @@ void conv_forward(const T* x, const T* w, const T* b, T* out, const ConvGeom& g)
 // gx (N,C,H,W) = col2im(W_g^T @ grad_g) for every sample and group.
 template <class T>
 void conv_backward_input(const T* grad, const T* w, T* gx, const ConvGeom& g) {
+  if (use_winograd(g) && g.ph <= 2 && g.pw <= 2) return winograd_conv_backward_input(grad, w, gx, winograd_geometry(g));
   parallel_for(0, g.N, 1, [&](int64_t n0, int64_t n1) {
     std::vector<T> buf(g.pointwise() ? 0 : g.rows() * g.cols());
     for (int64_t n = n0; n < n1; ++n) {

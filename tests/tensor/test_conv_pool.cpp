@@ -153,6 +153,39 @@ TEST_CASE("conv2d: forward and both backwards match a direct-loop reference", "[
               }
 }
 
+// 3x3, stride 1, undilated, ungrouped, with 8 or more channels in and out: the
+// convolution and its input gradient run through Winograd's F(2x2, 3x3)
+// (tensor/cpu/winograd.h). Odd and even sizes (a last tile half outside the output),
+// every padding up to 3 (3 sends the input gradient back to im2col), tiny images.
+TEST_CASE("conv2d: the Winograd F(2x2,3x3) path matches the direct-loop reference", "[conv]") {
+  struct Case {
+    int64_t N, C, K, H, W;
+  };
+  for (DType dt : {kFloat32, kFloat64})
+    for (const Case& c : {Case{3, 8, 8, 7, 6}, Case{2, 9, 12, 14, 14}, Case{5, 16, 8, 5, 9}, Case{1, 8, 9, 2, 3}})
+      for (int64_t ph : {0, 1, 2, 3})
+        for (int64_t pw : {0, 1, 2})
+          for (bool with_bias : {false, true}) {
+            const Conv2dParams p{.padding = {ph, pw}};
+            if (c.H + 2 * ph < 3 || c.W + 2 * pw < 3) continue;  // no output
+            INFO("dtype " << dtype_name(dt) << " N,C,K,H,W " << c.N << "," << c.C << "," << c.K << "," << c.H << ","
+                          << c.W << " padding " << ph << "," << pw << " bias " << with_bias);
+            Tensor x = raw::to_dtype(randn({c.N, c.C, c.H, c.W}), dt);
+            Tensor w = raw::to_dtype(randn({c.K, c.C, 3, 3}), dt);
+            Tensor b = with_bias ? raw::to_dtype(randn({c.K}), dt) : Tensor();
+            Tensor out = raw::conv2d(x, w, b, p);
+            Tensor gout = raw::to_dtype(randn(out.shape()), dt);
+            const Reference r = reference_conv(x.to_vector<double>(), x.shape(), w.to_vector<double>(), w.shape(),
+                                               with_bias ? b.to_vector<double>() : std::vector<double>{},
+                                               gout.to_vector<double>(), p);
+            // The sums run over 9 C terms of unit variance; float32 Winograd adds a few ulps.
+            const double tol = dt == kFloat32 ? 2e-4 * std::sqrt(9.0 * double(std::max(c.C, c.K))) : 1e-10;
+            CHECK(max_abs_diff(out.to_vector<double>(), r.out) < tol);
+            Tensor gx = raw::conv2d_backward_input(gout, w, x.shape(), p);
+            CHECK(max_abs_diff(gx.to_vector<double>(), r.gx) < tol);
+          }
+}
+
 TEST_CASE("conv2d: the weight gradient is bitwise reproducible", "[conv]") {
   Tensor x = randn({13, 3, 9, 9}), gout = randn({13, 6, 7, 7});
   Tensor a = raw::conv2d_backward_weight(gout, x, {6, 3, 3, 3}, {});
@@ -179,6 +212,17 @@ TEST_CASE("conv2d: gradcheck over stride, padding, dilation and groups", "[conv]
     Tensor x = leaf(c.xs), w = leaf(c.ws), b = c.bias ? leaf({c.ws[0]}) : Tensor();
     auto f = [&](const std::vector<Tensor>& in) { return weft::conv2d(in[0], in[1], c.bias ? in[2] : Tensor(), c.p); };
     const auto res = autograd::gradcheck(f, c.bias ? std::vector<Tensor>{x, w, b} : std::vector<Tensor>{x, w});
+    INFO(res.report);
+    CHECK(res.ok);
+  }
+}
+
+TEST_CASE("conv2d: gradcheck through the Winograd path", "[conv]") {
+  for (int64_t pad : {0, 1, 2}) {
+    INFO("padding " << pad);
+    Tensor x = leaf({2, 8, 5, 4}), w = leaf({8, 8, 3, 3}), b = leaf({8});
+    auto f = [&](const std::vector<Tensor>& in) { return weft::conv2d(in[0], in[1], in[2], {.padding = {pad, pad}}); };
+    const auto res = autograd::gradcheck(f, {x, w, b});
     INFO(res.report);
     CHECK(res.ok);
   }
