@@ -1,6 +1,7 @@
 #include "sparse_linear.h"
 
 #include <algorithm>
+#include <array>
 #include <limits>
 #include <numeric>
 
@@ -22,7 +23,6 @@ namespace weft::prune {
 namespace {
 constexpr int64_t kBatchBlock = 64;  // batch columns per accumulator block (256 bytes)
 constexpr int64_t kRowGrain = 16;    // rows per thread-pool chunk, at the least
-constexpr int64_t kSlice = 16;       // rows per SELL slice: one AVX-512 register of floats
 }  // namespace
 
 SparseLinear::SparseLinear(const Tensor& weight, const Tensor& bias)
@@ -49,27 +49,50 @@ SparseLinear::SparseLinear(const Tensor& weight, const Tensor& bias)
   build_slices();
 }
 
-// CSR -> SELL-16: rows sorted by length (longest first, ties in row order), cut into
-// slices of 16, each slice padded to its longest row with (value 0, column 0) entries
-// and stored step by step: entry 16 j + l is the j-th non-zero of the slice's row l.
+// CSR -> blocked SELL-16 (see the header): rows sorted by length (longest first, ties in
+// row order) and cut into slices of 16; for each slice and block of 32 inputs, as many
+// steps as its lane with the most non-zeros in the block, each step 16 (value, position)
+// pairs, (0, 0) where a lane has run out.
 void SparseLinear::build_slices() {
   std::vector<int32_t> order(out_features);
   std::iota(order.begin(), order.end(), 0);
   auto length = [&](int32_t o) { return row_ptr_[o + 1] - row_ptr_[o]; };
   std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return length(a) > length(b); });
-  order.resize((out_features + kSlice - 1) / kSlice * kSlice, -1);  // padding rows: -1
+  order.resize((out_features + kLanes - 1) / kLanes * kLanes, -1);  // padding rows: -1
   slice_rows_ = order;
   slice_start_ = {0};
-  for (size_t s0 = 0; s0 < order.size(); s0 += kSlice) {
-    const int32_t steps = order[s0] >= 0 ? length(order[s0]) : 0;  // the longest row comes first
-    for (int32_t j = 0; j < steps; ++j)
-      for (int64_t l = 0; l < kSlice; ++l) {
-        const int32_t o = order[s0 + l];
-        const bool real = o >= 0 && j < length(o);
-        slice_col_.push_back(real ? col_[row_ptr_[o] + j] : 0);
-        slice_val_.push_back(real ? values_[row_ptr_[o] + j] : 0.0f);
+  const int64_t blocks = (in_features + kBlock - 1) / kBlock;
+  for (size_t s0 = 0; s0 < order.size(); s0 += kLanes) {
+    // next[l]: lane l's next non-zero (CSR index); CSR rows are sorted by column, so a
+    // row's non-zeros come block by block.
+    std::array<int32_t, kLanes> next{}, end{};
+    for (int64_t l = 0; l < kLanes; ++l) {
+      const int32_t o = order[s0 + l];
+      next[l] = o >= 0 ? row_ptr_[o] : 0;
+      end[l] = o >= 0 ? row_ptr_[o + 1] : 0;
+    }
+    int64_t steps_in_slice = 0;
+    for (int64_t b = 0; b < blocks; ++b) {
+      int64_t steps = 0;
+      for (;; ++steps) {
+        bool any = false;
+        for (int64_t l = 0; l < kLanes; ++l) {
+          const bool here = next[l] < end[l] && col_[next[l]] / kBlock == b;
+          step_val_.push_back(here ? values_[next[l]] : 0.0f);
+          step_pos_.push_back(here ? static_cast<uint8_t>(col_[next[l]] - b * kBlock) : 0);
+          if (here) ++next[l], any = true;
+        }
+        if (!any) {  // the step just written is empty: take it back
+          step_val_.resize(step_val_.size() - kLanes);
+          step_pos_.resize(step_pos_.size() - kLanes);
+          break;
+        }
       }
-    slice_start_.push_back(static_cast<int64_t>(slice_col_.size()));
+      WEFT_CHECK(steps <= std::numeric_limits<uint16_t>::max(), "SparseLinear: internal: too many steps in a block");
+      block_steps_.push_back(static_cast<uint16_t>(steps));
+      steps_in_slice += steps;
+    }
+    slice_start_.push_back(slice_start_.back() + steps_in_slice);
   }
 }
 
@@ -147,22 +170,45 @@ inline void axpy(float* __restrict acc, const float* __restrict x, float v, int6
 
 void SparseLinear::forward_vector(const float* x, float* y) const {
 #if defined(__AVX512F__)
-  // SELL-16 (see the header): each step loads the next non-zero of 16 rows (values and
-  // columns, contiguous), gathers the 16 inputs they multiply and adds with one FMA into
-  // 16 per-row sums -- one lane per row, so no horizontal sum and no per-row tail.
+  // x copied into a buffer that ends on a whole block (zeros after in_features), so that
+  // every block's two 16-float loads stay inside it.
+  const int64_t blocks = (in_features + kBlock - 1) / kBlock;
+  thread_local std::vector<float> xpad;
+  xpad.assign(blocks * kBlock, 0.0f);
+  std::copy_n(x, in_features, xpad.data());
+  const float* xp = xpad.data();
   const int64_t slices = static_cast<int64_t>(slice_start_.size()) - 1;
   parallel_for(0, slices, kRowGrain / 4, [&](int64_t s0, int64_t s1) {
     for (int64_t s = s0; s < s1; ++s) {
-      __m512 acc = _mm512_setzero_ps();
-      for (int64_t k = slice_start_[s]; k < slice_start_[s + 1]; k += kSlice) {
-        const __m512i c = _mm512_loadu_si512(slice_col_.data() + k);
-        const __m512 xv = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), 0xFFFF, c, x, 4);
-        acc = _mm512_fmadd_ps(_mm512_loadu_ps(slice_val_.data() + k), xv, acc);
+      // Two accumulators, so consecutive steps' FMAs do not wait on each other.
+      __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+      const float* val = step_val_.data() + slice_start_[s] * kLanes;
+      const uint8_t* pos = step_pos_.data() + slice_start_[s] * kLanes;
+      const uint16_t* steps = block_steps_.data() + s * blocks;
+      for (int64_t b = 0; b < blocks; ++b) {
+        const int64_t n = steps[b];
+        if (n == 0) continue;
+        const __m512 lo = _mm512_loadu_ps(xp + b * kBlock), hi = _mm512_loadu_ps(xp + b * kBlock + 16);
+        // x[32 b + pos[l]] for the 16 lanes: vpermt2ps picks from the 32 floats of lo:hi.
+        auto inputs = [&](const uint8_t* p) {
+          const __m512i idx = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+          return _mm512_permutex2var_ps(lo, idx, hi);
+        };
+        int64_t j = 0;
+        for (; j + 2 <= n; j += 2, val += 2 * kLanes, pos += 2 * kLanes) {
+          acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(val), inputs(pos), acc0);
+          acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(val + kLanes), inputs(pos + kLanes), acc1);
+        }
+        if (j < n) {
+          acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(val), inputs(pos), acc0);
+          val += kLanes, pos += kLanes;
+        }
       }
       // Lane l is row slice_rows_[16 s + l]: add the rows' biases and scatter the 16
       // sums to their rows of y, skipping the padding lanes (row -1).
-      const __m512i rows = _mm512_loadu_si512(slice_rows_.data() + s * kSlice);
+      const __m512i rows = _mm512_loadu_si512(slice_rows_.data() + s * kLanes);
       const __mmask16 real = _mm512_cmpge_epi32_mask(rows, _mm512_setzero_si512());
+      __m512 acc = _mm512_add_ps(acc0, acc1);
       acc = _mm512_add_ps(acc, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), real, rows, bias_.data(), 4));
       _mm512_mask_i32scatter_ps(y, real, rows, acc, 4);
     }
