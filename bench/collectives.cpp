@@ -23,6 +23,8 @@
 #include <mpi.h>
 #include <unistd.h>
 
+#include <sched.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -111,11 +113,20 @@ double time_threads(int n, int64_t numel, const std::function<void(Communicator&
 }
 
 // Rank 0 runs f() alone while the other ranks sleep (polling every 2 ms for "done", so
-// they leave the cores to rank 0's threads).
+// they leave the cores to rank 0's threads). mpirun binds each process to one core
+// (--report-bindings shows it), and threads inherit their creator's binding, so for the
+// time of f() rank 0 lets itself run on every core: the threads backend's ranks would
+// otherwise all share rank 0's one core.
 double on_rank0_alone(int rank, int size, const std::function<double()>& f) {
   double result = 0;
   if (rank == 0) {
+    cpu_set_t bound, all;
+    sched_getaffinity(0, sizeof bound, &bound);
+    CPU_ZERO(&all);
+    for (int c = 0; c < CPU_SETSIZE; ++c) CPU_SET(c, &all);
+    sched_setaffinity(0, sizeof all, &all);
     result = f();
+    sched_setaffinity(0, sizeof bound, &bound);
     for (int q = 1; q < size; ++q) MPI_Send(&result, 1, MPI_DOUBLE, q, 99, MPI_COMM_WORLD);
   } else {
     MPI_Request req;
