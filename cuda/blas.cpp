@@ -4,10 +4,9 @@
 // column-major, X^T (c x r) with the same ld. So C = A @ B in row-major is computed as
 // C^T = B^T @ A^T in column-major: swap the operands and pass each as "N" when it is
 // row-major, "T" when it is a column-major view (a transpose). No copies either way.
-#include <cublas_v2.h>
-
 #include <mutex>
 
+#include "cublas_loader.h"
 #include "detail.h"
 #include "ops.h"
 
@@ -17,7 +16,7 @@ namespace {
 
 void check_blas(cublasStatus_t st, const char* op, const char* call) {
   if (st != CUBLAS_STATUS_SUCCESS)
-    throw Error(weft::detail::str(op, ": ", call, ": ", cublasGetStatusString(st)));
+    throw Error(weft::detail::str(op, ": ", call, ": ", detail::cublas(op).status_string(st)));
 }
 
 // One handle per device, created on first use with a workspace from weft's allocator
@@ -28,10 +27,11 @@ cublasHandle_t handle(int device) {
   static void* workspaces[16] = {};
   std::lock_guard<std::mutex> lock(mu);
   if (!handles[device]) {
-    check_blas(cublasCreate(&handles[device]), "gemm", "cublasCreate");
+    const detail::Cublas& api = detail::cublas("gemm");
+    check_blas(api.create(&handles[device]), "gemm", "cublasCreate");
     constexpr size_t kWorkspace = 32 << 20;  // what cuBLAS recommends on Hopper
     workspaces[device] = device_malloc(kWorkspace, device);
-    check_blas(cublasSetWorkspace(handles[device], workspaces[device], kWorkspace), "gemm", "cublasSetWorkspace");
+    check_blas(api.set_workspace(handles[device], workspaces[device], kWorkspace), "gemm", "cublasSetWorkspace");
   }
   return handles[device];
 }
@@ -39,8 +39,9 @@ cublasHandle_t handle(int device) {
 cublasHandle_t ready_handle(const char* op) {
   const int dev = current_device();
   cublasHandle_t h = handle(dev);
-  check_blas(cublasSetStream(h, detail::stream(dev)), op, "cublasSetStream");
-  check_blas(cublasSetMathMode(h, allow_tf32() ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH), op,
+  const detail::Cublas& api = detail::cublas(op);
+  check_blas(api.set_stream(h, detail::stream(dev)), op, "cublasSetStream");
+  check_blas(api.set_math_mode(h, allow_tf32() ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH), op,
              "cublasSetMathMode");
   return h;
 }
@@ -69,13 +70,13 @@ void gemm_into(const char* op, const Tensor& out, const Tensor& a2, const Tensor
   cublasHandle_t h = ready_handle(op);
   if (out.dtype() == kFloat32) {
     const float one = 1, bt = float(beta);
-    check_blas(cublasSgemm(h, b.op, a.op, m, n, k, &one, b.t.data<float>(), b.ld, a.t.data<float>(), a.ld, &bt,
+    check_blas(detail::cublas(op).sgemm(h, b.op, a.op, m, n, k, &one, b.t.data<float>(), b.ld, a.t.data<float>(), a.ld, &bt,
                            out.data<float>(), m),
                op, "cublasSgemm");
   } else {
     WEFT_CHECK(out.dtype() == kFloat64, op, ": expected float32 or float64 on the GPU, got ", out.dtype());
     const double one = 1;
-    check_blas(cublasDgemm(h, b.op, a.op, m, n, k, &one, b.t.data<double>(), b.ld, a.t.data<double>(), a.ld, &beta,
+    check_blas(detail::cublas(op).dgemm(h, b.op, a.op, m, n, k, &one, b.t.data<double>(), b.ld, a.t.data<double>(), a.ld, &beta,
                            out.data<double>(), m),
                op, "cublasDgemm");
   }

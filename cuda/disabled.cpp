@@ -16,6 +16,7 @@ bool built_with_cuda() { return false; }
 bool is_available() { return false; }
 int device_count() { return 0; }
 std::string device_name(int) { no_cuda("cuda::device_name"); }
+std::string blas_library() { no_cuda("cuda::blas_library"); }
 DeviceProperties properties(int) { no_cuda("cuda::properties"); }
 int current_device() { no_cuda("cuda::current_device"); }
 void set_device(int) { no_cuda("cuda::set_device"); }

@@ -43,6 +43,20 @@ Tensor rnd(const Shape& s, uint64_t seed, DType dt = kFloat32) {
 
 }  // namespace
 
+// Runs without a GPU: the library is opened on first use (cuda/cublas_loader.h), so this
+// checks that it is found and has every function weft calls.
+TEST_CASE("cuBLAS is opened on first use and reports its version", "[cuda]") {
+  if (!cuda::built_with_cuda()) {
+    CHECK_THROWS_WITH(cuda::blas_library(), Catch::Contains("built without CUDA"));
+    return;
+  }
+  const std::string lib = cuda::blas_library();
+  INFO(lib);
+  CHECK(lib.find("libcublas.so.") == 0);
+  CHECK(lib.find("(cuBLAS ") != std::string::npos);
+  CHECK(cuda::blas_library() == lib);  // loaded once, the same answer again
+}
+
 TEST_CASE("cuda: device queries and guards", "[cuda]") {
   NEED_GPU();
   const auto p = cuda::properties(0);

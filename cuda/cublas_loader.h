@@ -1,0 +1,37 @@
+// cuBLAS, opened when the first GPU GEMM needs it rather than linked.
+//
+// Why: libcublasLt, which libcublas pulls in, is a few hundred megabytes, and merely
+// loading it at program start costs about 210 MB of resident memory (measured on the
+// development machine: an empty program linked with -lcublas peaks at 217 MB, one
+// without it at 1 MB). Every weft program paid that, also on machines without a GPU and
+// in CPU-only runs; train_mlp's peak RSS fell from ~465 MB to ~255 MB when it stopped.
+// cudart, cuDNN and NCCL stay linked: they cost a few MB each.
+//
+// The loader dlopen()s libcublas.so.<major of the headers weft was compiled with>, first
+// by name (LD_LIBRARY_PATH, libweft's run path, the ld.so cache), then in the CUDA
+// library directories the build found, and looks up the handful of functions weft calls.
+// Only cuda/ includes this header.
+#pragma once
+
+#include <cublas_v2.h>
+
+namespace weft::cuda::detail {
+
+// The cuBLAS entry points weft uses, as function pointers. (cublas_v2.h maps most names
+// to their _v2 symbols with macros; decltype and the loader see the mapped names.)
+struct Cublas {
+  decltype(&cublasCreate) create;
+  decltype(&cublasSetWorkspace) set_workspace;
+  decltype(&cublasSetStream) set_stream;
+  decltype(&cublasSetMathMode) set_math_mode;
+  decltype(&cublasSgemm) sgemm;
+  decltype(&cublasDgemm) dgemm;
+  decltype(&cublasGetStatusString) status_string;
+  decltype(&cublasGetProperty) get_property;
+};
+
+// The loaded library; throws weft::Error naming the library and dlerror()'s reason when
+// it cannot be opened or lacks a function. `op` names the caller in that error.
+const Cublas& cublas(const char* op);
+
+}  // namespace weft::cuda::detail
