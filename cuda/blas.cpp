@@ -6,7 +6,7 @@
 // row-major, "T" when it is a column-major view (a transpose). No copies either way.
 #include <mutex>
 
-#include "cublas_loader.h"
+#include "cuda_libraries.h"
 #include "detail.h"
 #include "ops.h"
 

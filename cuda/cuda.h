@@ -26,9 +26,11 @@ bool is_available();
 int device_count();  // 0 when unavailable; never throws
 std::string device_name(int index);
 // The cuBLAS library weft's GPU GEMMs use, e.g. "libcublas.so.13 (cuBLAS 13.0.0)". It is
-// opened on first use, not at program start (cuda/cublas_loader.h says why); this opens
+// opened on first use, not at program start (cuda/cuda_libraries.h says why); this opens
 // it, so it also checks that it can be found. Needs no GPU; throws when it is missing.
 std::string blas_library();
+// The same for cuSPARSE (prune::SparseLinear's GPU path): "libcusparse.so.12 (cuSPARSE ...)".
+std::string sparse_library();
 
 struct DeviceProperties {
   std::string name;

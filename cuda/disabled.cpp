@@ -17,6 +17,7 @@ bool is_available() { return false; }
 int device_count() { return 0; }
 std::string device_name(int) { no_cuda("cuda::device_name"); }
 std::string blas_library() { no_cuda("cuda::blas_library"); }
+std::string sparse_library() { no_cuda("cuda::sparse_library"); }
 DeviceProperties properties(int) { no_cuda("cuda::properties"); }
 int current_device() { no_cuda("cuda::current_device"); }
 void set_device(int) { no_cuda("cuda::set_device"); }

@@ -1,5 +1,6 @@
-// The GPU side of the heavier raw ops: GEMMs through cuBLAS, convolutions through cuDNN
-// (or im2col + cuBLAS without it), pooling, and the fused optimizer updates.
+// The GPU side of the heavier raw ops: GEMMs through cuBLAS, the sparse Linear through
+// cuSPARSE, convolutions through cuDNN (or im2col + cuBLAS without it), pooling, and the
+// fused optimizer updates.
 //
 // Like kernels.h, these trust their callers (tensor/cpu/matmul.cpp, conv.cpp, pool.cpp,
 // optim/) to have checked shapes and devices and allocated the outputs.
@@ -19,6 +20,12 @@ namespace weft::cuda {
 void gemm(const Tensor& out, const Tensor& a, const Tensor& b);
 // out (n, out_f) = x (n, in) @ w (out_f, in)^T + bias (out_f) (bias may be undefined).
 void linear(const Tensor& out, const Tensor& x, const Tensor& w, const Tensor& bias);
+
+// ---- sparse Linear (sparse.cpp: cuSPARSE) ---------------------------------------------------
+// y (B, out), contiguous = x (B, in), contiguous @ W^T + bias (out), W (out, in) in CSR:
+// row_ptr (out + 1), col (nnz) int64 and values (nnz) float32, all on x's GPU.
+void csr_linear(const Tensor& y, const Tensor& x, const Tensor& row_ptr, const Tensor& col, const Tensor& values,
+                const Tensor& bias);
 
 // ---- convolution (conv.cpp: cuDNN; im2col fallback in kernels/im2col.cu) -------------------
 void conv2d(const Tensor& out, const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dParams& p);

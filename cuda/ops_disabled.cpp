@@ -10,6 +10,9 @@ namespace {
 
 void gemm(const Tensor&, const Tensor&, const Tensor&) { no_cuda("matmul"); }
 void linear(const Tensor&, const Tensor&, const Tensor&, const Tensor&) { no_cuda("linear"); }
+void csr_linear(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&) {
+  no_cuda("SparseLinear");
+}
 void conv2d(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Conv2dParams&) { no_cuda("conv2d"); }
 void conv2d_backward_input(const Tensor&, const Tensor&, const Tensor&, const Conv2dParams&) {
   no_cuda("conv2d_backward_input");

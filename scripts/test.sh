@@ -6,7 +6,8 @@
 #   3. builds and runs tests/consumer the two ways a project uses weft: as a Meson
 #      subproject, and installed + pkg-config (installing from build/);
 #   4. builds the suite again under AddressSanitizer + UndefinedBehaviorSanitizer in
-#      build-asan/ (with clang++ when installed) and runs it there;
+#      build-asan/ (with clang++ when installed, GEMMs through Eigen instead of
+#      OpenBLAS) and runs it there;
 #   5. fuzzes the safetensors header parser with libFuzzer for FUZZ_SECONDS (60).
 # Its last line is "N passed, N failed": Catch2 test cases of both runs, plus one per
 # consumer route, plus one failure for each step that could not run (a build that broke,
@@ -170,7 +171,9 @@ if [ -n "$asan_had" ] && [ "$(basename "$asan_had")" != "$(basename "$asan_cxx")
   rm -rf build-asan
 fi
 log "AddressSanitizer + UndefinedBehaviorSanitizer build (build-asan/, $asan_cxx)"
-if CXX=$asan_cxx configure build-asan --buildtype=debugoptimized -Db_sanitize=address,undefined -Db_lundef=false -Dcuda=disabled &&
+# -Dblas=disabled: its GEMMs go through Eigen, so the suite runs on both GEMM backends
+# (tensor/cpu/gemm.h), the release build's OpenBLAS and this one's Eigen.
+if CXX=$asan_cxx configure build-asan --buildtype=debugoptimized -Db_sanitize=address,undefined -Db_lundef=false -Dcuda=disabled -Dblas=disabled &&
   ninja -C build-asan -j"$WEFT_JOBS" tests/weft_tests; then
   log "Unit tests (ASan + UBSan)"
   # protect_shadow_gap=0: the CUDA driver maps memory where ASan would otherwise

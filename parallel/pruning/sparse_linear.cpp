@@ -15,6 +15,7 @@
 #endif
 
 #include "../../autograd/tape.h"
+#include "../../cuda/ops.h"
 #include "../../tensor/raw.h"
 #include "../../tensor/thread_pool.h"
 
@@ -256,20 +257,33 @@ void SparseLinear::forward_batch(const float* xt, int64_t batch, float* yt) cons
   });
 }
 
+const SparseLinear::OnDevice& SparseLinear::on_device(Device d) const {
+  std::lock_guard<std::mutex> lock(device_mu_);
+  auto it = device_copies_.find(d.index);
+  if (it != device_copies_.end()) return it->second;
+  const std::vector<int64_t> rows(row_ptr_.begin(), row_ptr_.end()), cols(col_.begin(), col_.end());
+  OnDevice g{tensor(rows, {out_features + 1}).to(d), tensor(cols, {nnz()}).to(d),
+             tensor(values_, {nnz()}).to(d), tensor(bias_, {out_features}).to(d)};
+  return device_copies_.emplace(d.index, std::move(g)).first->second;
+}
+
 Tensor SparseLinear::forward(const Tensor& x) {
   WEFT_CHECK(!(autograd::is_grad_enabled() && x.requires_grad()),
              "SparseLinear: inference only (no backward); run it under NoGradGuard on a tensor without grad");
   WEFT_CHECK(x.dim() >= 1 && x.size(-1) == in_features, "SparseLinear(", in_features, ", ", out_features, "): input ",
              x.shape(), " must end in ", in_features, " features");
-  WEFT_CHECK(x.dtype() == kFloat32 && x.device().is_cpu(), "SparseLinear: input must be float32 on the CPU");
+  WEFT_CHECK(x.dtype() == kFloat32, "SparseLinear: input must be float32, got ", dtype_name(x.dtype()));
   const int64_t batch = x.numel() / in_features;
   Shape out_shape = x.shape();
   out_shape[out_shape.size() - 1] = out_features;
-  Tensor y = empty({batch, out_features});
+  Tensor y = empty({batch, out_features}, kFloat32, x.device());
   // (No reshape for the common 2-D input: at high sparsity the kernel takes a few
   // microseconds, and every tensor handle made here is a visible part of that.)
   Tensor x2 = raw::contiguous(x.dim() == 2 ? x : x.detach().reshape({batch, in_features}));
-  if (batch == 1) {
+  if (x.device().is_cuda()) {
+    const OnDevice& g = on_device(x.device());
+    cuda::csr_linear(y, x2, g.row_ptr, g.col, g.values, g.bias);
+  } else if (batch == 1) {
     forward_vector(x2.data<float>(), y.data<float>());
   } else {
     // Work in the transposed layout, where a batch of inputs of one feature is

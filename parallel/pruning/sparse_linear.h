@@ -22,11 +22,13 @@
 // Rows are split across the intra-op thread pool (tensor/thread_pool.h).
 //
 // There is no backward: it is built from a trained, pruned Linear (fine-tune the dense
-// masked layer, then convert). CPU and float32 only. A cuSPARSE path is not written: the
-// build may have CUDA but no GPU was available to test one.
+// masked layer, then convert). float32 only. On a GPU input the same CSR arrays, copied
+// to that GPU the first time it is used, go through cuSPARSE's SpMM (cuda/sparse.cpp).
 #pragma once
 
+#include <map>
 #include <memory>
+#include <mutex>
 #include <vector>
 
 #include "../../nn/linear.h"
@@ -58,6 +60,14 @@ class SparseLinear : public nn::Module {
   std::vector<int32_t> col_;      // nnz
   std::vector<float> values_;     // nnz
   std::vector<float> bias_;       // out, zeros when built without a bias
+
+  // The CSR arrays on a GPU, for cuSPARSE (int64 indices: weft has no int32 dtype).
+  struct OnDevice {
+    Tensor row_ptr, col, values, bias;
+  };
+  const OnDevice& on_device(Device d) const;
+  mutable std::mutex device_mu_;
+  mutable std::map<int, OnDevice> device_copies_;  // by GPU index
 
   // The same non-zeros again, for batch 1 with AVX-512, as "blocked SELL-16". Rows are
   // sorted by their number of non-zeros, longest first, and cut into slices of 16 rows,

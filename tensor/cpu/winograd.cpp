@@ -3,9 +3,23 @@
 // Work is split over samples: each thread takes a run of samples and walks it a few
 // samples at a time, so that the transformed tiles V (16, C, tiles) and the products
 // M (16, K, tiles) of those samples stay in the core's L2 cache between the three stages.
+//
+// The two tile transforms are SIMD over 8 neighbouring tiles of a tile row (float32; the
+// float64 twins, used by gradcheck, are plain loops). Tile (th, tw) reads input columns
+// 2 tw .. 2 tw + 3 of the padded plane, so 8 neighbouring tiles read every other column:
+// the padded plane is split once into its even and odd columns, after which tile tw's
+// four columns are even[tw], odd[tw], even[tw + 1] and odd[tw + 1], four contiguous
+// 8-float loads for 8 tiles. Vector stores run up to 7 tiles past a tile row; the rows of
+// V and M have 8 spare floats at the end (ld = tiles + 8) for that, and a row's spill into
+// the next tile row is overwritten when that row is transformed.
 #include "winograd.h"
 
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
 #include <algorithm>
+#include <cstring>
 #include <vector>
 
 #include "../thread_pool.h"
@@ -18,6 +32,20 @@ namespace {
 // Tiles per GEMM: enough columns for the GEMM to run near its peak, few enough that V
 // and M of one chunk fit in L2 (measured best between ~100 and ~250 on the sample CNN).
 constexpr int64_t kTilesPerChunk = 196;
+constexpr int64_t kLanes = 8;  // tiles per SIMD step (8 floats: 256 bits)
+
+// The tile grid of a chunk of samples, and the row stride of V and M.
+struct Tiles {
+  int64_t h, w;  // tiles per column and per row of one sample
+  int64_t count;  // tiles in the chunk: samples * h * w
+  int64_t ld;     // count + kLanes spare floats (see the top of the file)
+};
+
+// Eight floats as one SIMD value (GCC/Clang vector extension): + and - act lane by lane.
+// aligned(4): loads and stores may sit at any float boundary.
+typedef float Vec8 __attribute__((vector_size(32), aligned(4)));
+inline Vec8 load8(const float* p) { return *reinterpret_cast<const Vec8*>(p); }
+inline void store8(float* p, Vec8 v) { *reinterpret_cast<Vec8*>(p) = v; }
 
 // U (16, K, C): U[xi][k][c] = (G g G^T)[xi] for the 3x3 filter g = w[k][c], with
 // G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1].
@@ -43,30 +71,24 @@ std::vector<T> transform_filters(const T* w, int64_t K, int64_t C) {
   return u;
 }
 
-// V[xi][c][t0 + t] = (B^T d B)[xi] for each 4x4 input tile d of samples [n0, n0+ns), with
-// B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]. Tile (th, tw) reads input rows
-// 2 th - ph .. +3 and columns 2 tw - pw .. +3; outside the image reads 0 (padding).
+// V[xi][c][t] = (B^T d B)[xi] for each 4x4 input tile d of samples [n0, n0+ns), with
+// B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]. Tile (th, tw) of sample s is
+// t = (s * tiles.h + th) * tiles.w + tw and reads input rows 2 th - ph .. +3 and columns
+// 2 tw - pw .. +3; outside the image reads 0 (padding). The plain version (float64).
 template <class T>
-void transform_inputs(const T* x, int64_t n0, int64_t ns, const Winograd3x3& g, int64_t tiles_h, int64_t tiles_w,
-                      T* v) {
-  const int64_t tiles = ns * tiles_h * tiles_w;
+void transform_inputs(const T* x, int64_t n0, int64_t ns, const Winograd3x3& g, const Tiles& tl, T* v) {
+  const int64_t step = g.C * tl.ld;  // from one xi to the next
   for (int64_t s = 0; s < ns; ++s)
     for (int64_t c = 0; c < g.C; ++c) {
       const T* plane = x + ((n0 + s) * g.C + c) * g.H * g.W;
-      for (int64_t th = 0; th < tiles_h; ++th)
-        for (int64_t tw = 0; tw < tiles_w; ++tw) {
+      for (int64_t th = 0; th < tl.h; ++th)
+        for (int64_t tw = 0; tw < tl.w; ++tw) {
           T d[4][4];
-          const int64_t h0 = 2 * th - g.ph, w0 = 2 * tw - g.pw;
-          if (h0 >= 0 && w0 >= 0 && h0 + 4 <= g.H && w0 + 4 <= g.W) {  // inside the image
-            for (int i = 0; i < 4; ++i)
-              for (int j = 0; j < 4; ++j) d[i][j] = plane[(h0 + i) * g.W + w0 + j];
-          } else {  // on the border: padding reads 0
-            for (int i = 0; i < 4; ++i)
-              for (int j = 0; j < 4; ++j) {
-                const int64_t ih = h0 + i, iw = w0 + j;
-                d[i][j] = ih >= 0 && ih < g.H && iw >= 0 && iw < g.W ? plane[ih * g.W + iw] : T(0);
-              }
-          }
+          for (int i = 0; i < 4; ++i)
+            for (int j = 0; j < 4; ++j) {
+              const int64_t ih = 2 * th - g.ph + i, iw = 2 * tw - g.pw + j;
+              d[i][j] = ih >= 0 && ih < g.H && iw >= 0 && iw < g.W ? plane[ih * g.W + iw] : T(0);
+            }
           T bd[4][4];  // B^T d
           for (int j = 0; j < 4; ++j) {
             bd[0][j] = d[0][j] - d[2][j];
@@ -74,9 +96,7 @@ void transform_inputs(const T* x, int64_t n0, int64_t ns, const Winograd3x3& g, 
             bd[2][j] = d[2][j] - d[1][j];
             bd[3][j] = d[1][j] - d[3][j];
           }
-          const int64_t t = (s * tiles_h + th) * tiles_w + tw;
-          T* out = v + c * tiles + t;
-          const int64_t step = g.C * tiles;  // from one xi to the next
+          T* out = v + c * tl.ld + (s * tl.h + th) * tl.w + tw;
           for (int i = 0; i < 4; ++i) {  // (B^T d) B
             out[(i * 4 + 0) * step] = bd[i][0] - bd[i][2];
             out[(i * 4 + 1) * step] = bd[i][1] + bd[i][2];
@@ -87,22 +107,67 @@ void transform_inputs(const T* x, int64_t n0, int64_t ns, const Winograd3x3& g, 
     }
 }
 
+// The same for float32, 8 tiles of a tile row at a time (see the top of the file).
+void transform_inputs(const float* x, int64_t n0, int64_t ns, const Winograd3x3& g, const Tiles& tl, float* v) {
+  const int64_t step = g.C * tl.ld;
+  // The padded plane's even and odd columns: rows 2 tiles.h + 2, each `half` floats,
+  // enough for every 8-tile step and its one-column shift (zeros beyond the image).
+  const int64_t rows = 2 * tl.h + 2, half = (tl.w + kLanes - 1) / kLanes * kLanes + 1;
+  std::vector<float> even(rows * half), odd(rows * half);
+  for (int64_t s = 0; s < ns; ++s)
+    for (int64_t c = 0; c < g.C; ++c) {
+      const float* plane = x + ((n0 + s) * g.C + c) * g.H * g.W;
+      for (int64_t y = 0; y < rows; ++y) {
+        const int64_t ih = y - g.ph;
+        const bool row_in = ih >= 0 && ih < g.H;
+        for (int64_t q = 0; q < half; ++q) {
+          const int64_t ie = 2 * q - g.pw, io = ie + 1;
+          even[y * half + q] = row_in && ie >= 0 && ie < g.W ? plane[ih * g.W + ie] : 0.0f;
+          odd[y * half + q] = row_in && io >= 0 && io < g.W ? plane[ih * g.W + io] : 0.0f;
+        }
+      }
+      for (int64_t th = 0; th < tl.h; ++th) {
+        float* out = v + c * tl.ld + (s * tl.h + th) * tl.w;
+        for (int64_t q0 = 0; q0 < tl.w; q0 += kLanes) {
+          // Column j of the 8 tiles: j = 0 even[q0], 1 odd[q0], 2 even[q0 + 1], 3 odd[q0 + 1].
+          Vec8 col[4][4];  // [j][i]: input row 2 th + i
+          for (int i = 0; i < 4; ++i) {
+            const int64_t r = (2 * th + i) * half + q0;
+            col[0][i] = load8(&even[r]), col[1][i] = load8(&odd[r]);
+            col[2][i] = load8(&even[r + 1]), col[3][i] = load8(&odd[r + 1]);
+          }
+          Vec8 bd[4][4];  // B^T d: [i][j]
+          for (int j = 0; j < 4; ++j) {
+            bd[0][j] = col[j][0] - col[j][2];
+            bd[1][j] = col[j][1] + col[j][2];
+            bd[2][j] = col[j][2] - col[j][1];
+            bd[3][j] = col[j][1] - col[j][3];
+          }
+          for (int i = 0; i < 4; ++i) {  // (B^T d) B
+            store8(out + (i * 4 + 0) * step + q0, bd[i][0] - bd[i][2]);
+            store8(out + (i * 4 + 1) * step + q0, bd[i][1] + bd[i][2]);
+            store8(out + (i * 4 + 2) * step + q0, bd[i][2] - bd[i][1]);
+            store8(out + (i * 4 + 3) * step + q0, bd[i][1] - bd[i][3]);
+          }
+        }
+      }
+    }
+}
+
 // out[n0 + s][k] tile (th, tw) = A^T m A + b[k] for m[xi] = M[xi][k][t], with
 // A^T = [1 1 1 0; 0 1 -1 -1]; the half of a last tile that falls outside Ho or Wo is
-// dropped.
+// dropped. The plain version (float64).
 template <class T>
-void transform_outputs(const T* m, const T* b, int64_t n0, int64_t ns, const Winograd3x3& g, int64_t tiles_h,
-                       int64_t tiles_w, T* out) {
-  const int64_t tiles = ns * tiles_h * tiles_w, Ho = g.Ho(), Wo = g.Wo();
-  const int64_t step = g.K * tiles;
+void transform_outputs(const T* m, const T* b, int64_t n0, int64_t ns, const Winograd3x3& g, const Tiles& tl,
+                       T* out) {
+  const int64_t Ho = g.Ho(), Wo = g.Wo(), step = g.K * tl.ld;
   for (int64_t s = 0; s < ns; ++s)
     for (int64_t k = 0; k < g.K; ++k) {
       T* plane = out + ((n0 + s) * g.K + k) * Ho * Wo;
       const T bias = b ? b[k] : T(0);
-      for (int64_t th = 0; th < tiles_h; ++th)
-        for (int64_t tw = 0; tw < tiles_w; ++tw) {
-          const int64_t t = (s * tiles_h + th) * tiles_w + tw;
-          const T* in = m + k * tiles + t;
+      for (int64_t th = 0; th < tl.h; ++th)
+        for (int64_t tw = 0; tw < tl.w; ++tw) {
+          const T* in = m + k * tl.ld + (s * tl.h + th) * tl.w + tw;
           T am[2][4];  // A^T m
           for (int j = 0; j < 4; ++j) {
             const T m0 = in[j * step], m1 = in[(4 + j) * step], m2 = in[(8 + j) * step], m3 = in[(12 + j) * step];
@@ -112,11 +177,60 @@ void transform_outputs(const T* m, const T* b, int64_t n0, int64_t ns, const Win
           for (int i = 0; i < 2; ++i) {
             const int64_t oh = 2 * th + i;
             if (oh >= Ho) break;
-            const T y0 = am[i][0] + am[i][1] + am[i][2] + bias, y1 = am[i][1] - am[i][2] - am[i][3] + bias;
-            plane[oh * Wo + 2 * tw] = y0;
-            if (2 * tw + 1 < Wo) plane[oh * Wo + 2 * tw + 1] = y1;
+            plane[oh * Wo + 2 * tw] = am[i][0] + am[i][1] + am[i][2] + bias;
+            if (2 * tw + 1 < Wo) plane[oh * Wo + 2 * tw + 1] = am[i][1] - am[i][2] - am[i][3] + bias;
           }
         }
+    }
+}
+
+// dst[0, n) = the first n of the 16 floats lo:hi (n <= 16).
+inline void store_first(float* dst, Vec8 lo, Vec8 hi, int64_t n) {
+#if defined(__AVX512F__)
+  const __m512 v = _mm512_insertf32x8(_mm512_castps256_ps512(reinterpret_cast<__m256>(lo)),
+                                      reinterpret_cast<__m256>(hi), 1);
+  _mm512_mask_storeu_ps(dst, static_cast<__mmask16>((1u << n) - 1), v);
+#else
+  float tmp[16];
+  std::memcpy(tmp, &lo, sizeof lo);
+  std::memcpy(tmp + 8, &hi, sizeof hi);
+  for (int64_t i = 0; i < n; ++i) dst[i] = tmp[i];
+#endif
+}
+
+// The same for float32, 8 tiles of a tile row at a time. The two outputs a tile gives
+// each output row interleave: tile tw writes columns 2 tw and 2 tw + 1.
+void transform_outputs(const float* m, const float* b, int64_t n0, int64_t ns, const Winograd3x3& g, const Tiles& tl,
+                       float* out) {
+  const int64_t Ho = g.Ho(), Wo = g.Wo(), step = g.K * tl.ld;
+  for (int64_t s = 0; s < ns; ++s)
+    for (int64_t k = 0; k < g.K; ++k) {
+      float* plane = out + ((n0 + s) * g.K + k) * Ho * Wo;
+      const Vec8 bias = Vec8{} + (b ? b[k] : 0.0f);
+      for (int64_t th = 0; th < tl.h; ++th) {
+        const float* in = m + k * tl.ld + (s * tl.h + th) * tl.w;
+        for (int64_t q0 = 0; q0 < tl.w; q0 += kLanes) {
+          Vec8 am[2][4];  // A^T m
+          for (int j = 0; j < 4; ++j) {
+            const Vec8 m0 = load8(in + j * step + q0), m1 = load8(in + (4 + j) * step + q0),
+                       m2 = load8(in + (8 + j) * step + q0), m3 = load8(in + (12 + j) * step + q0);
+            am[0][j] = m0 + m1 + m2;
+            am[1][j] = m1 - m2 - m3;
+          }
+          const int64_t cols = std::min<int64_t>(2 * kLanes, Wo - 2 * q0);  // output columns of these 8 tiles
+          for (int i = 0; i < 2; ++i) {
+            const int64_t oh = 2 * th + i;
+            if (oh >= Ho) break;
+            const Vec8 y0 = am[i][0] + am[i][1] + am[i][2] + bias, y1 = am[i][1] - am[i][2] - am[i][3] + bias;
+            // Interleave: columns 2 q0 .. 2 q0 + 15 are y0[0] y1[0] y0[1] y1[1] ...
+            const Vec8 lo = __builtin_shufflevector(y0, y1, 0, 8, 1, 9, 2, 10, 3, 11);
+            const Vec8 hi = __builtin_shufflevector(y0, y1, 4, 12, 5, 13, 6, 14, 7, 15);
+            float* dst = plane + oh * Wo + 2 * q0;
+            if (cols == 2 * kLanes) store8(dst, lo), store8(dst + kLanes, hi);
+            else store_first(dst, lo, hi, cols);
+          }
+        }
+      }
     }
 }
 
@@ -124,19 +238,20 @@ void transform_outputs(const T* m, const T* b, int64_t n0, int64_t ns, const Win
 
 template <class T>
 void winograd_conv(const T* x, const T* w, const T* b, T* out, const Winograd3x3& g) {
-  const int64_t tiles_h = (g.Ho() + 1) / 2, tiles_w = (g.Wo() + 1) / 2;
-  const int64_t per_sample = tiles_h * tiles_w;
-  const int64_t chunk = std::max<int64_t>(1, kTilesPerChunk / per_sample);  // samples per chunk
+  const int64_t th = (g.Ho() + 1) / 2, tw = (g.Wo() + 1) / 2;
+  const int64_t chunk = std::max<int64_t>(1, kTilesPerChunk / (th * tw));  // samples per chunk
   const std::vector<T> u = transform_filters(w, g.K, g.C);
   parallel_for(0, g.N, 1, [&](int64_t s0, int64_t s1) {
-    std::vector<T> v(16 * g.C * chunk * per_sample), m(16 * g.K * chunk * per_sample);
+    const int64_t ld = chunk * th * tw + kLanes;
+    std::vector<T> v(16 * g.C * ld), m(16 * g.K * ld);
     for (int64_t n0 = s0; n0 < s1; n0 += chunk) {
-      const int64_t ns = std::min(chunk, s1 - n0), tiles = ns * per_sample;
-      transform_inputs(x, n0, ns, g, tiles_h, tiles_w, v.data());
+      const int64_t ns = std::min(chunk, s1 - n0);
+      const Tiles tl{th, tw, ns * th * tw, ld};
+      transform_inputs(x, n0, ns, g, tl, v.data());
       for (int64_t xi = 0; xi < 16; ++xi)  // M[xi] (K, tiles) = U[xi] (K, C) @ V[xi] (C, tiles)
-        cpu::gemm<T>(false, false, g.K, tiles, g.C, T(1), u.data() + xi * g.K * g.C, g.C, v.data() + xi * g.C * tiles,
-                     tiles, T(0), m.data() + xi * g.K * tiles, tiles);
-      transform_outputs(m.data(), b, n0, ns, g, tiles_h, tiles_w, out);
+        cpu::gemm<T>(false, false, g.K, tl.count, g.C, T(1), u.data() + xi * g.K * g.C, g.C,
+                     v.data() + xi * g.C * ld, ld, T(0), m.data() + xi * g.K * ld, ld);
+      transform_outputs(m.data(), b, n0, ns, g, tl, out);
     }
   });
 }

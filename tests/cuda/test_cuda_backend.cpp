@@ -43,18 +43,21 @@ Tensor rnd(const Shape& s, uint64_t seed, DType dt = kFloat32) {
 
 }  // namespace
 
-// Runs without a GPU: the library is opened on first use (cuda/cublas_loader.h), so this
-// checks that it is found and has every function weft calls.
-TEST_CASE("cuBLAS is opened on first use and reports its version", "[cuda]") {
+// Runs without a GPU: the libraries are opened on first use (cuda/cuda_libraries.h), so
+// this checks that they are found and have every function weft calls.
+TEST_CASE("cuBLAS and cuSPARSE are opened on first use and report their versions", "[cuda]") {
   if (!cuda::built_with_cuda()) {
     CHECK_THROWS_WITH(cuda::blas_library(), Catch::Contains("built without CUDA"));
+    CHECK_THROWS_WITH(cuda::sparse_library(), Catch::Contains("built without CUDA"));
     return;
   }
-  const std::string lib = cuda::blas_library();
-  INFO(lib);
-  CHECK(lib.find("libcublas.so.") == 0);
-  CHECK(lib.find("(cuBLAS ") != std::string::npos);
-  CHECK(cuda::blas_library() == lib);  // loaded once, the same answer again
+  const std::string blas = cuda::blas_library(), sparse = cuda::sparse_library();
+  INFO(blas << "; " << sparse);
+  CHECK(blas.find("libcublas.so.") == 0);
+  CHECK(blas.find("(cuBLAS ") != std::string::npos);
+  CHECK(sparse.find("libcusparse.so.") == 0);
+  CHECK(sparse.find("(cuSPARSE ") != std::string::npos);
+  CHECK(cuda::blas_library() == blas);  // loaded once, the same answer again
 }
 
 TEST_CASE("cuda: device queries and guards", "[cuda]") {

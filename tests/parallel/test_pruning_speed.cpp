@@ -73,6 +73,31 @@ TEST_CASE("SparseLinear handles ragged rows: empty, full and everything between"
   }
 }
 
+// The GPU path (cuSPARSE SpMM, cuda/sparse.cpp) against the dense Linear on the CPU.
+TEST_CASE("SparseLinear on a GPU matches the dense pruned Linear", "[prune][cuda]") {
+  if (!cuda::is_available()) {
+    WARN("no CUDA GPU visible: skipping this CUDA test");
+    return;
+  }
+  const Device gpu = Device::cuda(0);
+  cuda::DeviceGuard on(0);
+  for (double sparsity : {0.0, 0.9, 1.0}) {
+    manual_seed(3);
+    nn::Sequential model({std::make_shared<nn::Linear>(70, 33)});
+    prune::Pruner pruner(model);
+    prune::magnitude(pruner, sparsity);
+    auto& dense = dynamic_cast<nn::Linear&>(*model[0]);
+    auto sparse = prune::SparseLinear::from(dense);
+    for (const Shape& s : {Shape{1, 70}, Shape{65, 70}, Shape{2, 3, 70}}) {
+      INFO("sparsity " << sparsity << " input " << s);
+      const Tensor x = randn(s);
+      const Tensor y = infer(*sparse, x.to(gpu));
+      CHECK(y.device() == gpu);
+      CHECK(allclose(y.to(kCPU), infer(dense, x), 1e-5, 1e-5));
+    }
+  }
+}
+
 TEST_CASE("sparsify_linears swaps every Linear and keeps the outputs", "[prune]") {
   auto model = mlp();
   prune::Pruner pruner(*model);

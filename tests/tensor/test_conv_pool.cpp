@@ -156,13 +156,15 @@ TEST_CASE("conv2d: forward and both backwards match a direct-loop reference", "[
 // 3x3, stride 1, undilated, ungrouped, with 8 or more channels in and out: the
 // convolution and its input gradient run through Winograd's F(2x2, 3x3)
 // (tensor/cpu/winograd.h). Odd and even sizes (a last tile half outside the output),
-// every padding up to 3 (3 sends the input gradient back to im2col), tiny images.
+// every padding up to 3 (3 sends the input gradient back to im2col), tiny images, and
+// rows of more than 8 tiles (the float32 transforms work 8 tiles at a time).
 TEST_CASE("conv2d: the Winograd F(2x2,3x3) path matches the direct-loop reference", "[conv]") {
   struct Case {
     int64_t N, C, K, H, W;
   };
   for (DType dt : {kFloat32, kFloat64})
-    for (const Case& c : {Case{3, 8, 8, 7, 6}, Case{2, 9, 12, 14, 14}, Case{5, 16, 8, 5, 9}, Case{1, 8, 9, 2, 3}})
+    for (const Case& c :
+         {Case{3, 8, 8, 7, 6}, Case{2, 9, 12, 14, 14}, Case{5, 16, 8, 5, 9}, Case{1, 8, 9, 2, 3}, Case{2, 8, 8, 4, 37}})
       for (int64_t ph : {0, 1, 2, 3})
         for (int64_t pw : {0, 1, 2})
           for (bool with_bias : {false, true}) {
