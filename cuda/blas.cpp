@@ -4,7 +4,9 @@
 // column-major, X^T (c x r) with the same ld. So C = A @ B in row-major is computed as
 // C^T = B^T @ A^T in column-major: swap the operands and pass each as "N" when it is
 // row-major, "T" when it is a column-major view (a transpose). No copies either way.
+#include <map>
 #include <mutex>
+#include <utility>
 
 #include "cuda_libraries.h"
 #include "detail.h"
@@ -19,30 +21,32 @@ void check_blas(cublasStatus_t st, const char* op, const char* call) {
     throw Error(weft::detail::str(op, ": ", call, ": ", detail::cublas(op).status_string(st)));
 }
 
-// One handle per device, created on first use with a workspace from weft's allocator
-// (so cuBLAS never calls cudaMalloc itself, which a graph capture would not allow).
-cublasHandle_t handle(int device) {
+// One handle per (device, stream), created on first use with its own workspace from
+// weft's allocator (so cuBLAS never calls cudaMalloc itself, which a graph capture would
+// not allow). Per stream, not per device: a handle's stream and workspace are state that
+// two threads enqueueing on two streams would otherwise share.
+cublasHandle_t handle_for(int device, cudaStream_t stream, const char* op) {
   static std::mutex mu;
-  static cublasHandle_t handles[16] = {};
-  static void* workspaces[16] = {};
+  static std::map<std::pair<int, cudaStream_t>, cublasHandle_t> handles;
   std::lock_guard<std::mutex> lock(mu);
-  if (!handles[device]) {
-    const detail::Cublas& api = detail::cublas("gemm");
-    check_blas(api.create(&handles[device]), "gemm", "cublasCreate");
+  cublasHandle_t& h = handles[{device, stream}];
+  if (!h) {
+    const detail::Cublas& api = detail::cublas(op);
+    cublasHandle_t fresh = nullptr;
+    check_blas(api.create(&fresh), op, "cublasCreate");
     constexpr size_t kWorkspace = 32 << 20;  // what cuBLAS recommends on Hopper
-    workspaces[device] = device_malloc(kWorkspace, device);
-    check_blas(api.set_workspace(handles[device], workspaces[device], kWorkspace), "gemm", "cublasSetWorkspace");
+    check_blas(api.set_workspace(fresh, device_malloc(kWorkspace, device), kWorkspace), op, "cublasSetWorkspace");
+    check_blas(api.set_stream(fresh, stream), op, "cublasSetStream");
+    h = fresh;
   }
-  return handles[device];
+  return h;
 }
 
 cublasHandle_t ready_handle(const char* op) {
   const int dev = current_device();
-  cublasHandle_t h = handle(dev);
-  const detail::Cublas& api = detail::cublas(op);
-  check_blas(api.set_stream(h, detail::stream(dev)), op, "cublasSetStream");
-  check_blas(api.set_math_mode(h, allow_tf32() ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH), op,
-             "cublasSetMathMode");
+  cublasHandle_t h = handle_for(dev, detail::stream(dev), op);
+  check_blas(detail::cublas(op).set_math_mode(h, allow_tf32() ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH),
+             op, "cublasSetMathMode");
   return h;
 }
 
@@ -57,8 +61,10 @@ Operand as_operand(const Tensor& m) {
   const int64_t r = m.shape()[0], c = m.shape()[1];
   if (m.strides()[1] == 1 && m.strides()[0] >= std::max<int64_t>(c, 1)) return {m, CUBLAS_OP_N, int(m.strides()[0])};
   if (m.strides()[0] == 1 && m.strides()[1] >= std::max<int64_t>(r, 1)) return {m, CUBLAS_OP_T, int(m.strides()[1])};
-  if (c == 1) return {m, CUBLAS_OP_N, 1};
-  if (r == 1) return {m, CUBLAS_OP_T, 1};
+  // A single column or row: its one stride is the leading dimension (a stride-0
+  // broadcast, or anything else, is copied below).
+  if (c == 1 && m.strides()[0] >= 1) return {m, CUBLAS_OP_N, int(m.strides()[0])};
+  if (r == 1 && m.strides()[1] >= 1) return {m, CUBLAS_OP_T, int(m.strides()[1])};
   return {raw::contiguous(m), CUBLAS_OP_N, int(std::max<int64_t>(c, 1))};
 }
 

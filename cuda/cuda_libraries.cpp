@@ -3,6 +3,7 @@
 
 #include <dlfcn.h>
 
+#include <atomic>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -41,8 +42,12 @@ void* open_library(const std::string& file) {
 
 template <class F>
 void find(void* lib, const std::string& file, F& fn, const char* name) {
+  dlerror();  // clear an earlier error, so that the one read below is this lookup's
   fn = reinterpret_cast<F>(dlsym(lib, name));
-  if (!fn) throw Error(weft::detail::str(file, " has no function ", name, ": ", dlerror()));
+  if (!fn) {
+    const char* why = dlerror();
+    throw Error(weft::detail::str(file, " has no function ", name, ": ", why ? why : "the symbol is null"));
+  }
 }
 
 const std::string kCublas = "libcublas.so." WEFT_STR(CUBLAS_VER_MAJOR);
@@ -78,20 +83,22 @@ Cusparse load_cusparse() {
   return c;
 }
 
-// Loads once; a failed load is retried (and reported again) on the next call.
+// Loads once; a failed load is retried (and reported again) on the next call. After the
+// load, a call costs one atomic read: every GEMM asks.
 template <class Api>
 const Api& loaded(const char* op, Api (*load)()) {
   static std::mutex mu;
   static Api api{};
-  static bool ok = false;
+  static std::atomic<bool> ok{false};
+  if (ok.load(std::memory_order_acquire)) return api;
   std::lock_guard<std::mutex> lock(mu);
-  if (!ok) {
+  if (!ok.load(std::memory_order_relaxed)) {
     try {
       api = load();
     } catch (const Error& e) {
       throw Error(weft::detail::str(op, ": ", e.what()));
     }
-    ok = true;
+    ok.store(true, std::memory_order_release);
   }
   return api;
 }

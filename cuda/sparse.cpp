@@ -5,7 +5,9 @@
 // matrix by a dense one, C = A @ B, and reads dense matrices in either order; so with
 // A = W (out, in), B = x^T (in, B) and C = y^T (out, B), both B and C are the row-major
 // x and y read as column-major matrices, and nothing is transposed or copied.
+#include <map>
 #include <mutex>
+#include <utility>
 
 #include "cuda_libraries.h"
 #include "detail.h"
@@ -20,13 +22,21 @@ void check_sparse(cusparseStatus_t st, const char* call) {
     throw Error(weft::detail::str("SparseLinear: ", call, ": ", detail::cusparse("SparseLinear").error_string(st)));
 }
 
-// One handle per device, created on first use.
-cusparseHandle_t handle(int device) {
+// One handle per (device, stream), bound to its stream when created (a handle's stream
+// is state that two threads enqueueing on two streams would otherwise share).
+cusparseHandle_t handle_for(int device, cudaStream_t stream) {
   static std::mutex mu;
-  static cusparseHandle_t handles[16] = {};
+  static std::map<std::pair<int, cudaStream_t>, cusparseHandle_t> handles;
   std::lock_guard<std::mutex> lock(mu);
-  if (!handles[device]) check_sparse(detail::cusparse("SparseLinear").create(&handles[device]), "cusparseCreate");
-  return handles[device];
+  cusparseHandle_t& h = handles[{device, stream}];
+  if (!h) {
+    const detail::Cusparse& sp = detail::cusparse("SparseLinear");
+    cusparseHandle_t fresh = nullptr;
+    check_sparse(sp.create(&fresh), "cusparseCreate");
+    check_sparse(sp.set_stream(fresh, stream), "cusparseSetStream");
+    h = fresh;
+  }
+  return h;
 }
 
 // Scratch memory from weft's caching allocator, returned when the scope ends (after the
@@ -52,8 +62,7 @@ void csr_linear(const Tensor& y, const Tensor& x, const Tensor& row_ptr, const T
   const detail::Cusparse& sp = detail::cusparse("SparseLinear");
   DeviceGuard on(x.device().index);
   const int dev = x.device().index;
-  cusparseHandle_t h = handle(dev);
-  check_sparse(sp.set_stream(h, detail::stream(dev)), "cusparseSetStream");
+  cusparseHandle_t h = handle_for(dev, detail::stream(dev));
 
   cusparseSpMatDescr_t a = nullptr;
   cusparseDnMatDescr_t b = nullptr, c = nullptr;

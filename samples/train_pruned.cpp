@@ -5,7 +5,8 @@
 //   build/samples/train_pruned --model cnn --method structured --sparsity 0.5 --schedule oneshot
 //
 // Methods (parallel/pruning/methods.h): magnitude (per layer), global, structured (whole
-// rows / channels, all layers but the classifier), nm (--nm 2:4), random.
+// rows / channels, all layers but the classifier), nm (--nm 2:4), random, erk (random with
+// RigL's per-layer Erdos-Renyi-Kernel sparsities: the usual start for rigl and set).
 // Schedules (schedules.h, dynamic_sparse.h), all within --epochs of training except lottery:
 //   oneshot  train dense for --prune-at of the steps, prune to --sparsity, fine-tune the rest
 //   gradual  Zhu & Gupta's cubic from 10% to 70% of the steps, every --prune-interval steps
@@ -56,6 +57,7 @@ void prune_to(prune::Pruner& pruner, const PruneFlags& f, double sparsity, Gener
   else if (f.method == "global") prune::global_magnitude(pruner, sparsity);
   else if (f.method == "structured") prune::structured(pruner, sparsity, 1);
   else if (f.method == "random") prune::random(pruner, sparsity, gen);
+  else if (f.method == "erk") prune::erk(pruner, sparsity, gen);
   else if (f.method == "nm") {
     const auto colon = f.nm.find(':');
     WEFT_CHECK(colon != std::string::npos, "--nm: expected N:M such as 2:4, got '", f.nm, "'");
@@ -235,7 +237,7 @@ int main(int argc, char** argv) {
   CLI::App app{"train_pruned: train and prune on Fashion-MNIST with weft"};
   samples::add_flags(app, c);
   app.add_option("--model", f.model, "mlp or cnn")->capture_default_str();
-  app.add_option("--method", f.method, "magnitude, global, structured, nm or random")->capture_default_str();
+  app.add_option("--method", f.method, "magnitude, global, structured, nm, random or erk")->capture_default_str();
   app.add_option("--sparsity", f.sparsity, "target fraction of pruned weights")->capture_default_str();
   app.add_option("--schedule", f.schedule, "oneshot, gradual, lottery, rigl or set")->capture_default_str();
   app.add_option("--nm", f.nm, "N:M pattern for --method nm")->capture_default_str();

@@ -137,15 +137,64 @@ void n_m(Pruner& pruner, int64_t n, int64_t m) {
   for (size_t i = 0; i < pruner.size(); ++i) pruner.set_mask(i, n_m_mask(pruner.weight(i), n, m));
 }
 
-void random(Pruner& pruner, double sparsity, Generator& gen) {
-  check_sparsity("random", sparsity);
+namespace {
+// Target i keeps a random keep_count(numel, sparsity[i]) of its active weights.
+void random_per_layer(Pruner& pruner, const std::vector<double>& sparsity, Generator& gen) {
   for (size_t i = 0; i < pruner.size(); ++i) {
     const Tensor w = pruner.weight(i);
     // Random scores in [0, 1) on the active entries, -inf on the pruned ones.
     Tensor u = rand(w.shape(), {.dtype = kFloat64}, gen);
     Tensor scores = magnitude_scores(u, pruner.mask(i));
-    pruner.set_mask(i, keep_top_k(scores, keep_count(w.numel(), sparsity)));
+    pruner.set_mask(i, keep_top_k(scores, keep_count(w.numel(), sparsity[i])));
   }
+}
+}  // namespace
+
+void random(Pruner& pruner, double sparsity, Generator& gen) {
+  check_sparsity("random", sparsity);
+  random_per_layer(pruner, std::vector<double>(pruner.size(), sparsity), gen);
+}
+
+std::vector<double> erk_densities(const std::vector<Shape>& shapes, double sparsity) {
+  check_sparsity("erk", sparsity);
+  const size_t n = shapes.size();
+  std::vector<double> numel(n), raw(n), density(n, 0.0);
+  double total = 0;
+  for (size_t i = 0; i < n; ++i) {
+    double sum = 0;
+    for (int64_t d : shapes[i]) sum += double(d);
+    numel[i] = double(shapes[i].numel());
+    raw[i] = numel[i] > 0 ? sum / numel[i] : 0.0;
+    total += numel[i];
+  }
+  // Layers whose density would pass 1 are made dense, and eps is solved again over the
+  // rest, until no density passes 1 (at most n rounds).
+  std::vector<bool> dense(n, false);
+  for (size_t round = 0; round <= n; ++round) {
+    double budget = (1.0 - sparsity) * total, weight = 0;
+    for (size_t i = 0; i < n; ++i) {
+      if (dense[i]) budget -= numel[i];
+      else weight += raw[i] * numel[i];
+    }
+    const double eps = weight > 0 ? std::max(budget, 0.0) / weight : 0.0;
+    bool capped = false;
+    for (size_t i = 0; i < n; ++i) {
+      if (dense[i]) continue;
+      density[i] = eps * raw[i];
+      if (density[i] > 1.0) dense[i] = capped = true;
+    }
+    if (!capped) break;
+  }
+  for (size_t i = 0; i < n; ++i) density[i] = dense[i] ? 1.0 : std::clamp(density[i], 0.0, 1.0);
+  return density;
+}
+
+void erk(Pruner& pruner, double sparsity, Generator& gen) {
+  std::vector<Shape> shapes;
+  for (size_t i = 0; i < pruner.size(); ++i) shapes.push_back(pruner.weight(i).shape());
+  std::vector<double> layer_sparsity;
+  for (double d : erk_densities(shapes, sparsity)) layer_sparsity.push_back(1.0 - d);
+  random_per_layer(pruner, layer_sparsity, gen);
 }
 
 }  // namespace weft::prune

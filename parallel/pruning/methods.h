@@ -14,6 +14,11 @@
 //                        dimension keep the N largest (2:4 is what sparse tensor cores run)
 //   random               a uniformly random set of the active weights (the baseline every
 //                        method must beat)
+//   erk                  random, with per-layer sparsities from the Erdos-Renyi-Kernel rule
+//                        of RigL (Evci et al. 2020): layer l keeps a fraction proportional to
+//                        sum(dims) / prod(dims) of its weight (n_in + n_out over n_in n_out
+//                        for a Linear), so large layers are sparser and small ones (the
+//                        classifier) stay denser or dense. RigL and SET start from it.
 //   Pruner::set_mask     any custom mask
 //
 // Masks only ever shrink: a weight already pruned scores below every active one, and
@@ -45,5 +50,10 @@ void global_magnitude(Pruner& pruner, double sparsity);
 void structured(Pruner& pruner, double sparsity, int p = 1);
 void n_m(Pruner& pruner, int64_t n, int64_t m);
 void random(Pruner& pruner, double sparsity, Generator& gen = default_generator());
+// The per-layer densities (kept fractions) ERK gives weights of these shapes at an
+// overall `sparsity`: eps * sum(dims) / prod(dims), each capped at 1, with eps chosen so
+// that the kept weights add up to (1 - sparsity) of all of them.
+std::vector<double> erk_densities(const std::vector<Shape>& shapes, double sparsity);
+void erk(Pruner& pruner, double sparsity, Generator& gen = default_generator());
 
 }  // namespace weft::prune

@@ -172,9 +172,12 @@ inline void axpy(float* __restrict acc, const float* __restrict x, float v, int6
 void SparseLinear::forward_vector(const float* x, float* y) const {
 #if defined(__AVX512F__)
   // x copied into a buffer that ends on a whole block (zeros after in_features), so that
-  // every block's two 16-float loads stay inside it.
+  // every block's two 16-float loads stay inside it. The buffer is reused from call to
+  // call, but taken out of its thread_local while in use: a thread waiting in
+  // parallel_for may run another caller's chunk, which may be another SparseLinear.
   const int64_t blocks = (in_features + kBlock - 1) / kBlock;
-  thread_local std::vector<float> xpad;
+  thread_local std::vector<float> spare;
+  std::vector<float> xpad = std::move(spare);
   xpad.assign(blocks * kBlock, 0.0f);
   std::copy_n(x, in_features, xpad.data());
   const float* xp = xpad.data();
@@ -190,18 +193,23 @@ void SparseLinear::forward_vector(const float* x, float* y) const {
         const int64_t n = steps[b];
         if (n == 0) continue;
         const __m512 lo = _mm512_loadu_ps(xp + b * kBlock), hi = _mm512_loadu_ps(xp + b * kBlock + 16);
-        // x[32 b + pos[l]] for the 16 lanes: vpermt2ps picks from the 32 floats of lo:hi.
-        auto inputs = [&](const uint8_t* p) {
+        // acc += v * x[32 b + pos[l]] for the 16 lanes: vpermt2ps picks from the 32 floats
+        // of lo:hi. A padding lane (value 0: CSR holds no zeros) is left alone rather than
+        // adding 0 * x, which would turn an inf or NaN input into a NaN in a row that does
+        // not read that input.
+        auto step = [&](const float* v, const uint8_t* p, __m512 acc) {
+          const __m512 w = _mm512_loadu_ps(v);
           const __m512i idx = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-          return _mm512_permutex2var_ps(lo, idx, hi);
+          const __mmask16 real = _mm512_cmpneq_ps_mask(w, _mm512_setzero_ps());
+          return _mm512_mask3_fmadd_ps(w, _mm512_permutex2var_ps(lo, idx, hi), acc, real);
         };
         int64_t j = 0;
         for (; j + 2 <= n; j += 2, val += 2 * kLanes, pos += 2 * kLanes) {
-          acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(val), inputs(pos), acc0);
-          acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(val + kLanes), inputs(pos + kLanes), acc1);
+          acc0 = step(val, pos, acc0);
+          acc1 = step(val + kLanes, pos + kLanes, acc1);
         }
         if (j < n) {
-          acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(val), inputs(pos), acc0);
+          acc0 = step(val, pos, acc0);
           val += kLanes, pos += kLanes;
         }
       }
@@ -214,6 +222,7 @@ void SparseLinear::forward_vector(const float* x, float* y) const {
       _mm512_mask_i32scatter_ps(y, real, rows, acc, 4);
     }
   });
+  spare = std::move(xpad);
 #else
   parallel_for(0, out_features, kRowGrain * 8, [&](int64_t r0, int64_t r1) {
     for (int64_t o = r0; o < r1; ++o)
@@ -273,7 +282,8 @@ Tensor SparseLinear::forward(const Tensor& x) {
   WEFT_CHECK(x.dim() >= 1 && x.size(-1) == in_features, "SparseLinear(", in_features, ", ", out_features, "): input ",
              x.shape(), " must end in ", in_features, " features");
   WEFT_CHECK(x.dtype() == kFloat32, "SparseLinear: input must be float32, got ", dtype_name(x.dtype()));
-  const int64_t batch = x.numel() / in_features;
+  int64_t batch = 1;  // the leading dims, flattened
+  for (int64_t d = 0; d + 1 < x.dim(); ++d) batch *= x.size(d);
   Shape out_shape = x.shape();
   out_shape[out_shape.size() - 1] = out_features;
   Tensor y = empty({batch, out_features}, kFloat32, x.device());

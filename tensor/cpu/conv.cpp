@@ -112,7 +112,8 @@ ShiftedTap shifted_tap(int64_t i, int64_t j, const ConvGeom& g) {
   std::tie(t.hlo, t.hhi) = valid_outputs(offh, 1, g.H, g.Ho);
   std::tie(t.wlo, t.whi) = valid_outputs(offw, 1, g.W, g.Wo);
   t.shift = offh * g.W + offw;
-  t.q0 = std::max(t.hlo * g.Wo, -t.shift);
+  // Clamped to the valid rows: a tap may have none (a 3x3 kernel on a 1-row image).
+  t.q0 = std::min(std::max(t.hlo * g.Wo, -t.shift), t.hhi * g.Wo);
   t.q1 = std::max(t.q0, std::min(t.hhi * g.Wo, g.in_plane() - t.shift));
   return t;
 }
@@ -137,9 +138,9 @@ void im2col(const T* x, T* cols, const ConvGeom& g) {
         for (int64_t j = 0; j < g.kw; ++j) {
           T* row = cols + ((c * g.kh + i) * g.kw + j) * g.cols();
           const ShiftedTap t = shifted_tap(i, j, g);
-          const T* plane = x + c * g.in_plane() + t.shift;
+          const T* plane = x + c * g.in_plane();  // output q reads plane[q + shift]
           std::fill(row, row + t.q0, T(0));
-          std::copy(plane + t.q0, plane + t.q1, row + t.q0);
+          if (t.q1 > t.q0) std::copy(plane + (t.q0 + t.shift), plane + (t.q1 + t.shift), row + t.q0);
           std::fill(row + t.q1, row + g.cols(), T(0));
           zero_wrapped_columns(row, t, g);
         }
@@ -182,8 +183,8 @@ void col2im(T* cols, T* x, const ConvGeom& g) {
           T* __restrict row = cols + ((c * g.kh + i) * g.kw + j) * g.cols();
           const ShiftedTap t = shifted_tap(i, j, g);
           zero_wrapped_columns(row, t, g);
-          T* __restrict plane = x + c * g.in_plane() + t.shift;
-          for (int64_t q = t.q0; q < t.q1; ++q) plane[q] += row[q];  // vectorises
+          T* __restrict plane = x + c * g.in_plane();
+          for (int64_t q = t.q0; q < t.q1; ++q) plane[q + t.shift] += row[q];  // vectorises
         }
     return;
   }

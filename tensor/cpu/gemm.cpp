@@ -57,14 +57,16 @@ void eigen_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, cons
 #if WEFT_HAVE_BLAS
 // Whether OpenBLAS may be used, decided once. Its single-threaded ("serial") build keeps
 // its packing buffers in shared statics and gives wrong results when two threads call it
-// at once (seen with Debian's libopenblas0-serial), so it is used only when built for
-// threads (openblas_get_parallel() != 0), and then told to run each call on the calling
-// thread alone: weft's ops already split their work over weft's pool. The pthread
-// build's worker threads, started when the library loads, are shut down too; idle, they
-// still cost about 5% of a CNN training step on 2 cores.
+// at once (seen with Debian's libopenblas0-serial); its OpenMP build's thread count is
+// the calling thread's OpenMP setting, which weft has no business changing. So only the
+// pthread build (openblas_get_parallel() == 1, Debian's default) is used, told to run
+// each call on the calling thread alone -- weft's ops already split their work over
+// weft's pool -- with the worker threads it started when it loaded shut down: idle, they
+// still cost about 5% of a CNN training step on 2 cores. Both settings are process-wide:
+// other code in the process that calls OpenBLAS gets one thread too.
 bool use_blas() {
   static const bool ok = [] {
-    if (openblas_get_parallel() == 0) return false;
+    if (openblas_get_parallel() != 1) return false;
     openblas_set_num_threads(1);
     if (blas_thread_shutdown_) blas_thread_shutdown_();
     return true;

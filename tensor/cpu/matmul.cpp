@@ -29,8 +29,10 @@ Operand as_operand(const Tensor& m) {
   const int64_t r = m.shape()[0], c = m.shape()[1];
   if (m.strides()[1] == 1 && m.strides()[0] >= std::max<int64_t>(c, 1)) return {m, false, m.strides()[0]};
   if (m.strides()[0] == 1 && m.strides()[1] >= std::max<int64_t>(r, 1)) return {m, true, m.strides()[1]};
-  if (c == 1) return {m, false, 1};
-  if (r == 1) return {m, true, 1};
+  // A single column or row: its one stride is the leading dimension (a stride-0
+  // broadcast, or anything else, is copied below).
+  if (c == 1 && m.strides()[0] >= 1) return {m, false, m.strides()[0]};
+  if (r == 1 && m.strides()[1] >= 1) return {m, true, m.strides()[1]};
   Tensor cm = clone(m);
   return {cm, false, std::max<int64_t>(c, 1)};
 }

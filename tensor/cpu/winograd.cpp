@@ -187,8 +187,10 @@ void transform_outputs(const T* m, const T* b, int64_t n0, int64_t ns, const Win
 // dst[0, n) = the first n of the 16 floats lo:hi (n <= 16).
 inline void store_first(float* dst, Vec8 lo, Vec8 hi, int64_t n) {
 #if defined(__AVX512F__)
-  const __m512 v = _mm512_insertf32x8(_mm512_castps256_ps512(reinterpret_cast<__m256>(lo)),
-                                      reinterpret_cast<__m256>(hi), 1);
+  // (insertf64x4 on the bits: insertf32x8 would need AVX512DQ.)
+  const __m512 v = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(
+                                                           reinterpret_cast<__m256>(lo))),
+                                                       _mm256_castps_pd(reinterpret_cast<__m256>(hi)), 1));
   _mm512_mask_storeu_ps(dst, static_cast<__mmask16>((1u << n) - 1), v);
 #else
   float tmp[16];

@@ -187,6 +187,36 @@ TEST_CASE("random pruning hits the sparsity exactly and depends on the seed", "[
   CHECK_FALSE(equal(pa.mask(0), pb.mask(0)));
 }
 
+TEST_CASE("ERK densities follow sum(dims)/prod(dims), cap at 1 and meet the sparsity", "[prune]") {
+  // The MLP sample's three weights at 90%: by hand, the classifier (256+10)/2560 would
+  // need a density above 1 and is kept dense; the other two share the rest with
+  // eps = (0.1 * 535040 - 2560) / (1296 + 768) = 24.68.
+  const std::vector<Shape> shapes{{512, 784}, {256, 512}, {10, 256}};
+  const std::vector<double> d = prune::erk_densities(shapes, 0.9);
+  REQUIRE(d.size() == 3);
+  CHECK(d[2] == 1.0);
+  const double eps = (0.1 * 535040 - 2560) / (1296.0 + 768.0);
+  CHECK(d[0] == Approx(eps * 1296 / 401408.0));
+  CHECK(d[1] == Approx(eps * 768 / 131072.0));
+  CHECK(d[0] * 401408 + d[1] * 131072 + d[2] * 2560 == Approx(0.1 * 535040));
+  // A conv weight counts its kernel dims too; sparsity 0 keeps everything.
+  for (double x : prune::erk_densities({{8, 4, 3, 3}, {16, 8}}, 0.0)) CHECK(x == 1.0);
+  CHECK_THROWS_WITH(prune::erk_densities(shapes, 1.5), Catch::Contains("erk"));
+  // Applied: random masks at those densities.
+  auto m = small_mlp();
+  prune::Pruner pruner(*m);
+  Generator g(4);
+  prune::erk(pruner, 0.7, g);
+  std::vector<Shape> small;
+  for (size_t i = 0; i < pruner.size(); ++i) small.push_back(pruner.weight(i).shape());
+  const std::vector<double> want = prune::erk_densities(small, 0.7);
+  for (size_t i = 0; i < pruner.size(); ++i) {
+    INFO("target " << i);
+    const int64_t n = pruner.weight(i).numel();
+    CHECK(pruner.nonzeros(i) == n - std::llround((1.0 - want[i]) * double(n)));
+  }
+}
+
 TEST_CASE("structured pruning zeroes whole rows and their biases, by L1 norm", "[prune]") {
   auto model = small_mlp();
   prune::Pruner pruner(*model, {"0.weight"});

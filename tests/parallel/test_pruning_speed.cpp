@@ -71,6 +71,18 @@ TEST_CASE("SparseLinear handles ragged rows: empty, full and everything between"
     const Tensor x = randn(s);
     CHECK(allclose(infer(*sparse, x), infer(dense, x), 1e-5, 1e-5));
   }
+  // An infinite input reaches only the rows that hold a non-zero for it (CSR skips the
+  // zeros; the dense layer's 0 * inf would make every row NaN). Only rows of length 50
+  // read input 49.
+  std::vector<float> xv = randn({1, 50}).to_vector<float>();
+  const std::vector<float> finite = infer(dense, tensor(xv, {1, 50})).to_vector<float>();
+  xv[49] = INFINITY;
+  const std::vector<float> got = infer(*sparse, tensor(xv, {1, 50})).to_vector<float>();
+  for (int64_t o = 0; o < 35; ++o) {
+    INFO("row " << o << " keeps " << (o * 7) % 51 << " inputs");
+    if ((o * 7) % 51 == 50) CHECK(std::isinf(got[o]));
+    else CHECK(got[o] == Approx(finite[o]).margin(1e-5));
+  }
 }
 
 // The GPU path (cuSPARSE SpMM, cuda/sparse.cpp) against the dense Linear on the CPU.

@@ -188,6 +188,29 @@ TEST_CASE("conv2d: the Winograd F(2x2,3x3) path matches the direct-loop referenc
           }
 }
 
+// Images smaller than the kernel's reach: some taps of the stride-1 same-width im2col
+// shortcut (conv.cpp) see no valid output row at all.
+TEST_CASE("conv2d: one-row and one-column images match the reference", "[conv]") {
+  struct Case {
+    Shape xs, ws;
+    Conv2dParams p;
+  };
+  for (const Case& c : {Case{{2, 3, 1, 5}, {4, 3, 3, 3}, {.padding = {1, 1}}},
+                        Case{{2, 3, 2, 4}, {4, 3, 5, 5}, {.padding = {2, 2}}},
+                        Case{{1, 2, 3, 1}, {3, 2, 1, 5}, {.padding = {0, 2}}},
+                        Case{{2, 8, 1, 1}, {8, 8, 3, 3}, {.padding = {1, 1}}}}) {
+    INFO("input " << c.xs << " weight " << c.ws);
+    Tensor x = randn(c.xs), w = randn(c.ws), b = randn({c.ws[0]});
+    Tensor out = raw::conv2d(x, w, b, c.p);
+    Tensor gout = randn(out.shape());
+    const Reference r = reference_conv(x.to_vector<double>(), x.shape(), w.to_vector<double>(), w.shape(),
+                                       b.to_vector<double>(), gout.to_vector<double>(), c.p);
+    CHECK(max_abs_diff(out.to_vector<double>(), r.out) < 1e-4);
+    CHECK(max_abs_diff(raw::conv2d_backward_input(gout, w, x.shape(), c.p).to_vector<double>(), r.gx) < 1e-4);
+    CHECK(max_abs_diff(raw::conv2d_backward_weight(gout, x, w.shape(), c.p).to_vector<double>(), r.gw) < 1e-4);
+  }
+}
+
 TEST_CASE("conv2d: the weight gradient is bitwise reproducible", "[conv]") {
   Tensor x = randn({13, 3, 9, 9}), gout = randn({13, 6, 7, 7});
   Tensor a = raw::conv2d_backward_weight(gout, x, {6, 3, 3, 3}, {});

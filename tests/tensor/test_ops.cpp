@@ -108,6 +108,29 @@ TEST_CASE("matmul agrees with a naive triple loop in every layout", "[ops][matmu
   REQUIRE(allclose(c1, c2, 1e-6, 1e-6));
 }
 
+// A single row or column whose one stride is not 1 (a column of a matrix) or 0 (a
+// broadcast): each must reach the GEMM with its own stride, or be copied.
+TEST_CASE("matmul and linear on strided and broadcast rows and columns", "[ops][matmul]") {
+  Generator g(12);
+  const Tensor m = randn({7, 5}, {}, g), b = randn({7, 3}, {}, g);
+  const Tensor col = m.select(1, 2);  // 1-D, stride 5
+  REQUIRE(col.strides()[0] == 5);
+  CHECK(allclose(col.matmul(b), col.contiguous().matmul(b), 1e-6, 1e-6));          // as a (1,7) row
+  CHECK(allclose(b.t().matmul(col), b.t().matmul(col.contiguous()), 1e-6, 1e-6));  // as a (7,1) column
+  const Tensor spread = m.t().select(0, 1).unsqueeze(1);                            // (7,1), stride 5
+  const Tensor row = m.select(0, 3).unsqueeze(0);                                   // (1,5)
+  CHECK(allclose(spread.matmul(row), spread.contiguous().matmul(row), 1e-6, 1e-6));
+  const Tensor bcast = tensor({2.f}).expand({5, 1});  // strides (0, 0)
+  CHECK(allclose(m.matmul(bcast), m.matmul(bcast.contiguous()), 1e-6, 1e-6));
+  const Tensor rows = tensor({1.f, 2.f, 3.f, 4.f, 5.f}).expand({4, 5});  // row stride 0
+  CHECK(allclose(rows.matmul(m.t()), rows.contiguous().matmul(m.t()), 1e-6, 1e-6));
+  // linear on a strided 1-D input and on a broadcast batch.
+  const Tensor lw = randn({4, 7}, {}, g), lb = randn({4}, {}, g);
+  CHECK(allclose(raw::linear(col, lw, lb), raw::linear(col.contiguous(), lw, lb), 1e-6, 1e-6));
+  const Tensor xb = randn({7}, {}, g).expand({3, 7});
+  CHECK(allclose(raw::linear(xb, lw, lb), raw::linear(xb.contiguous(), lw, lb), 1e-6, 1e-6));
+}
+
 TEST_CASE("batched and vector matmul shapes", "[ops][matmul]") {
   REQUIRE(ones({5, 2, 3}).matmul(ones({5, 3, 4})).shape() == Shape{5, 2, 4});
   REQUIRE(ones({2, 3}).matmul(ones({7, 3, 4})).shape() == Shape{7, 2, 4});
