@@ -279,6 +279,7 @@ void conv_backward_input(const T* grad, const T* w, T* gx, const ConvGeom& g) {
 // so the result does not depend on which thread ran which chunk.
 template <class T>
 void conv_backward_weight(const T* grad, const T* x, T* gw, const ConvGeom& g) {
+  if (use_winograd(g)) return winograd_conv_backward_weight(grad, x, gw, winograd_geometry(g));
   const int64_t wsize = g.K * g.rows();
   const int64_t chunks = std::min<int64_t>(g.N, num_threads());
   std::vector<std::vector<T>> acc(chunks);

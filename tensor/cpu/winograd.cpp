@@ -236,6 +236,99 @@ void transform_outputs(const float* m, const float* b, int64_t n0, int64_t ns, c
     }
 }
 
+// Y[xi][k][t] = (A dY A^T)[xi] for the 2x2 output-gradient tile dY of each tile t of
+// samples [n0, n0+ns), with A = (A^T)^T = [1 0; 1 1; 1 -1; 0 -1]; the part of a last
+// tile outside Ho or Wo reads 0 (those outputs do not exist). The plain version.
+template <class T>
+void transform_output_grads(const T* grad, int64_t n0, int64_t ns, const Winograd3x3& g, const Tiles& tl, T* y) {
+  const int64_t Ho = g.Ho(), Wo = g.Wo(), step = g.K * tl.ld;
+  for (int64_t s = 0; s < ns; ++s)
+    for (int64_t k = 0; k < g.K; ++k) {
+      const T* plane = grad + ((n0 + s) * g.K + k) * Ho * Wo;
+      for (int64_t th = 0; th < tl.h; ++th)
+        for (int64_t tw = 0; tw < tl.w; ++tw) {
+          T d[2][2];
+          for (int a = 0; a < 2; ++a)
+            for (int b = 0; b < 2; ++b) {
+              const int64_t oh = 2 * th + a, ow = 2 * tw + b;
+              d[a][b] = oh < Ho && ow < Wo ? plane[oh * Wo + ow] : T(0);
+            }
+          T out[4][4];
+          for (int b = 0; b < 2; ++b) {  // A dY: (4, 2), then (A dY) A^T: (4, 4)
+            const T t0 = d[0][b], t1 = d[0][b] + d[1][b], t2 = d[0][b] - d[1][b], t3 = -d[1][b];
+            out[0][b] = t0, out[1][b] = t1, out[2][b] = t2, out[3][b] = t3;
+          }
+          T* dst = y + k * tl.ld + (s * tl.h + th) * tl.w + tw;
+          for (int r = 0; r < 4; ++r) {
+            const T c0 = out[r][0], c1 = out[r][1];
+            dst[(r * 4 + 0) * step] = c0;
+            dst[(r * 4 + 1) * step] = c0 + c1;
+            dst[(r * 4 + 2) * step] = c0 - c1;
+            dst[(r * 4 + 3) * step] = -c1;
+          }
+        }
+    }
+}
+
+// The same for float32, 8 tiles of a tile row at a time: the output-gradient plane is
+// split into even and odd columns first (zeros past Ho and Wo), as the inputs are.
+void transform_output_grads(const float* grad, int64_t n0, int64_t ns, const Winograd3x3& g, const Tiles& tl,
+                            float* y) {
+  const int64_t Ho = g.Ho(), Wo = g.Wo(), step = g.K * tl.ld;
+  const int64_t rows = 2 * tl.h, half = (tl.w + kLanes - 1) / kLanes * kLanes;
+  std::vector<float> even(rows * half), odd(rows * half);
+  for (int64_t s = 0; s < ns; ++s)
+    for (int64_t k = 0; k < g.K; ++k) {
+      const float* plane = grad + ((n0 + s) * g.K + k) * Ho * Wo;
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t q = 0; q < half; ++q) {
+          even[r * half + q] = r < Ho && 2 * q < Wo ? plane[r * Wo + 2 * q] : 0.0f;
+          odd[r * half + q] = r < Ho && 2 * q + 1 < Wo ? plane[r * Wo + 2 * q + 1] : 0.0f;
+        }
+      for (int64_t th = 0; th < tl.h; ++th) {
+        float* dst = y + k * tl.ld + (s * tl.h + th) * tl.w;
+        for (int64_t q0 = 0; q0 < tl.w; q0 += kLanes) {
+          const int64_t r0 = 2 * th * half + q0, r1 = r0 + half;  // output rows 2 th and 2 th + 1
+          Vec8 t[4][2];  // A dY: [r][b], b = output column 2 tw + b
+          const Vec8 d00 = load8(&even[r0]), d01 = load8(&odd[r0]), d10 = load8(&even[r1]), d11 = load8(&odd[r1]);
+          t[0][0] = d00, t[0][1] = d01;
+          t[1][0] = d00 + d10, t[1][1] = d01 + d11;
+          t[2][0] = d00 - d10, t[2][1] = d01 - d11;
+          t[3][0] = -d10, t[3][1] = -d11;
+          for (int r = 0; r < 4; ++r) {  // (A dY) A^T
+            store8(dst + (r * 4 + 0) * step + q0, t[r][0]);
+            store8(dst + (r * 4 + 1) * step + q0, t[r][0] + t[r][1]);
+            store8(dst + (r * 4 + 2) * step + q0, t[r][0] - t[r][1]);
+            store8(dst + (r * 4 + 3) * step + q0, -t[r][1]);
+          }
+        }
+      }
+    }
+}
+
+// gw[k][c] (3x3) = G^T D G for D = dU[xi][k][c] (4x4), G^T = [1 1/2 1/2 0; 0 1/2 -1/2 0;
+// 0 1/2 1/2 1].
+template <class T>
+void filter_grads(const T* du, int64_t K, int64_t C, T* gw) {
+  for (int64_t k = 0; k < K; ++k)
+    for (int64_t c = 0; c < C; ++c) {
+      T d[4][4];
+      for (int xi = 0; xi < 16; ++xi) d[xi / 4][xi % 4] = du[(xi * K + k) * C + c];
+      T e[3][4];  // G^T D
+      for (int j = 0; j < 4; ++j) {
+        e[0][j] = d[0][j] + (d[1][j] + d[2][j]) / 2;
+        e[1][j] = (d[1][j] - d[2][j]) / 2;
+        e[2][j] = (d[1][j] + d[2][j]) / 2 + d[3][j];
+      }
+      T* out = gw + (k * C + c) * 9;
+      for (int i = 0; i < 3; ++i) {  // (G^T D) G
+        out[i * 3 + 0] = e[i][0] + (e[i][1] + e[i][2]) / 2;
+        out[i * 3 + 1] = (e[i][1] - e[i][2]) / 2;
+        out[i * 3 + 2] = (e[i][1] + e[i][2]) / 2 + e[i][3];
+      }
+    }
+}
+
 }  // namespace
 
 template <class T>
@@ -270,9 +363,40 @@ void winograd_conv_backward_input(const T* grad, const T* w, T* gx, const Winogr
   winograd_conv<T>(grad, wr.data(), nullptr, gx, t);
 }
 
+template <class T>
+void winograd_conv_backward_weight(const T* grad, const T* x, T* gw, const Winograd3x3& g) {
+  const int64_t th = (g.Ho() + 1) / 2, tw = (g.Wo() + 1) / 2;
+  const int64_t chunk = std::max<int64_t>(1, kTilesPerChunk / (th * tw));  // samples per chunk
+  const int64_t runs = std::min<int64_t>(g.N, num_threads());
+  std::vector<std::vector<T>> acc(runs);  // dU (16, K, C) of each run of samples
+  parallel_for(0, runs, 1, [&](int64_t r0, int64_t r1) {
+    const int64_t ld = chunk * th * tw + kLanes;
+    std::vector<T> v(16 * g.C * ld), y(16 * g.K * ld);
+    for (int64_t r = r0; r < r1; ++r) {
+      acc[r].assign(16 * g.K * g.C, T(0));
+      const int64_t first = r * g.N / runs, last = (r + 1) * g.N / runs;
+      for (int64_t n0 = first; n0 < last; n0 += chunk) {
+        const int64_t ns = std::min(chunk, last - n0);
+        const Tiles tl{th, tw, ns * th * tw, ld};
+        transform_inputs(x, n0, ns, g, tl, v.data());
+        transform_output_grads(grad, n0, ns, g, tl, y.data());
+        for (int64_t xi = 0; xi < 16; ++xi)  // dU[xi] (K, C) += Y[xi] (K, tiles) @ V[xi]^T (tiles, C)
+          cpu::gemm<T>(false, true, g.K, g.C, tl.count, T(1), y.data() + xi * g.K * ld, ld, v.data() + xi * g.C * ld,
+                       ld, T(1), acc[r].data() + xi * g.K * g.C, g.C);
+      }
+    }
+  });
+  std::vector<T> du(16 * g.K * g.C, T(0));
+  for (const auto& a : acc)
+    for (size_t i = 0; i < du.size(); ++i) du[i] += a[i];
+  filter_grads(du.data(), g.K, g.C, gw);
+}
+
 template void winograd_conv<float>(const float*, const float*, const float*, float*, const Winograd3x3&);
 template void winograd_conv<double>(const double*, const double*, const double*, double*, const Winograd3x3&);
 template void winograd_conv_backward_input<float>(const float*, const float*, float*, const Winograd3x3&);
 template void winograd_conv_backward_input<double>(const double*, const double*, double*, const Winograd3x3&);
+template void winograd_conv_backward_weight<float>(const float*, const float*, float*, const Winograd3x3&);
+template void winograd_conv_backward_weight<double>(const double*, const double*, double*, const Winograd3x3&);
 
 }  // namespace weft::raw

@@ -17,6 +17,14 @@
 // The input gradient of a stride-1 3x3 convolution is itself one: the output gradient
 // convolved with the filters rotated by 180 degrees and with input and output channels
 // swapped, padded by 2 - padding. So both run through winograd_conv.
+//
+// The weight gradient follows from the same formula by the chain rule. With U = G g G^T
+// and V = B^T d B for a tile, dL/dU = V (.) (A dY A^T) for its 2x2 output gradient dY,
+// summed over tiles, and dL/dg = G^T (dL/dU) G. The sum over tiles is again 16 matrix
+// products, one per xi:
+//     dU[xi] (K, C) = sum over tiles of Y[xi] (K, tiles) @ V[xi]^T (tiles, C),
+//     Y[xi][k][t] = (A dY_kt A^T)[xi]
+// with the same 2.25x fewer multiply-adds than im2col's grad (K, Ho*Wo) @ cols^T.
 #pragma once
 
 #include <cstdint>
@@ -39,5 +47,12 @@ void winograd_conv(const T* x, const T* w, const T* b, T* out, const Winograd3x3
 // gradient grad (N,K,Ho,Wo); needs ph, pw <= 2.
 template <class T>
 void winograd_conv_backward_input(const T* grad, const T* w, T* gx, const Winograd3x3& g);
+
+// gw (K,C,3,3) = the weight gradient of winograd_conv's convolution of x (N,C,H,W) for
+// its output gradient grad (N,K,Ho,Wo). Samples are split into min(N, threads) fixed
+// runs, each with its own accumulator, added in order: the result does not depend on
+// which thread ran which run.
+template <class T>
+void winograd_conv_backward_weight(const T* grad, const T* x, T* gw, const Winograd3x3& g);
 
 }  // namespace weft::raw

@@ -154,7 +154,7 @@ TEST_CASE("conv2d: forward and both backwards match a direct-loop reference", "[
 }
 
 // 3x3, stride 1, undilated, ungrouped, with 8 or more channels in and out: the
-// convolution and its input gradient run through Winograd's F(2x2, 3x3)
+// convolution and both its gradients run through Winograd's F(2x2, 3x3)
 // (tensor/cpu/winograd.h). Odd and even sizes (a last tile half outside the output),
 // every padding up to 3 (3 sends the input gradient back to im2col), tiny images, and
 // rows of more than 8 tiles (the float32 transforms work 8 tiles at a time).
@@ -185,6 +185,10 @@ TEST_CASE("conv2d: the Winograd F(2x2,3x3) path matches the direct-loop referenc
             CHECK(max_abs_diff(out.to_vector<double>(), r.out) < tol);
             Tensor gx = raw::conv2d_backward_input(gout, w, x.shape(), p);
             CHECK(max_abs_diff(gx.to_vector<double>(), r.gx) < tol);
+            // The weight gradient sums over N * Ho * Wo positions, not 9 C.
+            const double wtol = dt == kFloat32 ? 2e-4 * std::sqrt(double(c.N * c.H * c.W) + 9.0) : 1e-10;
+            Tensor gw = raw::conv2d_backward_weight(gout, x, w.shape(), p);
+            CHECK(max_abs_diff(gw.to_vector<double>(), r.gw) < wtol);
           }
 }
 
