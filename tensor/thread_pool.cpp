@@ -204,7 +204,7 @@ ThreadLimit::~ThreadLimit() { t_thread_limit = previous_; }
 bool in_parallel_region() { return t_in_parallel; }
 
 void parallel_for(int64_t begin, int64_t end, int64_t grain,
-                  const std::function<void(int64_t, int64_t)>& fn) {
+                  const std::function<void(int64_t, int64_t)>& fn, int chunks_per_thread) {
   if (end <= begin) return;
   const int64_t n = end - begin;
   grain = std::max<int64_t>(grain, 1);
@@ -214,7 +214,8 @@ void parallel_for(int64_t begin, int64_t end, int64_t grain,
     return;
   }
   auto p = pool();
-  const int64_t max_chunks = t_thread_limit > 0 ? std::min(p->threads(), t_thread_limit) : p->threads();
+  const int64_t max_chunks = (t_thread_limit > 0 ? std::min(p->threads(), t_thread_limit) : p->threads()) *
+                             std::max(chunks_per_thread, 1);
   const int64_t chunks = std::min<int64_t>(max_chunks, n / grain);
   if (chunks <= 1) {
     fn(begin, end);

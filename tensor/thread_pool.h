@@ -3,7 +3,12 @@
 //
 // parallel_for(begin, end, grain, fn) splits [begin, end) into at most num_threads()
 // contiguous chunks of at least `grain` items and runs fn(chunk_begin, chunk_end) on
-// each, the calling thread taking the first chunk. Small ranges run inline, so tiny ops
+// each, the calling thread taking the first chunk. With chunks_per_thread = c > 1 it
+// cuts up to c times as many, which the workers and the caller take one at a time, so a
+// thread that is held up (descheduled on a busy machine) leaves the rest of its share to
+// the others instead of making them wait: the ops whose chunks are all alike (per-sample
+// convolutions, pooling, elementwise loops) ask for 4. The cut depends only on the range,
+// the grain, c and the thread count, never on timing, so results are reproducible. Small ranges run inline, so tiny ops
 // pay nothing. A parallel_for inside a chunk runs inline too (no nested parallelism, no
 // deadlock). Several threads may call parallel_for at once (data-parallel replicas do);
 // their chunks share the workers.
@@ -41,7 +46,7 @@ class ThreadLimit {
 };
 
 void parallel_for(int64_t begin, int64_t end, int64_t grain,
-                  const std::function<void(int64_t, int64_t)>& fn);
+                  const std::function<void(int64_t, int64_t)>& fn, int chunks_per_thread = 1);
 
 // True inside a parallel_for chunk (used to keep nested work serial).
 bool in_parallel_region();

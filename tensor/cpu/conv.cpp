@@ -248,7 +248,7 @@ void conv_forward(const T* x, const T* w, const T* b, T* out, const ConvGeom& g)
                      T(1), o, g.cols());
       }
     }
-  });
+  }, 4);
 }
 
 // gx (N,C,H,W) = col2im(W_g^T @ grad_g) for every sample and group.
@@ -271,7 +271,7 @@ void conv_backward_input(const T* grad, const T* w, T* gx, const ConvGeom& g) {
         col2im(buf.data(), gxg, g);
       }
     }
-  });
+  }, 4);
 }
 
 // gw (K, Cg*kh*kw) = sum over n of grad_n @ cols_n^T. Samples are split into fixed

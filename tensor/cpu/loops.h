@@ -121,7 +121,7 @@ void for_each(const Shape& shape, const std::array<const Tensor*, N>& ops, Body&
   const int64_t numel = shape.numel();
   if (numel == 0) return;
   const LoopPlan<N> plan = make_plan<N>(shape, ops);
-  parallel_for(0, numel, grain, [&](int64_t b, int64_t e) { run_plan_range<N>(plan, b, e, body); });
+  parallel_for(0, numel, grain, [&](int64_t b, int64_t e) { run_plan_range<N>(plan, b, e, body); }, 4);
 }
 
 }  // namespace weft::cpu

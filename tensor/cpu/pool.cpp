@@ -199,7 +199,7 @@ template <class F>
 void for_each_plane(const PoolGeom& g, F&& body) {
   parallel_for(0, g.planes(), g.grain(), [&](int64_t b, int64_t e) {
     for (int64_t q = b; q < e; ++q) body(q);
-  });
+  }, 4);
 }
 
 // x (N,C,H,W) -> out (N,C,Ho,Wo), each the max of its window
@@ -285,7 +285,7 @@ Tensor avg_pool2d(const Tensor& x, const Pool2dParams& p) {
     T* po = out.data<T>();
     parallel_for(0, g.planes(), g.grain(), [&](int64_t b, int64_t e) {
       for (int64_t q = b; q < e; ++q) avg_pool_plane(px + q * g.H * g.W, po + q * g.Ho * g.Wo, g);
-    });
+    }, 4);
   });
   return out;
 }
@@ -311,7 +311,7 @@ Tensor avg_pool2d_backward(const Tensor& grad, const Shape& x_shape, const Pool2
     T* px = gx.data<T>();
     parallel_for(0, g.planes(), g.grain(), [&](int64_t b, int64_t e) {
       for (int64_t q = b; q < e; ++q) avg_pool_plane_backward(pg + q * g.Ho * g.Wo, px + q * g.H * g.W, g);
-    });
+    }, 4);
   });
   return gx;
 }

@@ -348,7 +348,7 @@ void winograd_conv(const T* x, const T* w, const T* b, T* out, const Winograd3x3
                      v.data() + xi * g.C * ld, ld, T(0), m.data() + xi * g.K * ld, ld);
       transform_outputs(m.data(), b, n0, ns, g, tl, out);
     }
-  });
+  }, 4);
 }
 
 template <class T>
