@@ -107,6 +107,23 @@ void transform_inputs(const T* x, int64_t n0, int64_t ns, const Winograd3x3& g, 
     }
 }
 
+// even[q] = row[2 q - pw], odd[q] = row[2 q + 1 - pw] for q in [0, half) of input row ih
+// of `plane`, 0 outside the image. The loops in the middle have no branches, so they
+// vectorise (this split was the costliest part of the transform while it had them).
+void split_row(const float* plane, int64_t ih, const Winograd3x3& g, int64_t half, float* even, float* odd) {
+  std::fill_n(even, half, 0.0f);
+  std::fill_n(odd, half, 0.0f);
+  if (ih < 0 || ih >= g.H) return;
+  const float* __restrict row = plane + ih * g.W;
+  // q with 0 <= 2 q + s - pw < W, for s = 0 (even) and 1 (odd).
+  auto first = [&](int64_t s) { return std::max<int64_t>(0, (g.pw - s + 1) / 2); };
+  auto last = [&](int64_t s) { return std::min<int64_t>(half, (g.W + g.pw - s + 1) / 2); };
+  float* __restrict e = even;
+  float* __restrict o = odd;
+  for (int64_t q = first(0); q < last(0); ++q) e[q] = row[2 * q - g.pw];
+  for (int64_t q = first(1); q < last(1); ++q) o[q] = row[2 * q + 1 - g.pw];
+}
+
 // The same for float32, 8 tiles of a tile row at a time (see the top of the file).
 void transform_inputs(const float* x, int64_t n0, int64_t ns, const Winograd3x3& g, const Tiles& tl, float* v) {
   const int64_t step = g.C * tl.ld;
@@ -117,15 +134,7 @@ void transform_inputs(const float* x, int64_t n0, int64_t ns, const Winograd3x3&
   for (int64_t s = 0; s < ns; ++s)
     for (int64_t c = 0; c < g.C; ++c) {
       const float* plane = x + ((n0 + s) * g.C + c) * g.H * g.W;
-      for (int64_t y = 0; y < rows; ++y) {
-        const int64_t ih = y - g.ph;
-        const bool row_in = ih >= 0 && ih < g.H;
-        for (int64_t q = 0; q < half; ++q) {
-          const int64_t ie = 2 * q - g.pw, io = ie + 1;
-          even[y * half + q] = row_in && ie >= 0 && ie < g.W ? plane[ih * g.W + ie] : 0.0f;
-          odd[y * half + q] = row_in && io >= 0 && io < g.W ? plane[ih * g.W + io] : 0.0f;
-        }
-      }
+      for (int64_t y = 0; y < rows; ++y) split_row(plane, y - g.ph, g, half, &even[y * half], &odd[y * half]);
       for (int64_t th = 0; th < tl.h; ++th) {
         float* out = v + c * tl.ld + (s * tl.h + th) * tl.w;
         for (int64_t q0 = 0; q0 < tl.w; q0 += kLanes) {
@@ -280,11 +289,15 @@ void transform_output_grads(const float* grad, int64_t n0, int64_t ns, const Win
   for (int64_t s = 0; s < ns; ++s)
     for (int64_t k = 0; k < g.K; ++k) {
       const float* plane = grad + ((n0 + s) * g.K + k) * Ho * Wo;
-      for (int64_t r = 0; r < rows; ++r)
-        for (int64_t q = 0; q < half; ++q) {
-          even[r * half + q] = r < Ho && 2 * q < Wo ? plane[r * Wo + 2 * q] : 0.0f;
-          odd[r * half + q] = r < Ho && 2 * q + 1 < Wo ? plane[r * Wo + 2 * q + 1] : 0.0f;
-        }
+      std::fill(even.begin(), even.end(), 0.0f);
+      std::fill(odd.begin(), odd.end(), 0.0f);
+      for (int64_t r = 0; r < std::min(rows, Ho); ++r) {  // branch-free, so they vectorise
+        const float* __restrict row = plane + r * Wo;
+        float* __restrict e = &even[r * half];
+        float* __restrict o = &odd[r * half];
+        for (int64_t q = 0; q < std::min(half, (Wo + 1) / 2); ++q) e[q] = row[2 * q];
+        for (int64_t q = 0; q < std::min(half, Wo / 2); ++q) o[q] = row[2 * q + 1];
+      }
       for (int64_t th = 0; th < tl.h; ++th) {
         float* dst = y + k * tl.ld + (s * tl.h + th) * tl.w;
         for (int64_t q0 = 0; q0 < tl.w; q0 += kLanes) {
