@@ -44,7 +44,7 @@ void Adam::update(size_t i, Tensor& p, const Tensor& grad, int64_t t) {
     const T decay = decoupled ? T(1 - lr() * o.weight_decay) : T(1), l2 = decoupled ? T(0) : T(o.weight_decay);
     parallel_for(0, p.numel(), 1 << 16, [&](int64_t s, int64_t e) {
       adam_kernel<T>(w + s, g + s, mp + s, vp + s, e - s, b1, b2, eps, step, inv_sqrt_bc2, decay, l2);
-    });
+    }, 4);
   });
 }
 

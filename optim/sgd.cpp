@@ -39,7 +39,7 @@ void SGD::update(size_t i, Tensor& p, const Tensor& grad, int64_t) {
     parallel_for(0, p.numel(), 1 << 16, [&](int64_t s, int64_t e) {
       sgd_kernel<T>(w + s, g + s, b ? b + s : nullptr, e - s, T(lr()), T(o.weight_decay), T(o.momentum),
                     T(1 - o.dampening), first, o.nesterov);
-    });
+    }, 4);
   });
 }
 

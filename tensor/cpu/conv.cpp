@@ -281,7 +281,7 @@ template <class T>
 void conv_backward_weight(const T* grad, const T* x, T* gw, const ConvGeom& g) {
   if (use_winograd(g)) return winograd_conv_backward_weight(grad, x, gw, winograd_geometry(g));
   const int64_t wsize = g.K * g.rows();
-  const int64_t chunks = std::min<int64_t>(g.N, num_threads());
+  const int64_t chunks = std::min<int64_t>(g.N, 4 * num_threads());  // 4 per thread, as parallel_for's below
   std::vector<std::vector<T>> acc(chunks);
   parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
     std::vector<T> buf(g.pointwise() ? 0 : g.rows() * g.cols());
@@ -297,7 +297,7 @@ void conv_backward_weight(const T* grad, const T* x, T* gw, const ConvGeom& g) {
         }
       }
     }
-  });
+  }, 4);
   std::fill(gw, gw + wsize, T(0));
   for (const auto& a : acc)
     for (int64_t i = 0; i < wsize; ++i) gw[i] += a[i];

@@ -5,6 +5,7 @@
 #include <Eigen/Core>
 
 #include <climits>
+#include <cstdlib>
 #include <string>
 
 #include "../error.h"
@@ -64,8 +65,11 @@ void eigen_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, cons
 // weft's pool -- with the worker threads it started when it loaded shut down: idle, they
 // still cost about 5% of a CNN training step on 2 cores. Both settings are process-wide:
 // other code in the process that calls OpenBLAS gets one thread too.
+//
+// WEFT_GEMM=eigen in the environment picks Eigen anyway, to compare the two in one build.
 bool use_blas() {
   static const bool ok = [] {
+    if (const char* env = std::getenv("WEFT_GEMM"); env && std::string(env) == "eigen") return false;
     if (openblas_get_parallel() != 1) return false;
     openblas_set_num_threads(1);
     if (blas_thread_shutdown_) blas_thread_shutdown_();

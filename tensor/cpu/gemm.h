@@ -15,7 +15,8 @@
 //             with it (-Dblas=auto finds it through pkg-config) and the library is a
 //             threaded build (see use_blas in gemm.cpp).
 //   Eigen     header-only and portable; included by gemm.cpp alone, since it is a large
-//             header and keeping it in one file keeps the build quick.
+//             header and keeping it in one file keeps the build quick. WEFT_GEMM=eigen
+//             in the environment chooses it in a build that has OpenBLAS.
 // Either way the call runs on the calling thread only: weft's ops split work across
 // their own thread pool (tensor/thread_pool.h), so the BLAS library is told to stay
 // single-threaded and several threads may call gemm at once.

@@ -380,7 +380,8 @@ template <class T>
 void winograd_conv_backward_weight(const T* grad, const T* x, T* gw, const Winograd3x3& g) {
   const int64_t th = (g.Ho() + 1) / 2, tw = (g.Wo() + 1) / 2;
   const int64_t chunk = std::max<int64_t>(1, kTilesPerChunk / (th * tw));  // samples per chunk
-  const int64_t runs = std::min<int64_t>(g.N, num_threads());
+  // 4 runs per thread, taken one at a time (see parallel_for's chunks_per_thread).
+  const int64_t runs = std::min<int64_t>(g.N, 4 * num_threads());
   std::vector<std::vector<T>> acc(runs);  // dU (16, K, C) of each run of samples
   parallel_for(0, runs, 1, [&](int64_t r0, int64_t r1) {
     const int64_t ld = chunk * th * tw + kLanes;
@@ -398,7 +399,7 @@ void winograd_conv_backward_weight(const T* grad, const T* x, T* gw, const Winog
                        ld, T(1), acc[r].data() + xi * g.K * g.C, g.C);
       }
     }
-  });
+  }, 4);
   std::vector<T> du(16 * g.K * g.C, T(0));
   for (const auto& a : acc)
     for (size_t i = 0; i < du.size(); ++i) du[i] += a[i];

@@ -49,7 +49,7 @@ template <class T>
 void winograd_conv_backward_input(const T* grad, const T* w, T* gx, const Winograd3x3& g);
 
 // gw (K,C,3,3) = the weight gradient of winograd_conv's convolution of x (N,C,H,W) for
-// its output gradient grad (N,K,Ho,Wo). Samples are split into min(N, threads) fixed
+// its output gradient grad (N,K,Ho,Wo). Samples are split into min(N, 4 threads) fixed
 // runs, each with its own accumulator, added in order: the result does not depend on
 // which thread ran which run.
 template <class T>
