@@ -342,6 +342,22 @@ void filter_grads(const T* du, int64_t K, int64_t C, T* gw) {
     }
 }
 
+// The two tile buffers of a chunk (V and M, or V and Y), kept per thread and type from
+// call to call: each is about a megabyte, and with 4 chunks per thread a fresh pair for
+// every chunk would be 16 large allocations per convolution. Safe to reuse because a
+// chunk's body never runs another chunk (it calls nothing that enters the pool).
+template <class T>
+struct TileBuffers {
+  std::vector<T> a, b;
+};
+template <class T>
+TileBuffers<T>& tile_buffers(int64_t a_size, int64_t b_size) {
+  thread_local TileBuffers<T> buf;
+  if (static_cast<int64_t>(buf.a.size()) < a_size) buf.a.resize(a_size);
+  if (static_cast<int64_t>(buf.b.size()) < b_size) buf.b.resize(b_size);
+  return buf;
+}
+
 }  // namespace
 
 template <class T>
@@ -351,7 +367,9 @@ void winograd_conv(const T* x, const T* w, const T* b, T* out, const Winograd3x3
   const std::vector<T> u = transform_filters(w, g.K, g.C);
   parallel_for(0, g.N, 1, [&](int64_t s0, int64_t s1) {
     const int64_t ld = chunk * th * tw + kLanes;
-    std::vector<T> v(16 * g.C * ld), m(16 * g.K * ld);
+    TileBuffers<T>& buf = tile_buffers<T>(16 * g.C * ld, 16 * g.K * ld);
+    std::vector<T>& v = buf.a;
+    std::vector<T>& m = buf.b;
     for (int64_t n0 = s0; n0 < s1; n0 += chunk) {
       const int64_t ns = std::min(chunk, s1 - n0);
       const Tiles tl{th, tw, ns * th * tw, ld};
@@ -385,7 +403,9 @@ void winograd_conv_backward_weight(const T* grad, const T* x, T* gw, const Winog
   std::vector<std::vector<T>> acc(runs);  // dU (16, K, C) of each run of samples
   parallel_for(0, runs, 1, [&](int64_t r0, int64_t r1) {
     const int64_t ld = chunk * th * tw + kLanes;
-    std::vector<T> v(16 * g.C * ld), y(16 * g.K * ld);
+    TileBuffers<T>& buf = tile_buffers<T>(16 * g.C * ld, 16 * g.K * ld);
+    std::vector<T>& v = buf.a;
+    std::vector<T>& y = buf.b;
     for (int64_t r = r0; r < r1; ++r) {
       acc[r].assign(16 * g.K * g.C, T(0));
       const int64_t first = r * g.N / runs, last = (r + 1) * g.N / runs;
