@@ -115,7 +115,8 @@ template <class T>
 void max_pool_plane(const T* __restrict x, T* __restrict out, const PoolGeom& g) {
   if (is_2x2(g)) {
     for (int64_t oh = 0; oh < g.Ho; ++oh)
-      pool2x2::forward_row(x + 2 * oh * g.W, x + (2 * oh + 1) * g.W, out + oh * g.Wo, g.Wo);
+      pool2x2::forward_row(x + 2 * oh * g.W, x + (2 * oh + 1) * g.W, out + oh * g.Wo, g.Wo,
+                           pool2x2::overread_ok(oh, g.H, g.W, g.Ho, g.Wo));
     return;
   }
   for (int64_t oh = 0; oh < g.Ho; ++oh)
@@ -137,7 +138,8 @@ void max_pool_plane_backward(const T* __restrict x, const T* __restrict grad, T*
     const int64_t W = g.W;
     for (int64_t oh = 0; oh < g.Ho; ++oh) {
       T* d0 = gx + 2 * oh * W;
-      pool2x2::backward_row(x + 2 * oh * W, x + (2 * oh + 1) * W, grad + oh * g.Wo, d0, d0 + W, g.Wo);
+      pool2x2::backward_row(x + 2 * oh * W, x + (2 * oh + 1) * W, grad + oh * g.Wo, d0, d0 + W, g.Wo,
+                            pool2x2::overread_ok(oh, g.H, g.W, g.Ho, g.Wo));
       for (int64_t w = 2 * g.Wo; w < W; ++w) d0[w] = d0[W + w] = T(0);
     }
     std::fill(gx + 2 * g.Ho * W, gx + g.H * W, T(0));

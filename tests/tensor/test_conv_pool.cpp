@@ -352,6 +352,34 @@ TEST_CASE("max_pool2d: golden values, argmax, and -inf padding", "[pool]") {
   CHECK(gv == expect);
 }
 
+// The 2x2 fast path reads whole vectors past the end of a row where that stays inside
+// the plane, and masks only near the plane's end. Sizes around the 16-window groups (Wo
+// = 1..17, 31..33), odd and even, several planes, so that a read or write spilling into
+// the next row or plane would show; the reference is the general path's argmax.
+TEST_CASE("max_pool2d: the 2x2 fast path matches the general argmax at every width", "[pool]") {
+  for (int64_t H : {2, 3, 5, 28}) {
+    for (int64_t W : {2, 3, 4, 7, 14, 15, 28, 29, 31, 32, 33, 34, 62, 63, 64, 66, 67}) {
+      INFO("H=" << H << " W=" << W);
+      Tensor x = randn({2, 3, H, W});
+      Tensor out = raw::max_pool2d(x, {});
+      const int64_t Ho = H / 2, Wo = W / 2;
+      REQUIRE(out.shape() == Shape{2, 3, Ho, Wo});
+      const std::vector<int64_t> at = raw::max_pool2d_indices(x, {}).to_vector<int64_t>();
+      const std::vector<float> xv = x.to_vector<float>(), ov = out.to_vector<float>();
+      Tensor g = randn({2, 3, Ho, Wo});
+      const std::vector<float> gg = g.to_vector<float>();
+      std::vector<float> expect_out(ov.size()), expect_gx(xv.size(), 0.0f);
+      for (size_t k = 0; k < at.size(); ++k) {
+        const size_t plane = k / static_cast<size_t>(Ho * Wo) * static_cast<size_t>(H * W);
+        expect_out[k] = xv[plane + at[k]];
+        expect_gx[plane + at[k]] += gg[k];
+      }
+      CHECK(ov == expect_out);
+      CHECK(raw::max_pool2d_backward(g, x, {}).to_vector<float>() == expect_gx);
+    }
+  }
+}
+
 TEST_CASE("avg_pool2d: golden values with count_include_pad both ways", "[pool]") {
   check_values(raw::avg_pool2d(make(iota(16), {1, 1, 4, 4}), {}), {3.5, 5.5, 11.5, 13.5});
   Pool2dParams p{.kernel = {2, 2}, .stride = {2, 2}, .padding = {1, 1}};
