@@ -62,6 +62,8 @@ Tensor index_select(const Tensor& a, int64_t dim, const Tensor& index);
 Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias = Tensor(), const Conv2dParams& p = {});
 // x (N,C,H,W) -> (N,C,Ho,Wo); max pooling pads with -infinity.
 Tensor max_pool2d(const Tensor& x, const Pool2dParams& p = {});
+// max_pool2d(x.relu(), p) in one pass over x, with the same values and gradients.
+Tensor relu_max_pool2d(const Tensor& x, const Pool2dParams& p = {});
 Tensor avg_pool2d(const Tensor& x, const Pool2dParams& p = {});
 // In training, zeroes each element with probability p and scales the rest by 1/(1-p);
 // the identity when !training or p == 0.

@@ -1,6 +1,9 @@
 #include "sequential.h"
 
 #include <sstream>
+#include <typeinfo>
+
+#include "layers.h"
 
 namespace weft::nn {
 
@@ -13,9 +16,25 @@ void Sequential::push_back(std::shared_ptr<Module> layer) {
   layers_.push_back(std::move(layer));
 }
 
+namespace {
+// The MaxPool2d when layers a, b are exactly a ReLU and a MaxPool2d, else null.
+const MaxPool2d* relu_then_pool(const Module& a, const Module& b) {
+  if (typeid(a) != typeid(ReLU) || typeid(b) != typeid(MaxPool2d)) return nullptr;
+  return static_cast<const MaxPool2d*>(&b);
+}
+}  // namespace
+
 Tensor Sequential::forward(const Tensor& x) {
   Tensor h = x;
-  for (const auto& l : layers_) h = l->forward(h);
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    const MaxPool2d* pool = fuse_ && i + 1 < layers_.size() ? relu_then_pool(*layers_[i], *layers_[i + 1]) : nullptr;
+    if (pool) {
+      h = relu_max_pool2d(h, pool->params);
+      ++i;  // the MaxPool2d ran too
+    } else {
+      h = layers_[i]->forward(h);
+    }
+  }
   return h;
 }
 

@@ -1,4 +1,12 @@
 // Sequential: children applied in order; they are named "0", "1", ... like PyTorch's.
+//
+// One fusion: a ReLU directly followed by a MaxPool2d (the conv -> relu -> pool block of
+// nearly every CNN) runs as relu_max_pool2d, one pass instead of two. The values and
+// gradients are the same -- relu is monotone, so pooling relu(x) picks the same winner as
+// pooling x -- but relu(x) is never written out: on the CPU that saves a read and a write
+// of the block's largest activation in forward, and two reads and a write in backward.
+// Only the exact nn::ReLU and nn::MaxPool2d classes fuse (a subclass may do anything in
+// its forward); set_fusion(false) turns it off, to compare or to debug.
 #pragma once
 
 #include <initializer_list>
@@ -16,9 +24,11 @@ class Sequential : public Module {
   std::string repr() const override;
   size_t size() const { return layers_.size(); }
   const std::shared_ptr<Module>& operator[](size_t i) const { return layers_.at(i); }
+  void set_fusion(bool on) { fuse_ = on; }
 
  private:
   std::vector<std::shared_ptr<Module>> layers_;
+  bool fuse_ = true;
 };
 
 }  // namespace weft::nn

@@ -122,6 +122,9 @@ Tensor conv2d_backward_weight(const Tensor& grad, const Tensor& x, const Shape& 
 Tensor max_pool2d(const Tensor& x, const Pool2dParams& p);
 Tensor max_pool2d_indices(const Tensor& x, const Pool2dParams& p);  // int64 flat h*W+w per window
 Tensor max_pool2d_backward(const Tensor& grad, const Tensor& x, const Pool2dParams& p);
+// max_pool2d(relu(x)) in one pass, and its backward (x: the input before relu)
+Tensor relu_max_pool2d(const Tensor& x, const Pool2dParams& p);
+Tensor relu_max_pool2d_backward(const Tensor& grad, const Tensor& x, const Pool2dParams& p);
 Tensor avg_pool2d(const Tensor& x, const Pool2dParams& p);
 Tensor avg_pool2d_backward(const Tensor& grad, const Shape& x_shape, const Pool2dParams& p);
 

@@ -41,6 +41,17 @@ Tensor max_pool2d(const Tensor& x, const Pool2dParams& p) {
   });
 }
 
+// x (N,C,H,W) -> max_pool2d(relu(x)), the two in one pass (nn::Sequential uses it for a
+// ReLU followed by a MaxPool2d). Saves x, the input before relu: the gradient goes to
+// the window's winner when that winner is > 0, which relu's backward would have checked.
+Tensor relu_max_pool2d(const Tensor& x, const Pool2dParams& p) {
+  Tensor out = raw::relu_max_pool2d(x, p);
+  if (!needs_recording(x)) return out;
+  return record("relu_max_pool2d", out, {x}, {x}, [p](const BackwardArgs& g) -> Grads {
+    return {raw::relu_max_pool2d_backward(g.grad, g.saved[0], p)};
+  });
+}
+
 // x (N,C,H,W) -> out (N,C,Ho,Wo). Each output spreads its gradient evenly over its
 // window, divided by the same count the forward divided by.
 Tensor avg_pool2d(const Tensor& x, const Pool2dParams& p) {

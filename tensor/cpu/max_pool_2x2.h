@@ -15,6 +15,11 @@
 // -- reading whole vectors past the row's end stays inside the same plane -- the partial
 // group is read with plain loads and the lanes past the row are ignored. The plain loops
 // below compute the same thing for every other CPU and for doubles.
+//
+// Relu = true pools relu(x) instead of x, for the fused relu_max_pool2d: every pixel goes
+// through relu (x > 0 ? x : 0, so NaN -> 0, as weft's relu does) as it is loaded, and in
+// backward a window passes its gradient on only when its winner is > 0 -- exactly what
+// relu followed by max pooling would do, without writing relu(x) out and reading it back.
 #pragma once
 
 #include <cstdint>
@@ -35,23 +40,32 @@ template <class T>
 inline T pick(T a, T b) {
   return keeps(a, b) ? a : b;
 }
+// A pixel as the pooling sees it.
+template <bool Relu, class T>
+inline T in(T v) {
+  if constexpr (Relu) return v > 0 ? v : T(0);
+  return v;
+}
 
-template <class T>
+template <bool Relu, class T>
 void forward_row_plain(const T* __restrict r0, const T* __restrict r1, T* __restrict o, int64_t Wo) {
   for (int64_t ow = 0; ow < Wo; ++ow)
-    o[ow] = pick(pick(r0[2 * ow], r0[2 * ow + 1]), pick(r1[2 * ow], r1[2 * ow + 1]));
+    o[ow] = pick(pick(in<Relu>(r0[2 * ow]), in<Relu>(r0[2 * ow + 1])),
+                 pick(in<Relu>(r1[2 * ow]), in<Relu>(r1[2 * ow + 1])));
 }
 
 // d0, d1 are the gradient rows of r0, r1: each window's gradient lands on its winner,
 // the other three pixels get 0 (every covered pixel is written, so no zeroing first).
-template <class T>
+template <bool Relu, class T>
 void backward_row_plain(const T* __restrict r0, const T* __restrict r1, const T* __restrict go, T* __restrict d0,
                         T* __restrict d1, int64_t Wo) {
   for (int64_t ow = 0; ow < Wo; ++ow) {
-    const bool left0 = keeps(r0[2 * ow], r0[2 * ow + 1]), left1 = keeps(r1[2 * ow], r1[2 * ow + 1]);
-    const T h0 = left0 ? r0[2 * ow] : r0[2 * ow + 1], h1 = left1 ? r1[2 * ow] : r1[2 * ow + 1];
+    const T a0 = in<Relu>(r0[2 * ow]), b0 = in<Relu>(r0[2 * ow + 1]);
+    const T a1 = in<Relu>(r1[2 * ow]), b1 = in<Relu>(r1[2 * ow + 1]);
+    const bool left0 = keeps(a0, b0), left1 = keeps(a1, b1);
+    const T h0 = left0 ? a0 : b0, h1 = left1 ? a1 : b1;
     const bool top = keeps(h0, h1);
-    const T g = go[ow];
+    const T g = !Relu || (top ? h0 : h1) > 0 ? go[ow] : T(0);
     d0[2 * ow] = top & left0 ? g : T(0);
     d0[2 * ow + 1] = top & !left0 ? g : T(0);
     d1[2 * ow] = !top & left1 ? g : T(0);
@@ -70,6 +84,7 @@ inline __mmask16 low_bits(int64_t n) { return n >= 16 ? __mmask16(0xFFFF) : __mm
 // The 32 pixels [2*ow0, 2*ow0 + 32) of a row, as its even and its odd pixels (16 each).
 // `n` windows are real; the lanes past them hold zeros (masked loads) or whatever lies
 // past the row (`whole`: the caller knows all 32 pixels are readable).
+template <bool Relu>
 inline void load_pairs(const float* row, int64_t n, bool whole, __m512& even, __m512& odd) {
   const __m512i even_idx = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
   const __m512i odd_idx = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
@@ -82,6 +97,10 @@ inline void load_pairs(const float* row, int64_t n, bool whole, __m512& even, __
   }
   even = _mm512_permutex2var_ps(a, even_idx, b);
   odd = _mm512_permutex2var_ps(a, odd_idx, b);
+  if constexpr (Relu) {  // max(x, 0) returns its second operand, 0, for NaN: x > 0 ? x : 0
+    even = _mm512_max_ps(even, _mm512_setzero_ps());
+    odd = _mm512_max_ps(odd, _mm512_setzero_ps());
+  }
 }
 
 // The inverse of load_pairs: interleaves even and odd back into 2*n pixels of row.
@@ -92,30 +111,36 @@ inline void store_pairs(float* row, int64_t n, __m512 even, __m512 odd) {
   if (2 * n > 16) _mm512_mask_storeu_ps(row + 16, low_bits(2 * n - 16), _mm512_permutex2var_ps(even, hi_idx, odd));
 }
 
+template <bool Relu>
 inline void forward_row(const float* r0, const float* r1, float* o, int64_t Wo, bool overread) {
   for (int64_t ow = 0; ow < Wo; ow += 16) {
     const int64_t n = Wo - ow < 16 ? Wo - ow : 16;
     __m512 e0, o0, e1, o1;
-    load_pairs(r0 + 2 * ow, n, overread, e0, o0);
-    load_pairs(r1 + 2 * ow, n, overread, e1, o1);
+    load_pairs<Relu>(r0 + 2 * ow, n, overread, e0, o0);
+    load_pairs<Relu>(r1 + 2 * ow, n, overread, e1, o1);
     const __m512 h0 = _mm512_mask_blend_ps(keeps(e0, o0), o0, e0);
     const __m512 h1 = _mm512_mask_blend_ps(keeps(e1, o1), o1, e1);
     _mm512_mask_storeu_ps(o + ow, low_bits(n), _mm512_mask_blend_ps(keeps(h0, h1), h1, h0));
   }
 }
 
+template <bool Relu>
 inline void backward_row(const float* r0, const float* r1, const float* go, float* d0, float* d1, int64_t Wo,
                          bool overread) {
   for (int64_t ow = 0; ow < Wo; ow += 16) {
     const int64_t n = Wo - ow < 16 ? Wo - ow : 16;
     __m512 e0, o0, e1, o1;
-    load_pairs(r0 + 2 * ow, n, overread, e0, o0);
-    load_pairs(r1 + 2 * ow, n, overread, e1, o1);
+    load_pairs<Relu>(r0 + 2 * ow, n, overread, e0, o0);
+    load_pairs<Relu>(r1 + 2 * ow, n, overread, e1, o1);
     const __mmask16 left0 = keeps(e0, o0), left1 = keeps(e1, o1);
     const __m512 h0 = _mm512_mask_blend_ps(left0, o0, e0), h1 = _mm512_mask_blend_ps(left1, o1, e1);
     const __mmask16 top = keeps(h0, h1);
     // Lanes past n are never stored, so what an overread puts in them does not matter.
-    const __m512 g = overread || n == 16 ? _mm512_loadu_ps(go + ow) : _mm512_maskz_loadu_ps(low_bits(n), go + ow);
+    __m512 g = overread || n == 16 ? _mm512_loadu_ps(go + ow) : _mm512_maskz_loadu_ps(low_bits(n), go + ow);
+    if constexpr (Relu) {  // the window's winner must be > 0 for relu to pass the gradient
+      const __m512 win = _mm512_mask_blend_ps(top, h1, h0);
+      g = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(win, _mm512_setzero_ps(), _CMP_GT_OQ), g);
+    }
     store_pairs(d0 + 2 * ow, n, _mm512_maskz_mov_ps(top & left0, g), _mm512_maskz_mov_ps(top & ~left0, g));
     store_pairs(d1 + 2 * ow, n, _mm512_maskz_mov_ps(~top & left1, g), _mm512_maskz_mov_ps(~top & ~left1, g));
   }
@@ -127,22 +152,22 @@ inline void backward_row(const float* r0, const float* r1, const float* go, floa
 // `overread`: the 32 pixels from the start of the last group of windows in r0 and in r1,
 // and the 16 values from its start in go, may all be read (they lie inside the tensor).
 // The caller works that out with overread_ok() below.
-template <class T>
+template <bool Relu, class T>
 void forward_row(const T* r0, const T* r1, T* o, int64_t Wo, bool overread) {
 #if defined(__AVX512F__)
-  if constexpr (std::is_same_v<T, float>) return avx512::forward_row(r0, r1, o, Wo, overread);
+  if constexpr (std::is_same_v<T, float>) return avx512::forward_row<Relu>(r0, r1, o, Wo, overread);
 #endif
   (void)overread;
-  forward_row_plain(r0, r1, o, Wo);
+  forward_row_plain<Relu>(r0, r1, o, Wo);
 }
 
-template <class T>
+template <bool Relu, class T>
 void backward_row(const T* r0, const T* r1, const T* go, T* d0, T* d1, int64_t Wo, bool overread) {
 #if defined(__AVX512F__)
-  if constexpr (std::is_same_v<T, float>) return avx512::backward_row(r0, r1, go, d0, d1, Wo, overread);
+  if constexpr (std::is_same_v<T, float>) return avx512::backward_row<Relu>(r0, r1, go, d0, d1, Wo, overread);
 #endif
   (void)overread;
-  backward_row_plain(r0, r1, go, d0, d1, Wo);
+  backward_row_plain<Relu>(r0, r1, go, d0, d1, Wo);
 }
 
 // For output row oh of an (H,W) plane pooled to (Ho,Wo): true when the vectors the

@@ -6,7 +6,10 @@
 //
 // Max pooling treats padding as -infinity (a padded position never wins); backward finds
 // each window's winner again in the saved input and routes the output gradient to that
-// one pixel. Average pooling divides by the window
+// one pixel. relu_max_pool2d is max pooling of relu(x) in one pass: relu is applied to
+// each pixel as the window reads it, so relu(x) is never written out (in a small CNN that
+// saves a full read and write of the largest activations, forward and backward, which is
+// what a memory-bound step on a shared memory bus spends its time on). Average pooling divides by the window
 // size including padding (count_include_pad) or by the number of real pixels in it.
 #include <algorithm>
 #include <cmath>
@@ -87,7 +90,7 @@ inline bool beats(T b, T a) {
 // row by row and keeping the first of equal values; -1 when the window is all padding
 // (padding counts as -infinity and never wins). Forward, indices and backward all ask
 // this one function, so they always agree on the winner.
-template <class T>
+template <bool Relu, class T>
 int64_t window_argmax(const T* x, int64_t oh, int64_t ow, const PoolGeom& g) {
   int64_t where = -1;
   T best = -std::numeric_limits<T>::infinity();
@@ -97,7 +100,7 @@ int64_t window_argmax(const T* x, int64_t oh, int64_t ow, const PoolGeom& g) {
     for (int64_t j = 0; j < g.kw; ++j) {
       const int64_t iw = ow * g.sw - g.pw + j * g.dw;
       if (iw < 0 || iw >= g.W) continue;
-      const T v = x[ih * g.W + iw];
+      const T v = pool2x2::in<Relu>(x[ih * g.W + iw]);
       if (where < 0 || beats(v, best)) best = v, where = ih * g.W + iw;
     }
   }
@@ -111,18 +114,18 @@ bool is_2x2(const PoolGeom& g) {
 }
 
 // One plane: x is (H,W), out is (Ho,Wo).
-template <class T>
+template <bool Relu, class T>
 void max_pool_plane(const T* __restrict x, T* __restrict out, const PoolGeom& g) {
   if (is_2x2(g)) {
     for (int64_t oh = 0; oh < g.Ho; ++oh)
-      pool2x2::forward_row(x + 2 * oh * g.W, x + (2 * oh + 1) * g.W, out + oh * g.Wo, g.Wo,
+      pool2x2::forward_row<Relu>(x + 2 * oh * g.W, x + (2 * oh + 1) * g.W, out + oh * g.Wo, g.Wo,
                            pool2x2::overread_ok(oh, g.H, g.W, g.Ho, g.Wo));
     return;
   }
   for (int64_t oh = 0; oh < g.Ho; ++oh)
     for (int64_t ow = 0; ow < g.Wo; ++ow) {
-      const int64_t at = window_argmax(x, oh, ow, g);
-      out[oh * g.Wo + ow] = at >= 0 ? x[at] : -std::numeric_limits<T>::infinity();
+      const int64_t at = window_argmax<Relu>(x, oh, ow, g);
+      out[oh * g.Wo + ow] = at >= 0 ? pool2x2::in<Relu>(x[at]) : -std::numeric_limits<T>::infinity();
     }
 }
 
@@ -130,7 +133,7 @@ void max_pool_plane(const T* __restrict x, T* __restrict out, const PoolGeom& g)
 // gradient goes to its window's winner, found again from x rather than remembered:
 // recomputing costs one more scan of x, storing would cost an int64 index per output
 // written in forward (which made forward several times slower).
-template <class T>
+template <bool Relu, class T>
 void max_pool_plane_backward(const T* __restrict x, const T* __restrict grad, T* __restrict gx, const PoolGeom& g) {
   if (is_2x2(g)) {
     // The windows tile the plane, so each covered pixel is written exactly once (its
@@ -138,7 +141,7 @@ void max_pool_plane_backward(const T* __restrict x, const T* __restrict grad, T*
     const int64_t W = g.W;
     for (int64_t oh = 0; oh < g.Ho; ++oh) {
       T* d0 = gx + 2 * oh * W;
-      pool2x2::backward_row(x + 2 * oh * W, x + (2 * oh + 1) * W, grad + oh * g.Wo, d0, d0 + W, g.Wo,
+      pool2x2::backward_row<Relu>(x + 2 * oh * W, x + (2 * oh + 1) * W, grad + oh * g.Wo, d0, d0 + W, g.Wo,
                             pool2x2::overread_ok(oh, g.H, g.W, g.Ho, g.Wo));
       for (int64_t w = 2 * g.Wo; w < W; ++w) d0[w] = d0[W + w] = T(0);
     }
@@ -148,8 +151,9 @@ void max_pool_plane_backward(const T* __restrict x, const T* __restrict grad, T*
   std::fill(gx, gx + g.H * g.W, T(0));
   for (int64_t oh = 0; oh < g.Ho; ++oh)
     for (int64_t ow = 0; ow < g.Wo; ++ow) {
-      const int64_t at = window_argmax(x, oh, ow, g);
-      if (at >= 0) gx[at] += grad[oh * g.Wo + ow];  // windows may overlap: add
+      const int64_t at = window_argmax<Relu>(x, oh, ow, g);
+      // windows may overlap: add; under relu only a winner > 0 passes the gradient on
+      if (at >= 0 && (!Relu || x[at] > 0)) gx[at] += grad[oh * g.Wo + ow];
     }
 }
 
@@ -204,23 +208,62 @@ void for_each_plane(const PoolGeom& g, F&& body) {
   }, 4);
 }
 
-// x (N,C,H,W) -> out (N,C,Ho,Wo), each the max of its window
-Tensor max_pool2d(const Tensor& x, const Pool2dParams& p) {
-  check_floating("max_pool2d", x);
-  const PoolGeom g = pool_geometry("max_pool2d", x.shape(), p);
+namespace {
+
+// max_pool2d (Relu = false) and relu_max_pool2d (true); `op` names it in errors.
+template <bool Relu>
+Tensor max_pool(const char* op, const Tensor& x, const Pool2dParams& p) {
+  check_floating(op, x);
+  const PoolGeom g = pool_geometry(op, x.shape(), p);
   Tensor out = empty({g.N, g.C, g.Ho, g.Wo}, x.dtype(), x.device());
   if (x.device().is_cuda()) {
     if (out.numel()) cuda::max_pool2d(out, x, p);
-    return out;
+    // relu(max_pool(x)) = max_pool(relu(x)): relu is monotone. The GPU has bandwidth to
+    // spare for the second pass, so it is not fused there.
+    return Relu ? unary(Unary::Relu, out) : out;
   }
   const Tensor xc = contiguous(x);
-  dispatch_floating(x.dtype(), "max_pool2d", [&]<class T>() {
+  dispatch_floating(x.dtype(), op, [&]<class T>() {
     const T* px = xc.data<T>();
     T* po = out.data<T>();
-    for_each_plane(g, [&](int64_t q) { max_pool_plane(px + q * g.H * g.W, po + q * g.Ho * g.Wo, g); });
+    for_each_plane(g, [&](int64_t q) { max_pool_plane<Relu>(px + q * g.H * g.W, po + q * g.Ho * g.Wo, g); });
   });
   return out;
 }
+
+template <bool Relu>
+Tensor max_pool_backward(const char* op, const Tensor& grad, const Tensor& x, const Pool2dParams& p) {
+  check_floating(op, grad);
+  check_same(op, grad, x);
+  const PoolGeom g = pool_geometry(op, x.shape(), p);
+  const Shape expect{g.N, g.C, g.Ho, g.Wo};
+  WEFT_CHECK(grad.shape() == expect, op, ": grad ", grad.shape(), " does not match the output ", expect, " of input ",
+             x.shape());
+  Tensor gx = empty(x.shape(), x.dtype(), x.device());
+  if (x.device().is_cuda()) {
+    // Under relu a window passes its gradient on only where its output is > 0.
+    const Tensor g_in = Relu ? relu_backward(grad, max_pool<true>(op, x, p)) : grad;
+    if (gx.numel()) cuda::max_pool2d_backward(gx, g_in, x, p);
+    return gx;
+  }
+  const Tensor gc = contiguous(grad), xc = contiguous(x);
+  dispatch_floating(x.dtype(), op, [&]<class T>() {
+    const T *pg = gc.data<T>(), *px = xc.data<T>();
+    T* pgx = gx.data<T>();
+    for_each_plane(g, [&](int64_t q) {
+      max_pool_plane_backward<Relu>(px + q * g.H * g.W, pg + q * g.Ho * g.Wo, pgx + q * g.H * g.W, g);
+    });
+  });
+  return gx;
+}
+
+}  // namespace
+
+// x (N,C,H,W) -> out (N,C,Ho,Wo), each the max of its window
+Tensor max_pool2d(const Tensor& x, const Pool2dParams& p) { return max_pool<false>("max_pool2d", x, p); }
+
+// x (N,C,H,W) -> max_pool2d(relu(x)) = relu(max_pool2d(x)), in one pass over x
+Tensor relu_max_pool2d(const Tensor& x, const Pool2dParams& p) { return max_pool<true>("relu_max_pool2d", x, p); }
 
 // x (N,C,H,W) -> argmax (N,C,Ho,Wo) int64: where each window's max came from, as a flat
 // index h*W + w into its H*W plane (-1 for an all-padding window), like PyTorch's
@@ -240,7 +283,7 @@ Tensor max_pool2d_indices(const Tensor& x, const Pool2dParams& p) {
     for_each_plane(g, [&](int64_t q) {
       for (int64_t oh = 0; oh < g.Ho; ++oh)
         for (int64_t ow = 0; ow < g.Wo; ++ow)
-          pa[(q * g.Ho + oh) * g.Wo + ow] = window_argmax(px + q * g.H * g.W, oh, ow, g);
+          pa[(q * g.Ho + oh) * g.Wo + ow] = window_argmax<false>(px + q * g.H * g.W, oh, ow, g);
     });
   });
   return arg;
@@ -248,26 +291,12 @@ Tensor max_pool2d_indices(const Tensor& x, const Pool2dParams& p) {
 
 // grad (N,C,Ho,Wo), x (N,C,H,W) the forward's input -> dLoss/dx (N,C,H,W)
 Tensor max_pool2d_backward(const Tensor& grad, const Tensor& x, const Pool2dParams& p) {
-  check_floating("max_pool2d_backward", grad);
-  check_same("max_pool2d_backward", grad, x);
-  const PoolGeom g = pool_geometry("max_pool2d_backward", x.shape(), p);
-  const Shape expect{g.N, g.C, g.Ho, g.Wo};
-  WEFT_CHECK(grad.shape() == expect, "max_pool2d_backward: grad ", grad.shape(), " does not match the output ", expect,
-             " of input ", x.shape());
-  Tensor gx = empty(x.shape(), x.dtype(), x.device());
-  if (x.device().is_cuda()) {
-    if (gx.numel()) cuda::max_pool2d_backward(gx, grad, x, p);
-    return gx;
-  }
-  const Tensor gc = contiguous(grad), xc = contiguous(x);
-  dispatch_floating(x.dtype(), "max_pool2d_backward", [&]<class T>() {
-    const T *pg = gc.data<T>(), *px = xc.data<T>();
-    T* pgx = gx.data<T>();
-    for_each_plane(g, [&](int64_t q) {
-      max_pool_plane_backward(px + q * g.H * g.W, pg + q * g.Ho * g.Wo, pgx + q * g.H * g.W, g);
-    });
-  });
-  return gx;
+  return max_pool_backward<false>("max_pool2d_backward", grad, x, p);
+}
+
+// The same for relu_max_pool2d (x is the input before relu)
+Tensor relu_max_pool2d_backward(const Tensor& grad, const Tensor& x, const Pool2dParams& p) {
+  return max_pool_backward<true>("relu_max_pool2d_backward", grad, x, p);
 }
 
 // x (N,C,H,W) -> out (N,C,Ho,Wo), each the mean of its window

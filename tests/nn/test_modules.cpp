@@ -201,3 +201,28 @@ TEST_CASE("zero_grad and to(device) keep handles valid", "[nn]") {
   REQUIRE(handle.device() == Device::cpu(1));
   REQUIRE(net(ones({1, 4}, {.device = Device("cpu:1")})).device() == Device::cpu(1));
 }
+
+// A ReLU followed by a MaxPool2d runs fused (relu_max_pool2d); the results and every
+// gradient must be those of the two layers run one after the other.
+TEST_CASE("Sequential: the fused ReLU + MaxPool2d gives the unfused values and gradients", "[nn]") {
+  manual_seed(3);
+  auto make = [] {
+    return std::make_shared<nn::Sequential>(std::initializer_list<std::shared_ptr<nn::Module>>{
+        std::make_shared<nn::Conv2d>(2, 4, 3, 1, 1), std::make_shared<nn::ReLU>(), std::make_shared<nn::MaxPool2d>(2),
+        std::make_shared<nn::Flatten>(), std::make_shared<nn::Linear>(4 * 3 * 3, 3)});
+  };
+  auto fused = make(), plain = make();
+  plain->load_state_dict(fused->state_dict());
+  plain->set_fusion(false);
+  Tensor x = randn({5, 2, 7, 6});
+  Tensor yf = fused->forward(x), yp = plain->forward(x);
+  CHECK(yf.to_vector<float>() == yp.to_vector<float>());
+  yf.sum().backward();
+  yp.sum().backward();
+  const auto pf = fused->named_parameters(), pp = plain->named_parameters();
+  REQUIRE(pf.size() == pp.size());
+  for (size_t i = 0; i < pf.size(); ++i) {
+    INFO(pf[i].first);
+    CHECK(pf[i].second.grad().to_vector<float>() == pp[i].second.grad().to_vector<float>());
+  }
+}

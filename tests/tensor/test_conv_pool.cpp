@@ -380,6 +380,57 @@ TEST_CASE("max_pool2d: the 2x2 fast path matches the general argmax at every wid
   }
 }
 
+// relu_max_pool2d must be exactly max_pool2d(relu(x)), forward and backward, bit for bit:
+// on the 2x2 fast path (float32 vectors, float64 plain loops) at widths around the
+// vector groups, on the general path, and with the awkward values -- all-negative
+// windows (output 0, no gradient), zeros tied with negatives, ties among positives, NaN
+// (weft's relu maps it to 0).
+TEST_CASE("relu_max_pool2d: the same values and gradients as max_pool2d after relu", "[pool]") {
+  const double nan = std::nan("");
+  const std::vector<Pool2dParams> params{
+      {}, {.kernel = {3, 3}, .stride = {2, 2}, .padding = {1, 1}}, {.kernel = {2, 3}, .stride = {1, 2}, .dilation = {2, 1}}};
+  for (DType dt : {kFloat32, kFloat64})
+    for (const Pool2dParams& p : params)
+      for (int64_t W : {2, 5, 14, 28, 33}) {
+        if (p.kernel[1] > W) continue;  // no output
+        INFO(dtype_name(dt) << " kernel " << p.kernel[0] << "x" << p.kernel[1] << " W=" << W);
+        const Shape xs{2, 3, 6, W};
+        std::vector<double> v = randn(xs).to_vector<double>();
+        for (size_t i = 0; i < v.size(); ++i) {  // sprinkle the awkward values
+          if (i % 11 == 3) v[i] = 0.0;
+          if (i % 17 == 5) v[i] = nan;
+          if (i % 13 == 7 && i > 0) v[i] = v[i - 1];
+          if ((i / static_cast<size_t>(W)) % 4 == 1) v[i] = -std::abs(v[i]);  // some all-negative rows
+        }
+        Tensor x = make(v, xs, dt);
+        Tensor r = raw::unary(raw::Unary::Relu, x);
+        Tensor want = raw::max_pool2d(r, p);
+        Tensor got = raw::relu_max_pool2d(x, p);
+        REQUIRE(got.shape() == want.shape());
+        CHECK(got.to_vector<double>() == want.to_vector<double>());
+        Tensor g = make(randn(want.shape()).to_vector<double>(), want.shape(), dt);
+        Tensor want_gx = raw::relu_backward(raw::max_pool2d_backward(g, r, p), r);
+        CHECK(raw::relu_max_pool2d_backward(g, x, p).to_vector<double>() == want_gx.to_vector<double>());
+      }
+}
+
+TEST_CASE("relu_max_pool2d: gradcheck and bad input", "[pool]") {
+  for (const Pool2dParams& p : {Pool2dParams{}, Pool2dParams{.kernel = {3, 3}, .stride = {2, 2}, .padding = {1, 1}}}) {
+    // Distinct values, half of them negative, none within 0.05 of relu's kink.
+    Tensor x = distinct_leaf({2, 3, 6, 5});
+    {
+      autograd::NoGradGuard no_grad;
+      x.add_(-(0.1 * 90 - 0.05));
+    }
+    const auto res =
+        autograd::gradcheck([&](const std::vector<Tensor>& in) { return weft::relu_max_pool2d(in[0], p); }, {x});
+    INFO(res.report);
+    CHECK(res.ok);
+  }
+  CHECK_THROWS_WITH(raw::relu_max_pool2d(randn({3, 4, 4}), {}), Catch::Contains("relu_max_pool2d") &&
+                                                                   Catch::Contains("(3,4,4)"));
+}
+
 TEST_CASE("avg_pool2d: golden values with count_include_pad both ways", "[pool]") {
   check_values(raw::avg_pool2d(make(iota(16), {1, 1, 4, 4}), {}), {3.5, 5.5, 11.5, 13.5});
   Pool2dParams p{.kernel = {2, 2}, .stride = {2, 2}, .padding = {1, 1}};
