@@ -34,6 +34,7 @@
 
 #include "samples/common/models.h"
 #include "weft.h"
+#include "tensor/cpu/gemm.h"
 
 using namespace weft;
 
@@ -187,10 +188,10 @@ int main(int argc, char** argv) {
     std::fprintf(stderr,
                  "weft %s %s, %d thread(s), batch %lld: %.0f samples/s (%.2f ms/step; runs: %s)\n"
                  "  per step (median): forward %.3f ms, backward %.3f ms, optimizer %.3f ms; "
-                 "process CPU %.3f ms; last loss %.4f\n",
+                 "process CPU %.3f ms; last loss %.4f\n  GEMM: %s\n",
                  WEFT_VERSION, a.model.c_str(), num_threads(), static_cast<long long>(B), rate,
                  1e3 * static_cast<double>(B) / rate, json_list(rates).c_str(), median(fwd), median(bwd), median(upd),
-                 median(cpu_ms_per_step), last_loss);
+                 median(cpu_ms_per_step), last_loss, cpu::gemm_backend());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "train_step: error: %s\n", e.what());
     return 1;

@@ -119,7 +119,9 @@ template void gemm<double>(bool, bool, int64_t, int64_t, int64_t, double, const 
 const char* gemm_backend() {
   static const std::string name = [] {
 #if WEFT_HAVE_BLAS
-    if (use_blas()) return std::string("OpenBLAS (") + openblas_get_config() + ")";
+    // The kernels in use: OpenBLAS picks them for the CPU when it loads, unless
+    // OPENBLAS_CORETYPE in the environment names others.
+    if (use_blas()) return std::string("OpenBLAS (") + openblas_get_config() + ", " + openblas_get_corename() + " kernels)";
 #endif
     return "Eigen " + std::to_string(EIGEN_WORLD_VERSION) + "." + std::to_string(EIGEN_MAJOR_VERSION) + "." +
            std::to_string(EIGEN_MINOR_VERSION);
