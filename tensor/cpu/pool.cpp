@@ -217,10 +217,10 @@ Tensor max_pool(const char* op, const Tensor& x, const Pool2dParams& p) {
   const PoolGeom g = pool_geometry(op, x.shape(), p);
   Tensor out = empty({g.N, g.C, g.Ho, g.Wo}, x.dtype(), x.device());
   if (x.device().is_cuda()) {
-    if (out.numel()) cuda::max_pool2d(out, x, p);
-    // relu(max_pool(x)) = max_pool(relu(x)): relu is monotone. The GPU has bandwidth to
-    // spare for the second pass, so it is not fused there.
-    return Relu ? unary(Unary::Relu, out) : out;
+    // Not fused on the GPU, which has bandwidth to spare: relu, then the pooling kernel,
+    // exactly what the two layers would run.
+    if (out.numel()) cuda::max_pool2d(out, Relu ? unary(Unary::Relu, x) : x, p);
+    return out;
   }
   const Tensor xc = contiguous(x);
   dispatch_floating(x.dtype(), op, [&]<class T>() {
@@ -240,11 +240,10 @@ Tensor max_pool_backward(const char* op, const Tensor& grad, const Tensor& x, co
   WEFT_CHECK(grad.shape() == expect, op, ": grad ", grad.shape(), " does not match the output ", expect, " of input ",
              x.shape());
   Tensor gx = empty(x.shape(), x.dtype(), x.device());
-  if (x.device().is_cuda()) {
-    // Under relu a window passes its gradient on only where its output is > 0.
-    const Tensor g_in = Relu ? relu_backward(grad, max_pool<true>(op, x, p)) : grad;
-    if (gx.numel()) cuda::max_pool2d_backward(gx, g_in, x, p);
-    return gx;
+  if (x.device().is_cuda()) {  // unfused, as in forward: relu(x) again, pool's backward, relu's
+    const Tensor r = Relu ? unary(Unary::Relu, x) : x;
+    if (gx.numel()) cuda::max_pool2d_backward(gx, grad, r, p);
+    return Relu ? relu_backward(gx, r) : gx;
   }
   const Tensor gc = contiguous(grad), xc = contiguous(x);
   dispatch_floating(x.dtype(), op, [&]<class T>() {

@@ -187,6 +187,10 @@ TEST_CASE("cuda: pooling forward, indices and backward match the CPU", "[cuda]")
     REQUIRE(max_err(raw::max_pool2d_indices(x.to(kGpu), ps[i]).to(kFloat64), raw::max_pool2d_indices(x, ps[i]).to(kFloat64)) == 0);
     const Tensor g = rnd(out.shape(), 60 + i);
     REQUIRE(max_err(raw::max_pool2d_backward(g.to(kGpu), x.to(kGpu), ps[i]), raw::max_pool2d_backward(g, x, ps[i])) < 1e-6);
+    // relu_max_pool2d (what nn::Sequential runs for ReLU + MaxPool2d): unfused on the GPU
+    REQUIRE(max_err(raw::relu_max_pool2d(x.to(kGpu), ps[i]), raw::relu_max_pool2d(x, ps[i])) == 0);
+    REQUIRE(max_err(raw::relu_max_pool2d_backward(g.to(kGpu), x.to(kGpu), ps[i]),
+                    raw::relu_max_pool2d_backward(g, x, ps[i])) < 1e-6);
     if (ps[i].dilation[0] == 1) {
       for (bool inc : {true, false}) {
         Pool2dParams a = ps[i];
