@@ -27,7 +27,11 @@ const MaxPool2d* relu_then_pool(const Module& a, const Module& b) {
 Tensor Sequential::forward(const Tensor& x) {
   Tensor h = x;
   for (size_t i = 0; i < layers_.size(); ++i) {
-    const MaxPool2d* pool = fuse_ && i + 1 < layers_.size() ? relu_then_pool(*layers_[i], *layers_[i + 1]) : nullptr;
+    // CPU tensors only: on a GPU relu_max_pool2d runs the two kernels anyway, and its
+    // backward would compute relu(x) a second time.
+    const MaxPool2d* pool = fuse_ && h.device().is_cpu() && i + 1 < layers_.size()
+                                ? relu_then_pool(*layers_[i], *layers_[i + 1])
+                                : nullptr;
     if (pool) {
       h = relu_max_pool2d(h, pool->params);
       ++i;  // the MaxPool2d ran too

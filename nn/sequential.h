@@ -1,12 +1,14 @@
 // Sequential: children applied in order; they are named "0", "1", ... like PyTorch's.
 //
-// One fusion: a ReLU directly followed by a MaxPool2d (the conv -> relu -> pool block of
-// nearly every CNN) runs as relu_max_pool2d, one pass instead of two. The values and
-// gradients are the same -- relu is monotone, so pooling relu(x) picks the same winner as
-// pooling x -- but relu(x) is never written out: on the CPU that saves a read and a write
-// of the block's largest activation in forward, and two reads and a write in backward.
-// Only the exact nn::ReLU and nn::MaxPool2d classes fuse (a subclass may do anything in
-// its forward); set_fusion(false) turns it off, to compare or to debug.
+// One fusion: on the CPU, a ReLU directly followed by a MaxPool2d (the conv -> relu ->
+// pool block of nearly every CNN) runs as relu_max_pool2d, one pass instead of two. The
+// values and gradients are bit for bit those of the two layers (relu is applied to each
+// pixel as the window reads it), but relu(x) is never written out: that saves a read and
+// a write of the block's largest activation in forward, and two reads and a write in
+// backward. Only the exact nn::ReLU and nn::MaxPool2d classes fuse (a subclass may do
+// anything in its forward). Visible differences: an error inside names relu_max_pool2d,
+// and the tape saves the ReLU's input rather than its output. set_fusion(false) turns it
+// off for this Sequential (not for Sequentials nested in it), to compare or to debug.
 #pragma once
 
 #include <initializer_list>

@@ -9,9 +9,10 @@
 // With AVX-512, 16 windows at a time: the two rows are split into even and odd pixels
 // with one permute each, and the short rows of small feature maps (Wo = 14, 7) end in a
 // partial group of windows instead of a scalar tail. That group is stored with masked
-// stores. It is loaded with masked loads only where it must be: Zen 4 runs masked loads
-// several times slower than plain ones (the backward of 128x32 planes of 28x28 took
-// 4.2 ms with masked loads, 0.6 ms with plain ones), so when the caller says `overread`
+// stores. It is loaded with masked loads only where it must be: on the Zen 5 development
+// VM masked loads ran several times slower than plain ones (these row kernels alone, over
+// 128x32 planes of 28x28: backward 4.2 ms with masked loads, 0.6 ms with plain ones;
+// max_pool2d_backward as a whole 2.1 -> 1.1 ms), so when the caller says `overread`
 // -- reading whole vectors past the row's end stays inside the same plane -- the partial
 // group is read with plain loads and the lanes past the row are ignored. The plain loops
 // below compute the same thing for every other CPU and for doubles.

@@ -217,8 +217,8 @@ Tensor max_pool(const char* op, const Tensor& x, const Pool2dParams& p) {
   const PoolGeom g = pool_geometry(op, x.shape(), p);
   Tensor out = empty({g.N, g.C, g.Ho, g.Wo}, x.dtype(), x.device());
   if (x.device().is_cuda()) {
-    // Not fused on the GPU, which has bandwidth to spare: relu, then the pooling kernel,
-    // exactly what the two layers would run.
+    // Not fused on the GPU, which has bandwidth to spare: relu, then the pooling kernel.
+    // (Its backward computes relu(x) again, so nn::Sequential fuses on the CPU only.)
     if (out.numel()) cuda::max_pool2d(out, Relu ? unary(Unary::Relu, x) : x, p);
     return out;
   }
@@ -261,7 +261,9 @@ Tensor max_pool_backward(const char* op, const Tensor& grad, const Tensor& x, co
 // x (N,C,H,W) -> out (N,C,Ho,Wo), each the max of its window
 Tensor max_pool2d(const Tensor& x, const Pool2dParams& p) { return max_pool<false>("max_pool2d", x, p); }
 
-// x (N,C,H,W) -> max_pool2d(relu(x)) = relu(max_pool2d(x)), in one pass over x
+// x (N,C,H,W) -> max_pool2d(relu(x)), in one pass over x. (Not relu(max_pool2d(x)): the
+// two differ for a window holding a NaN, which weft's relu turns into 0, and for an
+// all-padding window.)
 Tensor relu_max_pool2d(const Tensor& x, const Pool2dParams& p) { return max_pool<true>("relu_max_pool2d", x, p); }
 
 // x (N,C,H,W) -> argmax (N,C,Ho,Wo) int64: where each window's max came from, as a flat
