@@ -116,7 +116,10 @@ using weft::Pool2dParams;
 // x (N,C,H,W), w (K,C/groups,kh,kw), bias (K) or undefined -> (N,K,Ho,Wo)
 Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dParams& p);
 Tensor conv2d_backward_input(const Tensor& grad, const Tensor& w, const Shape& x_shape, const Conv2dParams& p);
-Tensor conv2d_backward_weight(const Tensor& grad, const Tensor& x, const Shape& w_shape, const Conv2dParams& p);
+// With bias_grad, also sets *bias_grad = grad summed over N, Ho, Wo (K), in the same pass
+// over grad where the kernel allows (the im2col path on the CPU).
+Tensor conv2d_backward_weight(const Tensor& grad, const Tensor& x, const Shape& w_shape, const Conv2dParams& p,
+                              Tensor* bias_grad = nullptr);
 
 // x (N,C,H,W) -> {out (N,C,Ho,Wo), argmax (N,C,Ho,Wo) int64 flat index into H*W}
 Tensor max_pool2d(const Tensor& x, const Pool2dParams& p);

@@ -24,8 +24,12 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dPar
                 [p, xs = x.shape(), ws = w.shape()](const BackwardArgs& g) -> Grads {
                   const Tensor &x = g.saved[0], &w = g.saved[1];
                   Tensor gx = g.needs_grad[0] ? raw::conv2d_backward_input(g.grad, w, xs, p) : Tensor();
-                  Tensor gw = g.needs_grad[1] ? raw::conv2d_backward_weight(g.grad, x, ws, p) : Tensor();
-                  Tensor gb = g.needs_grad[2] ? raw::reduce(raw::Reduce::Sum, g.grad, {0, 2, 3}, false) : Tensor();
+                  // The bias gradient comes with the weight's when both are needed (one pass).
+                  Tensor gb;
+                  Tensor gw = g.needs_grad[1]
+                                  ? raw::conv2d_backward_weight(g.grad, x, ws, p, g.needs_grad[2] ? &gb : nullptr)
+                                  : Tensor();
+                  if (g.needs_grad[2] && !gb.defined()) gb = raw::reduce(raw::Reduce::Sum, g.grad, {0, 2, 3}, false);
                   return {gx, gw, gb};
                 });
 }

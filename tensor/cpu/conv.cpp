@@ -232,6 +232,21 @@ bool use_winograd(const ConvGeom& g) {
 
 Winograd3x3 winograd_geometry(const ConvGeom& g) { return {g.N, g.C, g.H, g.W, g.K, g.ph, g.pw}; }
 
+// sum of p[0, n), 16 float lanes at a time so that it vectorises, returned in double.
+// (n is one output plane, Ho*Wo values: short enough for float lanes.)
+template <class T>
+double row_sum(const T* __restrict p, int64_t n) {
+  constexpr int64_t kLanes = 16;
+  T lane[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int64_t l = 0; l < kLanes; ++l) lane[l] += p[i + l];
+  double s = 0;
+  for (int64_t l = 0; l < kLanes; ++l) s += static_cast<double>(lane[l]);
+  for (; i < n; ++i) s += static_cast<double>(p[i]);
+  return s;
+}
+
 // out (N,K,Ho,Wo) = conv(x, w) + b; b may be null.
 template <class T>
 void conv_forward(const T* x, const T* w, const T* b, T* out, const ConvGeom& g) {
@@ -277,16 +292,27 @@ void conv_backward_input(const T* grad, const T* w, T* gx, const ConvGeom& g) {
 // gw (K, Cg*kh*kw) = sum over n of grad_n @ cols_n^T. Samples are split into fixed
 // chunks, each with its own accumulator; the accumulators are then added in chunk order,
 // so the result does not depend on which thread ran which chunk.
+//
+// With gb (K), also the bias gradient, grad summed over n, Ho, Wo: each sample's gradient
+// rows are summed right after the GEMM has read them, while they are still in cache,
+// instead of in a separate pass over all of grad (for the sample CNN's first layer, a
+// 12.8 MB read saved per step). Returns false when the Winograd path ran, which leaves gb
+// to the caller.
 template <class T>
-void conv_backward_weight(const T* grad, const T* x, T* gw, const ConvGeom& g) {
-  if (use_winograd(g)) return winograd_conv_backward_weight(grad, x, gw, winograd_geometry(g));
+bool conv_backward_weight(const T* grad, const T* x, T* gw, T* gb, const ConvGeom& g) {
+  if (use_winograd(g)) {
+    winograd_conv_backward_weight(grad, x, gw, winograd_geometry(g));
+    return false;
+  }
   const int64_t wsize = g.K * g.rows();
   const int64_t chunks = std::min<int64_t>(g.N, 4 * num_threads());  // 4 per thread, as parallel_for's below
   std::vector<std::vector<T>> acc(chunks);
+  std::vector<std::vector<double>> bacc(gb ? chunks : 0);  // bias sums in double, like raw::reduce
   parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
     std::vector<T> buf(g.pointwise() ? 0 : g.rows() * g.cols());
     for (int64_t c = c0; c < c1; ++c) {
       acc[c].assign(wsize, T(0));
+      if (gb) bacc[c].assign(g.K, 0.0);
       for (int64_t n = c * g.N / chunks; n < (c + 1) * g.N / chunks; ++n) {
         for (int64_t grp = 0; grp < g.G; ++grp) {
           // acc_g (Kg, rows) += grad_g (Kg, Ho*Wo) @ cols^T
@@ -294,6 +320,8 @@ void conv_backward_weight(const T* grad, const T* x, T* gw, const ConvGeom& g) {
           const T* cols = columns_of(x, n, grp, g, buf);
           cpu::gemm<T>(false, true, g.Kg, g.rows(), g.cols(), T(1), go, g.cols(), cols, g.cols(), T(1),
                        acc[c].data() + grp * g.Kg * g.rows(), g.rows());
+          if (gb)
+            for (int64_t k = 0; k < g.Kg; ++k) bacc[c][grp * g.Kg + k] += row_sum(go + k * g.cols(), g.cols());
         }
       }
     }
@@ -301,6 +329,13 @@ void conv_backward_weight(const T* grad, const T* x, T* gw, const ConvGeom& g) {
   std::fill(gw, gw + wsize, T(0));
   for (const auto& a : acc)
     for (int64_t i = 0; i < wsize; ++i) gw[i] += a[i];
+  if (gb)
+    for (int64_t k = 0; k < g.K; ++k) {
+      double s = 0;
+      for (const auto& b : bacc) s += b[k];
+      gb[k] = static_cast<T>(s);
+    }
+  return true;
 }
 
 }  // namespace
@@ -344,18 +379,25 @@ Tensor conv2d_backward_input(const Tensor& grad, const Tensor& w, const Shape& x
   return gx;
 }
 
-// grad (N,K,Ho,Wo), x (N,C,H,W) -> dLoss/dw (K,C/groups,kh,kw) = w_shape
-Tensor conv2d_backward_weight(const Tensor& grad, const Tensor& x, const Shape& w_shape, const Conv2dParams& p) {
+// grad (N,K,Ho,Wo), x (N,C,H,W) -> dLoss/dw (K,C/groups,kh,kw) = w_shape; with bias_grad,
+// also dLoss/db (K) = grad summed over N, Ho, Wo (in the same pass where it can)
+Tensor conv2d_backward_weight(const Tensor& grad, const Tensor& x, const Shape& w_shape, const Conv2dParams& p,
+                              Tensor* bias_grad) {
   check_same("conv2d_backward_weight", grad, x);
   const ConvGeom g = conv_geometry("conv2d_backward_weight", x.shape(), w_shape, p);
   check_grad("conv2d_backward_weight", grad, g, x.shape(), w_shape);
   Tensor gw = empty(w_shape, grad.dtype(), grad.device());
-  if (gw.numel() == 0) return gw;
-  const Tensor gc = contiguous(grad), xc = contiguous(x);
-  dispatch_floating(grad.dtype(), "conv2d_backward_weight", [&]<class T>() {
-    if (grad.device().is_cuda()) return cuda::conv2d_backward_weight(gw, gc, xc, p);
-    conv_backward_weight<T>(gc.data<T>(), xc.data<T>(), gw.data<T>(), g);
-  });
+  bool bias_done = false;
+  if (bias_grad) *bias_grad = empty({g.K}, grad.dtype(), grad.device());
+  if (gw.numel() > 0) {
+    const Tensor gc = contiguous(grad), xc = contiguous(x);
+    dispatch_floating(grad.dtype(), "conv2d_backward_weight", [&]<class T>() {
+      if (grad.device().is_cuda()) return cuda::conv2d_backward_weight(gw, gc, xc, p);
+      bias_done = conv_backward_weight<T>(gc.data<T>(), xc.data<T>(), gw.data<T>(),
+                                          bias_grad ? bias_grad->data<T>() : nullptr, g);
+    });
+  }
+  if (bias_grad && !bias_done) *bias_grad = reduce(Reduce::Sum, grad, {0, 2, 3}, false);
   return gw;
 }
 

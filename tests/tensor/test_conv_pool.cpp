@@ -289,6 +289,36 @@ TEST_CASE("conv2d: records nothing when no input requires grad; bias gradient is
   CHECK(!w.grad().defined());
 }
 
+// conv2d_backward_weight can hand back the bias gradient too (summed in the same pass on
+// the im2col path; a separate reduction on the Winograd path): either way it must equal
+// grad summed over N, Ho, Wo. And through autograd, the bias alone (weight frozen) still
+// gets its gradient.
+TEST_CASE("conv2d: the bias gradient from the weight-gradient pass equals the plain sum", "[conv]") {
+  struct Case {
+    Shape xs, ws;
+    Conv2dParams p;
+  };
+  for (const Case& c : {Case{{5, 1, 9, 7}, {4, 1, 3, 3}, {.padding = {1, 1}}},       // im2col, one input channel
+                        Case{{3, 4, 6, 5}, {6, 2, 3, 3}, {.stride = {2, 1}, .groups = 2}},  // im2col, groups
+                        Case{{2, 8, 6, 6}, {8, 8, 3, 3}, {.padding = {1, 1}}}}) {          // Winograd
+    INFO("input " << c.xs << " weight " << c.ws);
+    Tensor x = randn(c.xs), w = randn(c.ws);
+    Tensor out = raw::conv2d(x, w, Tensor(), c.p);
+    Tensor grad = randn(out.shape());
+    Tensor gb;
+    Tensor gw = raw::conv2d_backward_weight(grad, x, c.ws, c.p, &gb);
+    REQUIRE(gb.shape() == Shape{c.ws[0]});
+    CHECK(allclose(gb, raw::reduce(raw::Reduce::Sum, grad, {0, 2, 3}, false), 1e-5, 1e-5));
+    CHECK(allclose(gw, raw::conv2d_backward_weight(grad, x, c.ws, c.p), 0, 0));  // the weight part unchanged
+  }
+  Tensor x = randn({2, 1, 5, 5}), w = randn({3, 1, 3, 3}), b = randn({3}, {.requires_grad = true});
+  Tensor y = weft::conv2d(x, w, b, {.padding = {1, 1}});
+  Tensor g = randn(y.shape());
+  y.backward(g);
+  REQUIRE(b.grad().defined());
+  CHECK(allclose(b.grad(), raw::reduce(raw::Reduce::Sum, g, {0, 2, 3}, false), 1e-5, 1e-5));
+}
+
 TEST_CASE("max_pool2d and avg_pool2d: gradcheck", "[pool]") {
   const std::vector<Pool2dParams> max_cases{
       {.kernel = {2, 2}, .stride = {2, 2}},
