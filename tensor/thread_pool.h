@@ -8,8 +8,8 @@
 // thread that is held up (descheduled on a busy machine) leaves the rest of its share to
 // the others instead of making them wait: the ops whose chunks are all alike (per-sample
 // convolutions, pooling, elementwise loops) ask for 4. The cut depends only on the range,
-// the grain, c and the thread count, never on timing, so results are reproducible. Small ranges run inline, so tiny ops
-// pay nothing. A parallel_for inside a chunk runs inline too (no nested parallelism, no
+// the grain, c and the thread count, never on timing, so results are reproducible. Small
+// ranges run inline, so tiny ops pay nothing. A parallel_for inside a chunk runs inline too (no nested parallelism, no
 // deadlock). Several threads may call parallel_for at once (data-parallel replicas do);
 // their chunks share the workers.
 //

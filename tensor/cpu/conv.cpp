@@ -20,6 +20,7 @@
 #include "../raw.h"
 #include "../thread_pool.h"
 #include "gemm.h"
+#include "sum.h"
 #include "winograd.h"
 
 namespace weft::raw {
@@ -232,21 +233,6 @@ bool use_winograd(const ConvGeom& g) {
 
 Winograd3x3 winograd_geometry(const ConvGeom& g) { return {g.N, g.C, g.H, g.W, g.K, g.ph, g.pw}; }
 
-// sum of p[0, n), 16 float lanes at a time so that it vectorises, returned in double.
-// (n is one output plane, Ho*Wo values: short enough for float lanes.)
-template <class T>
-double row_sum(const T* __restrict p, int64_t n) {
-  constexpr int64_t kLanes = 16;
-  T lane[kLanes] = {};
-  int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes)
-    for (int64_t l = 0; l < kLanes; ++l) lane[l] += p[i + l];
-  double s = 0;
-  for (int64_t l = 0; l < kLanes; ++l) s += static_cast<double>(lane[l]);
-  for (; i < n; ++i) s += static_cast<double>(p[i]);
-  return s;
-}
-
 // out (N,K,Ho,Wo) = conv(x, w) + b; b may be null.
 template <class T>
 void conv_forward(const T* x, const T* w, const T* b, T* out, const ConvGeom& g) {
@@ -321,7 +307,7 @@ bool conv_backward_weight(const T* grad, const T* x, T* gw, T* gb, const ConvGeo
           cpu::gemm<T>(false, true, g.Kg, g.rows(), g.cols(), T(1), go, g.cols(), cols, g.cols(), T(1),
                        acc[c].data() + grp * g.Kg * g.rows(), g.rows());
           if (gb)
-            for (int64_t k = 0; k < g.Kg; ++k) bacc[c][grp * g.Kg + k] += row_sum(go + k * g.cols(), g.cols());
+            for (int64_t k = 0; k < g.Kg; ++k) bacc[c][grp * g.Kg + k] += cpu::sum_contiguous(go + k * g.cols(), g.cols());
         }
       }
     }

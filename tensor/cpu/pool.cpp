@@ -9,8 +9,9 @@
 // one pixel. relu_max_pool2d is max pooling of relu(x) in one pass: relu is applied to
 // each pixel as the window reads it, so relu(x) is never written out (in a small CNN that
 // saves a full read and write of the largest activations, forward and backward, which is
-// what a memory-bound step on a shared memory bus spends its time on). Average pooling divides by the window
-// size including padding (count_include_pad) or by the number of real pixels in it.
+// what a memory-bound step on a shared memory bus spends its time on). Average pooling
+// divides by the window size including padding (count_include_pad) or by the number of
+// real pixels in it.
 #include <algorithm>
 #include <cmath>
 #include <limits>

@@ -12,10 +12,14 @@
 #include "../../cuda/kernels.h"
 #include "../raw.h"
 #include "loops.h"
+#include "sum.h"
 
 namespace weft::raw {
 
 namespace {
+
+using cpu::acc_t;
+using cpu::sum_contiguous;
 
 const char* reduce_name(Reduce op) {
   switch (op) {
@@ -61,34 +65,6 @@ Tensor rows_view(const Tensor& a, const std::array<bool, kMaxDims>& mask) {
   return contiguous(a.detach().permute(perm));
 }
 
-template <class T>
-using acc_t = std::conditional_t<std::is_floating_point_v<T>, double, T>;
-
-// sum of p[0, n). Floats: 16 float lanes within blocks of 1024 elements (so the compiler
-// vectorises the adds), the block sums added in double (so long rows stay accurate).
-template <class T>
-acc_t<T> sum_contiguous(const T* __restrict p, int64_t n) {
-  if constexpr (!std::is_floating_point_v<T>) {
-    acc_t<T> s = 0;
-    for (int64_t i = 0; i < n; ++i) s += p[i];
-    return s;
-  } else {
-    constexpr int64_t kLanes = 16, kBlock = 1024;
-    acc_t<T> total = 0;
-    for (int64_t b = 0; b < n; b += kBlock) {
-      const int64_t e = std::min(n, b + kBlock);
-      T lane[kLanes] = {};
-      int64_t i = b;
-      for (; i + kLanes <= e; i += kLanes)
-        for (int64_t l = 0; l < kLanes; ++l) lane[l] += p[i + l];
-      acc_t<T> block = 0;
-      for (int64_t l = 0; l < kLanes; ++l) block += lane[l];
-      for (; i < e; ++i) block += p[i];
-      total += block;
-    }
-    return total;
-  }
-}
 
 template <class T>
 T reduce_row(Reduce op, const T* p, int64_t n) {
