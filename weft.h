@@ -8,6 +8,7 @@
 
 #include "weft_config.h"
 #include "tensor/tensor.h"
+#include "tensor/kernels.h"
 #include "autograd/autograd.h"
 #include "cuda/cuda.h"
 #include "nn/nn.h"

@@ -8,7 +8,10 @@
 # machine hits both alike. Prints the median samples/s over every timed run, the ratio
 # weft/torch (> 1: weft is faster), the per-step phase breakdown, the CNN's 2-thread over
 # 1-thread scaling, and the peak RSS of `train_mlp --epochs 1` next to the PyTorch
-# script's equivalent one-epoch run (both measured with /usr/bin/time -v).
+# script's equivalent one-epoch run (both measured with /usr/bin/time -v). The header
+# names the CPU (model, family/model numbers, vector extensions) and any OpenBLAS or
+# WEFT_GEMM variable set in the environment, and the table gives the GEMM kernels weft
+# chose for each model (tensor/kernels.h), so that every figure says where it came from.
 #
 #   bench/run_train_bench.sh                      # 3 rounds, 5 timed runs per program
 #   ROUNDS=5 REPEATS=5 THREADS="1 2" MODELS="mlp cnn" BUILD_DIR=build bench/run_train_bench.sh
@@ -49,6 +52,14 @@ trap 'rm -rf "$work"' EXIT
 samples="$work/samples.jsonl"
 : >"$samples"
 load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
+
+# The CPU the figures come from, and the environment variables that change weft's kernels.
+cpu_model="$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)"
+cpu_ids="family $(sed -n 's/^cpu family[[:space:]]*: //p' /proc/cpuinfo | head -n1) model $(sed -n 's/^model[[:space:]]*: //p' /proc/cpuinfo | head -n1)"
+cpu_isa="$(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -E '^(avx2|avx512f|avx512_bf16|amx_tile)$' | tr '\n' ' ')"
+cpu_line="CPU: $cpu_model ($cpu_ids; ${cpu_isa:-no AVX2})"
+env_line="environment: $(env | grep -E '^(OPENBLAS_[A-Z_]*|WEFT_GEMM|OMP_NUM_THREADS)=' | tr '\n' ' ')"
+[ "$env_line" = "environment: " ] && env_line="environment: no OPENBLAS_*, WEFT_GEMM or OMP_NUM_THREADS set"
 
 # Runs one program, appending its JSON line; on failure shows its stderr and stops.
 run() {
@@ -102,10 +113,11 @@ load_after="$(cut -d' ' -f1-3 /proc/loadavg)"
 # Any Python 3 will do for the table; the torch venv's if there is no other.
 py="$(command -v python3 || true)"
 [ -n "$py" ] || py="$torch_python"
-"$py" - "$samples" "$rss_file" "$rounds" "$repeats" "$load_before" "$load_after" "$(nproc)" "$work/load" <<'EOF'
+"$py" - "$samples" "$rss_file" "$rounds" "$repeats" "$load_before" "$load_after" "$(nproc)" "$work/load" \
+  "$cpu_line" "$env_line" <<'EOF'
 import json, statistics, sys
 
-path, rss_path, rounds, repeats, load_before, load_after, ncpu, load_path = sys.argv[1:9]
+path, rss_path, rounds, repeats, load_before, load_after, ncpu, load_path, cpu_line, env_line = sys.argv[1:11]
 loads = [float(x) for x in open(load_path).read().split()]
 runs = [json.loads(line) for line in open(path) if line.strip()]
 groups = {}
@@ -137,8 +149,10 @@ print(f"{ncpu} CPUs; load average (1, 5, 15 min) before {load_before}, after {lo
       f"start of each pair of runs: {min(loads):.2f} to {max(loads):.2f}")
 versions = {k[0]: groups[k][0]["version"] for k in groups}
 print("weft " + versions.get("weft", "?") + (f", PyTorch {versions['torch']}" if have_torch else ""))
+print(cpu_line)
+print(env_line)
 keys = sorted({(k[1], k[2]) for k in groups}, key=lambda mt: (["mlp", "cnn"].index(mt[0]), mt[1]))
-target = {"mlp": 1.0, "cnn": 1.5}
+target = {"mlp": 2.0, "cnn": 1.8}
 
 print("\n  samples/s: median over all timed runs, and the best run; ratio = weft/torch (> 1: weft faster)")
 print(f"  {'model':<5} {'threads':>7} {'weft med':>9} {'torch med':>10} {'ratio':>7} {'weft best':>10} {'torch best':>11}"
@@ -164,6 +178,12 @@ for model, t in keys:
         print(f"  {model:<5} {t:>7} {impl:>6} {step:8.2f} {phase(impl, model, t, 'forward_ms'):8.2f}"
               f" {phase(impl, model, t, 'backward_ms'):9.2f} {phase(impl, model, t, 'optimizer_ms'):7.2f}"
               f" {phase(impl, model, t, 'cpu_ms_per_step'):8.2f}")
+
+print("\n  GEMM kernels weft ran (the last run of each; tensor/kernels.h)")
+for model, t in keys:
+    g = groups.get(("weft", model, t))
+    if g and "gemm" in g[-1]:
+        print(f"  {model:<5} {t:>7}  {g[-1]['gemm']}")
 
 threads = sorted({t for _, t in keys})
 if "cnn" in {m for m, _ in keys} and 1 in threads and 2 in threads:

@@ -19,9 +19,10 @@
 //   optimizer  zero_grad + step
 //
 //   train_step --model mlp|cnn [--threads N] [--batch-size 128] [--steps S] [--warmup W]
-//              [--repeats R] [--batches K] [--data DIR] [--seed S]
+//              [--repeats R] [--batches K] [--data DIR] [--seed S] [--gemm auto|eigen|openblas|onednn]
 // prints one JSON line on stdout (for bench/run_train_bench.sh) and a readable summary
-// on stderr.
+// on stderr, with the GEMM kernels that ran (tensor/kernels.h) and, with --gemm-table,
+// the time of each candidate on each shape class measured.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -34,7 +35,6 @@
 
 #include "samples/common/models.h"
 #include "weft.h"
-#include "tensor/cpu/gemm.h"
 
 using namespace weft;
 
@@ -50,13 +50,16 @@ struct Args {
   int batches = 16;
   uint64_t seed = 0;
   std::string data = data::kFashionMnistDir;
+  std::string gemm = "auto";  // set_gemm_backend's argument
+  bool gemm_table = false;
 };
 
 [[noreturn]] void usage(const char* msg) {
   if (msg) std::fprintf(stderr, "train_step: %s\n", msg);
   std::fprintf(stderr,
                "usage: train_step --model mlp|cnn [--threads N] [--batch-size B] [--steps S] [--warmup W]\n"
-               "                  [--repeats R] [--batches K] [--data DIR] [--seed S]\n");
+               "                  [--repeats R] [--batches K] [--data DIR] [--seed S]\n"
+               "                  [--gemm auto|eigen|openblas|onednn] [--gemm-table]\n");
   std::exit(2);
 }
 
@@ -65,6 +68,10 @@ Args parse(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string flag = argv[i];
     if (flag == "-h" || flag == "--help") usage(nullptr);
+    if (flag == "--gemm-table") {
+      a.gemm_table = true;
+      continue;
+    }
     if (i + 1 >= argc) usage(("missing value after " + flag).c_str());
     const char* v = argv[++i];
     if (flag == "--model") a.model = v;
@@ -76,6 +83,7 @@ Args parse(int argc, char** argv) {
     else if (flag == "--batches") a.batches = std::atoi(v);
     else if (flag == "--data") a.data = v;
     else if (flag == "--seed") a.seed = std::strtoull(v, nullptr, 10);
+    else if (flag == "--gemm") a.gemm = v;
     else usage(("unknown flag " + flag).c_str());
   }
   if (a.model != "mlp" && a.model != "cnn") usage("--model must be mlp or cnn");
@@ -124,6 +132,7 @@ int main(int argc, char** argv) {
   const Args a = parse(argc, argv);
   try {
     set_num_threads(a.threads);
+    set_gemm_backend(a.gemm);
     manual_seed(a.seed);
     const data::Normalize norm{data::kFashionMnistMean, data::kFashionMnistStd};
     const data::TensorDataset train = data::load_fashion_mnist(a.data, true, norm);
@@ -181,17 +190,18 @@ int main(int argc, char** argv) {
         "{\"impl\": \"weft\", \"version\": \"%s\", \"model\": \"%s\", \"threads\": %d, \"batch_size\": %lld, "
         "\"steps\": %d, \"repeats\": %d, \"samples_per_s\": %.2f, \"samples_per_s_all\": %s, "
         "\"step_ms\": %.4f, \"cpu_ms_per_step\": %.4f, \"forward_ms\": %.4f, \"backward_ms\": %.4f, "
-        "\"optimizer_ms\": %.4f, \"loss\": %.6f}\n",
+        "\"optimizer_ms\": %.4f, \"loss\": %.6f, \"gemm\": \"%s\"}\n",
         WEFT_VERSION, a.model.c_str(), num_threads(), static_cast<long long>(B), a.steps, a.repeats, rate,
         json_list(rates).c_str(), 1e3 * static_cast<double>(B) / rate, median(cpu_ms_per_step), median(fwd),
-        median(bwd), median(upd), last_loss);
+        median(bwd), median(upd), last_loss, gemm_report().c_str());
     std::fprintf(stderr,
                  "weft %s %s, %d thread(s), batch %lld: %.0f samples/s (%.2f ms/step; runs: %s)\n"
                  "  per step (median): forward %.3f ms, backward %.3f ms, optimizer %.3f ms; "
-                 "process CPU %.3f ms; last loss %.4f\n  GEMM: %s\n",
+                 "process CPU %.3f ms; last loss %.4f\n  %s\n",
                  WEFT_VERSION, a.model.c_str(), num_threads(), static_cast<long long>(B), rate,
                  1e3 * static_cast<double>(B) / rate, json_list(rates).c_str(), median(fwd), median(bwd), median(upd),
-                 median(cpu_ms_per_step), last_loss, cpu::gemm_backend());
+                 median(cpu_ms_per_step), last_loss, gemm_report().c_str());
+    if (a.gemm_table) std::fprintf(stderr, "%s", gemm_decision_table().c_str());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "train_step: error: %s\n", e.what());
     return 1;

@@ -163,6 +163,7 @@ void train_rank(const DdpConfig& c, std::shared_ptr<Communicator> comm, std::sha
     if (bar) bar->finish();
     acc = accuracy();
     if (lead) std::printf("epoch %d: test_accuracy=%.4f lr=%.2e\n", epoch + 1, acc, opt->lr());
+    if (lead && epoch == start_epoch && !device.is_cuda()) std::printf("%s\n", gemm_report().c_str());
     if (lead && !c.t.checkpoint.empty())
       optim::save_checkpoint(c.t.checkpoint, ddp.module(), opt.get(),
                              {{"epoch", std::to_string(epoch + 1)}, {"sample", "train_ddp"},

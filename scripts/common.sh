@@ -4,7 +4,7 @@
 WEFT_PACKAGES=(
   meson ninja-build g++ pkg-config   # the build (g++ brings libasan/libubsan for test.sh)
   libeigen3-dev                      # CPU matmul and convolution kernels
-  libopenblas-dev                    # their GEMMs (tensor/cpu/gemm.h)
+  libopenblas-dev libdnnl-dev        # GEMM candidates beside Eigen (tensor/cpu/gemm_backends.h)
   catch2                             # the test suite (Catch2 v2)
   zlib1g-dev                         # reading the gzipped IDX data sets
   nlohmann-json3-dev                 # safetensors headers

@@ -6,8 +6,8 @@
 #   3. builds and runs tests/consumer the two ways a project uses weft: as a Meson
 #      subproject, and installed + pkg-config (installing from build/);
 #   4. builds the suite again under AddressSanitizer + UndefinedBehaviorSanitizer in
-#      build-asan/ (with clang++ when installed, GEMMs through Eigen instead of
-#      OpenBLAS) and runs it there;
+#      build-asan/ (with clang++ when installed, GEMMs through Eigen alone instead of
+#      the measured choice of Eigen, OpenBLAS and oneDNN) and runs it there;
 #   5. fuzzes the safetensors header parser with libFuzzer for FUZZ_SECONDS (60).
 # Its last line is "N passed, N failed": Catch2 test cases of both runs, plus one per
 # consumer route, plus one failure for each step that could not run (a build that broke,
@@ -171,9 +171,10 @@ if [ -n "$asan_had" ] && [ "$(basename "$asan_had")" != "$(basename "$asan_cxx")
   rm -rf build-asan
 fi
 log "AddressSanitizer + UndefinedBehaviorSanitizer build (build-asan/, $asan_cxx)"
-# -Dblas=disabled: its GEMMs go through Eigen, so the suite runs on both GEMM backends
-# (tensor/cpu/gemm.h), the release build's OpenBLAS and this one's Eigen.
-if CXX=$asan_cxx configure build-asan --buildtype=debugoptimized -Db_sanitize=address,undefined -Db_lundef=false -Dcuda=disabled -Dblas=disabled &&
+# -Dblas=disabled -Donednn=disabled: every GEMM goes through Eigen, so the suite runs
+# on Eigen alone here and on the measured choice (mostly oneDNN and OpenBLAS) in the
+# release build (tensor/cpu/gemm.h); tests/tensor/test_gemm.cpp checks each backend.
+if CXX=$asan_cxx configure build-asan --buildtype=debugoptimized -Db_sanitize=address,undefined -Db_lundef=false -Dcuda=disabled -Dblas=disabled -Donednn=disabled &&
   ninja -C build-asan -j"$WEFT_JOBS" tests/weft_tests; then
   log "Unit tests (ASan + UBSan)"
   # protect_shadow_gap=0: the CUDA driver maps memory where ASan would otherwise

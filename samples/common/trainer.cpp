@@ -159,6 +159,8 @@ int run(const std::string& name, Config& c, const std::function<std::shared_ptr<
                   static_cast<long long>(cuda::memory_stats(device.index).malloc_calls - mallocs_before));
     accuracy = evaluate(*model, test, device);
     std::printf("epoch %d: test_accuracy=%.4f lr=%.2e\n", epoch + 1, accuracy, opt->lr());
+    // Which CPU GEMM kernels ran, once the first epoch has met every shape (tensor/kernels.h).
+    if (epoch == start_epoch && !device.is_cuda()) std::printf("%s\n", gemm_report().c_str());
     if (!c.checkpoint.empty())
       optim::save_checkpoint(c.checkpoint, *model, opt.get(),
                              {{"epoch", std::to_string(epoch + 1)}, {"sample", name},

@@ -1,24 +1,194 @@
-// gemm through OpenBLAS when weft was configured with it and the library loaded at run
-// time can be called from several threads at once; else through Eigen. See gemm.h.
+// gemm on the backend measured fastest for the shape class of the call. See gemm.h.
 #include "gemm.h"
 
-#include <Eigen/Core>
-
-#include <climits>
+#include <algorithm>
+#include <atomic>
+#include <bit>
+#include <chrono>
+#include <condition_variable>
 #include <cstdlib>
+#include <mutex>
 #include <string>
+#include <tuple>
+#include <unordered_map>
+#include <unordered_set>
 
 #include "../error.h"
-#include "weft_config.h"
-
-#if WEFT_HAVE_BLAS
-#include <cblas.h>
-extern "C" void blas_thread_shutdown_(void) __attribute__((weak));  // OpenBLAS's pthread build only
-#endif
 
 namespace weft::cpu {
 
 namespace {
+
+// ---- the setting: measure, or one backend forced -----------------------------------
+
+constexpr int kMeasure = -1;
+
+GemmBackend parse_backend(const std::string& name) {
+  for (GemmBackend b : kGemmBackends)
+    if (name == backend_name(b)) return b;
+  throw Error(detail::str("WEFT_GEMM=", name, ": unknown GEMM backend (use auto, eigen, openblas or onednn)"));
+}
+
+// The forced backend as an int (kMeasure for none), read on every call; it starts from
+// WEFT_GEMM, checked the first time any gemm runs.
+std::atomic<int>& setting() {
+  static std::atomic<int> s = [] {
+    const char* env = std::getenv("WEFT_GEMM");
+    if (!env || std::string(env).empty() || std::string(env) == "auto") return kMeasure;
+    const GemmBackend b = parse_backend(env);
+    WEFT_CHECK(backend_available<float>(b) || backend_available<double>(b), "WEFT_GEMM=", env,
+               ": this build of weft has no ", backend_name(b), " (see tensor/cpu/gemm_backends.h)");
+    return static_cast<int>(b);
+  }();
+  return s;
+}
+
+// Bumped whenever decisions are forgotten or the setting changes, so that each thread's
+// copy of the decisions is dropped.
+std::atomic<uint64_t> generation{0};
+
+std::atomic<int64_t> calls[3];
+std::atomic<int64_t> measuring_ns{0};  // wall time spent measuring, all threads
+
+// ---- shape classes and their decisions ---------------------------------------------
+
+// dtype, transposes and the bit widths of m, n, k (each < 64) packed into one key.
+uint32_t class_key(bool is_double, bool ta, bool tb, int64_t m, int64_t n, int64_t k) {
+  auto w = [](int64_t v) { return static_cast<uint32_t>(std::bit_width(static_cast<uint64_t>(v))); };
+  return (is_double << 20) | (ta << 19) | (tb << 18) | (w(m) << 12) | (w(n) << 6) | w(k);
+}
+
+// The decisions of the process: a class is either decided, or being measured by one
+// thread while the others wait on `cv`.
+struct Table {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::unordered_map<uint32_t, GemmDecision> decided;
+  std::unordered_set<uint32_t> measuring;
+};
+Table& table() {
+  static Table t;
+  return t;
+}
+
+// Each thread's copy of the decisions it has used, read without a lock.
+struct LocalDecisions {
+  uint64_t generation = ~uint64_t{0};
+  std::unordered_map<uint32_t, GemmBackend> chosen;
+};
+thread_local LocalDecisions local;
+
+// ---- measuring ---------------------------------------------------------------------
+
+// Times `reps` calls of backend b into `scratch` (beta = 0, so what it holds is ignored).
+template <class T>
+double time_calls(GemmBackend b, int reps, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T* a,
+                  int64_t lda, const T* bm, int64_t ldb, T* scratch) {
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int r = 0; r < reps; ++r) backend_gemm<T>(b, ta, tb, m, n, k, T(1), a, lda, bm, ldb, T(0), scratch, n);
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / reps;
+}
+
+// Each backend's first call on a thread pays for setting up (oneDNN generates its
+// kernels, OpenBLAS allocates its buffers): one small call each, once per thread, before
+// any timing.
+template <class T>
+void warm_up(const std::vector<GemmBackend>& candidates) {
+  thread_local bool done = false;
+  if (done) return;
+  done = true;
+  std::vector<T> x(64 * 64, T(1)), y(64 * 64);
+  for (GemmBackend b : candidates) backend_gemm<T>(b, false, false, 64, 64, 64, T(1), x.data(), 64, x.data(), 64, T(0), y.data(), 64);
+}
+
+// Times every candidate on this call's own operands and returns the decision. Rounds are
+// interleaved (a, b, c, a, b, c, ...) so that a burst of load on the machine hits them
+// alike, and each candidate keeps its fastest round. A candidate more than 25% behind
+// the best after the first round is dropped: a clear loser need not be timed again.
+// About 12 calls' worth of time for a large class, once per process.
+template <class T>
+GemmDecision measure(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b,
+                     int64_t ldb) {
+  GemmDecision d{std::is_same_v<T, double>, ta, tb, m, n, k, {0, 0, 0}, GemmBackend::eigen};
+  std::vector<GemmBackend> candidates;
+  for (GemmBackend c : kGemmBackends)
+    if (backend_available<T>(c)) candidates.push_back(c);
+  if (candidates.size() == 1) return d;
+  warm_up<T>(candidates);
+  std::vector<T> scratch(static_cast<size_t>(m * n));
+  // Enough calls per round to time about a million multiply-adds (~10 us and up).
+  const double madds = static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k);
+  const int reps = static_cast<int>(std::clamp(1e6 / madds, 1.0, 64.0));
+  const int rounds = madds >= 1e7 ? 3 : 5;
+  std::array<double, 3>& best = d.seconds;
+  for (int round = 0; round < rounds; ++round) {
+    for (GemmBackend c : candidates) {
+      const double s = time_calls<T>(c, reps, ta, tb, m, n, k, a, lda, b, ldb, scratch.data());
+      double& kept = best[static_cast<int>(c)];
+      kept = kept == 0 ? s : std::min(kept, s);
+    }
+    if (round == 0) {
+      const double fastest = *std::min_element(best.begin(), best.end(), [](double x, double y) {
+        return x > 0 && (y == 0 || x < y);
+      });
+      std::erase_if(candidates, [&](GemmBackend c) { return best[static_cast<int>(c)] > 1.25 * fastest; });
+      if (candidates.size() == 1) break;
+    }
+  }
+  d.chosen = candidates.front();
+  for (GemmBackend c : candidates)
+    if (best[static_cast<int>(c)] < best[static_cast<int>(d.chosen)]) d.chosen = c;
+  return d;
+}
+
+// The decision for a class, from the table, or measured here when no thread has yet.
+template <class T>
+GemmBackend decide(uint32_t key, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T* a, int64_t lda,
+                   const T* b, int64_t ldb) {
+  Table& t = table();
+  std::unique_lock lock(t.mu);
+  t.cv.wait(lock, [&] { return !t.measuring.contains(key); });
+  if (auto it = t.decided.find(key); it != t.decided.end()) return it->second.chosen;
+  t.measuring.insert(key);
+  lock.unlock();
+  GemmDecision d;
+  try {
+    const auto t0 = std::chrono::steady_clock::now();
+    d = measure<T>(ta, tb, m, n, k, a, lda, b, ldb);
+    measuring_ns += std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count();
+  } catch (...) {
+    lock.lock();
+    t.measuring.erase(key);
+    t.cv.notify_all();
+    throw;
+  }
+  lock.lock();
+  t.decided[key] = d;
+  t.measuring.erase(key);
+  t.cv.notify_all();
+  return d.chosen;
+}
+
+// The backend for this call: the forced one, or this thread's copy of the class's
+// decision, or the table's.
+template <class T>
+GemmBackend backend_for(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b,
+                        int64_t ldb) {
+  if (const int s = setting().load(std::memory_order_relaxed); s != kMeasure) {
+    const auto forced = static_cast<GemmBackend>(s);
+    if (backend_available<T>(forced)) return forced;
+  }
+  const uint64_t gen = generation.load(std::memory_order_acquire);
+  if (local.generation != gen) {
+    local.chosen.clear();
+    local.generation = gen;
+  }
+  const uint32_t key = class_key(std::is_same_v<T, double>, ta, tb, m, n, k);
+  if (auto it = local.chosen.find(key); it != local.chosen.end()) return it->second;
+  const GemmBackend chosen = decide<T>(key, ta, tb, m, n, k, a, lda, b, ldb);
+  local.chosen.emplace(key, chosen);
+  return chosen;
+}
 
 // C = beta * C, for k == 0 (an empty sum), where BLAS would reject the leading dimensions.
 template <class T>
@@ -27,77 +197,6 @@ void scale(int64_t m, int64_t n, T beta, T* c, int64_t ldc) {
     for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta == T(0) ? T(0) : beta * c[i * ldc + j];
 }
 
-template <class T>
-using RowMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-template <class T>
-using ColMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::ColMajor>;
-template <class M>
-using ConstMap = Eigen::Map<const M, 0, Eigen::OuterStride<>>;
-
-// op(X) (rows, cols) as an Eigen map: a transposed row-major matrix is a column-major one.
-template <class T, class F>
-void with_operand(bool trans, const T* p, int64_t rows, int64_t cols, int64_t ld, F&& f) {
-  if (trans) f(ConstMap<ColMat<T>>(p, rows, cols, Eigen::OuterStride<>(ld)));
-  else f(ConstMap<RowMat<T>>(p, rows, cols, Eigen::OuterStride<>(ld)));
-}
-
-template <class T>
-void eigen_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda, const T* b,
-                int64_t ldb, T beta, T* c, int64_t ldc) {
-  Eigen::Map<RowMat<T>, 0, Eigen::OuterStride<>> C(c, m, n, Eigen::OuterStride<>(ldc));
-  if (beta == T(0)) C.setZero();
-  else if (beta != T(1)) C *= beta;
-  with_operand(ta, a, m, k, lda, [&](const auto& A) {
-    with_operand(tb, b, k, n, ldb, [&](const auto& B) {
-      if (alpha == T(1)) C.noalias() += A * B;
-      else C.noalias() += alpha * (A * B);
-    });
-  });
-}
-
-#if WEFT_HAVE_BLAS
-// Whether OpenBLAS may be used, decided once. Its single-threaded ("serial") build keeps
-// its packing buffers in shared statics and gives wrong results when two threads call it
-// at once (seen with Debian's libopenblas0-serial); its OpenMP build's thread count is
-// the calling thread's OpenMP setting, which weft has no business changing. So only the
-// pthread build (openblas_get_parallel() == 1, Debian's default) is used, told to run
-// each call on the calling thread alone -- weft's ops already split their work over
-// weft's pool -- with the worker threads it started when it loaded shut down: idle, they
-// still cost about 5% of a CNN training step on 2 cores. Both settings are process-wide:
-// other code in the process that calls OpenBLAS gets one thread too.
-//
-// WEFT_GEMM=eigen in the environment picks Eigen anyway, to compare the two in one build.
-bool use_blas() {
-  static const bool ok = [] {
-    if (const char* env = std::getenv("WEFT_GEMM"); env && std::string(env) == "eigen") return false;
-    if (openblas_get_parallel() != 1) return false;
-    openblas_set_num_threads(1);
-    if (blas_thread_shutdown_) blas_thread_shutdown_();
-    return true;
-  }();
-  return ok;
-}
-
-CBLAS_TRANSPOSE op(bool trans) { return trans ? CblasTrans : CblasNoTrans; }
-
-// BLAS takes 32-bit sizes.
-blasint fits(int64_t v) {
-  WEFT_CHECK(v <= INT_MAX, "gemm: a matrix dimension or stride of ", v, " is beyond what BLAS takes (2^31 - 1)");
-  return static_cast<blasint>(v);
-}
-
-void blas_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
-               const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
-  cblas_sgemm(CblasRowMajor, op(ta), op(tb), fits(m), fits(n), fits(k), alpha, a, fits(lda), b, fits(ldb), beta, c,
-              fits(ldc));
-}
-void blas_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a, int64_t lda,
-               const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
-  cblas_dgemm(CblasRowMajor, op(ta), op(tb), fits(m), fits(n), fits(k), alpha, a, fits(lda), b, fits(ldb), beta, c,
-              fits(ldc));
-}
-#endif
-
 }  // namespace
 
 template <class T>
@@ -105,28 +204,62 @@ void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* a
           int64_t ldb, T beta, T* c, int64_t ldc) {
   if (m == 0 || n == 0) return;
   if (k == 0) return scale(m, n, beta, c, ldc);
-#if WEFT_HAVE_BLAS
-  if (use_blas()) return blas_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-#endif
-  eigen_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  const GemmBackend which = backend_for<T>(ta, tb, m, n, k, a, lda, b, ldb);
+  calls[static_cast<int>(which)].fetch_add(1, std::memory_order_relaxed);
+  backend_gemm<T>(which, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+template <class T>
+GemmBackend gemm_choice(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b,
+                        int64_t ldb) {
+  WEFT_CHECK(m > 0 && n > 0 && k > 0, "gemm_choice: m, n and k must be positive, got ", m, ", ", n, ", ", k);
+  return backend_for<T>(ta, tb, m, n, k, a, lda, b, ldb);
 }
 
 template void gemm<float>(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*, int64_t,
                           float, float*, int64_t);
 template void gemm<double>(bool, bool, int64_t, int64_t, int64_t, double, const double*, int64_t, const double*,
                            int64_t, double, double*, int64_t);
+template GemmBackend gemm_choice<float>(bool, bool, int64_t, int64_t, int64_t, const float*, int64_t, const float*,
+                                        int64_t);
+template GemmBackend gemm_choice<double>(bool, bool, int64_t, int64_t, int64_t, const double*, int64_t,
+                                         const double*, int64_t);
 
-const char* gemm_backend() {
-  static const std::string name = [] {
-#if WEFT_HAVE_BLAS
-    // The kernels in use: OpenBLAS picks them for the CPU when it loads, unless
-    // OPENBLAS_CORETYPE in the environment names others.
-    if (use_blas()) return std::string("OpenBLAS (") + openblas_get_config() + ", " + openblas_get_corename() + " kernels)";
-#endif
-    return "Eigen " + std::to_string(EIGEN_WORLD_VERSION) + "." + std::to_string(EIGEN_MAJOR_VERSION) + "." +
-           std::to_string(EIGEN_MINOR_VERSION);
-  }();
-  return name.c_str();
+void force_gemm_backend(std::optional<GemmBackend> b) {
+  if (b)
+    WEFT_CHECK(backend_available<float>(*b) || backend_available<double>(*b), "set_gemm_backend: this build of weft has no ",
+               backend_name(*b), " (see tensor/cpu/gemm_backends.h)");
+  setting().store(b ? static_cast<int>(*b) : kMeasure);
+  generation.fetch_add(1, std::memory_order_release);
+}
+
+std::optional<GemmBackend> forced_gemm_backend() {
+  const int s = setting().load();
+  return s == kMeasure ? std::nullopt : std::optional(static_cast<GemmBackend>(s));
+}
+
+std::array<int64_t, 3> gemm_calls() { return {calls[0].load(), calls[1].load(), calls[2].load()}; }
+
+double gemm_measuring_seconds() { return measuring_ns.load() * 1e-9; }
+
+std::vector<GemmDecision> gemm_decisions() {
+  Table& t = table();
+  std::lock_guard lock(t.mu);
+  std::vector<GemmDecision> out;
+  for (const auto& [key, d] : t.decided) out.push_back(d);
+  std::sort(out.begin(), out.end(), [](const GemmDecision& x, const GemmDecision& y) {
+    return std::tuple(x.is_double, x.trans_a, x.trans_b, x.m, x.n, x.k) <
+           std::tuple(y.is_double, y.trans_a, y.trans_b, y.m, y.n, y.k);
+  });
+  return out;
+}
+
+void reset_gemm_decisions() {
+  Table& t = table();
+  std::unique_lock lock(t.mu);
+  t.cv.wait(lock, [&] { return t.measuring.empty(); });
+  t.decided.clear();
+  generation.fetch_add(1, std::memory_order_release);
 }
 
 }  // namespace weft::cpu

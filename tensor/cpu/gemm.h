@@ -1,5 +1,5 @@
 // The one matrix-multiply kernel every CPU op that needs one calls: matmul, linear and
-// the three products of a convolution (tensor/cpu/conv.cpp).
+// the three products of a convolution (tensor/cpu/conv.cpp, winograd.cpp).
 //
 //   C (m, n) = alpha * op(A) @ op(B) + beta * C          all matrices row-major
 //
@@ -8,21 +8,32 @@
 // column-major matrix is a row-major one transposed, so every 2-D strided view with a
 // unit stride fits without a copy. beta == 0 ignores what C held (it may be garbage).
 //
-// Two backends:
-//   OpenBLAS  hand-tuned assembly micro-kernels per CPU family; measured on the 2-core
-//             AMD EPYC (Zen 4) development machine at about 46 G multiply-adds/s on the
-//             sample CNN's conv GEMMs, against Eigen's 36. Used when weft is configured
-//             with it (-Dblas=auto finds it through pkg-config) and the library is a
-//             threaded build (see use_blas in gemm.cpp).
-//   Eigen     header-only and portable; included by gemm.cpp alone, since it is a large
-//             header and keeping it in one file keeps the build quick. WEFT_GEMM=eigen
-//             in the environment chooses it in a build that has OpenBLAS.
+// Which library runs it is chosen by measurement, the way cuDNN's algorithms are on the
+// GPU. The candidates are the backends of gemm_backends.h (Eigen, OpenBLAS, oneDNN: those
+// in the build). Calls fall into shape classes -- dtype, the two transposes, and the
+// power of two just above each of m, n and k -- and the first call of a class times every
+// candidate on its own operands (a few interleaved rounds, the fastest round of each)
+// and keeps the fastest for the process. Calls of that class on other threads wait for
+// the decision, so one process never runs the same class on two backends. A library's
+// table of CPU models plays no part: on a CPU OpenBLAS does not know, its generic kernels
+// simply lose.
+//
+// WEFT_GEMM=eigen|openblas|onednn in the environment, or weft::set_gemm_backend()
+// (tensor/kernels.h), forces one backend instead. Two processes measuring on a busy
+// machine can choose differently for a class whose candidates are close, and the
+// backends round differently: force one where results must agree bit for bit across
+// processes or runs.
+//
 // Either way the call runs on the calling thread only: weft's ops split work across
-// their own thread pool (tensor/thread_pool.h), so the BLAS library is told to stay
-// single-threaded and several threads may call gemm at once.
+// their own thread pool (tensor/thread_pool.h), and several threads may call at once.
 #pragma once
 
+#include <array>
 #include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "gemm_backends.h"
 
 namespace weft::cpu {
 
@@ -30,7 +41,37 @@ template <class T>  // float or double
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda,
           const T* b, int64_t ldb, T beta, T* c, int64_t ldc);
 
-// "OpenBLAS 0.3.21 ..." (its build configuration) or "Eigen 3.4.0": what gemm runs on.
-const char* gemm_backend();
+// The backend a call of this shape runs on now (measuring the class first if need be;
+// a and b are its operands, read only). For tests and benchmarks.
+template <class T>
+GemmBackend gemm_choice(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const T* a, int64_t lda,
+                        const T* b, int64_t ldb);
+
+// The backend every call is forced onto, or nullopt to measure (the default, unless
+// WEFT_GEMM in the environment names one). Forcing a backend a dtype cannot use (oneDNN
+// for double) leaves that dtype measured. Throws when this build lacks the backend.
+void force_gemm_backend(std::optional<GemmBackend> b);
+std::optional<GemmBackend> forced_gemm_backend();
+
+// Calls run on each backend since the process started, indexed by GemmBackend.
+std::array<int64_t, 3> gemm_calls();
+
+// Wall time spent measuring since the process started (summed over threads).
+double gemm_measuring_seconds();
+
+// One measured shape class: the shape of the call that measured it, the fastest round
+// of each candidate in seconds (0 where not a candidate or dropped after one round
+// more than 25% behind), and the winner.
+struct GemmDecision {
+  bool is_double;
+  bool trans_a, trans_b;
+  int64_t m, n, k;
+  std::array<double, 3> seconds;
+  GemmBackend chosen;
+};
+std::vector<GemmDecision> gemm_decisions();
+
+// Forgets every measured decision (the next call of each class measures again).
+void reset_gemm_decisions();
 
 }  // namespace weft::cpu

@@ -39,6 +39,14 @@ TEST_CASE("mpi DDP trains like one process on the global batch", "[ddp][mpi]") {
   const int n = comm->size(), r = comm->rank();
   const int64_t batch = 4 * n;
   ThreadLimit one(1);
+  // Each process computes the reference itself, other ranks' shards included, and the
+  // deterministic mode is compared bit for bit: so every process must run each GEMM on
+  // the same backend, and the measured choice -- which two processes may make
+  // differently, and the backends round differently -- is pinned (tensor/kernels.h).
+  struct Pin {
+    Pin() { set_gemm_backend("eigen"); }
+    ~Pin() { set_gemm_backend("auto"); }
+  } pin;
   for (bool deterministic : {false, true}) {
     auto single = initial_model();
     // Deterministic mode's reference sums the per-shard gradients in rank order.

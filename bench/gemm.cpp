@@ -1,0 +1,147 @@
+// The MLP's GEMMs against the machine's fp32 peak, one core.
+//
+// 1. Peak: the fp32 multiply-add rate of one core, measured with twelve independent FMA
+//    chains on 512-bit (AVX-512) and 256-bit (AVX2) registers -- enough in flight to
+//    cover the FMA latency on every x86 core we know -- for about 0.3 s each. A CPU does
+//    two FMA instructions per cycle at best, so 16 lanes x 2 x 2 flops = 64 flops per
+//    cycle with AVX-512 (32 on cores that split 512-bit ops in two, like Zen 4).
+// 2. The eight products of one training step of the sample MLP (784-512-256-10, batch
+//    128): three forward (x @ W^T: NT), two input gradients (dy @ W: NN; the first
+//    layer's input needs none) and three weight gradients (dy^T @ x: TN). Each runs
+//    through weft's gemm with the measured choice ("auto"), and on each backend alone.
+//    The line "all" is flop-weighted: total flops over total time, i.e. the GEMM part of
+//    a training step.
+//
+//   build/bench/gemm [--batch 128] [--seconds 0.2]
+// The target (issue 22): "auto" at or above 80% of the better peak.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "tensor/cpu/gemm.h"
+#include "weft.h"
+
+using namespace weft;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+// GFLOP/s of twelve independent FMA chains, `lanes` floats wide.
+template <class V, int kLanes, class Fma>
+double fma_peak(V init, Fma fma) {
+  V acc[12];
+  for (V& a : acc) a = init;
+  const V x = init, y = init;
+  const int64_t iters = 20'000'000;
+  const auto t0 = Clock::now();
+  for (int64_t i = 0; i < iters; ++i)
+    for (V& a : acc) a = fma(a, x, y);
+  const double s = seconds_since(t0);
+  volatile float sink = 0;  // keep the chains alive
+  for (V& a : acc) sink = sink + reinterpret_cast<float*>(&a)[0];
+  return 2.0 * kLanes * 12 * iters / s * 1e-9;
+}
+
+__attribute__((target("avx512f"))) double peak_avx512() {
+  return fma_peak<__m512, 16>(_mm512_set1_ps(1e-7f), [](__m512 a, __m512 x, __m512 y) { return _mm512_fmadd_ps(x, y, a); });
+}
+__attribute__((target("avx2,fma"))) double peak_avx2() {
+  return fma_peak<__m256, 8>(_mm256_set1_ps(1e-7f), [](__m256 a, __m256 x, __m256 y) { return _mm256_fmadd_ps(x, y, a); });
+}
+
+struct GemmShape {
+  const char* what;
+  bool ta, tb;
+  int64_t m, n, k;
+};
+
+// GFLOP/s of one shape on backend b (or the measured choice when b is null).
+double rate(const GemmShape& s, const cpu::GemmBackend* b, double min_seconds) {
+  const int64_t ar = s.ta ? s.k : s.m, ac = s.ta ? s.m : s.k, br = s.tb ? s.n : s.k, bc = s.tb ? s.k : s.n;
+  std::vector<float> a(ar * ac, 0.01f), bm(br * bc, 0.02f), c(s.m * s.n);
+  auto call = [&] {
+    if (b) cpu::backend_gemm<float>(*b, s.ta, s.tb, s.m, s.n, s.k, 1.0f, a.data(), ac, bm.data(), bc, 0.0f, c.data(), s.n);
+    else cpu::gemm<float>(s.ta, s.tb, s.m, s.n, s.k, 1.0f, a.data(), ac, bm.data(), bc, 0.0f, c.data(), s.n);
+  };
+  for (int i = 0; i < 3; ++i) call();  // warm-up (and, for "auto", the measurement)
+  double best = 1e30;
+  for (int round = 0; round < 5; ++round) {  // best of five rounds of ~min_seconds/5
+    int64_t reps = 0;
+    const auto t0 = Clock::now();
+    do {
+      call();
+      ++reps;
+    } while (seconds_since(t0) < min_seconds / 5);
+    best = std::min(best, seconds_since(t0) / reps);
+  }
+  return 2.0 * s.m * s.n * s.k / best * 1e-9;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int64_t batch = 128;
+  double min_seconds = 0.2;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string flag = argv[i];
+    if (flag == "--batch") batch = std::atoll(argv[i + 1]);
+    else if (flag == "--seconds") min_seconds = std::atof(argv[i + 1]);
+    else {
+      std::fprintf(stderr, "usage: gemm [--batch 128] [--seconds 0.2]\n");
+      return 2;
+    }
+  }
+  set_num_threads(1);
+  __builtin_cpu_init();
+  const double p512 = __builtin_cpu_supports("avx512f") ? peak_avx512() : 0;
+  const double p256 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? peak_avx2() : 0;
+  const double peak = std::max(p512, p256);
+  std::printf("fp32 FMA peak, one core: AVX-512 %.1f GFLOP/s, AVX2 %.1f GFLOP/s (12 independent chains)\n", p512, p256);
+  if (peak == 0) {
+    std::printf("no AVX2 or AVX-512 on this CPU: no peak to compare with\n");
+    return 0;
+  }
+
+  const int64_t B = batch;
+  const std::vector<GemmShape> shapes = {
+      {"fc1 forward", false, true, B, 512, 784},     {"fc2 forward", false, true, B, 256, 512},
+      {"fc3 forward", false, true, B, 10, 256},      {"fc2 grad input", false, false, B, 512, 256},
+      {"fc3 grad input", false, false, B, 256, 10},  {"fc1 grad weight", true, false, 512, 784, B},
+      {"fc2 grad weight", true, false, 256, 512, B}, {"fc3 grad weight", true, false, 10, 256, B},
+  };
+  std::vector<const cpu::GemmBackend*> columns = {nullptr};
+  for (const cpu::GemmBackend& b : cpu::kGemmBackends)
+    if (cpu::backend_available<float>(b)) columns.push_back(&b);
+
+  std::printf("\nGFLOP/s (%% of peak), one thread, batch %lld\n%-16s %2s %5s %5s %5s", static_cast<long long>(B), "",
+              "op", "m", "n", "k");
+  for (auto* b : columns) std::printf("  %14s", b ? cpu::backend_name(*b) : "auto");
+  std::printf("  auto chose\n");
+  std::vector<double> flops(columns.size(), 0), secs(columns.size(), 0);
+  for (const GemmShape& s : shapes) {
+    std::printf("%-16s %c%c %5lld %5lld %5lld", s.what, s.ta ? 'T' : 'N', s.tb ? 'T' : 'N', static_cast<long long>(s.m),
+                static_cast<long long>(s.n), static_cast<long long>(s.k));
+    const double f = 2.0 * s.m * s.n * s.k * 1e-9;
+    for (size_t i = 0; i < columns.size(); ++i) {
+      const double r = rate(s, columns[i], min_seconds);
+      flops[i] += f;
+      secs[i] += f / r;
+      std::printf("  %6.1f (%4.0f%%)", r, 100 * r / peak);
+    }
+    std::vector<float> a(1), b(1);  // gemm_choice only reads the decision made above
+    std::printf("  %s\n", cpu::backend_name(cpu::gemm_choice<float>(s.ta, s.tb, s.m, s.n, s.k, a.data(), 1, b.data(), 1)));
+  }
+  std::printf("%-16s %2s %5s %5s %5s", "all (weighted)", "", "", "", "");
+  for (size_t i = 0; i < columns.size(); ++i) std::printf("  %6.1f (%4.0f%%)", flops[i] / secs[i], 100 * flops[i] / secs[i] / peak);
+  const double auto_share = flops[0] / secs[0] / peak;
+  std::printf("\n\nauto: %.0f%% of the peak (target >= 80%%): %s\n%s\n", 100 * auto_share, auto_share >= 0.8 ? "ok" : "MISS",
+              gemm_report().c_str());
+  return 0;
+}
