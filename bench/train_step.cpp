@@ -50,7 +50,7 @@ struct Args {
   int batches = 16;
   uint64_t seed = 0;
   std::string data = data::kFashionMnistDir;
-  std::string gemm = "auto";  // set_gemm_backend's argument
+  std::string gemm;  // set_gemm_backend's argument; empty: WEFT_GEMM, else auto
   bool gemm_table = false;
 };
 
@@ -61,6 +61,17 @@ struct Args {
                "                  [--repeats R] [--batches K] [--data DIR] [--seed S]\n"
                "                  [--gemm auto|eigen|openblas|onednn] [--gemm-table]\n");
   std::exit(2);
+}
+
+// s with the characters JSON strings may not hold bare escaped.
+std::string json_escaped(const std::string& s) {
+  std::string out;
+  for (char ch : s) {
+    if (ch == '"' || ch == '\\') out += '\\';
+    if (static_cast<unsigned char>(ch) < 0x20) out += ' ';
+    else out += ch;
+  }
+  return out;
 }
 
 Args parse(int argc, char** argv) {
@@ -132,7 +143,7 @@ int main(int argc, char** argv) {
   const Args a = parse(argc, argv);
   try {
     set_num_threads(a.threads);
-    set_gemm_backend(a.gemm);
+    if (!a.gemm.empty()) set_gemm_backend(a.gemm);
     manual_seed(a.seed);
     const data::Normalize norm{data::kFashionMnistMean, data::kFashionMnistStd};
     const data::TensorDataset train = data::load_fashion_mnist(a.data, true, norm);
@@ -193,7 +204,7 @@ int main(int argc, char** argv) {
         "\"optimizer_ms\": %.4f, \"loss\": %.6f, \"gemm\": \"%s\"}\n",
         WEFT_VERSION, a.model.c_str(), num_threads(), static_cast<long long>(B), a.steps, a.repeats, rate,
         json_list(rates).c_str(), 1e3 * static_cast<double>(B) / rate, median(cpu_ms_per_step), median(fwd),
-        median(bwd), median(upd), last_loss, gemm_report().c_str());
+        median(bwd), median(upd), last_loss, json_escaped(gemm_report()).c_str());
     std::fprintf(stderr,
                  "weft %s %s, %d thread(s), batch %lld: %.0f samples/s (%.2f ms/step; runs: %s)\n"
                  "  per step (median): forward %.3f ms, backward %.3f ms, optimizer %.3f ms; "

@@ -125,7 +125,7 @@ void Run::train(const std::string& label, const std::function<void(int64_t)>& on
     bar.finish();
     accuracy_ = samples::evaluate(*model_, *test_, device_);
     std::printf("epoch %d: test_accuracy=%.4f sparsity=%.4f\n", epoch + 1, accuracy_, pruner_->sparsity());
-    if (!gemm_reported_) std::printf("%s\n", gemm_report().c_str());  // the CPU GEMM kernels, once
+    if (!gemm_reported_ && !device_.is_cuda()) std::printf("%s\n", gemm_report().c_str());  // the CPU GEMM kernels, once
     gemm_reported_ = true;
     // The masks are buffers of the model: the checkpoint carries them, and loading it
     // needs a model pruned the same way (strict keys).

@@ -175,7 +175,7 @@ log "AddressSanitizer + UndefinedBehaviorSanitizer build (build-asan/, $asan_cxx
 # on Eigen alone here and on the measured choice (mostly oneDNN and OpenBLAS) in the
 # release build (tensor/cpu/gemm.h); tests/tensor/test_gemm.cpp checks each backend.
 if CXX=$asan_cxx configure build-asan --buildtype=debugoptimized -Db_sanitize=address,undefined -Db_lundef=false -Dcuda=disabled -Dblas=disabled -Donednn=disabled &&
-  ninja -C build-asan -j"$WEFT_JOBS" tests/weft_tests; then
+  ninja -C build-asan -j"$WEFT_JOBS" tests/weft_tests tests/gemm_probe; then
   log "Unit tests (ASan + UBSan)"
   # protect_shadow_gap=0: the CUDA driver maps memory where ASan would otherwise
   # reserve its shadow gap (harmless without a GPU).

@@ -22,24 +22,32 @@ namespace {
 // ---- the setting: measure, or one backend forced -----------------------------------
 
 constexpr int kMeasure = -1;
+constexpr int kUnread = -2;  // WEFT_GEMM not read yet
 
-GemmBackend parse_backend(const std::string& name) {
+// The forced backend as an int (kMeasure for none), read on every call. It starts from
+// WEFT_GEMM, read at the first call; set_gemm_backend() overrides it, even when
+// WEFT_GEMM holds something unknown (which every call reports until then).
+std::atomic<int> setting_value{kUnread};
+
+int from_environment() {
+  const char* env = std::getenv("WEFT_GEMM");
+  if (!env || std::string(env).empty() || std::string(env) == "auto") return kMeasure;
   for (GemmBackend b : kGemmBackends)
-    if (name == backend_name(b)) return b;
-  throw Error(detail::str("WEFT_GEMM=", name, ": unknown GEMM backend (use auto, eigen, openblas or onednn)"));
+    if (std::string(env) == backend_name(b)) {
+      WEFT_CHECK(backend_available<float>(b) || backend_available<double>(b), "WEFT_GEMM=", env,
+                 ": this build of weft has no ", backend_name(b), " (see tensor/cpu/gemm_backends.h)");
+      return static_cast<int>(b);
+    }
+  throw Error(detail::str("WEFT_GEMM=", env, ": unknown GEMM backend (use auto, eigen, openblas or onednn)"));
 }
 
-// The forced backend as an int (kMeasure for none), read on every call; it starts from
-// WEFT_GEMM, checked the first time any gemm runs.
-std::atomic<int>& setting() {
-  static std::atomic<int> s = [] {
-    const char* env = std::getenv("WEFT_GEMM");
-    if (!env || std::string(env).empty() || std::string(env) == "auto") return kMeasure;
-    const GemmBackend b = parse_backend(env);
-    WEFT_CHECK(backend_available<float>(b) || backend_available<double>(b), "WEFT_GEMM=", env,
-               ": this build of weft has no ", backend_name(b), " (see tensor/cpu/gemm_backends.h)");
-    return static_cast<int>(b);
-  }();
+int setting() {
+  int s = setting_value.load(std::memory_order_relaxed);
+  if (s == kUnread) {
+    int expected = kUnread;
+    setting_value.compare_exchange_strong(expected, from_environment());
+    s = setting_value.load();
+  }
   return s;
 }
 
@@ -49,6 +57,7 @@ std::atomic<uint64_t> generation{0};
 
 std::atomic<int64_t> calls[3];
 std::atomic<int64_t> measuring_ns{0};  // wall time spent measuring, all threads
+std::atomic<int64_t> measurements{0};  // shape classes measured
 
 // ---- shape classes and their decisions ---------------------------------------------
 
@@ -101,11 +110,14 @@ void warm_up(const std::vector<GemmBackend>& candidates) {
   for (GemmBackend b : candidates) backend_gemm<T>(b, false, false, 64, 64, 64, T(1), x.data(), 64, x.data(), 64, T(0), y.data(), 64);
 }
 
-// Times every candidate on this call's own operands and returns the decision. Rounds are
-// interleaved (a, b, c, a, b, c, ...) so that a burst of load on the machine hits them
-// alike, and each candidate keeps its fastest round. A candidate more than 25% behind
-// the best after the first round is dropped: a clear loser need not be timed again.
-// About 12 calls' worth of time for a large class, once per process.
+// Times every candidate on this call's own operands and returns the decision. Each runs
+// once untimed on this shape (caches, packing buffers), then in rounds whose order
+// rotates (a, b, c; b, c, a; ...) so that a burst of load on the machine, or operands
+// left in cache by the one before, favour none of them; each keeps its fastest round. A
+// candidate more than 1.5x behind the best after two rounds is a clear loser and is not
+// timed further. A very tall product is timed on its first rows only (same class, at
+// most 16 M entries of scratch). About 10-15 calls' worth of time for a large class,
+// once per process.
 template <class T>
 GemmDecision measure(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b,
                      int64_t ldb) {
@@ -115,23 +127,28 @@ GemmDecision measure(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T*
     if (backend_available<T>(c)) candidates.push_back(c);
   if (candidates.size() == 1) return d;
   warm_up<T>(candidates);
-  std::vector<T> scratch(static_cast<size_t>(m * n));
+  // Rows of op(A) are rows of A, or columns when transposed: either way the first mt
+  // rows of the product need only the start of A's storage.
+  const int64_t mt = std::min<int64_t>(m, std::max<int64_t>(1, (int64_t{1} << 24) / n));
+  std::vector<T> scratch(static_cast<size_t>(mt) * static_cast<size_t>(n));
+  for (GemmBackend c : candidates) time_calls<T>(c, 1, ta, tb, mt, n, k, a, lda, b, ldb, scratch.data());
   // Enough calls per round to time about a million multiply-adds (~10 us and up).
-  const double madds = static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k);
+  const double madds = static_cast<double>(mt) * static_cast<double>(n) * static_cast<double>(k);
   const int reps = static_cast<int>(std::clamp(1e6 / madds, 1.0, 64.0));
   const int rounds = madds >= 1e7 ? 3 : 5;
   std::array<double, 3>& best = d.seconds;
   for (int round = 0; round < rounds; ++round) {
-    for (GemmBackend c : candidates) {
-      const double s = time_calls<T>(c, reps, ta, tb, m, n, k, a, lda, b, ldb, scratch.data());
+    for (size_t i = 0; i < candidates.size(); ++i) {
+      const GemmBackend c = candidates[(i + round) % candidates.size()];
+      // (a clock too coarse for the round must not read as "never timed": 0)
+      const double s = std::max(1e-12, time_calls<T>(c, reps, ta, tb, mt, n, k, a, lda, b, ldb, scratch.data()));
       double& kept = best[static_cast<int>(c)];
       kept = kept == 0 ? s : std::min(kept, s);
     }
-    if (round == 0) {
-      const double fastest = *std::min_element(best.begin(), best.end(), [](double x, double y) {
-        return x > 0 && (y == 0 || x < y);
-      });
-      std::erase_if(candidates, [&](GemmBackend c) { return best[static_cast<int>(c)] > 1.25 * fastest; });
+    if (round == 1) {
+      double fastest = 1e300;
+      for (GemmBackend c : candidates) fastest = std::min(fastest, best[static_cast<int>(c)]);
+      std::erase_if(candidates, [&](GemmBackend c) { return best[static_cast<int>(c)] > 1.5 * fastest; });
       if (candidates.size() == 1) break;
     }
   }
@@ -141,7 +158,8 @@ GemmDecision measure(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T*
   return d;
 }
 
-// The decision for a class, from the table, or measured here when no thread has yet.
+// The decision for a class, from the table, or measured here when no thread has yet
+// (the others wait for it).
 template <class T>
 GemmBackend decide(uint32_t key, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T* a, int64_t lda,
                    const T* b, int64_t ldb) {
@@ -150,22 +168,25 @@ GemmBackend decide(uint32_t key, bool ta, bool tb, int64_t m, int64_t n, int64_t
   t.cv.wait(lock, [&] { return !t.measuring.contains(key); });
   if (auto it = t.decided.find(key); it != t.decided.end()) return it->second.chosen;
   t.measuring.insert(key);
+  // However this ends (a decision, or an exception), the class stops being measured and
+  // the threads waiting for it wake up.
+  struct Done {
+    Table& t;
+    uint32_t key;
+    std::unique_lock<std::mutex>& lock;
+    ~Done() {
+      if (!lock.owns_lock()) lock.lock();
+      t.measuring.erase(key);
+      t.cv.notify_all();
+    }
+  } done{t, key, lock};
   lock.unlock();
-  GemmDecision d;
-  try {
-    const auto t0 = std::chrono::steady_clock::now();
-    d = measure<T>(ta, tb, m, n, k, a, lda, b, ldb);
-    measuring_ns += std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count();
-  } catch (...) {
-    lock.lock();
-    t.measuring.erase(key);
-    t.cv.notify_all();
-    throw;
-  }
+  const auto t0 = std::chrono::steady_clock::now();
+  const GemmDecision d = measure<T>(ta, tb, m, n, k, a, lda, b, ldb);
+  measuring_ns += std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count();
+  measurements.fetch_add(1);
   lock.lock();
   t.decided[key] = d;
-  t.measuring.erase(key);
-  t.cv.notify_all();
   return d.chosen;
 }
 
@@ -174,7 +195,7 @@ GemmBackend decide(uint32_t key, bool ta, bool tb, int64_t m, int64_t n, int64_t
 template <class T>
 GemmBackend backend_for(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b,
                         int64_t ldb) {
-  if (const int s = setting().load(std::memory_order_relaxed); s != kMeasure) {
+  if (const int s = setting(); s != kMeasure) {
     const auto forced = static_cast<GemmBackend>(s);
     if (backend_available<T>(forced)) return forced;
   }
@@ -190,7 +211,8 @@ GemmBackend backend_for(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const
   return chosen;
 }
 
-// C = beta * C, for k == 0 (an empty sum), where BLAS would reject the leading dimensions.
+// C = beta * C, for k == 0 (an empty sum, where BLAS would reject the leading
+// dimensions) and alpha == 0.
 template <class T>
 void scale(int64_t m, int64_t n, T beta, T* c, int64_t ldc) {
   for (int64_t i = 0; i < m; ++i)
@@ -203,7 +225,9 @@ template <class T>
 void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda, const T* b,
           int64_t ldb, T beta, T* c, int64_t ldc) {
   if (m == 0 || n == 0) return;
-  if (k == 0) return scale(m, n, beta, c, ldc);
+  // An empty sum, or alpha = 0: C = beta * C, with A and B unread as the BLAS standard
+  // says (OpenBLAS 0.3.21 reads them anyway, so a NaN in A would get through).
+  if (k == 0 || alpha == T(0)) return scale(m, n, beta, c, ldc);
   const GemmBackend which = backend_for<T>(ta, tb, m, n, k, a, lda, b, ldb);
   calls[static_cast<int>(which)].fetch_add(1, std::memory_order_relaxed);
   backend_gemm<T>(which, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
@@ -229,18 +253,20 @@ void force_gemm_backend(std::optional<GemmBackend> b) {
   if (b)
     WEFT_CHECK(backend_available<float>(*b) || backend_available<double>(*b), "set_gemm_backend: this build of weft has no ",
                backend_name(*b), " (see tensor/cpu/gemm_backends.h)");
-  setting().store(b ? static_cast<int>(*b) : kMeasure);
+  setting_value.store(b ? static_cast<int>(*b) : kMeasure);
   generation.fetch_add(1, std::memory_order_release);
 }
 
 std::optional<GemmBackend> forced_gemm_backend() {
-  const int s = setting().load();
+  const int s = setting();
   return s == kMeasure ? std::nullopt : std::optional(static_cast<GemmBackend>(s));
 }
 
 std::array<int64_t, 3> gemm_calls() { return {calls[0].load(), calls[1].load(), calls[2].load()}; }
 
 double gemm_measuring_seconds() { return measuring_ns.load() * 1e-9; }
+
+int64_t gemm_measurements() { return measurements.load(); }
 
 std::vector<GemmDecision> gemm_decisions() {
   Table& t = table();

@@ -14,9 +14,11 @@
 // power of two just above each of m, n and k -- and the first call of a class times every
 // candidate on its own operands (a few interleaved rounds, the fastest round of each)
 // and keeps the fastest for the process. Calls of that class on other threads wait for
-// the decision, so one process never runs the same class on two backends. A library's
-// table of CPU models plays no part: on a CPU OpenBLAS does not know, its generic kernels
-// simply lose.
+// the decision, so while a decision stands every call of its class runs on one backend.
+// (Two products can still land in different classes where one would be expected: ops
+// split rows over threads, so 127 rows on 2 threads are a 64-row and a 63-row call.) A
+// library's table of CPU models plays no part: on a CPU OpenBLAS does not know, its
+// generic kernels simply lose.
 //
 // WEFT_GEMM=eigen|openblas|onednn in the environment, or weft::set_gemm_backend()
 // (tensor/kernels.h), forces one backend instead. Two processes measuring on a busy
@@ -56,12 +58,14 @@ std::optional<GemmBackend> forced_gemm_backend();
 // Calls run on each backend since the process started, indexed by GemmBackend.
 std::array<int64_t, 3> gemm_calls();
 
-// Wall time spent measuring since the process started (summed over threads).
+// Wall time spent measuring since the process started (summed over threads), and the
+// number of shape classes measured.
 double gemm_measuring_seconds();
+int64_t gemm_measurements();
 
 // One measured shape class: the shape of the call that measured it, the fastest round
-// of each candidate in seconds (0 where not a candidate or dropped after one round
-// more than 25% behind), and the winner.
+// of each candidate in seconds (0 where not a candidate; a candidate dropped as a clear
+// loser keeps its time from the rounds it ran), and the winner.
 struct GemmDecision {
   bool is_double;
   bool trans_a, trans_b;

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cctype>
 #include <climits>
+#include <type_traits>
 
 #include "../error.h"
 #include "weft_config.h"
@@ -135,17 +136,23 @@ void onednn_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
              " n=", n, " k=", k);
 }
 
+// Only a oneDNN that runs its threads through OpenMP can be held to the calling thread
+// (Debian's is; a TBB or threadpool build would use every core from every pool thread).
+bool onednn_ok() {
+  static const bool ok = dnnl_version()->cpu_runtime == DNNL_RUNTIME_OMP;
+  return ok;
+}
+
 const char* onednn_isa() {
   switch (dnnl_get_effective_cpu_isa()) {
     case dnnl_cpu_isa_sse41: return "sse41";
     case dnnl_cpu_isa_avx: return "avx";
     case dnnl_cpu_isa_avx2: return "avx2";
-    case dnnl_cpu_isa_avx2_vnni: return "avx2_vnni";
     case dnnl_cpu_isa_avx512_core: return "avx512_core";
     case dnnl_cpu_isa_avx512_core_vnni: return "avx512_core_vnni";
     case dnnl_cpu_isa_avx512_core_bf16: return "avx512_core_bf16";
     case dnnl_cpu_isa_avx512_core_amx: return "avx512_core_amx";
-    default: return "other ISA";
+    default: return "another ISA";
   }
 }
 #endif
@@ -162,7 +169,12 @@ bool backend_available(GemmBackend b) {
 #else
       return false;
 #endif
-    case GemmBackend::onednn: return WEFT_HAVE_ONEDNN && std::is_same_v<T, float>;
+    case GemmBackend::onednn:
+#if WEFT_HAVE_ONEDNN
+      return std::is_same_v<T, float> && onednn_ok();
+#else
+      return false;
+#endif
   }
   return false;
 }

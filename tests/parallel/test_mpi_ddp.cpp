@@ -44,8 +44,9 @@ TEST_CASE("mpi DDP trains like one process on the global batch", "[ddp][mpi]") {
   // the same backend, and the measured choice -- which two processes may make
   // differently, and the backends round differently -- is pinned (tensor/kernels.h).
   struct Pin {
+    std::string before = gemm_backend_setting();
     Pin() { set_gemm_backend("eigen"); }
-    ~Pin() { set_gemm_backend("auto"); }
+    ~Pin() { set_gemm_backend(before); }
   } pin;
   for (bool deterministic : {false, true}) {
     auto single = initial_model();
