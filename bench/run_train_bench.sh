@@ -56,9 +56,9 @@ load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
 # The CPU the figures come from, and the environment variables that change weft's kernels.
 cpu_model="$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)"
 cpu_ids="family $(sed -n 's/^cpu family[[:space:]]*: //p' /proc/cpuinfo | head -n1) model $(sed -n 's/^model[[:space:]]*: //p' /proc/cpuinfo | head -n1)"
-cpu_isa="$(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -E '^(avx2|avx512f|avx512_bf16|amx_tile)$' | tr '\n' ' ')"
+cpu_isa="$( (grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -E '^(avx2|avx512f|avx512_bf16|amx_tile)$' || true) | tr '\n' ' ')"
 cpu_line="CPU: $cpu_model ($cpu_ids; ${cpu_isa:-no AVX2})"
-env_line="environment: $(env | grep -E '^(OPENBLAS_[A-Z_]*|WEFT_GEMM|OMP_NUM_THREADS)=' | tr '\n' ' ')"
+env_line="environment: $( (env | grep -E '^(OPENBLAS_[A-Z_]*|WEFT_GEMM|OMP_NUM_THREADS)=' || true) | tr '\n' ' ')"
 [ "$env_line" = "environment: " ] && env_line="environment: no OPENBLAS_*, WEFT_GEMM or OMP_NUM_THREADS set"
 
 # Runs one program, appending its JSON line; on failure shows its stderr and stops.

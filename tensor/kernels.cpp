@@ -53,7 +53,10 @@ std::string gemm_report() {
   } else {
     int wins[3] = {0, 0, 0};
     for (const cpu::GemmDecision& d : cpu::gemm_decisions()) ++wins[static_cast<int>(d.chosen)];
-    line = "gemm: measured per shape --";
+    char cost[64];
+    std::snprintf(cost, sizeof cost, " (measuring took %.0f ms + %.0f ms of library start-up)",
+                  (cpu::gemm_measuring_seconds() - cpu::gemm_startup_seconds()) * 1e3, cpu::gemm_startup_seconds() * 1e3);
+    line = "gemm: measured per shape" + std::string(cost) + " --";
     const char* sep = " ";
     for (cpu::GemmBackend b : cpu::kGemmBackends) {
       if (!available(b)) continue;
@@ -92,8 +95,9 @@ std::string gemm_decision_table() {
     }
     out += detail::str("  ", cpu::backend_name(d.chosen), "\n");
   }
-  char total[96];
-  std::snprintf(total, sizeof total, "measuring took %.1f ms in all\n", cpu::gemm_measuring_seconds() * 1e3);
+  char total[128];
+  std::snprintf(total, sizeof total, "measuring took %.1f ms in all, %.1f ms of it the libraries' start-up\n",
+                cpu::gemm_measuring_seconds() * 1e3, cpu::gemm_startup_seconds() * 1e3);
   return out + total;
 }
 

@@ -58,6 +58,7 @@ std::atomic<uint64_t> generation{0};
 std::atomic<int64_t> calls[3];
 std::atomic<int64_t> measuring_ns{0};  // wall time spent measuring, all threads
 std::atomic<int64_t> measurements{0};  // shape classes measured
+std::atomic<int64_t> startup_ns{0};    // of which the backends' first calls on each thread
 
 // ---- shape classes and their decisions ---------------------------------------------
 
@@ -101,23 +102,28 @@ double time_calls(GemmBackend b, int reps, bool ta, bool tb, int64_t m, int64_t 
 // Each backend's first call on a thread pays for setting up (oneDNN generates its
 // kernels, OpenBLAS allocates its buffers): one small call each, once per thread, before
 // any timing.
+// (oneDNN's first call in the process takes about 30 ms on the development machine:
+// it generates all its sgemm kernels. A program that runs oneDNN pays that anyway, so
+// it is counted apart from measuring.)
 template <class T>
 void warm_up(const std::vector<GemmBackend>& candidates) {
   thread_local bool done = false;
   if (done) return;
   done = true;
+  const auto t0 = std::chrono::steady_clock::now();
   std::vector<T> x(64 * 64, T(1)), y(64 * 64);
   for (GemmBackend b : candidates) backend_gemm<T>(b, false, false, 64, 64, 64, T(1), x.data(), 64, x.data(), 64, T(0), y.data(), 64);
+  startup_ns += std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count();
 }
 
-// Times every candidate on this call's own operands and returns the decision. Each runs
-// once untimed on this shape (caches, packing buffers), then in rounds whose order
-// rotates (a, b, c; b, c, a; ...) so that a burst of load on the machine, or operands
-// left in cache by the one before, favour none of them; each keeps its fastest round. A
-// candidate more than 1.5x behind the best after two rounds is a clear loser and is not
-// timed further. A very tall product is timed on its first rows only (same class, at
-// most 16 M entries of scratch). About 10-15 calls' worth of time for a large class,
-// once per process.
+// Times every candidate on this call's own operands and returns the decision. Rounds
+// rotate their order (a, b, c; b, c, a; ...) so that a burst of load on the machine, or
+// operands left in cache by the one before, favour none of them, and each candidate
+// keeps its fastest round; a small product also runs once untimed first. A candidate
+// more than 1.5x behind the best after two rounds is a clear loser and is not timed
+// further. A tall product is timed on its first rows only -- enough for about 1e7
+// multiply-adds a call, 64 rows at least -- which keeps measuring well under 1% of a
+// run (bench/results/cpu-2026-12-06.txt gives the cost for the samples).
 template <class T>
 GemmDecision measure(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b,
                      int64_t ldb) {
@@ -128,14 +134,16 @@ GemmDecision measure(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T*
   if (candidates.size() == 1) return d;
   warm_up<T>(candidates);
   // Rows of op(A) are rows of A, or columns when transposed: either way the first mt
-  // rows of the product need only the start of A's storage.
-  const int64_t mt = std::min<int64_t>(m, std::max<int64_t>(1, (int64_t{1} << 24) / n));
+  // rows of the product need only the start of A's storage. Scratch: 16 M entries at most.
+  int64_t mt = std::max<int64_t>(64, static_cast<int64_t>(1e7 / (static_cast<double>(n) * static_cast<double>(k))));
+  mt = std::min({m, mt, std::max<int64_t>(1, (int64_t{1} << 24) / n)});
   std::vector<T> scratch(static_cast<size_t>(mt) * static_cast<size_t>(n));
-  for (GemmBackend c : candidates) time_calls<T>(c, 1, ta, tb, mt, n, k, a, lda, b, ldb, scratch.data());
-  // Enough calls per round to time about a million multiply-adds (~10 us and up).
   const double madds = static_cast<double>(mt) * static_cast<double>(n) * static_cast<double>(k);
+  if (madds < 1e6)
+    for (GemmBackend c : candidates) time_calls<T>(c, 1, ta, tb, mt, n, k, a, lda, b, ldb, scratch.data());
+  // Enough calls per round to time about a million multiply-adds (~10 us and up).
   const int reps = static_cast<int>(std::clamp(1e6 / madds, 1.0, 64.0));
-  const int rounds = madds >= 1e7 ? 3 : 5;
+  const int rounds = madds >= 1e6 ? 3 : 5;
   std::array<double, 3>& best = d.seconds;
   for (int round = 0; round < rounds; ++round) {
     for (size_t i = 0; i < candidates.size(); ++i) {
@@ -265,6 +273,8 @@ std::optional<GemmBackend> forced_gemm_backend() {
 std::array<int64_t, 3> gemm_calls() { return {calls[0].load(), calls[1].load(), calls[2].load()}; }
 
 double gemm_measuring_seconds() { return measuring_ns.load() * 1e-9; }
+
+double gemm_startup_seconds() { return startup_ns.load() * 1e-9; }
 
 int64_t gemm_measurements() { return measurements.load(); }
 

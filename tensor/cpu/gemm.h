@@ -62,6 +62,9 @@ std::array<int64_t, 3> gemm_calls();
 // number of shape classes measured.
 double gemm_measuring_seconds();
 int64_t gemm_measurements();
+// Of gemm_measuring_seconds(), the part that was the backends' first call on each thread
+// (oneDNN generates its kernels then: ~30 ms once, which any program using it pays).
+double gemm_startup_seconds();
 
 // One measured shape class: the shape of the call that measured it, the fastest round
 // of each candidate in seconds (0 where not a candidate; a candidate dropped as a clear
