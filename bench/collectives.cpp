@@ -36,8 +36,8 @@
 
 #include "parallel/algorithms/naive_allreduce.h"
 #include "parallel/algorithms/ring_allreduce.h"
-#include "parallel/mpi_communicator.h"
-#include "parallel/threads_communicator.h"
+#include "parallel/comm/mpi_communicator.h"
+#include "parallel/comm/threads_communicator.h"
 #include "weft.h"
 
 using namespace weft;

@@ -1,5 +1,5 @@
 // A pruned Linear in CSR on the GPU, through cuSPARSE's SpMM (prune::SparseLinear's GPU
-// path; its CPU kernels are in parallel/pruning/sparse_linear.cpp).
+// path; its CPU kernels are in prune/sparse_linear.cpp).
 //
 // y (B, out) = x (B, in) @ W^T + bias, W (out, in) in CSR. cuSPARSE multiplies a CSR
 // matrix by a dense one, C = A @ B, and reads dense matrices in either order; so with

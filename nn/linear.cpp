@@ -8,7 +8,8 @@
 namespace weft::nn {
 
 Linear::Linear(int64_t in, int64_t out, bool with_bias)
-    : weight(register_parameter("weight", empty({in >= 0 ? out : 0, in >= 0 ? in : 0}))),
+    // (sizes clamped to 0 so that the check below, not empty(), reports a bad one)
+    : weight(register_parameter("weight", empty({out >= 0 ? out : 0, in >= 0 ? in : 0}))),
       bias(register_parameter("bias", with_bias ? empty({out >= 0 ? out : 0}) : Tensor())),
       in_features(in),
       out_features(out) {

@@ -75,7 +75,6 @@ void DistributedDataParallel::launch(GradientBucket& b) {
                     trace::enabled() ? detail::str(b.numel(), " float32") : std::string());
   b.pack(/*zeros=*/!has_data_);
   b.work = comm_->allreduce_async(b.flat(), ReduceOp::Sum);
-  b.launched = true;
 }
 
 void DistributedDataParallel::launch_ready_buckets() {
@@ -123,7 +122,6 @@ void DistributedDataParallel::synchronize() {
 void DistributedDataParallel::reset_round() {
   for (auto& b : buckets_) {
     b.reset();
-    b.launched = false;
     b.work.reset();
   }
   next_launch_ = 0;

@@ -84,7 +84,7 @@
 #include <vector>
 
 #include "../nn/module.h"
-#include "communicator.h"
+#include "comm/communicator.h"
 #include "gradient_bucket.h"
 
 namespace weft::parallel {

@@ -24,7 +24,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "communicator.h"
+#include "comm/communicator.h"
 
 namespace weft::parallel {
 
@@ -58,8 +58,6 @@ class GradientBucket {
 
   // The all-reduce in flight for this bucket, if launched and not yet waited for.
   WorkHandle work;
-  bool launched = false;
-  double launch_us = 0;  // when it was launched (for the timeline)
 
  private:
   std::vector<size_t> indices_;

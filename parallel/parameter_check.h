@@ -19,7 +19,7 @@
 #pragma once
 
 #include "../nn/module.h"
-#include "communicator.h"
+#include "comm/communicator.h"
 
 namespace weft::parallel {
 

@@ -17,7 +17,7 @@
 
 #include <string>
 
-#include "communicator.h"
+#include "comm/communicator.h"
 
 namespace weft::parallel {
 

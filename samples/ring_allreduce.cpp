@@ -23,7 +23,7 @@
 #include <vector>
 
 #include "parallel/algorithms/ring_allreduce.h"
-#include "parallel/threads_communicator.h"
+#include "parallel/comm/threads_communicator.h"
 #include "weft.h"
 
 using namespace weft;

@@ -32,8 +32,8 @@
 
 #include "../parallel/ddp.h"
 #include "../cuda/cuda.h"
-#include "../parallel/mpi_communicator.h"
-#include "../parallel/nccl_communicator.h"
+#include "../parallel/comm/mpi_communicator.h"
+#include "../parallel/comm/nccl_communicator.h"
 #include "../parallel/trace_gather.h"
 #include "common/models.h"
 #include "common/progress.h"
@@ -272,6 +272,8 @@ int main(int argc, char** argv) {
     if (app.count("--epochs") == 0) c.t.r.epochs = def.epochs;
     if (app.count("--batch-size") == 0) c.t.r.batch_size = def.batch_size;
     if (app.count("--lr") == 0) c.t.r.lr = def.lr;
+    WEFT_CHECK(!c.t.cuda_graph, "train_ddp: --cuda-graph is not supported here (the all-reduces run between "
+               "steps on the host); train_mlp and train_cnn take it");
     WEFT_CHECK(c.t.device == "cpu", "train_ddp: --device ", c.t.device,
                " is not supported; the ranks are the devices (threads/mpi on the CPU, nccl on GPUs)");
     if (c.t.threads > 0) set_num_threads(c.t.threads);

@@ -4,7 +4,7 @@
 //   build/samples/train_pruned --model mlp --method random --sparsity 0.9 --schedule rigl
 //   build/samples/train_pruned --model cnn --method structured --sparsity 0.5 --schedule oneshot
 //
-// Methods (parallel/pruning/methods.h): magnitude (per layer), global, structured (whole
+// Methods (prune/methods.h): magnitude (per layer), global, structured (whole
 // rows / channels, all layers but the classifier), nm (--nm 2:4), random, erk (random with
 // RigL's per-layer Erdos-Renyi-Kernel sparsities: the usual start for rigl and set).
 // Schedules (schedules.h, dynamic_sparse.h), all within --epochs of training except lottery:

@@ -3,7 +3,8 @@
 // These are what the differentiable ops in autograd/ops/ call for their forward and
 // backward math, and what optimizers and data loaders use directly. Each checks shapes,
 // dtypes and devices and throws weft::Error naming the op; then it dispatches on the
-// device (only the CPU kernels in tensor/cpu/ exist in this build) and on the dtype.
+// device (the CPU kernels of tensor/cpu/, or the CUDA ones of cuda/ when weft is built
+// with CUDA) and on the dtype.
 #pragma once
 
 #include <array>

@@ -6,7 +6,7 @@
 // grows like n * bytes, where the ring's stays near 2 * bytes.
 #pragma once
 
-#include "../communicator.h"
+#include "../comm/communicator.h"
 
 namespace weft::parallel {
 

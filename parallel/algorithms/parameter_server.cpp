@@ -1,6 +1,6 @@
 #include "parameter_server.h"
 
-#include "../reduce.h"
+#include "../comm/reduce.h"
 #include "../trace.h"
 
 namespace weft::parallel {

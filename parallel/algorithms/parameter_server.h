@@ -12,12 +12,12 @@
 // The price is the server's link: it receives and sends n-1 copies of the model per
 // step, so it scales like the naive all-reduce, not like the ring. Its appeal is
 // elsewhere: the server can apply updates asynchronously and hold a model that no
-// worker could (see docs/parallel.md).
+// worker could (see docs/data-parallel.md, "Parameter server").
 #pragma once
 
 #include <vector>
 
-#include "../communicator.h"
+#include "../comm/communicator.h"
 
 namespace weft::parallel {
 

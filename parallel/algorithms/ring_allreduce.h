@@ -25,7 +25,7 @@
 
 #include <functional>
 
-#include "../communicator.h"
+#include "../comm/communicator.h"
 
 namespace weft::parallel {
 

@@ -232,3 +232,9 @@ TEST_CASE("Sequential: the fused ReLU + MaxPool2d gives the unfused values and g
     CHECK(pf[i].second.grad().to_vector<float>() == pp[i].second.grad().to_vector<float>());
   }
 }
+
+TEST_CASE("Linear with a non-positive size names both sizes", "[nn][errors]") {
+  CHECK_THROWS_WITH(nn::Linear(3, -1), Catch::Contains("Linear: features must be positive, got in=3 out=-1"));
+  CHECK_THROWS_WITH(nn::Linear(-2, 4), Catch::Contains("Linear: features must be positive, got in=-2 out=4"));
+  CHECK_THROWS_WITH(nn::Linear(0, 4), Catch::Contains("got in=0 out=4"));
+}

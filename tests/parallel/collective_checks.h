@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "parallel/communicator.h"
+#include "parallel/comm/communicator.h"
 #include "tensor/tensor.h"
 
 namespace weft::test {

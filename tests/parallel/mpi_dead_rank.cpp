@@ -13,7 +13,7 @@
 #include <cstring>
 #include <thread>
 
-#include "parallel/mpi_communicator.h"
+#include "parallel/comm/mpi_communicator.h"
 #include "tensor/tensor.h"
 
 using namespace weft;

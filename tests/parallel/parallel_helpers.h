@@ -59,7 +59,7 @@ inline bool params_equal(const nn::Module& a, const nn::Module& b) {
 
 #include <thread>
 
-#include "parallel/threads_communicator.h"
+#include "parallel/comm/threads_communicator.h"
 
 namespace weft::test {
 

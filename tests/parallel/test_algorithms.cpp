@@ -9,7 +9,7 @@
 
 #include "../helpers.h"
 #include "algorithm_checks.h"
-#include "parallel/threads_communicator.h"
+#include "parallel/comm/threads_communicator.h"
 
 using namespace weft;
 using namespace weft::parallel;

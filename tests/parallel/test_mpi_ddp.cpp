@@ -8,7 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "parallel/ddp.h"
-#include "parallel/mpi_communicator.h"
+#include "parallel/comm/mpi_communicator.h"
 #include "parallel/trace_gather.h"
 #include "parallel_helpers.h"
 

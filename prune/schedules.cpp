@@ -2,8 +2,8 @@
 
 #include <cmath>
 
-#include "../../autograd/tape.h"
-#include "../../tensor/raw.h"
+#include "../autograd/tape.h"
+#include "../tensor/raw.h"
 #include "methods.h"
 
 namespace weft::prune {

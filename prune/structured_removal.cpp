@@ -1,10 +1,10 @@
 #include "structured_removal.h"
 
-#include "../../autograd/tape.h"
-#include "../../nn/conv.h"
-#include "../../nn/layers.h"
-#include "../../nn/linear.h"
-#include "../../tensor/raw.h"
+#include "../autograd/tape.h"
+#include "../nn/conv.h"
+#include "../nn/layers.h"
+#include "../nn/linear.h"
+#include "../tensor/raw.h"
 
 namespace weft::prune {
 

@@ -26,7 +26,7 @@
 #include <memory>
 #include <vector>
 
-#include "../../nn/sequential.h"
+#include "../nn/sequential.h"
 
 namespace weft::prune {
 

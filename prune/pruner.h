@@ -31,9 +31,8 @@
 #include <string>
 #include <vector>
 
-#include "../../nn/module.h"
-#include "../../optim/optimizer.h"
-#include "../communicator.h"
+#include "../nn/module.h"
+#include "../optim/optimizer.h"
 
 namespace weft::prune {
 
@@ -73,15 +72,6 @@ class Pruner {
   void capture_dense_grads(bool on);
   // The gradient of target i before masking, from the last backward while capturing.
   Tensor dense_grad(size_t i) const;
-
-  // ---- data parallelism --------------------------------------------------------------------
-  // Broadcasts every mask, and the parameter it masks, from `root`, so that all ranks
-  // hold the same sparse model. Call it on every rank right after each pruning step:
-  // random pruning with different seeds, or magnitude ties on replicas whose weights
-  // drifted apart by rounding, would otherwise prune different weights on each rank.
-  // The parameters go too because a rank that applied its own mask first has already
-  // zeroed weights that root keeps.
-  void sync_masks(parallel::Communicator& comm, int root = 0);
 
   // ---- the end -----------------------------------------------------------------------------
   // Folds the masks into the weights for good: removes the buffers and the hooks. The

@@ -13,10 +13,10 @@
 #include <mutex>
 #include <vector>
 
-#include "../cuda/cuda.h"
+#include "../../cuda/cuda.h"
 #include "progress_thread.h"
 #include "threads_communicator.h"
-#include "trace.h"
+#include "../trace.h"
 
 namespace weft::parallel {
 namespace {

@@ -8,7 +8,7 @@
 #include "progress_thread.h"
 #include "reduce.h"
 #include "thread_group.h"
-#include "trace.h"
+#include "../trace.h"
 
 namespace weft::parallel {
 namespace {

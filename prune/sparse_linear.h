@@ -31,8 +31,8 @@
 #include <mutex>
 #include <vector>
 
-#include "../../nn/linear.h"
-#include "../../nn/sequential.h"
+#include "../nn/linear.h"
+#include "../nn/sequential.h"
 
 namespace weft::prune {
 

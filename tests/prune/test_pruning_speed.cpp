@@ -203,7 +203,7 @@ RankResult data_parallel_pruning(parallel::Communicator* comm) {
     if (step == 3) prune::magnitude(pruner, 0.5);
     if (step == 6) prune::global_magnitude(pruner, 0.7);
     if (step == 8) prune::random(pruner, 0.8, rank_gen);
-    if (comm && (step == 3 || step == 6 || step == 8)) pruner.sync_masks(*comm);
+    if (comm && (step == 3 || step == 6 || step == 8)) parallel::sync_masks(pruner, *comm);
   }
   RankResult r;
   for (size_t i = 0; i < pruner.size(); ++i) r.masks.push_back(raw::clone(pruner.mask(i)));
@@ -230,6 +230,22 @@ TEST_CASE("masks are identical on every rank through data-parallel pruning (thre
   }
   const auto m0 = results[0].masks[0].to_vector<float>();
   CHECK(std::count(m0.begin(), m0.end(), 0.0f) > 0.75 * m0.size());  // the pruning happened
+}
+
+TEST_CASE("sync_masks on ranks that masked different targets stops every rank with an error", "[prune]") {
+  std::vector<std::string> errors(2);
+  parallel::run_ranks(2, [&](parallel::Communicator& comm) {
+    auto model = mlp();
+    prune::Pruner pruner(*model);
+    pruner.set_mask(comm.rank(), ones_like(pruner.weight(comm.rank())));  // rank r masks target r
+    try {
+      parallel::sync_masks(pruner, comm);
+    } catch (const Error& e) {
+      errors[comm.rank()] = e.what();
+    }
+  });
+  CHECK_THAT(errors[0], Catch::Contains("another rank masked different targets"));
+  CHECK_THAT(errors[1], Catch::Contains("rank 1 has no mask on") && Catch::Contains("but rank 0 has one"));
 }
 
 TEST_CASE("without sync_masks, random pruning gives each rank a different mask", "[prune]") {

@@ -10,7 +10,7 @@
 
 #include "mpi_impl.h"
 #include "reduce.h"
-#include "trace.h"
+#include "../trace.h"
 
 namespace weft::parallel {
 namespace {

@@ -1,4 +1,4 @@
-// parallel/pruning/: removing weights from a model, and making that pay off.
+// prune/: removing weights from a model, and making that pay off.
 //
 //   pruner.h              masks as buffers, held through backward and every optimizer step
 //   methods.h             magnitude (per layer, global), structured, N:M, random

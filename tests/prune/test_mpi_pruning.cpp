@@ -4,8 +4,9 @@
 #include <catch2/catch.hpp>
 
 #include "nn/nn.h"
-#include "parallel/mpi_communicator.h"
-#include "parallel/pruning/pruning.h"
+#include "parallel/comm/mpi_communicator.h"
+#include "parallel/prune_sync.h"
+#include "prune/prune.h"
 #include "tensor/raw.h"
 
 using namespace weft;
@@ -39,7 +40,7 @@ TEST_CASE("mpi: sync_masks gives every rank rank 0's masks and weights", "[prune
   bool differ = false;
   for (const auto& row : before) differ |= row != before[0];
   if (comm->size() > 1) CHECK(differ);
-  pruner.sync_masks(*comm);
+  parallel::sync_masks(pruner, *comm);
   for (size_t i = 0; i < pruner.size(); ++i) {
     INFO("target " << pruner.name(i));
     const auto masks = gather_all(*comm, pruner.mask(i)), weights = gather_all(*comm, pruner.weight(i));

@@ -3,8 +3,8 @@
 #include <cstdio>
 #include <sstream>
 
-#include "../../autograd/tape.h"
-#include "../../tensor/raw.h"
+#include "../autograd/tape.h"
+#include "../tensor/raw.h"
 
 namespace weft::prune {
 
@@ -121,15 +121,6 @@ Tensor Pruner::dense_grad(size_t i) const {
   WEFT_CHECK(m && m->slot->dense_grad.defined(), "Pruner::dense_grad: no dense gradient captured for '", name(i),
              "' (mask it, call capture_dense_grads(true), then run backward)");
   return m->slot->dense_grad;
-}
-
-void Pruner::sync_masks(parallel::Communicator& comm, int root) {
-  // Every rank walks the masks in the same (installation) order; a rank that installed
-  // a different set fails the collective's size check instead of mixing masks up.
-  for (const auto& m : state_->masked) {
-    comm.broadcast(m->slot->mask, root);
-    comm.broadcast(m->param.detach(), root);
-  }
 }
 
 void Pruner::make_permanent() {

@@ -3,7 +3,7 @@
 #include <cmath>
 #include <numbers>
 
-#include "../../tensor/raw.h"
+#include "../tensor/raw.h"
 #include "methods.h"
 
 namespace weft::prune {

@@ -8,7 +8,7 @@
 #include <cstdint>
 #include <span>
 
-#include "../tensor/dtype.h"
+#include "../../tensor/dtype.h"
 #include "communicator.h"
 
 namespace weft::parallel {

@@ -5,7 +5,7 @@
 #include <limits>
 #include <numeric>
 
-#include "../../tensor/raw.h"
+#include "../tensor/raw.h"
 
 namespace weft::prune {
 

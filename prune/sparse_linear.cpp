@@ -14,10 +14,10 @@
 #pragma GCC diagnostic pop
 #endif
 
-#include "../../autograd/tape.h"
-#include "../../cuda/ops.h"
-#include "../../tensor/raw.h"
-#include "../../tensor/thread_pool.h"
+#include "../autograd/tape.h"
+#include "../cuda/ops.h"
+#include "../tensor/raw.h"
+#include "../tensor/thread_pool.h"
 
 namespace weft::prune {
 

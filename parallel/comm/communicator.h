@@ -5,9 +5,9 @@
 // (parallel/algorithms), DistributedDataParallel, pruning masks kept in sync -- is
 // written against this class only, so it runs unchanged over
 //   - "threads": N ranks as threads of one process, sharing memory (the embedded
-//     default, no launcher needed)            -> parallel/threads_communicator.h
-//   - "mpi":     one process per rank under mpirun (Open MPI)   -> parallel/mpi_communicator.h
-//   - "nccl":    GPU tensors, bootstrapped through MPI           -> parallel/nccl_communicator.h
+//     default, no launcher needed)            -> parallel/comm/threads_communicator.h
+//   - "mpi":     one process per rank under mpirun (Open MPI)   -> parallel/comm/mpi_communicator.h
+//   - "nccl":    GPU tensors, bootstrapped through MPI           -> parallel/comm/nccl_communicator.h
 //
 // RULES every backend follows
 //   * Collectives are called by every rank, in the same order, with tensors of the same
@@ -20,7 +20,7 @@
 //     number and the rank(s) that never arrived -- never a silent hang.
 //   * Tensors must be contiguous and live on a device the backend serves (CPU for threads
 //     and mpi, CUDA for nccl). Collectives work in place on `t` (its storage is written).
-//   * Reductions: Sum, Mean (sum / size), Max. float32 and int64.
+//   * Reductions: Sum, Mean (sum / size), Max. float32, float64 and int64.
 //   * Async variants return a Work handle at once; the communication runs on the
 //     backend's progress thread, in call order. The tensor must not be touched until
 //     wait() returns. wait() rethrows any error of the operation.
@@ -30,7 +30,7 @@
 #include <memory>
 #include <string>
 
-#include "../tensor/tensor.h"
+#include "../../tensor/tensor.h"
 
 namespace weft::parallel {
 

@@ -5,10 +5,10 @@
 // tests/parallel/mpi_dead_rank.sh: it needs its own mpirun job.)
 #include <catch2/catch.hpp>
 
-#include "algorithm_checks.h"
-#include "collective_checks.h"
-#include "parallel_helpers.h"
-#include "parallel/mpi_communicator.h"
+#include "../algorithm_checks.h"
+#include "../collective_checks.h"
+#include "../parallel_helpers.h"
+#include "parallel/comm/mpi_communicator.h"
 
 using namespace weft;
 using namespace weft::parallel;

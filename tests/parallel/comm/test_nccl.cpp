@@ -5,14 +5,14 @@
 // through a Communicator that stages the checks' CPU tensors through GPU copies.
 #include <thread>
 
-#include "../helpers.h"
-#include "algorithm_checks.h"
-#include "collective_checks.h"
-#include "parallel_helpers.h"
+#include "../../helpers.h"
+#include "../algorithm_checks.h"
+#include "../collective_checks.h"
+#include "../parallel_helpers.h"
 #include "cuda/cuda.h"
 #include "parallel/ddp.h"
-#include "parallel/nccl_communicator.h"
-#include "parallel/threads_communicator.h"
+#include "parallel/comm/nccl_communicator.h"
+#include "parallel/comm/threads_communicator.h"
 
 using namespace weft;
 using namespace weft::parallel;

@@ -5,9 +5,9 @@
 #include <fstream>
 #include <thread>
 
-#include "../helpers.h"
-#include "collective_checks.h"
-#include "parallel/threads_communicator.h"
+#include "../../helpers.h"
+#include "../collective_checks.h"
+#include "parallel/comm/threads_communicator.h"
 #include "parallel/trace.h"
 
 using namespace weft;
