@@ -1,16 +1,17 @@
 // Conv2d: x (N, C, H, W) -> (N, K, Ho, Wo) with weight (K, C/groups, kh, kw), bias (K).
 #pragma once
 
+#include "../tensor/size2.h"
 #include "../autograd/functions.h"
 #include "module.h"
 
 namespace weft::nn {
 
 struct Conv2dOptions {
-  std::array<int64_t, 2> kernel_size{3, 3};
-  std::array<int64_t, 2> stride{1, 1};
-  std::array<int64_t, 2> padding{0, 0};
-  std::array<int64_t, 2> dilation{1, 1};
+  Size2 kernel_size{3, 3};
+  Size2 stride{1, 1};
+  Size2 padding{0, 0};
+  Size2 dilation{1, 1};
   int64_t groups = 1;
   bool bias = true;
 };

@@ -11,7 +11,10 @@
 // off for this Sequential (not for Sequentials nested in it), to compare or to debug.
 #pragma once
 
+#include <concepts>
 #include <initializer_list>
+#include <memory>
+#include <utility>
 
 #include "module.h"
 
@@ -21,7 +24,25 @@ class Sequential : public Module {
  public:
   Sequential() = default;
   Sequential(std::initializer_list<std::shared_ptr<Module>> layers);
+  // Sequential(std::make_shared<Linear>(784, 512), std::make_shared<ReLU>(), ...): any
+  // shared_ptrs to modules, without spelling out an initializer_list of base pointers.
+  template <class... Ms>
+    requires(sizeof...(Ms) > 0 && (std::derived_from<Ms, Module> && ...))
+  explicit Sequential(std::shared_ptr<Ms>... layers) {
+    (push_back(std::move(layers)), ...);
+  }
   void push_back(std::shared_ptr<Module> layer);
+  // Builds a layer in place and appends it; returns it, for a handle to keep:
+  //   auto net = std::make_shared<nn::Sequential>();
+  //   net->add<nn::Linear>(784, 512);
+  //   net->add<nn::ReLU>();
+  template <class M, class... Args>
+    requires std::derived_from<M, Module>
+  std::shared_ptr<M> add(Args&&... args) {
+    auto m = std::make_shared<M>(std::forward<Args>(args)...);
+    push_back(m);
+    return m;
+  }
   Tensor forward(const Tensor& x) override;
   std::string repr() const override;
   size_t size() const { return layers_.size(); }

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <utility>
 
+#include "size2.h"
 #include "tensor.h"
 
 namespace weft {
@@ -19,16 +20,16 @@ class Generator;
 // Convolution and pooling settings. They live in namespace weft (not raw) so that
 // argument-dependent lookup finds only the differentiable weft::conv2d for user code.
 struct Conv2dParams {
-  std::array<int64_t, 2> stride{1, 1};
-  std::array<int64_t, 2> padding{0, 0};
-  std::array<int64_t, 2> dilation{1, 1};
+  Size2 stride{1, 1};
+  Size2 padding{0, 0};
+  Size2 dilation{1, 1};
   int64_t groups = 1;
 };
 struct Pool2dParams {
-  std::array<int64_t, 2> kernel{2, 2};
-  std::array<int64_t, 2> stride{2, 2};
-  std::array<int64_t, 2> padding{0, 0};
-  std::array<int64_t, 2> dilation{1, 1};  // max pooling only
+  Size2 kernel{2, 2};
+  Size2 stride{2, 2};
+  Size2 padding{0, 0};
+  Size2 dilation{1, 1};  // max pooling only
   bool count_include_pad = true;          // average pooling only
 };
 }

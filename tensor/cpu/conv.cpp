@@ -27,7 +27,7 @@ namespace weft::raw {
 
 namespace {
 
-std::string pair_str(const std::array<int64_t, 2>& a) { return detail::str("(", a[0], ",", a[1], ")"); }
+std::string pair_str(const Size2& a) { return a.str(); }
 
 // floor(a / b) for b > 0, also for negative a (C++ division truncates toward zero).
 int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }

@@ -26,7 +26,7 @@ namespace weft::raw {
 
 namespace {
 
-std::string pair_str(const std::array<int64_t, 2>& a) { return detail::str("(", a[0], ",", a[1], ")"); }
+std::string pair_str(const Size2& a) { return a.str(); }
 
 struct PoolGeom {
   int64_t N, C, H, W, Ho, Wo;

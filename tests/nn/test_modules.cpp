@@ -1,6 +1,8 @@
 // Modules: the parameter tree, layers against hand-computed values, gradchecks through
 // whole modules, train/eval, state dicts.
 #include "../helpers.h"
+#include "tensor/raw.h"
+#include <type_traits>
 
 using namespace weft;
 using test::leaf;
@@ -237,4 +239,35 @@ TEST_CASE("Linear with a non-positive size names both sizes", "[nn][errors]") {
   CHECK_THROWS_WITH(nn::Linear(3, -1), Catch::Contains("Linear: features must be positive, got in=3 out=-1"));
   CHECK_THROWS_WITH(nn::Linear(-2, 4), Catch::Contains("Linear: features must be positive, got in=-2 out=4"));
   CHECK_THROWS_WITH(nn::Linear(0, 4), Catch::Contains("got in=0 out=4"));
+}
+
+TEST_CASE("Size2 options: one number means both sizes, two mean (h, w)", "[nn]") {
+  // The trap std::array<int64_t, 2> had: {.kernel_size = {3, 3}, .padding = 1} gave
+  // padding (1, 0) and a 28x26 output for a 28x28 input.
+  nn::Conv2d same(1, 2, nn::Conv2dOptions{.kernel_size = {3, 3}, .padding = 1});
+  CHECK(same.forward(zeros({1, 1, 28, 28})).shape() == Shape{1, 2, 28, 28});
+  nn::Conv2d wide(1, 2, nn::Conv2dOptions{.kernel_size = {3, 5}, .padding = {1, 2}});
+  CHECK(wide.forward(zeros({1, 1, 28, 28})).shape() == Shape{1, 2, 28, 28});
+  nn::Conv2d strided(1, 2, nn::Conv2dOptions{.kernel_size = 3, .stride = 2});
+  CHECK(strided.forward(zeros({1, 1, 9, 9})).shape() == Shape{1, 2, 4, 4});
+  const raw::Pool2dParams pool{.kernel = 3, .stride = 1, .padding = 1};
+  CHECK((pool.kernel == Size2{3, 3} && pool.padding == Size2(1, 1)));
+  static_assert(!std::is_constructible_v<Size2, int64_t, int64_t, int64_t>, "three sizes do not compile");
+  static_assert(Size2(4)[1] == 4 && Size2(2, 5)[1] == 5);
+}
+
+TEST_CASE("Sequential from shared_ptrs of any module, and add<T>(args...)", "[nn]") {
+  nn::Sequential a(std::make_shared<nn::Linear>(4, 3), std::make_shared<nn::ReLU>(), std::make_shared<nn::Linear>(3, 2));
+  nn::Sequential b;
+  auto first = b.add<nn::Linear>(4, 3);
+  b.add<nn::ReLU>();
+  b.add<nn::Linear>(3, 2);
+  REQUIRE(a.size() == 3);
+  REQUIRE(b.size() == 3);
+  CHECK(b[0] == first);
+  const auto names = b.named_parameters();
+  REQUIRE(names.size() == 4);
+  CHECK(names[0].first == "0.weight");
+  CHECK(names[3].first == "2.bias");
+  CHECK(b.forward(zeros({5, 4})).shape() == Shape{5, 2});
 }

@@ -96,7 +96,7 @@ TEST_CASE("conv2d: golden values for small hand-computed cases", "[conv]") {
 
 TEST_CASE("conv2d: forward and both backwards match a direct-loop reference", "[conv]") {
   const int64_t N = 5, C = 4, H = 7, W = 6, K = 8;
-  const std::vector<std::array<int64_t, 2>> kernels{{3, 3}, {1, 1}, {1, 3}, {2, 3}};
+  const std::vector<Size2> kernels{{3, 3}, {1, 1}, {1, 3}, {2, 3}};
   for (DType dt : {kFloat32, kFloat64})
     for (auto [kh, kw] : kernels)
       for (int64_t stride : {1, 2})
