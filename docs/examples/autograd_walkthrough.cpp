@@ -2,7 +2,7 @@
 // forward and backward, the gradient-ready hooks, version counters, NoGradGuard, and the
 // freeing and collection of tape entries. Build and run:
 //
-//   ninja -C build bench/autograd_walkthrough && build/bench/autograd_walkthrough
+//   ninja -C build docs/autograd_walkthrough && build/docs/autograd_walkthrough
 //
 // The program peeks at AutogradMeta (autograd/tape.h) -- which tape entry produced a
 // tensor, a leaf's pending count -- to show the bookkeeping; ordinary code never needs to.

@@ -12,7 +12,7 @@
 //                 optimizer's state zeroed where pruned
 // for SGD (lr 0.1, momentum 0.9, weight decay 0.01) and AdamW (lr 0.05, weight decay 0.1).
 //
-//   ninja -C build bench/pruning_revival && build/bench/pruning_revival
+//   ninja -C build docs/pruning_revival && build/docs/pruning_revival
 #include <cstdio>
 #include <functional>
 #include <memory>
