@@ -185,30 +185,18 @@ void train_rank(const DdpConfig& c, std::shared_ptr<Communicator> comm, std::sha
 
 // `replicas` rank threads in this process (--backend threads, or nccl without mpirun:
 // one thread per GPU). `wrap` turns a rank's threads communicator into the one it trains
-// with, inside its thread. A rank that fails aborts its communicator so the others stop
-// at once instead of at the timeout.
+// with, inside its thread. A rank that fails is marked gone by run_ranks, so the others
+// stop at once instead of at the timeout; its error is the one reported.
 using Wrap = std::function<std::shared_ptr<Communicator>(std::shared_ptr<Communicator>)>;
 void run_threads(const DdpConfig& c, const samples::FashionMnist& data, const Wrap& wrap) {
   WEFT_CHECK(c.replicas >= 1, "--replicas must be at least 1, got ", c.replicas);
-  auto comms = parallel::make_thread_group(c.replicas);
   // Models are built here, one after another, because initialisation draws from the
   // process-wide generator (DDP then overwrites ranks 1.. with rank 0's values anyway).
   std::vector<std::shared_ptr<nn::Module>> models;
   for (int r = 0; r < c.replicas; ++r) models.push_back(make_model(c.model));
-  std::vector<std::string> errors(static_cast<size_t>(c.replicas));
-  std::vector<std::thread> threads;
-  for (int r = 0; r < c.replicas; ++r)
-    threads.emplace_back([&, r] {
-      try {
-        train_rank(c, wrap(comms[r]), models[r], data);
-      } catch (const std::exception& e) {
-        errors[r] = e.what();
-        comms[r]->abort(e.what());
-      }
-    });
-  for (auto& t : threads) t.join();
-  for (const std::string& e : errors)
-    if (!e.empty()) throw Error(e);  // the first rank's error; the others followed from it
+  parallel::run_ranks(c.replicas, [&](const std::shared_ptr<Communicator>& comm) {
+    train_rank(c, wrap(comm), models[comm->rank()], data);
+  });
 }
 
 std::shared_ptr<Communicator> mpi_world(const DdpConfig& c) {

@@ -289,7 +289,7 @@ std::vector<std::shared_ptr<Communicator>> make_thread_group(int n, Timeout time
   return make_comms(std::make_shared<ThreadGroup>(n), timeout);
 }
 
-void run_ranks(int n, const std::function<void(Communicator&)>& fn, Timeout timeout) {
+void run_ranks_shared(int n, const std::function<void(const std::shared_ptr<Communicator>&)>& fn, Timeout timeout) {
   WEFT_CHECK(n >= 1, "run_ranks: need at least one rank, got ", n);
   auto group = std::make_shared<ThreadGroup>(n);
   auto comms = make_comms(group, timeout);
@@ -299,7 +299,7 @@ void run_ranks(int n, const std::function<void(Communicator&)>& fn, Timeout time
   for (int r = 0; r < n; ++r)
     threads.emplace_back([&, r] {
       try {
-        fn(*comms[r]);
+        fn(comms[r]);
         group->mark_gone(r, "its function returned");
       } catch (const std::exception& e) {
         {

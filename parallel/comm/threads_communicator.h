@@ -26,6 +26,7 @@
 
 #include <functional>
 #include <memory>
+#include <type_traits>
 #include <vector>
 
 #include "communicator.h"
@@ -85,9 +86,21 @@ class ThreadsCommunicator : public Communicator {
 std::vector<std::shared_ptr<Communicator>> make_thread_group(int n, Timeout timeout = kDefaultTimeout);
 
 // Runs fn(comm) on n threads, one per rank of a fresh thread group, and joins them.
-// A rank whose fn throws is marked gone (so ranks waiting for it fail at once instead of
-// at the timeout), and so is a rank whose fn returns. Afterwards the first exception
-// thrown (in time) is rethrown; the others were usually its consequences.
-void run_ranks(int n, const std::function<void(Communicator&)>& fn, Timeout timeout = kDefaultTimeout);
+// fn takes the rank's communicator as a Communicator& or, for what keeps a handle (a
+// DistributedDataParallel, a communicator layered over it), as a
+// std::shared_ptr<Communicator>. A rank whose fn throws is marked gone (so ranks waiting
+// for it fail at once instead of at the timeout), and so is a rank whose fn returns.
+// Afterwards the first exception thrown (in time) is rethrown; the others were usually
+// its consequences.
+void run_ranks_shared(int n, const std::function<void(const std::shared_ptr<Communicator>&)>& fn,
+                      Timeout timeout = kDefaultTimeout);
+
+template <class F>
+void run_ranks(int n, F&& fn, Timeout timeout = kDefaultTimeout) {
+  if constexpr (std::is_invocable_v<F&, Communicator&>)
+    run_ranks_shared(n, [&](const std::shared_ptr<Communicator>& c) { fn(*c); }, timeout);
+  else
+    run_ranks_shared(n, [&](const std::shared_ptr<Communicator>& c) { fn(c); }, timeout);
+}
 
 }  // namespace weft::parallel

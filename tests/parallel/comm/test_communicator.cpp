@@ -201,3 +201,24 @@ TEST_CASE("trace: communicator ops record spans per rank and write a Chrome trac
   run_ranks(2, [](Communicator& c) { c.barrier(); });
   CHECK(trace::events().empty());  // disabled: nothing recorded
 }
+
+TEST_CASE("run_ranks hands out shared_ptr<Communicator> to functions that want one", "[parallel]") {
+  // What DistributedDataParallel keeps: a handle to the rank's communicator.
+  std::vector<std::shared_ptr<parallel::Communicator>> kept(3);
+  parallel::run_ranks(3, [&](const std::shared_ptr<parallel::Communicator>& comm) {
+    Tensor t = full({4}, double(comm->rank() + 1));
+    comm->allreduce(t, parallel::ReduceOp::Sum);
+    CHECK(t.to_vector<float>() == std::vector<float>(4, 6.0f));
+    kept[comm->rank()] = comm;
+  });
+  for (int r = 0; r < 3; ++r) CHECK((kept[r] && kept[r]->rank() == r && kept[r]->size() == 3));
+  // A rank that throws stops the others at once (not at the timeout), and its error is rethrown.
+  const auto t0 = std::chrono::steady_clock::now();
+  CHECK_THROWS_WITH(parallel::run_ranks(2, [&](const std::shared_ptr<parallel::Communicator>& comm) {
+                      if (comm->rank() == 1) throw Error("rank 1 failed on purpose");
+                      Tensor t = full({4}, 1.0);
+                      comm->allreduce(t);
+                    }),
+                    Catch::Contains("rank 1 failed on purpose") || Catch::Contains("rank 1"));
+  CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(10));
+}
