@@ -22,6 +22,10 @@ class BatchNorm2d : public Module {
   Tensor& num_batches_tracked;  // int64 scalar, as in PyTorch's state dict
   const int64_t num_features;
   const double eps, momentum;
+
+  std::shared_ptr<Module> make_fresh() const override {
+    return std::make_shared<BatchNorm2d>(num_features, eps, momentum, weight.defined());
+  }
 };
 
 }  // namespace weft::nn

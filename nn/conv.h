@@ -28,6 +28,10 @@ class Conv2d : public Module {
   Tensor& bias;
   const int64_t in_channels, out_channels;
   const Conv2dOptions options;
+
+  std::shared_ptr<Module> make_fresh() const override {
+    return std::make_shared<Conv2d>(in_channels, out_channels, options);
+  }
 };
 
 }  // namespace weft::nn

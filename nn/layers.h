@@ -10,18 +10,24 @@ class ReLU : public Module {
  public:
   Tensor forward(const Tensor& x) override { return x.relu(); }
   std::string repr() const override { return "ReLU()"; }
+
+  std::shared_ptr<Module> make_fresh() const override { return std::make_shared<ReLU>(); }
 };
 
 class Tanh : public Module {
  public:
   Tensor forward(const Tensor& x) override { return x.tanh(); }
   std::string repr() const override { return "Tanh()"; }
+
+  std::shared_ptr<Module> make_fresh() const override { return std::make_shared<Tanh>(); }
 };
 
 class Sigmoid : public Module {
  public:
   Tensor forward(const Tensor& x) override { return x.sigmoid(); }
   std::string repr() const override { return "Sigmoid()"; }
+
+  std::shared_ptr<Module> make_fresh() const override { return std::make_shared<Sigmoid>(); }
 };
 
 // x (N, C, H, W) -> (N, C, Ho, Wo)
@@ -32,6 +38,8 @@ class MaxPool2d : public Module {
   Tensor forward(const Tensor& x) override { return weft::max_pool2d(x, params); }
   std::string repr() const override;
   const Pool2dParams params;
+
+  std::shared_ptr<Module> make_fresh() const override { return std::make_shared<MaxPool2d>(params); }
 };
 
 class AvgPool2d : public Module {
@@ -41,6 +49,8 @@ class AvgPool2d : public Module {
   Tensor forward(const Tensor& x) override { return weft::avg_pool2d(x, params); }
   std::string repr() const override;
   const Pool2dParams params;
+
+  std::shared_ptr<Module> make_fresh() const override { return std::make_shared<AvgPool2d>(params); }
 };
 
 // Flattens dims [start_dim, end_dim] into one: (N, C, H, W) -> (N, C*H*W) by default.
@@ -50,6 +60,8 @@ class Flatten : public Module {
   Tensor forward(const Tensor& x) override { return x.flatten(start_dim, end_dim); }
   std::string repr() const override { return "Flatten()"; }
   const int64_t start_dim, end_dim;
+
+  std::shared_ptr<Module> make_fresh() const override { return std::make_shared<Flatten>(start_dim, end_dim); }
 };
 
 // Zeroes elements with probability p in training; the identity in eval().
@@ -59,6 +71,8 @@ class Dropout : public Module {
   Tensor forward(const Tensor& x) override { return weft::dropout(x, p, is_training(), gen_); }
   std::string repr() const override;
   const double p;
+
+  std::shared_ptr<Module> make_fresh() const override { return std::make_shared<Dropout>(p, gen_); }
 
  private:
   Generator& gen_;

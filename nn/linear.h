@@ -18,6 +18,10 @@ class Linear : public Module {
   Tensor& weight;
   Tensor& bias;  // undefined when built without bias
   const int64_t in_features, out_features;
+
+  std::shared_ptr<Module> make_fresh() const override {
+    return std::make_shared<Linear>(in_features, out_features, bias.defined());
+  }
 };
 
 }  // namespace weft::nn

@@ -63,6 +63,18 @@ class Module {
   // (an optimizer's) sees the move. Call it before building the optimizer all the same.
   void to(Device device);
 
+  // ---- copies ------------------------------------------------------------------------
+  // A new module of the same architecture on `device`, holding this one's parameter and
+  // buffer values, in the same training mode: what DataParallel makes its replicas with.
+  // The built-in layers and Sequential know how to build a fresh copy of themselves
+  // (make_fresh); a module of your own overrides make_fresh -- usually one line,
+  // `return std::make_shared<MyNet>(same arguments);` -- or is copied with a factory
+  // (nn::replicate). Building the copy does not advance default_generator().
+  std::shared_ptr<Module> clone(Device device) const;
+  // A freshly built module of the same architecture (clone() copies the values in). The
+  // default throws, naming repr(): C++ cannot copy an arbitrary subclass by itself.
+  virtual std::shared_ptr<Module> make_fresh() const;
+
   // ---- state -------------------------------------------------------------------------
   // Parameters then buffers, in registration order, keyed by their dotted names.
   NamedTensors state_dict() const;

@@ -1,6 +1,7 @@
 #include "replicate.h"
 
 #include "../autograd/tape.h"
+#include "../tensor/generator.h"
 #include "../tensor/raw.h"
 
 namespace weft::nn {
@@ -18,6 +19,28 @@ std::shared_ptr<Module> replicate(const Module& source, const ModuleFactory& mak
     throw Error(detail::str("replicate: the factory builds a module that differs from the source: ", e.what()));
   }
   copy->train(source.is_training());
+  return copy;
+}
+
+std::shared_ptr<Module> Module::make_fresh() const {
+  throw Error(detail::str("clone: ", repr(), " cannot build a fresh copy of itself: override make_fresh() in its ",
+                          "class (return std::make_shared<YourModule>(its constructor's arguments)), or copy it with ",
+                          "nn::replicate and a factory"));
+}
+
+std::shared_ptr<Module> Module::clone(Device device) const {
+  // Building the copy initialises its parameters from default_generator(); put the
+  // generator back, so that cloning does not change the random numbers drawn after it.
+  Generator& gen = default_generator();
+  const uint64_t offset = gen.offset();
+  std::shared_ptr<Module> copy;
+  try {
+    copy = replicate(*this, [this] { return make_fresh(); }, device);
+  } catch (...) {
+    gen.set_offset(offset);
+    throw;
+  }
+  gen.set_offset(offset);
   return copy;
 }
 

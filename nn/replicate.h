@@ -2,15 +2,18 @@
 //
 // DataParallel needs N identical models, one per device. C++ has no reflection, and a
 // Module subclass holds typed handles to its layers (`std::shared_ptr<Linear> fc1`) that
-// no generic deep copy could rebind, so weft does not try to clone an arbitrary object.
-// Instead the caller passes a factory -- the same function that built the original --
-// and replicate() builds a fresh module with it, checks that it has exactly the same
-// parameter and buffer names and shapes as the source, moves it to the target device
-// and copies the source's values in (through state_dict, the same path checkpoints use).
+// no generic deep copy could rebind, so weft never copies an object member by member.
+// It builds a fresh module of the same architecture instead -- Module::clone asks the
+// module (make_fresh(): the built-in layers and Sequential know how; a module of your own
+// overrides it), replicate() takes a factory, the same function that built the original
+// -- checks that it has exactly the same parameter and buffer names and shapes as the
+// source, moves it to the target device and copies the source's values in (through
+// state_dict, the same path checkpoints use).
 //
+//   auto model = samples::make_cnn();
+//   auto copy = model->clone(Device::cpu(1));                  // same values, on cpu:1
 //   auto make = [] { return samples::make_cnn(); };
-//   auto model = make();
-//   auto copy = nn::replicate(*model, make, Device::cpu(1));   // same values, on cpu:1
+//   auto copy2 = nn::replicate(*model, make, Device::cpu(1));  // the same, by a factory
 #pragma once
 
 #include <functional>

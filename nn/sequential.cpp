@@ -42,6 +42,13 @@ Tensor Sequential::forward(const Tensor& x) {
   return h;
 }
 
+std::shared_ptr<Module> Sequential::make_fresh() const {
+  auto fresh = std::make_shared<Sequential>();
+  for (const auto& layer : layers_) fresh->push_back(layer->make_fresh());
+  fresh->fuse_ = fuse_;
+  return fresh;
+}
+
 std::string Sequential::repr() const {
   std::ostringstream os;
   os << "Sequential(\n";

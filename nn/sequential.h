@@ -49,6 +49,8 @@ class Sequential : public Module {
   const std::shared_ptr<Module>& operator[](size_t i) const { return layers_.at(i); }
   void set_fusion(bool on) { fuse_ = on; }
 
+  std::shared_ptr<Module> make_fresh() const override;
+
  private:
   std::vector<std::shared_ptr<Module>> layers_;
   bool fuse_ = true;

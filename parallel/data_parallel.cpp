@@ -9,6 +9,9 @@
 
 namespace weft::parallel {
 
+DataParallel::DataParallel(std::shared_ptr<nn::Module> module, std::vector<Device> devices)
+    : DataParallel(module, nullptr, std::move(devices)) {}
+
 DataParallel::DataParallel(std::shared_ptr<nn::Module> module, nn::ModuleFactory make, std::vector<Device> devices)
     : devices_(std::move(devices)) {
   WEFT_CHECK(module != nullptr, "DataParallel: the module is null");
@@ -19,7 +22,8 @@ DataParallel::DataParallel(std::shared_ptr<nn::Module> module, nn::ModuleFactory
                  " is listed twice; each replica needs its own device");
   module->to(devices_[0]);
   replicas_.push_back(std::move(module));
-  for (size_t r = 1; r < devices_.size(); ++r) replicas_.push_back(nn::replicate(*replicas_[0], make, devices_[r]));
+  for (size_t r = 1; r < devices_.size(); ++r)
+    replicas_.push_back(make ? nn::replicate(*replicas_[0], make, devices_[r]) : replicas_[0]->clone(devices_[r]));
 }
 
 int64_t DataParallel::shard_size(int64_t batch, size_t num_replicas, size_t r) {

@@ -42,9 +42,11 @@ using LossFn = std::function<Tensor(const Tensor& output, const Tensor& target)>
 
 class DataParallel {
  public:
-  // `module` becomes the primary replica and is moved to devices[0]; `make` builds
-  // fresh copies of the same architecture (see nn/replicate.h). Devices must be
-  // distinct.
+  // `module` becomes the primary replica and is moved to devices[0]; the others are its
+  // clones (Module::clone), one per further device. Devices must be distinct.
+  DataParallel(std::shared_ptr<nn::Module> module, std::vector<Device> devices);
+  // The same, with the replicas built by `make` (see nn/replicate.h): for a module of
+  // your own that does not override make_fresh().
   DataParallel(std::shared_ptr<nn::Module> module, nn::ModuleFactory make, std::vector<Device> devices);
 
   // One forward and backward over the batch x (B, ...), y (B, ...), both on any one

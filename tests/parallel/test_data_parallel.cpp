@@ -55,8 +55,8 @@ TEST_CASE("DataParallel gradients equal the single module's on the full batch", 
 
 TEST_CASE("DataParallel trains like the single module over several SGD steps", "[parallel]") {
   auto model = make_tiny_mlp();
-  auto single = nn::replicate(*model, make_tiny_mlp, kCPU);
-  parallel::DataParallel dp(model, make_tiny_mlp, cpu_devices(3));
+  auto single = model->clone(kCPU);
+  parallel::DataParallel dp(model, cpu_devices(3));  // replicas by Module::clone, no factory
   optim::SGD opt_dp(dp.module().parameters(), {.lr = 0.1, .momentum = 0.9});
   optim::SGD opt_single(single->parameters(), {.lr = 0.1, .momentum = 0.9});
   for (int step = 0; step < 5; ++step) {
@@ -93,4 +93,33 @@ TEST_CASE("DataParallel rejects a repeated device and reports a replica's error"
   const auto batch = tiny_batch(4, 1);
   Tensor wrong_x = randn({4, 5});  // the model wants 6 features
   REQUIRE_THROWS_AS(dp.forward_backward(wrong_x, batch.y, ce), Error);
+}
+
+namespace {
+struct NoFresh : nn::Module {
+  Tensor forward(const Tensor& x) override { return x; }
+  std::string repr() const override { return "NoFresh()"; }
+};
+}  // namespace
+
+TEST_CASE("Module::clone copies values into separate storage and leaves the generator alone", "[parallel][nn]") {
+  auto model = make_tiny_mlp();
+  model->eval();
+  const uint64_t offset = default_generator().offset();
+  auto copy = model->clone(Device::cpu(1));
+  CHECK(default_generator().offset() == offset);
+  CHECK_FALSE(copy->is_training());
+  CHECK(copy->repr() == model->repr());
+  const auto a = model->state_dict(), b = copy->state_dict();
+  REQUIRE(a.size() == b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    CHECK(a[i].first == b[i].first);
+    CHECK(b[i].second.device() == Device::cpu(1));
+    CHECK(equal(a[i].second, b[i].second));
+    CHECK(a[i].second.raw_data() != b[i].second.raw_data());
+  }
+  // A module of one's own that cannot build itself says how to fix that.
+  nn::Sequential with_custom(std::make_shared<nn::Linear>(2, 2), std::make_shared<NoFresh>());
+  CHECK_THROWS_WITH(with_custom.clone(kCPU), Catch::Contains("NoFresh() cannot build a fresh copy") &&
+                                                 Catch::Contains("override make_fresh()"));
 }
