@@ -306,4 +306,11 @@ void run_needed(Tape& tape, const std::vector<int64_t>& needed) {
 }
 }  // namespace
 
+void zero_grad(const std::vector<Tensor>& params, bool set_to_none) {
+  for (Tensor p : params) {  // a handle: set_grad changes the tensor it shares
+    if (set_to_none || !p.grad().defined()) p.set_grad(Tensor());
+    else raw::fill_(p.grad(), 0.0);
+  }
+}
+
 }  // namespace weft::autograd

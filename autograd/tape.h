@@ -47,6 +47,11 @@ namespace weft::autograd {
 bool is_grad_enabled();
 void set_grad_enabled(bool on);
 
+// Clears the .grad of every tensor in `params` (set_to_none, like PyTorch's default) or
+// zeroes it in place (keeping the buffer, e.g. for a bucket that views it). What
+// Module::zero_grad and Optimizer::zero_grad both do.
+void zero_grad(const std::vector<Tensor>& params, bool set_to_none = true);
+
 // While alive, ops record nothing (inference, optimizer steps, backward itself).
 class NoGradGuard {
  public:

@@ -139,19 +139,10 @@ void Module::train(bool on) {
   for (auto& [_, child] : children_) child->train(on);
 }
 
-void Module::zero_grad(bool set_to_none) {
-  for (Tensor& p : parameters()) {
-    if (set_to_none || !p.grad().defined()) {
-      p.set_grad(Tensor());
-    } else {
-      Tensor g = p.grad();
-      raw::fill_(g, 0.0);
-    }
-  }
-}
+void Module::zero_grad(bool set_to_none) { autograd::zero_grad(parameters(), set_to_none); }
 
 void Module::to(Device device) {
-  auto move = [&](const Tensor& t) {
+  auto move = [&](Tensor t) {  // a handle: what it changes, every handle of the tensor sees
     if (!t.defined() || t.device() == device) return;
     Tensor moved = raw::to_device(t, device);
     // Swap the storage under the same TensorImpl, so every handle sees the move.
@@ -159,7 +150,7 @@ void Module::to(Device device) {
     impl->storage = moved.storage();
     impl->strides = moved.strides();
     impl->offset = moved.offset();
-    if (Tensor g = t.grad(); g.defined()) const_cast<Tensor&>(t).set_grad(raw::to_device(g, device));
+    if (Tensor g = t.grad(); g.defined()) t.set_grad(raw::to_device(g, device));
   };
   for (auto& [_, t] : named_parameters()) move(t);
   for (auto& [_, t] : named_buffers()) move(t);

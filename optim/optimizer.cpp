@@ -78,12 +78,7 @@ const Tensor& Optimizer::lr_on(Device device) {
   return lr_device_;
 }
 
-void Optimizer::zero_grad(bool set_to_none) {
-  for (Tensor& p : params_) {
-    if (set_to_none || !p.grad().defined()) p.set_grad(Tensor());
-    else raw::fill_(p.grad(), 0.0);
-  }
-}
+void Optimizer::zero_grad(bool set_to_none) { autograd::zero_grad(params_, set_to_none); }
 
 nn::NamedTensors Optimizer::state_dict() const {
   nn::NamedTensors out;
