@@ -39,7 +39,7 @@ GradcheckResult gradcheck(const std::function<Tensor(const std::vector<Tensor>&)
     std::vector<std::vector<double>> analytic(n_out);
     for (int64_t o = 0; o < n_out; ++o) {
       for (const Tensor& in : inputs)
-        if (in.defined() && in.requires_grad()) in.impl()->autograd->grad = Tensor();
+        if (in.defined() && in.requires_grad() && in.impl()->autograd) in.impl()->autograd->grad = Tensor();
       Tensor y = f(inputs);
       if (!y.requires_grad()) {
         analytic[o].assign(x.numel(), 0.0);
@@ -84,7 +84,7 @@ GradcheckResult gradcheck(const std::function<Tensor(const std::vector<Tensor>&)
     }
   }
   for (const Tensor& in : inputs)
-    if (in.defined() && in.requires_grad()) in.impl()->autograd->grad = Tensor();
+    if (in.defined() && in.requires_grad() && in.impl()->autograd) in.impl()->autograd->grad = Tensor();
   return result;
 }
 

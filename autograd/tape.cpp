@@ -143,7 +143,7 @@ int64_t tape_size() { return this_thread_tape()->live(); }
 bool needs_recording(std::initializer_list<const Tensor*> inputs) {
   if (!t_grad_enabled) return false;
   for (const Tensor* t : inputs)
-    if (t->defined() && t->impl()->autograd && t->impl()->autograd->requires_grad) return true;
+    if (t->defined() && t->impl()->requires_grad) return true;
   return false;
 }
 
@@ -162,7 +162,7 @@ Tensor record(const char* name, const Tensor& output, std::span<const Tensor> in
   for (const Tensor& in : inputs) {
     Edge edge;
     if (in.defined() && in.requires_grad()) {
-      const AutogradMeta& m = *in.impl()->autograd;
+      const AutogradMeta& m = meta(in);  // a tensor created with requires_grad has none yet
       if (m.producer < 0) {
         edge.leaf = in.impl_ptr();
       } else {
@@ -182,7 +182,7 @@ Tensor record(const char* name, const Tensor& output, std::span<const Tensor> in
   e->out_dtype = output.dtype();
   e->out_device = output.device();
   AutogradMeta& m = meta(output);
-  m.requires_grad = true;
+  output.impl()->requires_grad = true;
   m.tape = tape;
   m.producer = tape->append(std::move(e));
   return output;
@@ -249,7 +249,7 @@ void backward(const Tensor& root, const Tensor& grad_in) {
   raw::check_same("backward", grad, root);
   NoGradGuard no_grad;  // backward formulas are not themselves recorded
 
-  AutogradMeta& rm = *root.impl()->autograd;
+  AutogradMeta& rm = meta(root);
   if (rm.producer < 0) {  // a leaf: d(root)/d(root) = grad
     rm.pending = 1;
     add_to_leaf(root.impl_ptr(), grad);

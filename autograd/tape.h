@@ -97,8 +97,7 @@ int64_t tape_size();
 
 // ---- per-tensor autograd state -----------------------------------------------------------
 class Tape;
-struct AutogradMeta {
-  bool requires_grad = false;
+struct AutogradMeta {  // (requires_grad itself is TensorImpl::requires_grad)
   bool retains_grad = false;
   Tensor grad;
   // Non-leaf: the tape and the sequence number of the entry that produced this tensor.

@@ -14,7 +14,6 @@ AutogradMeta& meta_of(const Tensor& t) {
 }
 }  // namespace
 
-bool Tensor::requires_grad() const { return impl_->autograd && impl_->autograd->requires_grad; }
 
 bool Tensor::is_leaf() const { return !impl_->autograd || impl_->autograd->producer < 0; }
 
@@ -24,7 +23,7 @@ Tensor& Tensor::requires_grad_(bool on) {
                         "op (use detach() to make a leaf)");
   WEFT_CHECK(!on || is_floating(dtype()), "requires_grad_: only floating-point tensors can require grad, this one is ",
              dtype());
-  meta_of(*this).requires_grad = on;
+  impl_->requires_grad = on;
   return *this;
 }
 
@@ -36,7 +35,6 @@ void Tensor::set_grad(const Tensor& g) {
   meta_of(*this).grad = g;
 }
 
-Tensor Tensor::detach() const { return make_tensor(storage(), shape(), strides(), offset(), dtype()); }
 
 void Tensor::retain_grad() {
   WEFT_CHECK(requires_grad(), "retain_grad: the tensor does not require grad");

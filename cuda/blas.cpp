@@ -8,6 +8,7 @@
 #include <mutex>
 #include <utility>
 
+#include "../tensor/views.h"
 #include "cuda_libraries.h"
 #include "detail.h"
 #include "ops.h"
@@ -103,7 +104,7 @@ void linear(const Tensor& out, const Tensor& x, const Tensor& w, const Tensor& b
   if (bias.defined()) raw::copy_(out, bias);
   else raw::fill_(out, 0);
   if (x.shape()[1] == 0) return;
-  gemm_into("linear", out, x, w.t(), 1.0);
+  gemm_into("linear", out, x, views::t(w), 1.0);
 }
 
 }  // namespace weft::cuda

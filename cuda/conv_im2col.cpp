@@ -4,6 +4,7 @@
 //   forward:  out[n][g] (Kg, Ho*Wo)       = w[g] (Kg, Cg*kh*kw) @ cols[n][g] (Cg*kh*kw, Ho*Wo)
 //   dx:       cols[n][g]                  = w[g]^T @ grad[n][g];  dx[n] = col2im(cols[n])
 //   dw:       dw[g] += grad[n][g] @ cols[n][g]^T, summed over the images n
+#include "../tensor/views.h"
 #include "../tensor/creation.h"
 #include "detail.h"
 #include "kernels/im2col.h"
@@ -33,13 +34,14 @@ void conv2d_im2col(const Tensor& out, const Tensor& x_in, const Tensor& w_in, co
   const int64_t N = x.shape()[0], K = w.shape()[0], G = p.groups, Kg = K / G, Cg = g.C / G;
   const int64_t taps = Cg * g.kh * g.kw, spatial = int64_t(g.Ho) * g.Wo;
   Tensor cols = empty({G, taps, spatial}, x.dtype(), x.device());
-  const Tensor wg = w.view({G, Kg, taps});
+  const Tensor wg = views::view(w, {G, Kg, taps});
   for (int64_t n = 0; n < N; ++n) {
-    im2col_t(x.select(0, n), cols, g);
-    const Tensor out_n = out.select(0, n).view({G, Kg, spatial});
-    for (int64_t gi = 0; gi < G; ++gi) gemm(out_n.select(0, gi), wg.select(0, gi), cols.select(0, gi));
+    im2col_t(views::select(x, 0, n), cols, g);
+    const Tensor out_n = views::view(views::select(out, 0, n), {G, Kg, spatial});
+    for (int64_t gi = 0; gi < G; ++gi)
+      gemm(views::select(out_n, 0, gi), views::select(wg, 0, gi), views::select(cols, 0, gi));
   }
-  if (bias.defined()) raw::binary_(raw::Binary::Add, out, bias.view({1, K, 1, 1}));
+  if (bias.defined()) raw::binary_(raw::Binary::Add, out, views::view(bias, {1, K, 1, 1}));
 }
 
 void conv2d_backward_input_im2col(const Tensor& gx, const Tensor& grad_in, const Tensor& w_in,
@@ -49,11 +51,12 @@ void conv2d_backward_input_im2col(const Tensor& gx, const Tensor& grad_in, const
   const int64_t N = gx.shape()[0], K = w.shape()[0], G = p.groups, Kg = K / G, Cg = g.C / G;
   const int64_t taps = Cg * g.kh * g.kw, spatial = int64_t(g.Ho) * g.Wo;
   Tensor cols = empty({G, taps, spatial}, gx.dtype(), gx.device());
-  const Tensor wg = w.view({G, Kg, taps});
+  const Tensor wg = views::view(w, {G, Kg, taps});
   for (int64_t n = 0; n < N; ++n) {
-    const Tensor grad_n = grad.select(0, n).view({G, Kg, spatial});
-    for (int64_t gi = 0; gi < G; ++gi) gemm(cols.select(0, gi), wg.select(0, gi).t(), grad_n.select(0, gi));
-    const Tensor gx_n = gx.select(0, n);
+    const Tensor grad_n = views::view(views::select(grad, 0, n), {G, Kg, spatial});
+    for (int64_t gi = 0; gi < G; ++gi)
+      gemm(views::select(cols, 0, gi), views::t(views::select(wg, 0, gi)), views::select(grad_n, 0, gi));
+    const Tensor gx_n = views::select(gx, 0, n);
     if (gx.dtype() == kFloat64) col2im(cols.data<double>(), gx_n.data<double>(), g);
     else col2im(cols.data<float>(), gx_n.data<float>(), g);
   }
@@ -68,13 +71,13 @@ void conv2d_backward_weight_im2col(const Tensor& gw, const Tensor& grad_in, cons
   Tensor cols = empty({G, taps, spatial}, x.dtype(), x.device());
   Tensor part = empty({Kg, taps}, x.dtype(), x.device());
   raw::fill_(gw, 0);
-  const Tensor gwg = gw.view({G, Kg, taps});
+  const Tensor gwg = views::view(gw, {G, Kg, taps});
   for (int64_t n = 0; n < N; ++n) {
-    im2col_t(x.select(0, n), cols, g);
-    const Tensor grad_n = grad.select(0, n).view({G, Kg, spatial});
+    im2col_t(views::select(x, 0, n), cols, g);
+    const Tensor grad_n = views::view(views::select(grad, 0, n), {G, Kg, spatial});
     for (int64_t gi = 0; gi < G; ++gi) {
-      gemm(part, grad_n.select(0, gi), cols.select(0, gi).t());
-      raw::axpy_(gwg.select(0, gi), 1.0, part);
+      gemm(part, views::select(grad_n, 0, gi), views::t(views::select(cols, 0, gi)));
+      raw::axpy_(views::select(gwg, 0, gi), 1.0, part);
     }
   }
 }

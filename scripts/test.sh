@@ -2,7 +2,7 @@
 # Runs weft's whole test suite:
 #   1. installs the Debian packages when some are missing (see scripts/common.sh);
 #   2. builds build/ (release: library, tests, samples, benchmarks) and runs the Catch2
-#      suite, build/tests/weft_tests;
+#      suite, build/tests/weft_tests, and build/tests/tensor_only (tensor/ linked alone);
 #   3. builds and runs tests/consumer the two ways a project uses weft: as a Meson
 #      subproject, and installed + pkg-config (installing from build/);
 #   4. builds the suite again under AddressSanitizer + UndefinedBehaviorSanitizer in
@@ -117,6 +117,15 @@ fi
 if [ $release_ok = 1 ]; then
   log "Unit tests (release)"
   run_catch2 "weft_tests (release)" build/tests/weft_tests
+  # tensor/ and its CUDA backend linked alone, without autograd/ and above (it would
+  # not link if tensor/ called into them), and its views and kernels run there.
+  if build/tests/tensor_only; then
+    echo "PASS tensor_only"
+    passed=$((passed + 1))
+  else
+    echo "FAIL tensor_only"
+    failed=$((failed + 1))
+  fi
 fi
 
 # The MPI communicator and the algorithms over it, under mpirun with 2 and 3 ranks

@@ -3,13 +3,20 @@
 #include <cmath>
 #include <cstring>
 
+#include "error.h"
 #include "raw.h"
 
 namespace weft {
 
 namespace {
+// A fresh tensor is a leaf, so requires_grad is only the flag (and the dtype check of
+// Tensor::requires_grad_): nothing of autograd/ is needed here.
 Tensor finish(Tensor t, const TensorOptions& opt) {
-  if (opt.requires_grad) t.requires_grad_(true);
+  if (opt.requires_grad) {
+    WEFT_CHECK(is_floating(t.dtype()), "requires_grad_: only floating-point tensors can require grad, this one is ",
+               t.dtype());
+    t.impl()->requires_grad = true;
+  }
   return t;
 }
 }  // namespace

@@ -92,4 +92,9 @@ bool equal(const Tensor& a, const Tensor& b) {
   return std::memcmp(ca.raw_data(), cb.raw_data(), a.numel() * element_size(a.dtype())) == 0;
 }
 
+// A new handle on the same storage and layout, with no autograd state: plain data.
+Tensor Tensor::detach() const { return make_tensor(storage(), shape(), strides(), offset(), dtype()); }
+
+bool Tensor::requires_grad() const { return impl_->requires_grad; }
+
 }  // namespace weft

@@ -36,8 +36,11 @@ struct TensorImpl {
   Strides strides;  // in elements, not bytes; 0 for a broadcast (expanded) dimension
   int64_t offset = 0;
   DType dtype = DType::Float32;
-  // Autograd state (requires_grad, .grad, the tape entry that made it, hooks). Empty for
-  // the vast majority of tensors, which are plain data; see autograd/tape.h.
+  // Whether autograd tracks this tensor: the one autograd flag tensor/ itself reads
+  // (printing, creation with requires_grad), so it lives here and not in AutogradMeta.
+  bool requires_grad = false;
+  // The rest of the autograd state (.grad, the tape entry that made it, hooks). Empty
+  // for the vast majority of tensors, which are plain data; see autograd/tape.h.
   std::shared_ptr<autograd::AutogradMeta> autograd;
 };
 

@@ -1,4 +1,5 @@
 // Views and layout ops: new shape/strides over the same storage, plus their backward.
+// The stride arithmetic itself is tensor/views.h's; this file records it on the tape.
 //
 // A view's backward maps the output gradient back to the input's shape: transpose
 // transposes it back, expand sums over the broadcast dims, narrow pads it with zeros.
@@ -6,6 +7,7 @@
 #include <optional>
 
 #include "../../tensor/creation.h"
+#include "../../tensor/views.h"
 #include "../functions.h"
 #include "../tape.h"
 
@@ -18,58 +20,7 @@ using Grads = std::vector<Tensor>;
 
 namespace {
 
-Tensor alias(const Tensor& a, const Shape& shape, const Strides& strides, int64_t offset) {
-  return make_tensor(a.storage(), shape, strides, offset, a.dtype());
-}
-
-// Resolves one -1 in `shape` so that it holds `numel` elements.
-Shape infer_shape(const char* op, const Shape& in, Shape shape, int64_t numel) {
-  int64_t infer = -1, known = 1;
-  for (int64_t i = 0; i < shape.size(); ++i) {
-    if (shape[i] == -1) {
-      WEFT_CHECK(infer < 0, op, ": only one dimension can be -1, got ", shape);
-      infer = i;
-    } else {
-      WEFT_CHECK(shape[i] >= 0, op, ": invalid size ", shape[i], " in shape ", shape);
-      known *= shape[i];
-    }
-  }
-  if (infer >= 0) {
-    WEFT_CHECK(known != 0 && numel % known == 0, op, ": cannot reshape ", in, " (", numel, " elements) to ", shape);
-    shape[infer] = numel / known;
-  }
-  WEFT_CHECK(shape.numel() == numel, op, ": cannot reshape ", in, " (", numel, " elements) to ", shape, " (",
-             shape.numel(), " elements)");
-  return shape;
-}
-
-// Strides that make `shape` a view of a tensor with (old_shape, old_strides), when one
-// exists: each run of new dims must cover a run of old dims that is contiguous in memory.
-// (The same algorithm as PyTorch's computeStride.)
-std::optional<Strides> view_strides(const Shape& old_shape, const Strides& old_strides, const Shape& shape) {
-  if (old_shape.numel() <= 1 || shape.numel() == 0) return contiguous_strides(shape);
-  Strides st;
-  st.resize(shape.size());
-  int64_t view_d = shape.size() - 1;
-  int64_t chunk_base = old_strides.back(), tensor_numel = 1, view_numel = 1;
-  for (int64_t d = old_shape.size() - 1; d >= 0; --d) {
-    tensor_numel *= old_shape[d];
-    if (d == 0 || (old_shape[d - 1] != 1 && old_strides[d - 1] != tensor_numel * chunk_base)) {
-      while (view_d >= 0 && (view_numel < tensor_numel || shape[view_d] == 1)) {
-        st[view_d] = view_numel * chunk_base;
-        view_numel *= shape[view_d];
-        --view_d;
-      }
-      if (view_numel != tensor_numel) return std::nullopt;
-      if (d > 0) {
-        chunk_base = old_strides[d - 1];
-        tensor_numel = view_numel = 1;
-      }
-    }
-  }
-  if (view_d != -1) return std::nullopt;
-  return st;
-}
+using views::alias;
 
 // Records a view's backward as "reshape the gradient back to the input's shape".
 Tensor record_reshape_like(const char* name, const Tensor& a, const Tensor& out) {
@@ -81,19 +32,13 @@ Tensor record_reshape_like(const char* name, const Tensor& a, const Tensor& out)
 
 }  // namespace
 
-Tensor Tensor::view(const Shape& shape_in) const {
-  const Shape shape = infer_shape("view", this->shape(), shape_in, numel());
-  auto st = view_strides(this->shape(), strides(), shape);
-  WEFT_CHECK(st.has_value(), "view: a tensor of shape ", this->shape(), " and strides ", strides(),
-             " cannot be viewed as ", shape, " without a copy; use reshape()");
-  return record_reshape_like("view", *this, alias(*this, shape, *st, offset()));
-}
+Tensor Tensor::view(const Shape& shape) const { return record_reshape_like("view", *this, views::view(*this, shape)); }
 
 Tensor Tensor::reshape(const Shape& shape_in) const {
-  const Shape shape = infer_shape("reshape", this->shape(), shape_in, numel());
-  if (auto st = view_strides(this->shape(), strides(), shape))
+  const Shape shape = views::infer_shape("reshape", this->shape(), shape_in, numel());
+  if (auto st = views::view_strides(this->shape(), strides(), shape))
     return record_reshape_like("reshape", *this, alias(*this, shape, *st, offset()));
-  return contiguous().view(shape);
+  return contiguous().view(shape);  // the copy is recorded too (clone)
 }
 
 Tensor Tensor::flatten(int64_t start_dim, int64_t end_dim) const {
@@ -110,18 +55,11 @@ Tensor Tensor::flatten(int64_t start_dim, int64_t end_dim) const {
 }
 
 Tensor Tensor::permute(const Shape& dims) const {
-  WEFT_CHECK(dims.size() == dim(), "permute: ", dims.size(), " dims given for a tensor of shape ", shape());
-  Shape sh, st, inverse;
-  inverse.resize(dim(), -1);
-  for (int64_t i = 0; i < dim(); ++i) {
-    const int64_t d = wrap_dim("permute", dims[i], dim());
-    WEFT_CHECK(inverse[d] < 0, "permute: dim ", d, " appears twice in ", dims);
-    inverse[d] = i;
-    sh.push_back(shape()[d]);
-    st.push_back(strides()[d]);
-  }
-  Tensor out = alias(*this, sh, st, offset());
+  Tensor out = views::permute(*this, dims);
   if (!needs_recording(*this)) return out;
+  Shape inverse;
+  inverse.resize(dim(), 0);
+  for (int64_t i = 0; i < dim(); ++i) inverse[wrap_dim("permute", dims[i], dim())] = i;
   return record("permute", out, {*this}, {}, [inverse](const BackwardArgs& g) -> Grads { return {g.grad.permute(inverse)}; });
 }
 
@@ -139,20 +77,11 @@ Tensor Tensor::t() const {
 }
 
 Tensor Tensor::slice(int64_t dim_in, int64_t start, int64_t end, int64_t step) const {
-  const int64_t d = wrap_dim("slice", dim_in, dim());
-  const int64_t n = shape()[d];
-  WEFT_CHECK(step >= 1, "slice: step must be >= 1, got ", step);
-  // Python-style clamping: negative counts from the end, out of range clamps.
-  if (start < 0) start += n;
-  if (end < 0) end += n;
-  start = std::clamp<int64_t>(start, 0, n);
-  end = std::clamp<int64_t>(end, start, n);
-  Shape sh = shape();
-  Strides st = strides();
-  sh[d] = (end - start + step - 1) / step;
-  st[d] *= step;
-  Tensor out = alias(*this, sh, st, offset() + start * strides()[d]);
+  Tensor out = views::slice(*this, dim_in, start, end, step);
   if (!needs_recording(*this)) return out;
+  // The backward slices a zero gradient of the input's shape the same way (the clamping
+  // of start and end comes out the same on the same shape).
+  const int64_t d = wrap_dim("slice", dim_in, dim());
   return record("slice", out, {*this}, {}, [in = shape(), d, start, end, step](const BackwardArgs& g) -> Grads {
     Tensor gi = zeros(in, {.dtype = g.grad.dtype(), .device = g.grad.device()});
     raw::copy_(gi.slice(d, start, end, step), g.grad);
@@ -177,24 +106,10 @@ Tensor Tensor::select(int64_t dim_in, int64_t index) const {
   return narrow(d, index, 1).squeeze(d);
 }
 
-Tensor Tensor::expand(const Shape& shape_in) const {
-  WEFT_CHECK(shape_in.size() >= dim(), "expand: cannot expand shape ", shape(), " to fewer dims ", shape_in);
-  Shape sh;
-  Strides st;
-  const int64_t lead = shape_in.size() - dim();
-  for (int64_t i = 0; i < shape_in.size(); ++i) {
-    const int64_t j = i - lead;
-    const int64_t have = j >= 0 ? shape()[j] : 1;
-    const int64_t want = shape_in[i] == -1 ? have : shape_in[i];
-    WEFT_CHECK(j >= 0 || shape_in[i] != -1, "expand: -1 is not allowed for new leading dims in ", shape_in);
-    WEFT_CHECK(have == want || have == 1, "expand: cannot expand shape ", shape(), " to ", shape_in, " (dim ", i,
-               ": ", have, " vs ", want, ")");
-    sh.push_back(want);
-    st.push_back(have == want && j >= 0 ? strides()[j] : 0);
-  }
-  Tensor out = alias(*this, sh, st, offset());
+Tensor Tensor::expand(const Shape& shape) const {
+  Tensor out = views::expand(*this, shape);
   if (!needs_recording(*this)) return out;
-  return record("expand", out, {*this}, {}, [in = shape()](const BackwardArgs& g) -> Grads { return {raw::sum_to(g.grad, in)}; });
+  return record("expand", out, {*this}, {}, [in = this->shape()](const BackwardArgs& g) -> Grads { return {raw::sum_to(g.grad, in)}; });
 }
 
 Tensor Tensor::squeeze() const {
@@ -205,23 +120,12 @@ Tensor Tensor::squeeze() const {
 }
 
 Tensor Tensor::squeeze(int64_t dim_in) const {
-  if (dim() == 0) return *this;
-  const int64_t d = wrap_dim("squeeze", dim_in, dim());
-  if (shape()[d] != 1) return *this;
-  Shape sh = shape();
-  Strides st = strides();
-  sh.erase(d);
-  st.erase(d);
-  return record_reshape_like("squeeze", *this, alias(*this, sh, st, offset()));
+  if (dim() == 0 || shape()[wrap_dim("squeeze", dim_in, dim())] != 1) return *this;
+  return record_reshape_like("squeeze", *this, views::squeeze(*this, dim_in));
 }
 
 Tensor Tensor::unsqueeze(int64_t dim_in) const {
-  const int64_t d = wrap_dim("unsqueeze", dim_in, dim() + 1);
-  Shape sh = shape();
-  Strides st = strides();
-  sh.insert(d, 1);
-  st.insert(d, d < dim() ? strides()[d] * shape()[d] : 1);
-  return record_reshape_like("unsqueeze", *this, alias(*this, sh, st, offset()));
+  return record_reshape_like("unsqueeze", *this, views::unsqueeze(*this, dim_in));
 }
 
 Tensor Tensor::contiguous() const { return is_contiguous() ? *this : clone(); }

@@ -3,6 +3,7 @@
 //
 // On a GPU (cuda/kernels/index.cu) the indices are not range-checked: that would mean
 // reading them back to the host. Out-of-range entries read 0 and add nothing there.
+#include "../views.h"
 #include "../../cuda/kernels.h"
 #include "../raw.h"
 #include "loops.h"
@@ -101,7 +102,7 @@ Tensor scatter_add(const Shape& shape, int64_t dim, const Tensor& index_in, cons
 Tensor index_select(const Tensor& a_in, int64_t dim, const Tensor& index_in) {
   check_index("index_select", index_in, a_in);
   WEFT_CHECK(index_in.dim() <= 1, "index_select: the index must be 1-D, got shape ", index_in.shape());
-  const Tensor a = a_in.detach(), index = contiguous(index_in).detach().reshape({-1});
+  const Tensor a = a_in.detach(), index = views::reshape(contiguous(index_in), {-1});
   const int64_t d = wrap_dim("index_select", dim, a.dim());
   Shape sh = a.shape();
   sh[d] = index.numel();
@@ -112,13 +113,13 @@ Tensor index_select(const Tensor& a_in, int64_t dim, const Tensor& index_in) {
   }
   const int64_t* ip = index.data<int64_t>();
   for (int64_t k = 0; k < index.numel(); ++k)
-    copy_(out.select(d, k), a.select(d, checked("index_select", ip[k], a.shape()[d], d)));
+    copy_(views::select(out, d, k), views::select(a, d, checked("index_select", ip[k], a.shape()[d], d)));
   return out;
 }
 
 Tensor index_add(const Shape& shape, int64_t dim, const Tensor& index_in, const Tensor& src_in) {
   check_index("index_add", index_in, src_in);
-  const Tensor src = src_in.detach(), index = contiguous(index_in).detach().reshape({-1});
+  const Tensor src = src_in.detach(), index = views::reshape(contiguous(index_in), {-1});
   const int64_t d = wrap_dim("index_add", dim, shape.size());
   WEFT_CHECK(src.dim() == shape.size() && src.shape()[d] == index.numel(), "index_add: source ", src.shape(),
              " does not match ", index.numel(), " indices into ", shape, " along dim ", d);
@@ -130,7 +131,7 @@ Tensor index_add(const Shape& shape, int64_t dim, const Tensor& index_in, const 
   }
   const int64_t* ip = index.data<int64_t>();
   for (int64_t k = 0; k < index.numel(); ++k)
-    binary_(Binary::Add, out.select(d, checked("index_add", ip[k], shape[d], d)), src.select(d, k));
+    binary_(Binary::Add, views::select(out, d, checked("index_add", ip[k], shape[d], d)), views::select(src, d, k));
   return out;
 }
 

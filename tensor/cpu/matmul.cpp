@@ -4,6 +4,7 @@
 // column-major one, that is a row-major matrix transposed: both go to gemm without a
 // copy, so the transposes that backward is full of (grad @ W^T) cost nothing. Other
 // layouts are copied first.
+#include "../views.h"
 #include "../../cuda/ops.h"
 #include "../raw.h"
 #include "../thread_pool.h"
@@ -72,8 +73,8 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
   WEFT_CHECK(a_in.dim() >= 1 && b_in.dim() >= 1, "matmul: ", a_in.shape(), " @ ", b_in.shape(),
              ": both operands need at least 1 dimension");
   const bool a_vec = a_in.dim() == 1, b_vec = b_in.dim() == 1;
-  const Tensor a = a_vec ? a_in.detach().unsqueeze(0) : a_in.detach();
-  const Tensor b = b_vec ? b_in.detach().unsqueeze(1) : b_in.detach();
+  const Tensor a = a_vec ? views::unsqueeze(a_in, 0) : a_in.detach();
+  const Tensor b = b_vec ? views::unsqueeze(b_in, 1) : b_in.detach();
   const int64_t n = a.size(-2), k = a.size(-1), k2 = b.size(-2), m = b.size(-1);
   WEFT_CHECK(k == k2, "matmul: ", a_in.shape(), " @ ", b_in.shape(), ": inner dimensions ", k, " and ", k2, " differ");
   Shape ba, bb;
@@ -87,23 +88,23 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
   // Broadcast both operands to batch + their matrix dims, then walk the batch.
   Shape ea = batch, eb = batch;
   ea.push_back(n), ea.push_back(k), eb.push_back(k), eb.push_back(m);
-  const Tensor A = a.expand(ea).reshape({-1, n, k}), B = b.expand(eb).reshape({-1, k, m});
+  const Tensor A = views::reshape(views::expand(a, ea), {-1, n, k}), B = views::reshape(views::expand(b, eb), {-1, k, m});
   const int64_t nb = batch.numel();
   dispatch_floating(a.dtype(), "matmul", [&]<class T>() {
     if (a.device().is_cuda()) {
-      for (int64_t i = 0; i < nb; ++i) cuda::gemm(out.view({nb, n, m}).select(0, i), A.select(0, i), B.select(0, i));
+      for (int64_t i = 0; i < nb; ++i) cuda::gemm(views::select(views::view(out, {nb, n, m}), 0, i), views::select(A, 0, i), views::select(B, 0, i));
       return;
     }
     T* o = out.data<T>();
     if (nb == 1) {
-      gemm_rows<T>(A.select(0, 0), B.select(0, 0), o, true);
+      gemm_rows<T>(views::select(A, 0, 0), views::select(B, 0, 0), o, true);
       return;
     }
     parallel_for(0, nb, 1, [&](int64_t i0, int64_t i1) {
-      for (int64_t i = i0; i < i1; ++i) gemm_rows<T>(A.select(0, i), B.select(0, i), o + i * n * m, false);
+      for (int64_t i = i0; i < i1; ++i) gemm_rows<T>(views::select(A, 0, i), views::select(B, 0, i), o + i * n * m, false);
     });
   });
-  return out.view(result_shape(batch, n, m, a_vec, b_vec));
+  return views::view(out, result_shape(batch, n, m, a_vec, b_vec));
 }
 
 Tensor linear(const Tensor& x_in, const Tensor& w, const Tensor& bias) {
@@ -118,10 +119,10 @@ Tensor linear(const Tensor& x_in, const Tensor& w, const Tensor& bias) {
     WEFT_CHECK(bias.dim() == 1 && bias.shape()[0] == out_f, "linear: bias ", bias.shape(), " does not match weight ",
                w.shape(), " (expected (", out_f, "))");
   }
-  const Tensor x = x_in.detach().reshape({-1, in});  // leading dims flatten into rows
+  const Tensor x = views::reshape(x_in, {-1, in});  // leading dims flatten into rows
   const int64_t n = x.shape()[0];
   Tensor out = empty({n, out_f}, x.dtype(), x.device());
-  const Tensor wt = w.detach().t();  // (in, out) column-major view: no copy
+  const Tensor wt = views::t(w);  // (in, out) column-major view: no copy
   dispatch_floating(x.dtype(), "linear", [&]<class T>() {
     if (x.device().is_cuda()) return cuda::linear(out, x, w.detach(), bias.defined() ? bias.detach() : Tensor());
     T* o = out.data<T>();
@@ -140,7 +141,7 @@ Tensor linear(const Tensor& x_in, const Tensor& w, const Tensor& bias) {
   });
   Shape out_shape = x_in.shape();
   out_shape[out_shape.size() - 1] = out_f;
-  return out.view(out_shape);
+  return views::view(out, out_shape);
 }
 
 }  // namespace weft::raw

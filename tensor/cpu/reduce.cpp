@@ -9,6 +9,7 @@
 #include <cmath>
 #include <limits>
 
+#include "../views.h"
 #include "../../cuda/kernels.h"
 #include "../raw.h"
 #include "loops.h"
@@ -62,7 +63,7 @@ Tensor rows_view(const Tensor& a, const std::array<bool, kMaxDims>& mask) {
     if (!mask[d]) perm.push_back(d);
   for (int64_t d = 0; d < a.dim(); ++d)
     if (mask[d]) perm.push_back(d);
-  return contiguous(a.detach().permute(perm));
+  return contiguous(views::permute(a, perm));
 }
 
 
@@ -230,7 +231,7 @@ Tensor sum_to(const Tensor& a, const Shape& shape) {
   for (int64_t d = 0; d < a.dim(); ++d)
     if (d < lead || (shape[d - lead] == 1 && a.shape()[d] != 1)) dims.push_back(d);
   Tensor r = reduce(Reduce::Sum, a, dims, /*keepdim=*/true);
-  return r.detach().view(shape);
+  return views::view(r, shape);
 }
 
 }  // namespace weft::raw

@@ -5,6 +5,7 @@
 // (cuda/kernels/softmax.cu) work on the dim where it lies: no permuted copy.
 #include <cmath>
 
+#include "../views.h"
 #include "../../cuda/kernels.h"
 #include "../raw.h"
 #include "loops.h"
@@ -25,7 +26,7 @@ Rows to_rows(const Tensor& a, int64_t dim) {
   for (int64_t d = 0; d < a.dim(); ++d)
     if (d != dim) perm.push_back(d);
   perm.push_back(dim);
-  Tensor t = contiguous(a.detach().permute(perm));
+  Tensor t = contiguous(views::permute(a, perm));
   return {t, perm, a.dim() > 0 ? a.shape()[dim] : 1};
 }
 
@@ -33,7 +34,7 @@ Tensor from_rows(const Tensor& rows, const Shape& perm) {
   Shape inverse;
   inverse.resize(perm.size());
   for (int64_t i = 0; i < perm.size(); ++i) inverse[perm[i]] = i;
-  return rows.detach().permute(inverse);
+  return views::permute(rows, inverse);
 }
 
 // f(in_row, out_row, n) for every row; in and out are contiguous with rows of length n.
