@@ -11,10 +11,6 @@ namespace weft {
 
 namespace {
 
-bool available(cpu::GemmBackend b) {
-  return cpu::backend_available<float>(b) || cpu::backend_available<double>(b);
-}
-
 std::string choices() {
   std::string s = "auto";
   for (const std::string& n : gemm_backends_available()) s += ", " + n;
@@ -25,13 +21,11 @@ std::string choices() {
 
 void set_gemm_backend(const std::string& name) {
   if (name == "auto") return cpu::force_gemm_backend(std::nullopt);
-  for (cpu::GemmBackend b : cpu::kGemmBackends)
-    if (name == cpu::backend_name(b)) {
-      WEFT_CHECK(available(b), "set_gemm_backend(\"", name, "\"): this build of weft has no ", name,
-                 " (choose from ", choices(), ")");
-      return cpu::force_gemm_backend(b);
-    }
-  throw Error(detail::str("set_gemm_backend(\"", name, "\"): unknown GEMM backend (choose from ", choices(), ")"));
+  const auto b = cpu::backend_named(name);
+  WEFT_CHECK(b, "set_gemm_backend(\"", name, "\"): unknown GEMM backend (choose from ", choices(), ")");
+  WEFT_CHECK(cpu::backend_in_build(*b), "set_gemm_backend(\"", name, "\"): this build of weft has no ", name,
+             " (choose from ", choices(), ")");
+  cpu::force_gemm_backend(*b);
 }
 
 std::string gemm_backend_setting() {
@@ -42,7 +36,7 @@ std::string gemm_backend_setting() {
 std::vector<std::string> gemm_backends_available() {
   std::vector<std::string> out;
   for (cpu::GemmBackend b : cpu::kGemmBackends)
-    if (available(b)) out.push_back(cpu::backend_name(b));
+    if (cpu::backend_in_build(b)) out.push_back(cpu::backend_name(b));
   return out;
 }
 
@@ -59,12 +53,12 @@ std::string gemm_report() {
     line = "gemm: measured per shape" + std::string(cost) + " --";
     const char* sep = " ";
     for (cpu::GemmBackend b : cpu::kGemmBackends) {
-      if (!available(b)) continue;
+      if (!cpu::backend_in_build(b)) continue;
       line += detail::str(sep, cpu::backend_version(b), " ", wins[static_cast<int>(b)], " classes");
       sep = ", ";
     }
   }
-  if (const std::string warn = cpu::openblas_fallback(); !warn.empty() && available(cpu::GemmBackend::openblas))
+  if (const std::string warn = cpu::openblas_fallback(); !warn.empty() && cpu::backend_in_build(cpu::GemmBackend::openblas))
     line += "; warning: " + warn;
   return line;
 }
@@ -77,7 +71,7 @@ std::string column(cpu::GemmBackend b) { return std::string(cpu::backend_name(b)
 std::string gemm_decision_table() {
   std::string out = "dtype    op       m       n       k";
   for (cpu::GemmBackend b : cpu::kGemmBackends)
-    if (available(b)) out += "  " + column(b);
+    if (cpu::backend_in_build(b)) out += "  " + column(b);
   out += "  chosen\n";
   for (const cpu::GemmDecision& d : cpu::gemm_decisions()) {
     char cell[96];
@@ -86,7 +80,7 @@ std::string gemm_decision_table() {
                   static_cast<long long>(d.n), static_cast<long long>(d.k));
     out += cell;
     for (cpu::GemmBackend b : cpu::kGemmBackends) {
-      if (!available(b)) continue;
+      if (!cpu::backend_in_build(b)) continue;
       const double s = d.seconds[static_cast<int>(b)];
       const int width = static_cast<int>(column(b).size());
       if (s > 0) std::snprintf(cell, sizeof cell, "  %*.1f", width, s * 1e6);

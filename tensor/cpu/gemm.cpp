@@ -32,12 +32,11 @@ std::atomic<int> setting_value{kUnread};
 int from_environment() {
   const char* env = std::getenv("WEFT_GEMM");
   if (!env || std::string(env).empty() || std::string(env) == "auto") return kMeasure;
-  for (GemmBackend b : kGemmBackends)
-    if (std::string(env) == backend_name(b)) {
-      WEFT_CHECK(backend_available<float>(b) || backend_available<double>(b), "WEFT_GEMM=", env,
-                 ": this build of weft has no ", backend_name(b), " (see tensor/cpu/gemm_backends.h)");
-      return static_cast<int>(b);
-    }
+  if (const auto b = backend_named(env)) {
+    WEFT_CHECK(backend_in_build(*b), "WEFT_GEMM=", env, ": this build of weft has no ", env,
+               " (see tensor/cpu/gemm_backends.h)");
+    return static_cast<int>(*b);
+  }
   throw Error(detail::str("WEFT_GEMM=", env, ": unknown GEMM backend (use auto, eigen, openblas or onednn)"));
 }
 
@@ -259,7 +258,7 @@ template GemmBackend gemm_choice<double>(bool, bool, int64_t, int64_t, int64_t, 
 
 void force_gemm_backend(std::optional<GemmBackend> b) {
   if (b)
-    WEFT_CHECK(backend_available<float>(*b) || backend_available<double>(*b), "set_gemm_backend: this build of weft has no ",
+    WEFT_CHECK(backend_in_build(*b), "set_gemm_backend: this build of weft has no ",
                backend_name(*b), " (see tensor/cpu/gemm_backends.h)");
   setting_value.store(b ? static_cast<int>(*b) : kMeasure);
   generation.fetch_add(1, std::memory_order_release);

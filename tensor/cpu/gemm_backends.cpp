@@ -35,6 +35,12 @@ const char* backend_name(GemmBackend b) {
   return "?";
 }
 
+std::optional<GemmBackend> backend_named(std::string_view name) {
+  for (GemmBackend b : kGemmBackends)
+    if (name == backend_name(b)) return b;
+  return std::nullopt;
+}
+
 namespace {
 
 // ---- Eigen -------------------------------------------------------------------------
@@ -198,6 +204,8 @@ void backend_gemm(GemmBackend which, bool ta, bool tb, int64_t m, int64_t n, int
   }
   throw Error(detail::str("gemm: backend ", backend_name(which), " is not available for this dtype in this build"));
 }
+
+bool backend_in_build(GemmBackend b) { return backend_available<float>(b) || backend_available<double>(b); }
 
 template bool backend_available<float>(GemmBackend);
 template bool backend_available<double>(GemmBackend);

@@ -18,7 +18,9 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <string_view>
 
 namespace weft::cpu {
 
@@ -26,12 +28,16 @@ enum class GemmBackend { eigen, openblas, onednn };
 inline constexpr GemmBackend kGemmBackends[] = {GemmBackend::eigen, GemmBackend::openblas, GemmBackend::onednn};
 
 const char* backend_name(GemmBackend b);  // "eigen", "openblas", "onednn" (as WEFT_GEMM spells them)
+// The backend of that name, or nullopt for an unknown name.
+std::optional<GemmBackend> backend_named(std::string_view name);
 
 // Whether this build has backend b and it can run T (float or double) here. OpenBLAS
 // counts only as its pthread build: its serial build gives wrong results when two threads
 // call it at once (seen with Debian's libopenblas0-serial).
 template <class T>
 bool backend_available(GemmBackend b);
+// Whether backend b can run here at all (for float or for double).
+bool backend_in_build(GemmBackend b);
 
 // C (m, n) = alpha * op(A) @ op(B) + beta * C on backend b, as gemm() in gemm.h (k > 0,
 // m, n > 0). `which` must be available for T.

@@ -227,9 +227,7 @@ TEST_CASE("a forced GEMM backend runs every call; bad names are errors naming th
   for (const std::string& name : gemm_backends_available()) {
     set_gemm_backend(name);
     CHECK(gemm_backend_setting() == name);
-    GemmBackend b = GemmBackend::eigen;
-    for (GemmBackend x : cpu::kGemmBackends)
-      if (name == cpu::backend_name(x)) b = x;
+    const GemmBackend b = *cpu::backend_named(name);
     const int64_t before = calls_on(b);
     cpu::gemm<float>(false, false, 64, 64, 64, 1.0f, a.data(), 64, a.data(), 64, 0.0f, c.data(), 64);
     cpu::gemm<float>(true, true, 33, 64, 17, 1.0f, a.data(), 64, a.data(), 64, 0.0f, c.data(), 64);
