@@ -149,6 +149,12 @@ void memcpy_async(void* dst, Device dst_device, const void* src, Device src_devi
 void set_allow_tf32(bool on);
 bool allow_tf32();
 
+// Convolutions through cuDNN when compiled in (the default), or through im2col + cuBLAS
+// when set_use_cudnn(false) asks; the tests compare both.
+void set_use_cudnn(bool on);
+bool use_cudnn();
+bool built_with_cudnn();
+
 // ---- CUDA graphs -----------------------------------------------------------------------------
 // Records everything launched on the current stream between capture_begin() and
 // capture_end() -- kernels, cuBLAS and cuDNN calls, copies -- and replays it with one

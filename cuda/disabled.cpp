@@ -1,5 +1,9 @@
-// The CUDA entry points of a build configured with -Dcuda=disabled (or with no CUDA
-// found): queries answer "no GPU", everything else throws a clear error.
+// The public CUDA runtime API (cuda.h) of a build configured with -Dcuda=disabled (or
+// with no CUDA found): queries answer "no GPU", everything else throws a clear error.
+// User code names these directly (cuda::is_available(), streams, graphs), so they must
+// link in every build. The compute kernels need no such stand-in: without CUDA no
+// backend is registered for cuda devices (tensor/backend.h), and an op on one fails
+// there.
 #include "../tensor/error.h"
 #include "cuda.h"
 
@@ -13,6 +17,9 @@ namespace {
 }  // namespace
 
 bool built_with_cuda() { return false; }
+bool built_with_cudnn() { return false; }
+bool use_cudnn() { return false; }
+void set_use_cudnn(bool) { no_cuda("cuda::set_use_cudnn"); }
 bool is_available() { return false; }
 int device_count() { return 0; }
 std::string device_name(int) { no_cuda("cuda::device_name"); }

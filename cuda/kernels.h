@@ -1,14 +1,15 @@
-// The CUDA twins of the raw ops in tensor/raw.h.
+// The CUDA twins of the raw ops in tensor/raw.h: what the CUDA backend (backend.cpp,
+// implementing tensor/backend.h) forwards to. Internal to cuda/.
 //
 // The raw ops (tensor/cpu/*.cpp) check shapes, dtypes and devices, allocate the output
-// on the input's device, and -- when that device is a GPU -- call the function here
-// instead of their CPU loop. So these functions trust their arguments: shapes already
+// on the input's device, and -- when that device is a GPU -- call the backend instead of
+// their CPU loop. So these functions trust their arguments: shapes already
 // broadcast-checked, `out` allocated (contiguous) with the right shape and dtype, every
 // tensor on the same GPU. Inputs may have any strides (views, transposes, broadcasts
 // with stride 0). Kernels run on the current stream and never synchronise with the host,
 // so they can be captured in CUDA graphs.
 //
-// Plain C++ header: built without CUDA, kernels_disabled.cpp defines each as throwing.
+// Plain C++ header; compiled only in a build with CUDA.
 #pragma once
 
 #include <cstdint>
@@ -29,8 +30,7 @@ void where(const Tensor& out, const Tensor& cond, const Tensor& a, const Tensor&
 // dst += alpha * src (src broadcasts to dst)
 void axpy(const Tensor& dst, double alpha, const Tensor& src);
 // gin = grad * f'(out) for relu / sigmoid / tanh
-enum class Activation { Relu, Sigmoid, Tanh };
-void activation_backward(Activation act, const Tensor& gin, const Tensor& grad, const Tensor& out);
+void activation_backward(raw::Activation act, const Tensor& gin, const Tensor& grad, const Tensor& out);
 
 // ---- copies (kernels/copy.cu) ------------------------------------------------------------
 // dst = src on one GPU: any strides, src broadcasts, dtype conversion.

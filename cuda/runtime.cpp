@@ -182,7 +182,7 @@ void memcpy(void* dst, Device dst_device, const void* src, Device src_device, si
   const int dev = gpu_of(dst_device, src_device);
   DeviceGuard g(dev);
   cudaStream_t s = detail::stream(dev);
-  WEFT_CHECK(dst_device.is_cuda() && src_device.is_cuda() || !detail::capturing(),
+  WEFT_CHECK((dst_device.is_cuda() && src_device.is_cuda()) || !detail::capturing(),
              "copy: a copy between host and GPU waits for the GPU, which is impossible while the stream is being "
              "captured into a CUDA graph (read values back after capture_end)");
   check(cudaMemcpyAsync(dst, src, nbytes, kind_of(dst_device, src_device), s), "copy", "cudaMemcpyAsync");

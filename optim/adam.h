@@ -25,12 +25,12 @@ class Adam : public Optimizer {
   const bool decoupled;
 
  protected:
-  void update(size_t i, Tensor& p, const Tensor& g, int64_t t) override;
-  void update_cuda(const std::vector<size_t>& idx, int64_t t) override;
+  void update(const std::vector<size_t>& idx, int64_t t) override;
 
  private:
   // The step count on the GPU, incremented there by every (possibly replayed) update,
   // and the host's idea of what it holds.
+  const Tensor& step_on(Device dev, int64_t t);
   Tensor step_device_;
   int64_t step_device_value_ = -1;
 };

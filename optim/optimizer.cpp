@@ -1,5 +1,6 @@
 #include "optimizer.h"
 
+#include <algorithm>
 #include <map>
 
 #include "../autograd/tape.h"
@@ -39,31 +40,22 @@ std::vector<Tensor> Optimizer::state_of(const Tensor& param) const {
   return out;
 }
 
-// CPU parameters are updated one by one; CUDA parameters all together in one fused
-// launch (update_cuda), where per-parameter launches would cost more than the math.
+// The parameters with a gradient, grouped by device (in the order each device first
+// appears), each group one fused update: one launch on a GPU, where per-parameter
+// launches would cost more than the math.
 void Optimizer::step() {
   autograd::NoGradGuard no_grad;
   ++step_count_;
-  std::vector<size_t> on_gpu;
+  std::vector<std::pair<Device, std::vector<size_t>>> groups;
   for (size_t i = 0; i < params_.size(); ++i) {
-    Tensor g = params_[i].grad();
-    if (!g.defined()) continue;
-    if (params_[i].device().is_cuda()) {
-      on_gpu.push_back(i);
-      continue;
-    }
-    update(i, params_[i], raw::contiguous(g), step_count_);
-    params_[i].storage()->bump_version();
+    if (!params_[i].grad().defined()) continue;
+    const Device d = params_[i].device();
+    auto it = std::find_if(groups.begin(), groups.end(), [&](const auto& g) { return g.first == d; });
+    if (it == groups.end()) it = groups.insert(groups.end(), {d, {}});
+    it->second.push_back(i);
   }
-  if (!on_gpu.empty()) {
-    update_cuda(on_gpu, step_count_);
-    for (size_t i : on_gpu) params_[i].storage()->bump_version();
-  }
+  for (const auto& [device, idx] : groups) update(idx, step_count_);
   for (auto& hook : post_step_) hook(*this);
-}
-
-void Optimizer::update_cuda(const std::vector<size_t>&, int64_t) {
-  throw Error("optimizer: this optimizer has no GPU update; use SGD, Adam or AdamW for CUDA parameters");
 }
 
 void Optimizer::set_lr(double lr) {

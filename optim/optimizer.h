@@ -1,7 +1,10 @@
 // Optimizer: updates parameters from their .grad, keeping per-parameter state.
 //
-// Each step runs one fused loop per parameter (read grad, update state, write param)
-// rather than a chain of tensor ops, so an update touches memory once. Steps run under
+// Each step is one fused raw op per device (raw::sgd_step_, raw::adam_step_: read grad,
+// update state, write param in one pass, every parameter of the device in one call)
+// rather than a chain of tensor ops, so an update touches memory once and a GPU step is
+// one launch. The optimizers here only gather tensors and hyper-parameters; the
+// arithmetic, the same on every device, is in tensor/optim_math.h. Steps run under
 // no-grad. State (momentum buffers, Adam moments, the step count) is exposed as named
 // tensors so a checkpoint can save it and a resumed run continues bit for bit.
 #pragma once
@@ -46,12 +49,11 @@ class Optimizer {
   void add_post_step_hook(std::function<void(Optimizer&)> hook) { post_step_.push_back(std::move(hook)); }
 
  protected:
-  // Updates params_[i] in place; `t` is the 1-based step number.
-  virtual void update(size_t i, Tensor& param, const Tensor& grad, int64_t t) = 0;
-  // One fused update of the CUDA parameters `idx` (all with gradients); `t` as above.
-  // The default throws: an optimizer without a GPU path says so.
-  virtual void update_cuda(const std::vector<size_t>& idx, int64_t t);
-  // The learning rate as a 1-element float32 tensor on `device`, kept equal to lr().
+  // Updates the parameters params()[i] for i in `idx` in place from their gradients: all
+  // of them have a gradient and live on one device. `t` is the 1-based step number.
+  virtual void update(const std::vector<size_t>& idx, int64_t t) = 0;
+  // The learning rate as a 1-element float32 tensor on `device`, kept equal to lr():
+  // a GPU kernel reads it there, so a replayed CUDA graph follows set_lr().
   const Tensor& lr_on(Device device);
   // A zero-initialised state buffer for parameter i, created on first use.
   Tensor& state(size_t i, const std::string& name);

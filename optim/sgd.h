@@ -23,8 +23,10 @@ class SGD : public Optimizer {
   const SGDOptions options;
 
  protected:
-  void update(size_t i, Tensor& p, const Tensor& g, int64_t t) override;
-  void update_cuda(const std::vector<size_t>& idx, int64_t t) override;
+  void update(const std::vector<size_t>& idx, int64_t t) override;
+
+ private:
+  void step_group(const std::vector<size_t>& idx, bool first);
 };
 
 }  // namespace weft::optim

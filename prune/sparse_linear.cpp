@@ -15,7 +15,7 @@
 #endif
 
 #include "../autograd/tape.h"
-#include "../cuda/ops.h"
+#include "../tensor/backend.h"
 #include "../tensor/raw.h"
 #include "../tensor/thread_pool.h"
 
@@ -290,9 +290,9 @@ Tensor SparseLinear::forward(const Tensor& x) {
   // (No reshape for the common 2-D input: at high sparsity the kernel takes a few
   // microseconds, and every tensor handle made here is a visible part of that.)
   Tensor x2 = raw::contiguous(x.dim() == 2 ? x : x.detach().reshape({batch, in_features}));
-  if (x.device().is_cuda()) {
+  if (!x.device().is_cpu()) {
     const OnDevice& g = on_device(x.device());
-    cuda::csr_linear(y, x2, g.row_ptr, g.col, g.values, g.bias);
+    backend(x.device()).csr_linear(y, x2, g.row_ptr, g.col, g.values, g.bias);
   } else if (batch == 1) {
     forward_vector(x2.data<float>(), y.data<float>());
   } else {

@@ -3,13 +3,14 @@
 // These are what the differentiable ops in autograd/ops/ call for their forward and
 // backward math, and what optimizers and data loaders use directly. Each checks shapes,
 // dtypes and devices and throws weft::Error naming the op; then it dispatches on the
-// device (the CPU kernels of tensor/cpu/, or the CUDA ones of cuda/ when weft is built
-// with CUDA) and on the dtype.
+// device (the CPU kernels of tensor/cpu/, or the registered backend of any other device
+// kind -- backend.h; cuda/ registers one when weft is built with CUDA) and on the dtype.
 #pragma once
 
 #include <array>
 #include <cstdint>
 #include <utility>
+#include <vector>
 
 #include "size2.h"
 #include "tensor.h"
@@ -66,6 +67,8 @@ void binary_scalar_(Binary op, const Tensor& dst, double s);
 void axpy_(const Tensor& dst, double alpha, const Tensor& src);
 
 // Backward helpers for elementwise ops, fused so backward makes one pass, not three.
+enum class Activation { Relu, Sigmoid, Tanh };
+Tensor activation_backward(Activation act, const Tensor& grad, const Tensor& out);
 Tensor relu_backward(const Tensor& grad, const Tensor& out);        // grad * (out > 0)
 Tensor sigmoid_backward(const Tensor& grad, const Tensor& out);     // grad * out * (1 - out)
 Tensor tanh_backward(const Tensor& grad, const Tensor& out);        // grad * (1 - out^2)
@@ -137,6 +140,36 @@ Tensor avg_pool2d_backward(const Tensor& grad, const Shape& x_shape, const Pool2
 void uniform_(const Tensor& dst, double lo, double hi, Generator& gen);
 void normal_(const Tensor& dst, double mean, double std, Generator& gen);
 void bernoulli_(const Tensor& dst, double p, Generator& gen);  // 1 with probability p
+
+// ---- fused optimizer updates (cpu/optim.cpp; the per-element math in optim_math.h) ----
+// One call updates every parameter in `params` from the matching gradient, in place, all
+// of them on one device. On a GPU that is one launch for all of them ("multi-tensor
+// apply"): per-parameter launches would cost more than the math on small models. On the
+// CPU each parameter is one fused pass (read grad, update state, write the weight), so an
+// update touches memory once. Lists match one to one (same shape, dtype and device, all
+// contiguous); bumps the version of every parameter and state buffer.
+struct SgdHyper {
+  double lr = 0, momentum = 0, dampening = 0, weight_decay = 0;
+  bool nesterov = false;
+  bool first = false;  // the momentum buffers hold nothing yet: buf = d (PyTorch's rule)
+  // A GPU kernel reads lr from here, a 1-element float32 tensor on the parameters' device,
+  // so that a CUDA graph replaying the step follows a schedule (made from lr if undefined).
+  Tensor lr_device;
+};
+// bufs: one momentum buffer per parameter, or empty when momentum is 0.
+void sgd_step_(const std::vector<Tensor>& params, const std::vector<Tensor>& grads, const std::vector<Tensor>& bufs,
+               const SgdHyper& h);
+
+struct AdamHyper {
+  double lr = 0, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0;
+  bool decoupled = false;  // AdamW
+  int64_t step = 1;        // 1-based: the bias corrections use it
+  // The GPU kernel reads lr and the step from these 1-element float32 tensors (see
+  // SgdHyper); step_device must already hold `step`. Made from lr and step if undefined.
+  Tensor lr_device, step_device;
+};
+void adam_step_(const std::vector<Tensor>& params, const std::vector<Tensor>& grads, const std::vector<Tensor>& exp_avg,
+                const std::vector<Tensor>& exp_avg_sq, const AdamHyper& h);
 
 // ---- device checks shared by ops ----------------------------------------------------
 // Throws naming `op` when a and b are on different devices or have different dtypes.

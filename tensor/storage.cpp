@@ -4,16 +4,17 @@
 #include <cstdlib>
 #include <new>
 
-#include "../cuda/cuda.h"
+#include "backend.h"
 #include "error.h"
 #include "host_allocator.h"
 
 namespace weft {
 
 std::shared_ptr<Storage> Storage::allocate(size_t nbytes, Device device) {
-  if (device.is_cuda()) {
-    void* p = cuda::device_malloc(nbytes, device.index);
-    return std::make_shared<Storage>(p, nbytes, device, [idx = device.index](void* q) { cuda::device_free(q, idx); });
+  if (!device.is_cpu()) {
+    DeviceBackend& b = backend(device);
+    void* p = b.allocate(nbytes, device.index);
+    return std::make_shared<Storage>(p, nbytes, device, [&b, idx = device.index](void* q) { b.deallocate(q, idx); });
   }
   return std::make_shared<Storage>(host_allocate(nbytes), nbytes, device,
                                    [nbytes](void* q) { host_deallocate(q, nbytes); });

@@ -6,17 +6,22 @@
 //     aligned each thread moves 16 bytes per operand (float4-sized vectors), which is
 //     what lets a memory-bound add reach full bandwidth;
 //   - strided: OffsetCalc turns each flat index into per-operand offsets.
-// The math sits in small functors, one per op, chosen once on the host, so each kernel
-// is a tight loop with no per-element switch.
+// The math is tensor/elementwise_math.h's functors, the very ones the CPU loops call,
+// chosen once on the host, so each kernel is a tight loop with no per-element switch.
 #include <cmath>
 #include <limits>
 
+#include "../../tensor/elementwise_math.h"
 #include "../kernels.h"
 #include "common.cuh"
 
 namespace weft::cuda {
 
 using namespace kern;
+using ew::binary_name;
+using ew::with_binary;
+using ew::with_compare;
+using ew::with_unary;
 
 namespace {
 
@@ -128,143 +133,6 @@ void launch_map2(const char* op, const Tensor& out, const Tensor& a, const Tenso
   WEFT_CUDA_LAUNCH_CHECK(op);
 }
 
-// ---- the math, one functor per op ----------------------------------------------------
-// Each mirrors the lambda of the same op in tensor/cpu/elementwise.cpp.
-template <class T> struct AddF { __device__ T operator()(T x, T y) const { return T(x + y); } };
-template <class T> struct SubF { __device__ T operator()(T x, T y) const { return T(x - y); } };
-template <class T> struct MulF { __device__ T operator()(T x, T y) const { return T(x * y); } };
-template <class T> struct DivF {
-  __device__ T operator()(T x, T y) const {
-    if constexpr (std::is_integral_v<T>) return y == 0 ? T(0) : T(x / y);  // no trap on x/0
-    else return x / y;
-  }
-};
-template <class T> struct PowF {
-  __device__ T operator()(T x, T y) const {
-    if constexpr (std::is_same_v<T, float>) {
-      return powf(x, y);
-    } else if constexpr (std::is_same_v<T, double>) {
-      return pow(x, y);
-    } else {
-      // Integers by repeated squaring: exact, where the GPU's pow(double) may land an ulp
-      // below an integer and truncate. Negative exponents give what the CPU's
-      // T(std::pow(x, y)) gives: 1/x^|y| truncated (0 unless x is 1 or -1).
-      if (y < 0) {
-        if (x == 1) return 1;
-        if (x == -1) return (y & 1) ? -1 : 1;
-        return x == 0 ? std::numeric_limits<T>::min() : 0;  // x86 converts inf to INT64_MIN
-      }
-      T r = 1, b = x;
-      for (T e = y; e > 0; e >>= 1) {
-        if (e & 1) r *= b;
-        b *= b;
-      }
-      return r;
-    }
-  }
-};
-template <class T> struct MaxF { __device__ T operator()(T x, T y) const { return x > y || x != x ? x : y; } };
-template <class T> struct MinF { __device__ T operator()(T x, T y) const { return x < y || x != x ? x : y; } };
-
-// f(x, s) or f(s, x) for a scalar captured by value.
-template <class F, class T> struct ScalarRight {
-  F f; T s;
-  __device__ auto operator()(T x) const { return f(x, s); }
-};
-template <class F, class T> struct ScalarLeft {
-  F f; T s;
-  __device__ auto operator()(T x) const { return f(s, x); }
-};
-
-template <class T> struct NegF { __device__ T operator()(T x) const { return T(-x); } };
-template <class T> struct AbsF { __device__ T operator()(T x) const { return x < 0 ? T(-x) : x; } };
-template <class T> struct ReluF { __device__ T operator()(T x) const { return x > 0 ? x : T(0); } };
-template <class T> struct SignF { __device__ T operator()(T x) const { return T((x > 0) - (x < 0)); } };
-template <class T> struct SquareF { __device__ T operator()(T x) const { return T(x * x); } };
-template <class T> struct ExpF { __device__ T operator()(T x) const { return exp(x); } };
-template <class T> struct LogF { __device__ T operator()(T x) const { return log(x); } };
-template <class T> struct SqrtF { __device__ T operator()(T x) const { return sqrt(x); } };
-template <class T> struct SigmoidF { __device__ T operator()(T x) const { return T(1) / (T(1) + exp(-x)); } };
-template <class T> struct TanhF { __device__ T operator()(T x) const { return tanh(x); } };
-template <class T> struct RecipF { __device__ T operator()(T x) const { return T(1) / x; } };
-
-template <class T> struct EqF { __device__ bool operator()(T x, T y) const { return x == y; } };
-template <class T> struct NeF { __device__ bool operator()(T x, T y) const { return x != y; } };
-template <class T> struct LtF { __device__ bool operator()(T x, T y) const { return x < y; } };
-template <class T> struct LeF { __device__ bool operator()(T x, T y) const { return x <= y; } };
-template <class T> struct GtF { __device__ bool operator()(T x, T y) const { return x > y; } };
-template <class T> struct GeF { __device__ bool operator()(T x, T y) const { return x >= y; } };
-
-template <class T> struct AxpyF {
-  T alpha;
-  __device__ T operator()(T x, T y) const { return T(x + alpha * y); }
-};
-template <class T> struct ReluBackF { __device__ T operator()(T g, T y) const { return y > 0 ? g : T(0); } };
-template <class T> struct SigmoidBackF { __device__ T operator()(T g, T y) const { return g * y * (T(1) - y); } };
-template <class T> struct TanhBackF { __device__ T operator()(T g, T y) const { return g * (T(1) - y * y); } };
-
-// ---- op enum -> functor (on the host) ------------------------------------------------
-const char* binary_name(raw::Binary op) {
-  switch (op) {
-    case raw::Binary::Add: return "add";
-    case raw::Binary::Sub: return "sub";
-    case raw::Binary::Mul: return "mul";
-    case raw::Binary::Div: return "div";
-    case raw::Binary::Pow: return "pow";
-    case raw::Binary::Maximum: return "maximum";
-    case raw::Binary::Minimum: return "minimum";
-  }
-  return "binary";
-}
-
-template <class T, class K>
-void with_binary(raw::Binary op, K&& k) {
-  switch (op) {
-    case raw::Binary::Add: return k(AddF<T>{});
-    case raw::Binary::Sub: return k(SubF<T>{});
-    case raw::Binary::Mul: return k(MulF<T>{});
-    case raw::Binary::Div: return k(DivF<T>{});
-    case raw::Binary::Pow: return k(PowF<T>{});
-    case raw::Binary::Maximum: return k(MaxF<T>{});
-    case raw::Binary::Minimum: return k(MinF<T>{});
-  }
-}
-
-template <class T, class K>
-void with_unary(raw::Unary op, K&& k) {
-  if constexpr (std::is_floating_point_v<T>) {
-    switch (op) {
-      case raw::Unary::Exp: return k(ExpF<T>{});
-      case raw::Unary::Log: return k(LogF<T>{});
-      case raw::Unary::Sqrt: return k(SqrtF<T>{});
-      case raw::Unary::Sigmoid: return k(SigmoidF<T>{});
-      case raw::Unary::Tanh: return k(TanhF<T>{});
-      case raw::Unary::Reciprocal: return k(RecipF<T>{});
-      default: break;
-    }
-  }
-  switch (op) {
-    case raw::Unary::Neg: return k(NegF<T>{});
-    case raw::Unary::Abs: return k(AbsF<T>{});
-    case raw::Unary::Relu: return k(ReluF<T>{});
-    case raw::Unary::Sign: return k(SignF<T>{});
-    case raw::Unary::Square: return k(SquareF<T>{});
-    default: throw Error("unary: this op needs a floating-point tensor");
-  }
-}
-
-template <class T, class K>
-void with_compare(raw::Compare op, K&& k) {
-  switch (op) {
-    case raw::Compare::Eq: return k(EqF<T>{});
-    case raw::Compare::Ne: return k(NeF<T>{});
-    case raw::Compare::Lt: return k(LtF<T>{});
-    case raw::Compare::Le: return k(LeF<T>{});
-    case raw::Compare::Gt: return k(GtF<T>{});
-    case raw::Compare::Ge: return k(GeF<T>{});
-  }
-}
-
 }  // namespace
 
 // ---- the kernels.h entry points --------------------------------------------------------
@@ -281,9 +149,9 @@ void binary_scalar(raw::Binary op, const Tensor& out, const Tensor& a, double s,
     const T v = static_cast<T>(s);
     with_binary<T>(op, [&](auto f) {
       if (scalar_first)
-        launch_map1<T, T>(name, out, a, ScalarLeft<decltype(f), T>{f, v});
+        launch_map1<T, T>(name, out, a, ew::ScalarLeft<decltype(f), T>{f, v});
       else
-        launch_map1<T, T>(name, out, a, ScalarRight<decltype(f), T>{f, v});
+        launch_map1<T, T>(name, out, a, ew::ScalarRight<decltype(f), T>{f, v});
     });
   });
 }
@@ -303,7 +171,7 @@ void compare(raw::Compare op, const Tensor& out, const Tensor& a, const Tensor& 
 void compare_scalar(raw::Compare op, const Tensor& out, const Tensor& a, double s) {
   dispatch_all(a.dtype(), [&]<class T>() {
     const T v = static_cast<T>(s);
-    with_compare<T>(op, [&](auto f) { launch_map1<bool, T>("compare", out, a, ScalarRight<decltype(f), T>{f, v}); });
+    with_compare<T>(op, [&](auto f) { launch_map1<bool, T>("compare", out, a, ew::ScalarRight<decltype(f), T>{f, v}); });
   });
 }
 
@@ -320,19 +188,14 @@ void where(const Tensor& out, const Tensor& cond, const Tensor& a, const Tensor&
 
 void axpy(const Tensor& dst, double alpha, const Tensor& src) {
   dispatch_floating(dst.dtype(), "axpy_", [&]<class T>() {
-    launch_map2<T, T, T>("axpy_", dst, dst, src, AxpyF<T>{static_cast<T>(alpha)});
+    launch_map2<T, T, T>("axpy_", dst, dst, src, ew::Axpy<T>{static_cast<T>(alpha)});
   });
 }
 
-void activation_backward(Activation act, const Tensor& gin, const Tensor& grad, const Tensor& out) {
-  const char* name = act == Activation::Relu ? "relu_backward" : act == Activation::Sigmoid ? "sigmoid_backward"
-                                                                                            : "tanh_backward";
+void activation_backward(raw::Activation act, const Tensor& gin, const Tensor& grad, const Tensor& out) {
+  const char* name = ew::activation_backward_name(act);
   dispatch_floating(grad.dtype(), name, [&]<class T>() {
-    switch (act) {
-      case Activation::Relu: return launch_map2<T, T, T>(name, gin, grad, out, ReluBackF<T>{});
-      case Activation::Sigmoid: return launch_map2<T, T, T>(name, gin, grad, out, SigmoidBackF<T>{});
-      case Activation::Tanh: return launch_map2<T, T, T>(name, gin, grad, out, TanhBackF<T>{});
-    }
+    ew::with_activation_backward<T>(act, [&](auto f) { launch_map2<T, T, T>(name, gin, grad, out, f); });
   });
 }
 

@@ -7,6 +7,7 @@
 // graph replay sees their current values (see ops.h).
 #include <cmath>
 
+#include "../../tensor/optim_math.h"
 #include "../detail.h"
 #include "../ops.h"
 
@@ -16,48 +17,46 @@ namespace {
 
 constexpr int kMaxTensors = 24;
 
+// The hyper-parameters that stay fixed between steps, passed by value in the launch.
+struct SgdFlags {
+  float momentum, dampening, weight_decay;
+  bool nesterov, first;
+};
+struct AdamFlags {
+  float beta1, beta2, eps, weight_decay;
+  bool decoupled;
+};
+
 template <int K>
 struct TensorTable {
   float* p[K][kMaxTensors];  // K pointer lists: param, grad, state buffers
   int64_t n[kMaxTensors];
 };
 
-__global__ void sgd_kernel(TensorTable<3> t, const float* __restrict__ lr_ptr, SgdArgs a) {
+// Each thread updates elements of tensor blockIdx.y with the formulas of
+// tensor/optim_math.h, the ones the CPU loop calls.
+__global__ void sgd_kernel(TensorTable<3> t, const float* __restrict__ lr_ptr, SgdFlags f) {
   const int k = blockIdx.y;
   float* __restrict__ w = t.p[0][k];
   const float* __restrict__ g = t.p[1][k];
   float* __restrict__ b = t.p[2][k];
-  const float lr = *lr_ptr, damp = 1 - a.dampening;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < t.n[k]; i += int64_t(gridDim.x) * blockDim.x) {
-    float d = g[i] + a.weight_decay * w[i];
-    if (b) {
-      const float bi = a.first ? d : a.momentum * b[i] + damp * d;
-      b[i] = bi;
-      d = a.nesterov ? d + a.momentum * bi : bi;
-    }
-    w[i] -= lr * d;
-  }
+  const optim_math::SgdCoeffs<float> c{*lr_ptr, f.weight_decay, f.momentum, 1 - f.dampening, f.first, f.nesterov};
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < t.n[k]; i += int64_t(gridDim.x) * blockDim.x)
+    optim_math::sgd_update(w[i], g[i], b ? b + i : nullptr, c);
 }
 
+// The step's scalars come from device memory (lr, step), computed in float per block.
 __global__ void adam_kernel(TensorTable<4> t, const float* __restrict__ lr_ptr, const float* __restrict__ step_ptr,
-                            AdamArgs a) {
+                            AdamFlags f) {
   const int k = blockIdx.y;
   float* __restrict__ w = t.p[0][k];
   const float* __restrict__ g = t.p[1][k];
   float* __restrict__ m = t.p[2][k];
   float* __restrict__ v = t.p[3][k];
-  const float lr = *lr_ptr, step = *step_ptr;
-  const float bc1 = 1 - powf(a.beta1, step), bc2 = 1 - powf(a.beta2, step);
-  const float rate = lr / bc1, inv_sqrt_bc2 = rsqrtf(bc2);
-  const float decay = a.decoupled ? 1 - lr * a.weight_decay : 1, l2 = a.decoupled ? 0 : a.weight_decay;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < t.n[k]; i += int64_t(gridDim.x) * blockDim.x) {
-    const float d = g[i] + l2 * w[i];
-    const float mi = a.beta1 * m[i] + (1 - a.beta1) * d;
-    const float vi = a.beta2 * v[i] + (1 - a.beta2) * d * d;
-    m[i] = mi;
-    v[i] = vi;
-    w[i] = w[i] * decay - rate * mi / (sqrtf(vi) * inv_sqrt_bc2 + a.eps);
-  }
+  const optim_math::AdamCoeffs<float> c = optim_math::adam_coeffs<float, float>(
+      *lr_ptr, *step_ptr, f.beta1, f.beta2, f.eps, f.weight_decay, f.decoupled);
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < t.n[k]; i += int64_t(gridDim.x) * blockDim.x)
+    optim_math::adam_update(w[i], g[i], m[i], v[i], c);
 }
 
 void check_float(const std::vector<Tensor>& ts, const char* op) {
@@ -89,26 +88,29 @@ void for_each_group(const std::vector<const std::vector<Tensor>*>& lists, Launch
 }  // namespace
 
 void sgd_step(const std::vector<Tensor>& params, const std::vector<Tensor>& grads, const std::vector<Tensor>& bufs,
-              const Tensor& lr, const SgdArgs& a) {
+              const raw::SgdHyper& h) {
   if (params.empty()) return;
   check_float(params, "SGD");
   check_float(grads, "SGD");
   check_float(bufs, "SGD");
+  const SgdFlags f{float(h.momentum), float(h.dampening), float(h.weight_decay), h.nesterov, h.first};
   for_each_group<3>({&params, &grads, &bufs}, [&](const TensorTable<3>& t, dim3 grid) {
-    sgd_kernel<<<grid, detail::kThreads, 0, detail::stream()>>>(t, lr.data<float>(), a);
+    sgd_kernel<<<grid, detail::kThreads, 0, detail::stream()>>>(t, h.lr_device.data<float>(), f);
     WEFT_CUDA_LAUNCH_CHECK("SGD");
   });
 }
 
 void adam_step(const std::vector<Tensor>& params, const std::vector<Tensor>& grads, const std::vector<Tensor>& m,
-               const std::vector<Tensor>& v, const Tensor& lr, const Tensor& step, const AdamArgs& a) {
+               const std::vector<Tensor>& v, const raw::AdamHyper& h) {
   if (params.empty()) return;
   check_float(params, "Adam");
   check_float(grads, "Adam");
   check_float(m, "Adam");
   check_float(v, "Adam");
+  const AdamFlags f{float(h.beta1), float(h.beta2), float(h.eps), float(h.weight_decay), h.decoupled};
   for_each_group<4>({&params, &grads, &m, &v}, [&](const TensorTable<4>& t, dim3 grid) {
-    adam_kernel<<<grid, detail::kThreads, 0, detail::stream()>>>(t, lr.data<float>(), step.data<float>(), a);
+    adam_kernel<<<grid, detail::kThreads, 0, detail::stream()>>>(t, h.lr_device.data<float>(),
+                                                                 h.step_device.data<float>(), f);
     WEFT_CUDA_LAUNCH_CHECK("Adam");
   });
 }

@@ -16,7 +16,7 @@
 #include <tuple>
 #include <vector>
 
-#include "../../cuda/ops.h"
+#include "../backend.h"
 #include "../raw.h"
 #include "../thread_pool.h"
 #include "gemm.h"
@@ -340,7 +340,7 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2d
   const Tensor xc = contiguous(x), wc = contiguous(w);
   const Tensor bc = bias.defined() ? contiguous(bias) : Tensor();
   dispatch_floating(x.dtype(), "conv2d", [&]<class T>() {
-    if (x.device().is_cuda()) return cuda::conv2d(out, xc, wc, bc, p);
+    if (!x.device().is_cpu()) return backend(x.device()).conv2d(out, xc, wc, bc, p);
     conv_forward<T>(xc.data<T>(), wc.data<T>(), bc.defined() ? bc.data<T>() : nullptr, out.data<T>(), g);
   });
   return out;
@@ -359,7 +359,7 @@ Tensor conv2d_backward_input(const Tensor& grad, const Tensor& w, const Shape& x
   }
   const Tensor gc = contiguous(grad), wc = contiguous(w);
   dispatch_floating(grad.dtype(), "conv2d_backward_input", [&]<class T>() {
-    if (grad.device().is_cuda()) return cuda::conv2d_backward_input(gx, gc, wc, p);
+    if (!grad.device().is_cpu()) return backend(grad.device()).conv2d_backward_input(gx, gc, wc, p);
     conv_backward_input<T>(gc.data<T>(), wc.data<T>(), gx.data<T>(), g);
   });
   return gx;
@@ -378,7 +378,7 @@ Tensor conv2d_backward_weight(const Tensor& grad, const Tensor& x, const Shape& 
   if (gw.numel() > 0) {
     const Tensor gc = contiguous(grad), xc = contiguous(x);
     dispatch_floating(grad.dtype(), "conv2d_backward_weight", [&]<class T>() {
-      if (grad.device().is_cuda()) return cuda::conv2d_backward_weight(gw, gc, xc, p);
+      if (!grad.device().is_cpu()) return backend(grad.device()).conv2d_backward_weight(gw, gc, xc, p);
       bias_done = conv_backward_weight<T>(gc.data<T>(), xc.data<T>(), gw.data<T>(),
                                           bias_grad ? bias_grad->data<T>() : nullptr, g);
     });

@@ -2,12 +2,11 @@
 //
 // Within one device a copy is one strided loop (a kernel on a GPU) that also converts
 // dtypes and broadcasts. Between host and GPU only whole contiguous buffers of one dtype
-// cross (cuda::memcpy); anything else is first made into such a buffer on the side
+// cross (DeviceBackend::copy_bytes); anything else is first made into such a buffer on the side
 // that has the strided or differently typed data.
 #include <cstring>
 
-#include "../../cuda/cuda.h"
-#include "../../cuda/kernels.h"
+#include "../backend.h"
 #include "../raw.h"
 #include "loops.h"
 
@@ -16,8 +15,10 @@ namespace weft::raw {
 namespace {
 
 void copy_bytes(const Tensor& dst, const Tensor& src) {
-  cuda::memcpy(dst.raw_data(), dst.device(), src.raw_data(), src.device(),
-               static_cast<size_t>(src.numel() * element_size(src.dtype())));
+  // The backend of whichever side is not the host moves the bytes.
+  const Device accelerator = dst.device().is_cpu() ? src.device() : dst.device();
+  backend(accelerator).copy_bytes(dst.raw_data(), dst.device(), src.raw_data(), src.device(),
+                                  static_cast<size_t>(src.numel() * element_size(src.dtype())));
 }
 
 // dst = src where at least one is on a GPU and they are on different devices.
@@ -41,9 +42,9 @@ void copy_(const Tensor& dst, const Tensor& src) {
   WEFT_CHECK(dst.defined() && src.defined(), "copy_: a tensor is undefined");
   WEFT_CHECK(broadcast_shapes("copy_", dst.shape(), src.shape()) == dst.shape(), "copy_: source ", src.shape(),
              " does not broadcast to the destination ", dst.shape());
-  if (dst.device().is_cuda() || src.device().is_cuda()) {
+  if (!dst.device().is_cpu() || !src.device().is_cpu()) {
     if (dst.device() == src.device())
-      cuda::copy(dst, src);
+      backend(dst.device()).copy(dst, src);
     else
       copy_across(dst, src);
     dst.storage()->bump_version();
@@ -68,8 +69,8 @@ void copy_(const Tensor& dst, const Tensor& src) {
 
 void fill_(const Tensor& dst, double value) {
   cpu::check_defined("fill_", dst);
-  if (dst.device().is_cuda()) {
-    cuda::fill(dst, value);
+  if (!dst.device().is_cpu()) {
+    backend(dst.device()).fill(dst, value);
     dst.storage()->bump_version();
     return;
   }
@@ -105,7 +106,7 @@ Tensor to_dtype(const Tensor& a, DType dt) {
 Tensor to_device(const Tensor& a, Device d) {
   WEFT_CHECK(a.defined(), "to: the tensor is undefined");
   if (a.device() == d) return a;
-  Tensor src = (a.device().is_cuda() || d.is_cuda()) ? contiguous(a) : a;
+  Tensor src = (!a.device().is_cpu() || !d.is_cpu()) ? contiguous(a) : a;
   Tensor out = empty(a.shape(), a.dtype(), d);
   copy_(out, src);
   return out;

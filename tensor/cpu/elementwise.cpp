@@ -1,11 +1,12 @@
 // Elementwise kernels: out[i] = f(a[i], b[i]) over broadcast shapes and any strides.
 //
-// Each public raw op checks its inputs, allocates the output, and hands a small functor
-// to the strided loops in loops.h. The `Binary`/`Unary` enums map to functors here once,
-// so adding an op is one line in each switch.
+// Each public raw op checks its inputs, allocates the output, and hands the op's functor
+// (elementwise_math.h, shared with the CUDA kernels) to the strided loops in loops.h; a
+// tensor on another device goes to its backend (backend.h) instead of the loop.
 #include <cmath>
 
-#include "../../cuda/kernels.h"
+#include "../backend.h"
+#include "../elementwise_math.h"
 #include "../raw.h"
 #include "loops.h"
 
@@ -13,6 +14,10 @@ namespace weft::raw {
 
 using cpu::check_defined;
 using cpu::for_each;
+using ew::binary_name;
+using ew::with_binary;
+using ew::with_compare;
+using ew::with_unary;
 
 namespace {
 
@@ -50,60 +55,6 @@ void run2(const Tensor& out, const Tensor& a, F f) {
   });
 }
 
-const char* binary_name(Binary op) {
-  switch (op) {
-    case Binary::Add: return "add";
-    case Binary::Sub: return "sub";
-    case Binary::Mul: return "mul";
-    case Binary::Div: return "div";
-    case Binary::Pow: return "pow";
-    case Binary::Maximum: return "maximum";
-    case Binary::Minimum: return "minimum";
-  }
-  return "binary";
-}
-
-// Calls k(functor) with the functor for `op` on type T.
-template <class T, class K>
-void with_binary(Binary op, K&& k) {
-  switch (op) {
-    case Binary::Add: return k([](T x, T y) { return T(x + y); });
-    case Binary::Sub: return k([](T x, T y) { return T(x - y); });
-    case Binary::Mul: return k([](T x, T y) { return T(x * y); });
-    case Binary::Div:
-      if constexpr (std::is_integral_v<T>)
-        return k([](T x, T y) { return y == 0 ? T(0) : T(x / y); });  // no UB on x/0
-      else
-        return k([](T x, T y) { return T(x / y); });
-    case Binary::Pow: return k([](T x, T y) { return T(std::pow(x, y)); });
-    case Binary::Maximum: return k([](T x, T y) { return x > y || x != x ? x : y; });
-    case Binary::Minimum: return k([](T x, T y) { return x < y || x != x ? x : y; });
-  }
-}
-
-template <class T, class K>
-void with_unary(Unary op, K&& k) {
-  if constexpr (std::is_floating_point_v<T>) {
-    switch (op) {
-      case Unary::Exp: return k([](T x) { return std::exp(x); });
-      case Unary::Log: return k([](T x) { return std::log(x); });
-      case Unary::Sqrt: return k([](T x) { return std::sqrt(x); });
-      case Unary::Sigmoid: return k([](T x) { return T(1) / (T(1) + std::exp(-x)); });
-      case Unary::Tanh: return k([](T x) { return std::tanh(x); });
-      case Unary::Reciprocal: return k([](T x) { return T(1) / x; });
-      default: break;
-    }
-  }
-  switch (op) {
-    case Unary::Neg: return k([](T x) { return T(-x); });
-    case Unary::Abs: return k([](T x) { return x < 0 ? T(-x) : x; });
-    case Unary::Relu: return k([](T x) { return x > 0 ? x : T(0); });
-    case Unary::Sign: return k([](T x) { return T((x > 0) - (x < 0)); });
-    case Unary::Square: return k([](T x) { return T(x * x); });
-    default: throw Error("unary: this op needs a floating-point tensor");
-  }
-}
-
 Tensor scalar_like(const Tensor& a, double s) {
   Tensor t = empty({}, a.dtype(), a.device());
   fill_(t, s);
@@ -129,8 +80,8 @@ Tensor binary(Binary op, const Tensor& a, const Tensor& b) {
   const char* name = binary_name(op);
   check_same(name, a, b);
   Tensor out = empty(broadcast_shapes(name, a.shape(), b.shape()), a.dtype(), a.device());
-  if (a.device().is_cuda()) {
-    cuda::binary(op, out, a, b);
+  if (!a.device().is_cpu()) {
+    backend(a.device()).binary(op, out, a, b);
     return out;
   }
   dispatch_numeric(a.dtype(), name, [&]<class T>() {
@@ -145,21 +96,21 @@ Tensor binary_scalar(Binary op, const Tensor& a, double s) {
   const char* name = binary_name(op);
   check_defined(name, a);
   Tensor out = empty(a.shape(), a.dtype(), a.device());
-  if (a.device().is_cuda()) {
-    cuda::binary_scalar(op, out, a, s, /*scalar_first=*/false);
+  if (!a.device().is_cpu()) {
+    backend(a.device()).binary_scalar(op, out, a, s, /*scalar_first=*/false);
     return out;
   }
   dispatch_numeric(a.dtype(), name, [&]<class T>() {
     const T v = static_cast<T>(s);
-    with_binary<T>(op, [&](auto f) { run2<T, T>(out, a, [f, v](T x) { return f(x, v); }); });
+    with_binary<T>(op, [&](auto f) { run2<T, T>(out, a, ew::ScalarRight<decltype(f), T>{f, v}); });
   });
   return out;
 }
 Tensor scalar_binary(Binary op, double s, const Tensor& a) {
   check_defined(binary_name(op), a);
-  if (a.device().is_cuda()) {  // the scalar rides in the kernel's arguments, not in a 0-d tensor
+  if (!a.device().is_cpu()) {  // the scalar rides in the kernel's arguments, not in a 0-d tensor
     Tensor out = empty(a.shape(), a.dtype(), a.device());
-    cuda::binary_scalar(op, out, a, s, /*scalar_first=*/true);
+    backend(a.device()).binary_scalar(op, out, a, s, /*scalar_first=*/true);
     return out;
   }
   return binary(op, scalar_like(a, s), a);
@@ -168,8 +119,8 @@ Tensor scalar_binary(Binary op, double s, const Tensor& a) {
 Tensor unary(Unary op, const Tensor& a) {
   check_defined("unary", a);
   Tensor out = empty(a.shape(), a.dtype(), a.device());
-  if (a.device().is_cuda()) {
-    cuda::unary(op, out, a);
+  if (!a.device().is_cpu()) {
+    backend(a.device()).unary(op, out, a);
     return out;
   }
   dispatch_numeric(a.dtype(), "unary", [&]<class T>() {
@@ -181,28 +132,21 @@ Tensor unary(Unary op, const Tensor& a) {
 Tensor compare(Compare op, const Tensor& a, const Tensor& b) {
   check_same("compare", a, b);
   Tensor out = empty(broadcast_shapes("compare", a.shape(), b.shape()), kBool, a.device());
-  if (a.device().is_cuda()) {
-    cuda::compare(op, out, a, b);
+  if (!a.device().is_cpu()) {
+    backend(a.device()).compare(op, out, a, b);
     return out;
   }
   dispatch_all(a.dtype(), [&]<class T>() {
-    switch (op) {
-      case Compare::Eq: return run3<bool, T, T>(out, a, b, [](T x, T y) { return x == y; });
-      case Compare::Ne: return run3<bool, T, T>(out, a, b, [](T x, T y) { return x != y; });
-      case Compare::Lt: return run3<bool, T, T>(out, a, b, [](T x, T y) { return x < y; });
-      case Compare::Le: return run3<bool, T, T>(out, a, b, [](T x, T y) { return x <= y; });
-      case Compare::Gt: return run3<bool, T, T>(out, a, b, [](T x, T y) { return x > y; });
-      case Compare::Ge: return run3<bool, T, T>(out, a, b, [](T x, T y) { return x >= y; });
-    }
+    with_compare<T>(op, [&](auto f) { run3<bool, T, T>(out, a, b, f); });
   });
   return out;
 }
 
 Tensor compare_scalar(Compare op, const Tensor& a, double s) {
   check_defined("compare", a);
-  if (a.device().is_cuda()) {
+  if (!a.device().is_cpu()) {
     Tensor out = empty(a.shape(), kBool, a.device());
-    cuda::compare_scalar(op, out, a, s);
+    backend(a.device()).compare_scalar(op, out, a, s);
     return out;
   }
   return compare(op, a, scalar_like(a, s));
@@ -215,8 +159,8 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
              a.device());
   const Shape shape = broadcast_shapes("where", broadcast_shapes("where", cond.shape(), a.shape()), b.shape());
   Tensor out = empty(shape, a.dtype(), a.device());
-  if (a.device().is_cuda()) {
-    cuda::where(out, cond, a, b);
+  if (!a.device().is_cpu()) {
+    backend(a.device()).where(out, cond, a, b);
     return out;
   }
   dispatch_all(a.dtype(), [&]<class T>() {
@@ -235,8 +179,8 @@ void binary_(Binary op, const Tensor& dst, const Tensor& src) {
   check_same(name, dst, src);
   WEFT_CHECK(broadcast_shapes(name, dst.shape(), src.shape()) == dst.shape(), name, "_: in-place result of shape ",
              broadcast_shapes(name, dst.shape(), src.shape()), " does not fit the destination ", dst.shape());
-  if (dst.device().is_cuda()) {
-    cuda::binary(op, dst, dst, src);
+  if (!dst.device().is_cpu()) {
+    backend(dst.device()).binary(op, dst, dst, src);
     dst.storage()->bump_version();
     return;
   }
@@ -248,8 +192,8 @@ void binary_(Binary op, const Tensor& dst, const Tensor& src) {
 
 void binary_scalar_(Binary op, const Tensor& dst, double s) {
   check_defined(binary_name(op), dst);
-  if (dst.device().is_cuda()) {
-    cuda::binary_scalar(op, dst, dst, s, /*scalar_first=*/false);
+  if (!dst.device().is_cpu()) {
+    backend(dst.device()).binary_scalar(op, dst, dst, s, /*scalar_first=*/false);
     dst.storage()->bump_version();
     return;
   }
@@ -260,55 +204,37 @@ void axpy_(const Tensor& dst, double alpha, const Tensor& src) {
   check_same("axpy_", dst, src);
   WEFT_CHECK(broadcast_shapes("axpy_", dst.shape(), src.shape()) == dst.shape(), "axpy_: source ", src.shape(),
              " does not broadcast to the destination ", dst.shape());
-  if (dst.device().is_cuda()) {
-    cuda::axpy(dst, alpha, src);
+  if (!dst.device().is_cpu()) {
+    backend(dst.device()).axpy(dst, alpha, src);
     dst.storage()->bump_version();
     return;
   }
   dispatch_floating(dst.dtype(), "axpy_", [&]<class T>() {
     const T al = static_cast<T>(alpha);
-    run3<T, T, T>(dst, dst, src, [al](T x, T y) { return T(x + al * y); });
+    run3<T, T, T>(dst, dst, src, ew::Axpy<T>{al});
   });
   dst.storage()->bump_version();
 }
 
-Tensor relu_backward(const Tensor& grad, const Tensor& out) {
-  check_same("relu_backward", grad, out);
+// gin = grad * f'(out): one pass for the backward of relu, sigmoid and tanh.
+Tensor activation_backward(Activation act, const Tensor& grad, const Tensor& out) {
+  const char* name = ew::activation_backward_name(act);
+  check_same(name, grad, out);
   Tensor gi = empty(grad.shape(), grad.dtype(), grad.device());
-  if (grad.device().is_cuda()) {
-    cuda::activation_backward(cuda::Activation::Relu, gi, grad, out);
+  if (!grad.device().is_cpu()) {
+    backend(grad.device()).activation_backward(act, gi, grad, out);
     return gi;
   }
-  dispatch_floating(grad.dtype(), "relu_backward", [&]<class T>() {
-    run3<T, T, T>(gi, grad, out, [](T g, T y) { return y > 0 ? g : T(0); });
+  dispatch_floating(grad.dtype(), name, [&]<class T>() {
+    ew::with_activation_backward<T>(act, [&](auto f) { run3<T, T, T>(gi, grad, out, f); });
   });
   return gi;
 }
 
+Tensor relu_backward(const Tensor& grad, const Tensor& out) { return activation_backward(Activation::Relu, grad, out); }
 Tensor sigmoid_backward(const Tensor& grad, const Tensor& out) {
-  check_same("sigmoid_backward", grad, out);
-  Tensor gi = empty(grad.shape(), grad.dtype(), grad.device());
-  if (grad.device().is_cuda()) {
-    cuda::activation_backward(cuda::Activation::Sigmoid, gi, grad, out);
-    return gi;
-  }
-  dispatch_floating(grad.dtype(), "sigmoid_backward", [&]<class T>() {
-    run3<T, T, T>(gi, grad, out, [](T g, T y) { return g * y * (T(1) - y); });
-  });
-  return gi;
+  return activation_backward(Activation::Sigmoid, grad, out);
 }
-
-Tensor tanh_backward(const Tensor& grad, const Tensor& out) {
-  check_same("tanh_backward", grad, out);
-  Tensor gi = empty(grad.shape(), grad.dtype(), grad.device());
-  if (grad.device().is_cuda()) {
-    cuda::activation_backward(cuda::Activation::Tanh, gi, grad, out);
-    return gi;
-  }
-  dispatch_floating(grad.dtype(), "tanh_backward", [&]<class T>() {
-    run3<T, T, T>(gi, grad, out, [](T g, T y) { return g * (T(1) - y * y); });
-  });
-  return gi;
-}
+Tensor tanh_backward(const Tensor& grad, const Tensor& out) { return activation_backward(Activation::Tanh, grad, out); }
 
 }  // namespace weft::raw

@@ -18,8 +18,8 @@
 
 namespace weft::cpu {
 
-// The raw ops in this folder run on the CPU or, for a tensor on a GPU, call their CUDA
-// twin in cuda/kernels.h; this is their "is there a tensor at all" check.
+// The raw ops in this folder run on the CPU or, for a tensor on another device, call
+// that device's backend (../backend.h); this is their "is there a tensor at all" check.
 inline void check_defined(const char* op, const Tensor& a) {
   WEFT_CHECK(a.defined(), op, ": the input tensor is undefined");
 }

@@ -5,7 +5,7 @@
 // copy, so the transposes that backward is full of (grad @ W^T) cost nothing. Other
 // layouts are copied first.
 #include "../views.h"
-#include "../../cuda/ops.h"
+#include "../backend.h"
 #include "../raw.h"
 #include "../thread_pool.h"
 #include "gemm.h"
@@ -91,8 +91,8 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
   const Tensor A = views::reshape(views::expand(a, ea), {-1, n, k}), B = views::reshape(views::expand(b, eb), {-1, k, m});
   const int64_t nb = batch.numel();
   dispatch_floating(a.dtype(), "matmul", [&]<class T>() {
-    if (a.device().is_cuda()) {
-      for (int64_t i = 0; i < nb; ++i) cuda::gemm(views::select(views::view(out, {nb, n, m}), 0, i), views::select(A, 0, i), views::select(B, 0, i));
+    if (!a.device().is_cpu()) {
+      for (int64_t i = 0; i < nb; ++i) backend(a.device()).gemm(views::select(views::view(out, {nb, n, m}), 0, i), views::select(A, 0, i), views::select(B, 0, i));
       return;
     }
     T* o = out.data<T>();
@@ -124,7 +124,7 @@ Tensor linear(const Tensor& x_in, const Tensor& w, const Tensor& bias) {
   Tensor out = empty({n, out_f}, x.dtype(), x.device());
   const Tensor wt = views::t(w);  // (in, out) column-major view: no copy
   dispatch_floating(x.dtype(), "linear", [&]<class T>() {
-    if (x.device().is_cuda()) return cuda::linear(out, x, w.detach(), bias.defined() ? bias.detach() : Tensor());
+    if (!x.device().is_cpu()) return backend(x.device()).linear(out, x, w.detach(), bias.defined() ? bias.detach() : Tensor());
     T* o = out.data<T>();
     const Operand a = as_operand(x), b = as_operand(wt);
     const Tensor bc = bias.defined() ? contiguous(bias) : Tensor();

@@ -17,7 +17,7 @@
 #include <limits>
 #include <vector>
 
-#include "../../cuda/ops.h"
+#include "../backend.h"
 #include "../raw.h"
 #include "../thread_pool.h"
 #include "max_pool_2x2.h"
@@ -71,12 +71,6 @@ PoolGeom pool_geometry(const char* op, const Shape& xs, const Pool2dParams& p) {
 void check_floating(const char* op, const Tensor& x) {
   WEFT_CHECK(x.defined(), op, ": the input tensor is undefined");
   WEFT_CHECK(is_floating(x.dtype()), op, ": expected a floating-point tensor, got ", x.dtype(), " ", x.shape());
-}
-
-void check_pool_grad(const char* op, const Tensor& grad, const Shape& xs) {
-  WEFT_CHECK(xs.size() == 4, op, ": the input shape must be 4-D (N,C,H,W), got ", xs);
-  WEFT_CHECK(grad.dim() == 4 && grad.size(0) == xs[0] && grad.size(1) == xs[1], op, ": grad ", grad.shape(),
-             " is not an (N,C,Ho,Wo) gradient for input ", xs);
 }
 
 // `b` beats the best so far `a` when larger, or when it is NaN and `a` is not: NaN
@@ -217,10 +211,10 @@ Tensor max_pool(const char* op, const Tensor& x, const Pool2dParams& p) {
   check_floating(op, x);
   const PoolGeom g = pool_geometry(op, x.shape(), p);
   Tensor out = empty({g.N, g.C, g.Ho, g.Wo}, x.dtype(), x.device());
-  if (x.device().is_cuda()) {
+  if (!x.device().is_cpu()) {
     // Not fused on the GPU, which has bandwidth to spare: relu, then the pooling kernel.
     // (Its backward computes relu(x) again, so nn::Sequential fuses on the CPU only.)
-    if (out.numel()) cuda::max_pool2d(out, Relu ? unary(Unary::Relu, x) : x, p);
+    if (out.numel()) backend(x.device()).max_pool2d(out, Relu ? unary(Unary::Relu, x) : x, p);
     return out;
   }
   const Tensor xc = contiguous(x);
@@ -241,9 +235,9 @@ Tensor max_pool_backward(const char* op, const Tensor& grad, const Tensor& x, co
   WEFT_CHECK(grad.shape() == expect, op, ": grad ", grad.shape(), " does not match the output ", expect, " of input ",
              x.shape());
   Tensor gx = empty(x.shape(), x.dtype(), x.device());
-  if (x.device().is_cuda()) {  // unfused, as in forward: relu(x) again, pool's backward, relu's
+  if (!x.device().is_cpu()) {  // unfused, as in forward: relu(x) again, pool's backward, relu's
     const Tensor r = Relu ? unary(Unary::Relu, x) : x;
-    if (gx.numel()) cuda::max_pool2d_backward(gx, grad, r, p);
+    if (gx.numel()) backend(x.device()).max_pool2d_backward(gx, grad, r, p);
     return Relu ? relu_backward(gx, r) : gx;
   }
   const Tensor gc = contiguous(grad), xc = contiguous(x);
@@ -274,8 +268,8 @@ Tensor max_pool2d_indices(const Tensor& x, const Pool2dParams& p) {
   check_floating("max_pool2d_indices", x);
   const PoolGeom g = pool_geometry("max_pool2d_indices", x.shape(), p);
   Tensor arg = empty({g.N, g.C, g.Ho, g.Wo}, kInt64, x.device());
-  if (x.device().is_cuda()) {
-    if (arg.numel()) cuda::max_pool2d_indices(arg, x, p);
+  if (!x.device().is_cpu()) {
+    if (arg.numel()) backend(x.device()).max_pool2d_indices(arg, x, p);
     return arg;
   }
   const Tensor xc = contiguous(x);
@@ -308,8 +302,8 @@ Tensor avg_pool2d(const Tensor& x, const Pool2dParams& p) {
              ": average pooling has no dilation, got ", pair_str(p.dilation));
   const PoolGeom g = pool_geometry("avg_pool2d", x.shape(), p);
   Tensor out = empty({g.N, g.C, g.Ho, g.Wo}, x.dtype(), x.device());
-  if (x.device().is_cuda()) {
-    if (out.numel()) cuda::avg_pool2d(out, x, p);
+  if (!x.device().is_cpu()) {
+    if (out.numel()) backend(x.device()).avg_pool2d(out, x, p);
     return out;
   }
   const Tensor xc = contiguous(x);
@@ -333,8 +327,8 @@ Tensor avg_pool2d_backward(const Tensor& grad, const Shape& x_shape, const Pool2
   WEFT_CHECK(grad.shape() == expect, "avg_pool2d_backward: grad ", grad.shape(), " does not match the output ", expect,
              " of input ", x_shape);
   Tensor gx = empty(x_shape, grad.dtype(), grad.device());
-  if (grad.device().is_cuda()) {
-    if (gx.numel()) cuda::avg_pool2d_backward(gx, grad, p);
+  if (!grad.device().is_cpu()) {
+    if (gx.numel()) backend(grad.device()).avg_pool2d_backward(gx, grad, p);
     return gx;
   }
   fill_(gx, 0.0);

@@ -6,7 +6,7 @@
 #include <cmath>
 
 #include "../views.h"
-#include "../../cuda/kernels.h"
+#include "../backend.h"
 #include "../raw.h"
 #include "loops.h"
 
@@ -42,9 +42,9 @@ template <class T, class F>
 Tensor rowwise(const char* op, const Tensor& a, int64_t dim, bool log, F f) {
   cpu::check_defined(op, a);
   const int64_t d = wrap_dim(op, dim, a.dim());
-  if (a.device().is_cuda()) {
+  if (!a.device().is_cpu()) {
     Tensor out = empty(a.shape(), a.dtype(), a.device());
-    cuda::softmax(out, a, d, log);
+    backend(a.device()).softmax(out, a, d, log);
     return out;
   }
   Rows r = to_rows(a, d);
@@ -80,9 +80,9 @@ Tensor rowwise2(const char* op, const Tensor& grad, const Tensor& out, int64_t d
   check_same(op, grad, out);
   WEFT_CHECK(grad.shape() == out.shape(), op, ": gradient ", grad.shape(), " and output ", out.shape(), " differ");
   const int64_t d = wrap_dim(op, dim, out.dim());
-  if (out.device().is_cuda()) {
+  if (!out.device().is_cpu()) {
     Tensor gi = empty(out.shape(), out.dtype(), out.device());
-    cuda::softmax_backward(gi, grad, out, d, log);
+    backend(out.device()).softmax_backward(gi, grad, out, d, log);
     return gi;
   }
   Rows rg = to_rows(grad, d), ro = to_rows(out, d);

@@ -5,7 +5,7 @@
 #include <cmath>
 
 #include "../helpers.h"
-#include "cuda/ops.h"
+#include "cuda/cuda.h"
 #include "samples/common/models.h"
 
 using namespace weft;

@@ -1,0 +1,112 @@
+#include "backend.h"
+
+#include <array>
+#include <atomic>
+
+#include "error.h"
+#include "weft_config.h"
+
+namespace weft {
+
+namespace {
+// One slot per DeviceKind; constant-initialised, so registering from another file's
+// static initialiser is safe whatever order the initialisers run in.
+constinit std::array<std::atomic<DeviceBackend*>, 2> g_backends{};
+
+std::atomic<DeviceBackend*>& slot(DeviceKind kind) { return g_backends[static_cast<size_t>(kind)]; }
+}  // namespace
+
+void DeviceBackend::unsupported(const char* op) const {
+  throw Error(detail::str(op, ": the ", name(), " backend does not implement it"));
+}
+
+// The defaults: every op a backend leaves out throws naming it.
+void DeviceBackend::binary(raw::Binary, const Tensor&, const Tensor&, const Tensor&) { unsupported("binary"); }
+void DeviceBackend::binary_scalar(raw::Binary, const Tensor&, const Tensor&, double, bool) {
+  unsupported("binary_scalar");
+}
+void DeviceBackend::unary(raw::Unary, const Tensor&, const Tensor&) { unsupported("unary"); }
+void DeviceBackend::compare(raw::Compare, const Tensor&, const Tensor&, const Tensor&) { unsupported("compare"); }
+void DeviceBackend::compare_scalar(raw::Compare, const Tensor&, const Tensor&, double) {
+  unsupported("compare_scalar");
+}
+void DeviceBackend::where(const Tensor&, const Tensor&, const Tensor&, const Tensor&) { unsupported("where"); }
+void DeviceBackend::axpy(const Tensor&, double, const Tensor&) { unsupported("axpy"); }
+void DeviceBackend::activation_backward(raw::Activation, const Tensor&, const Tensor&, const Tensor&) {
+  unsupported("activation_backward");
+}
+void DeviceBackend::copy(const Tensor&, const Tensor&) { unsupported("copy"); }
+void DeviceBackend::fill(const Tensor&, double) { unsupported("fill"); }
+void DeviceBackend::reduce(raw::Reduce, const Tensor&, const Tensor&, const Shape&) { unsupported("reduce"); }
+void DeviceBackend::argreduce(bool, const Tensor&, const Tensor&, int64_t) { unsupported("argreduce"); }
+void DeviceBackend::softmax(const Tensor&, const Tensor&, int64_t, bool) { unsupported("softmax"); }
+void DeviceBackend::softmax_backward(const Tensor&, const Tensor&, const Tensor&, int64_t, bool) {
+  unsupported("softmax_backward");
+}
+void DeviceBackend::cross_entropy(const Tensor&, const Tensor&, const Tensor&, const Tensor&, double) {
+  unsupported("cross_entropy");
+}
+void DeviceBackend::cross_entropy_backward(const Tensor&, const Tensor&, const Tensor&, const Tensor&, double) {
+  unsupported("cross_entropy_backward");
+}
+void DeviceBackend::gather(const Tensor&, const Tensor&, int64_t, const Tensor&) { unsupported("gather"); }
+void DeviceBackend::scatter_add(const Tensor&, int64_t, const Tensor&, const Tensor&) { unsupported("scatter_add"); }
+void DeviceBackend::index_select(const Tensor&, const Tensor&, int64_t, const Tensor&) { unsupported("index_select"); }
+void DeviceBackend::index_add(const Tensor&, int64_t, const Tensor&, const Tensor&) { unsupported("index_add"); }
+void DeviceBackend::uniform(const Tensor&, double, double, uint64_t, uint64_t) { unsupported("uniform"); }
+void DeviceBackend::normal(const Tensor&, double, double, uint64_t, uint64_t) { unsupported("normal"); }
+void DeviceBackend::bernoulli(const Tensor&, double, uint64_t, uint64_t) { unsupported("bernoulli"); }
+void DeviceBackend::gemm(const Tensor&, const Tensor&, const Tensor&) { unsupported("gemm"); }
+void DeviceBackend::linear(const Tensor&, const Tensor&, const Tensor&, const Tensor&) { unsupported("linear"); }
+void DeviceBackend::csr_linear(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                               const Tensor&) {
+  unsupported("csr_linear");
+}
+void DeviceBackend::conv2d(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Conv2dParams&) {
+  unsupported("conv2d");
+}
+void DeviceBackend::conv2d_backward_input(const Tensor&, const Tensor&, const Tensor&, const Conv2dParams&) {
+  unsupported("conv2d_backward_input");
+}
+void DeviceBackend::conv2d_backward_weight(const Tensor&, const Tensor&, const Tensor&, const Conv2dParams&) {
+  unsupported("conv2d_backward_weight");
+}
+void DeviceBackend::max_pool2d(const Tensor&, const Tensor&, const Pool2dParams&) { unsupported("max_pool2d"); }
+void DeviceBackend::max_pool2d_indices(const Tensor&, const Tensor&, const Pool2dParams&) {
+  unsupported("max_pool2d_indices");
+}
+void DeviceBackend::max_pool2d_backward(const Tensor&, const Tensor&, const Tensor&, const Pool2dParams&) {
+  unsupported("max_pool2d_backward");
+}
+void DeviceBackend::avg_pool2d(const Tensor&, const Tensor&, const Pool2dParams&) { unsupported("avg_pool2d"); }
+void DeviceBackend::avg_pool2d_backward(const Tensor&, const Tensor&, const Pool2dParams&) {
+  unsupported("avg_pool2d_backward");
+}
+void DeviceBackend::sgd_step(const std::vector<Tensor>&, const std::vector<Tensor>&, const std::vector<Tensor>&,
+                             const raw::SgdHyper&) {
+  unsupported("sgd_step");
+}
+void DeviceBackend::adam_step(const std::vector<Tensor>&, const std::vector<Tensor>&, const std::vector<Tensor>&,
+                              const std::vector<Tensor>&, const raw::AdamHyper&) {
+  unsupported("adam_step");
+}
+
+DeviceBackend* register_backend(DeviceKind kind, DeviceBackend* b) {
+  WEFT_CHECK(kind != DeviceKind::CPU, "register_backend: the CPU kernels are tensor/'s own, not a backend");
+  return slot(kind).exchange(b, std::memory_order_acq_rel);
+}
+
+bool has_backend(DeviceKind kind) { return slot(kind).load(std::memory_order_acquire) != nullptr; }
+
+DeviceBackend& backend(Device d) {
+  DeviceBackend* b = slot(d.kind).load(std::memory_order_acquire);
+  if (b) return *b;
+  if (d.is_cuda() && !WEFT_HAVE_CUDA) throw Error(detail::str("weft was built without CUDA (no backend for ", d, ")"));
+  // Built with CUDA, yet cuda/backend.cpp never ran its registration: a static libweft.a
+  // linked by hand without the flag that keeps that object.
+  throw Error(detail::str("no backend is registered for ", d,
+                          ": when linking the static libweft.a, add -Wl,-u,weft_link_cuda_backend "
+                          "(pkg-config --static --libs weft does)"));
+}
+
+}  // namespace weft

@@ -1,0 +1,314 @@
+// The arithmetic of the element-wise ops, written once for both devices.
+//
+// Each op is a small functor whose operator() is WEFT_HD: the CPU loops of
+// tensor/cpu/elementwise.cpp and the CUDA kernels of cuda/kernels/elementwise.cu call the
+// very same function per element, so a formula (or a NaN rule) cannot differ between
+// devices. The with_binary / with_unary / with_compare / with_activation_backward
+// switches turn a runtime op enum into its functor once, on the host, before the loop or
+// the launch: the per-element code has no switch in it.
+//
+// Semantics that follow PyTorch: maximum/minimum propagate NaN; integer division by zero
+// gives 0 here (PyTorch raises; a GPU kernel cannot), integer pow is exact (repeated
+// squaring; an overflow wraps), and a negative integer exponent gives 1 / x^|y|
+// truncated: 0 unless x is 1 or -1 (PyTorch raises "Integers to negative integer powers
+// are not allowed").
+//
+// Internal header: not installed.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <type_traits>
+
+#include "error.h"
+#include "host_device.h"
+#include "raw.h"
+
+namespace weft::ew {
+
+// ---- binary: out = f(x, y) -----------------------------------------------------------------
+template <class T>
+struct Add {
+  WEFT_HD T operator()(T x, T y) const { return T(x + y); }
+};
+template <class T>
+struct Sub {
+  WEFT_HD T operator()(T x, T y) const { return T(x - y); }
+};
+template <class T>
+struct Mul {
+  WEFT_HD T operator()(T x, T y) const { return T(x * y); }
+};
+template <class T>
+struct Div {
+  WEFT_HD T operator()(T x, T y) const {
+    if constexpr (std::is_integral_v<T>)
+      return y == 0 ? T(0) : T(x / y);  // no trap, no UB on x/0
+    else
+      return x / y;
+  }
+};
+template <class T>
+struct Pow {
+  WEFT_HD T operator()(T x, T y) const {
+    if constexpr (std::is_floating_point_v<T>) {
+      return hd::pow(x, y);
+    } else {
+      if (y < 0) {
+        if (x == 1) return 1;
+        if (x == -1) return (y & 1) ? -1 : 1;
+        return x == 0 ? std::numeric_limits<T>::min() : 0;  // 1/0: what x86 makes of inf as an int
+      }
+      // Repeated squaring in unsigned arithmetic: exact, and an overflow wraps instead of
+      // being undefined behaviour.
+      using U = std::make_unsigned_t<T>;
+      U r = 1, b = static_cast<U>(x);
+      for (T e = y; e > 0; e >>= 1) {
+        if (e & 1) r *= b;
+        b *= b;
+      }
+      return static_cast<T>(r);
+    }
+  }
+};
+// NaN wins, as in torch.maximum / torch.minimum.
+template <class T>
+struct Maximum {
+  WEFT_HD T operator()(T x, T y) const { return x > y || x != x ? x : y; }
+};
+template <class T>
+struct Minimum {
+  WEFT_HD T operator()(T x, T y) const { return x < y || x != x ? x : y; }
+};
+
+// dst + alpha * src: the in-place axpy_ of optimizers and gradient accumulation.
+template <class T>
+struct Axpy {
+  T alpha;
+  WEFT_HD T operator()(T x, T y) const { return T(x + alpha * y); }
+};
+
+// f(x, s) or f(s, x) with the scalar s captured by value (binary_scalar, compare_scalar).
+template <class F, class T>
+struct ScalarRight {
+  F f;
+  T s;
+  WEFT_HD auto operator()(T x) const { return f(x, s); }
+};
+template <class F, class T>
+struct ScalarLeft {
+  F f;
+  T s;
+  WEFT_HD auto operator()(T x) const { return f(s, x); }
+};
+
+// ---- unary -------------------------------------------------------------------------------
+template <class T>
+struct Neg {
+  WEFT_HD T operator()(T x) const { return T(-x); }
+};
+template <class T>
+struct Abs {
+  WEFT_HD T operator()(T x) const { return x < 0 ? T(-x) : x; }
+};
+// relu(NaN) is 0 here; PyTorch's is NaN (the comparison is false for NaN).
+template <class T>
+struct Relu {
+  WEFT_HD T operator()(T x) const { return x > 0 ? x : T(0); }
+};
+template <class T>
+struct Sign {
+  WEFT_HD T operator()(T x) const { return T((x > 0) - (x < 0)); }
+};
+template <class T>
+struct Square {
+  WEFT_HD T operator()(T x) const { return T(x * x); }
+};
+template <class T>
+struct Exp {
+  WEFT_HD T operator()(T x) const { return hd::exp(x); }
+};
+template <class T>
+struct Log {
+  WEFT_HD T operator()(T x) const { return hd::log(x); }
+};
+template <class T>
+struct Sqrt {
+  WEFT_HD T operator()(T x) const { return hd::sqrt(x); }
+};
+template <class T>
+struct Sigmoid {
+  WEFT_HD T operator()(T x) const { return T(1) / (T(1) + hd::exp(-x)); }
+};
+template <class T>
+struct Tanh {
+  WEFT_HD T operator()(T x) const { return hd::tanh(x); }
+};
+template <class T>
+struct Reciprocal {
+  WEFT_HD T operator()(T x) const { return T(1) / x; }
+};
+
+// ---- comparisons: a bool per element ------------------------------------------------------
+template <class T>
+struct Eq {
+  WEFT_HD bool operator()(T x, T y) const { return x == y; }
+};
+template <class T>
+struct Ne {
+  WEFT_HD bool operator()(T x, T y) const { return x != y; }
+};
+template <class T>
+struct Lt {
+  WEFT_HD bool operator()(T x, T y) const { return x < y; }
+};
+template <class T>
+struct Le {
+  WEFT_HD bool operator()(T x, T y) const { return x <= y; }
+};
+template <class T>
+struct Gt {
+  WEFT_HD bool operator()(T x, T y) const { return x > y; }
+};
+template <class T>
+struct Ge {
+  WEFT_HD bool operator()(T x, T y) const { return x >= y; }
+};
+
+// ---- activation backward: grad in = f(grad out, forward output y) ----------------------------
+using raw::Activation;
+template <class T>
+struct ReluBackward {
+  WEFT_HD T operator()(T g, T y) const { return y > 0 ? g : T(0); }
+};
+template <class T>
+struct SigmoidBackward {
+  WEFT_HD T operator()(T g, T y) const { return g * y * (T(1) - y); }
+};
+template <class T>
+struct TanhBackward {
+  WEFT_HD T operator()(T g, T y) const { return g * (T(1) - y * y); }
+};
+
+// ---- op enum -> functor, on the host ---------------------------------------------------------
+inline const char* binary_name(raw::Binary op) {
+  switch (op) {
+    case raw::Binary::Add:
+      return "add";
+    case raw::Binary::Sub:
+      return "sub";
+    case raw::Binary::Mul:
+      return "mul";
+    case raw::Binary::Div:
+      return "div";
+    case raw::Binary::Pow:
+      return "pow";
+    case raw::Binary::Maximum:
+      return "maximum";
+    case raw::Binary::Minimum:
+      return "minimum";
+  }
+  return "binary";
+}
+
+inline const char* activation_backward_name(Activation act) {
+  switch (act) {
+    case Activation::Relu:
+      return "relu_backward";
+    case Activation::Sigmoid:
+      return "sigmoid_backward";
+    case Activation::Tanh:
+      return "tanh_backward";
+  }
+  return "activation_backward";
+}
+
+// Calls k(functor) with the functor of `op` on element type T.
+template <class T, class K>
+void with_binary(raw::Binary op, K&& k) {
+  switch (op) {
+    case raw::Binary::Add:
+      return k(Add<T>{});
+    case raw::Binary::Sub:
+      return k(Sub<T>{});
+    case raw::Binary::Mul:
+      return k(Mul<T>{});
+    case raw::Binary::Div:
+      return k(Div<T>{});
+    case raw::Binary::Pow:
+      return k(Pow<T>{});
+    case raw::Binary::Maximum:
+      return k(Maximum<T>{});
+    case raw::Binary::Minimum:
+      return k(Minimum<T>{});
+  }
+}
+
+template <class T, class K>
+void with_unary(raw::Unary op, K&& k) {
+  if constexpr (std::is_floating_point_v<T>) {
+    switch (op) {
+      case raw::Unary::Exp:
+        return k(Exp<T>{});
+      case raw::Unary::Log:
+        return k(Log<T>{});
+      case raw::Unary::Sqrt:
+        return k(Sqrt<T>{});
+      case raw::Unary::Sigmoid:
+        return k(Sigmoid<T>{});
+      case raw::Unary::Tanh:
+        return k(Tanh<T>{});
+      case raw::Unary::Reciprocal:
+        return k(Reciprocal<T>{});
+      default:
+        break;
+    }
+  }
+  switch (op) {
+    case raw::Unary::Neg:
+      return k(Neg<T>{});
+    case raw::Unary::Abs:
+      return k(Abs<T>{});
+    case raw::Unary::Relu:
+      return k(Relu<T>{});
+    case raw::Unary::Sign:
+      return k(Sign<T>{});
+    case raw::Unary::Square:
+      return k(Square<T>{});
+    default:
+      throw Error("unary: this op needs a floating-point tensor");
+  }
+}
+
+template <class T, class K>
+void with_compare(raw::Compare op, K&& k) {
+  switch (op) {
+    case raw::Compare::Eq:
+      return k(Eq<T>{});
+    case raw::Compare::Ne:
+      return k(Ne<T>{});
+    case raw::Compare::Lt:
+      return k(Lt<T>{});
+    case raw::Compare::Le:
+      return k(Le<T>{});
+    case raw::Compare::Gt:
+      return k(Gt<T>{});
+    case raw::Compare::Ge:
+      return k(Ge<T>{});
+  }
+}
+
+template <class T, class K>
+void with_activation_backward(Activation act, K&& k) {
+  switch (act) {
+    case Activation::Relu:
+      return k(ReluBackward<T>{});
+    case Activation::Sigmoid:
+      return k(SigmoidBackward<T>{});
+    case Activation::Tanh:
+      return k(TanhBackward<T>{});
+  }
+}
+
+}  // namespace weft::ew
