@@ -1,11 +1,6 @@
 // The CUDA backend: tensor/backend.h's interface, implemented by forwarding each call to
 // the kernels (kernels.h, kernels/*.cu) and the library-backed ops (ops.h: cuBLAS,
-// cuSPARSE, cuDNN), and registered for every cuda:N device when the library loads.
-//
-// Registration runs from a static initialiser in this file, which nothing else refers
-// to. A program linking the static libweft.a must therefore ask for this object: the
-// linker flag -Wl,-u,weft_link_cuda_backend does (Meson's weft dependency and
-// `pkg-config --static weft` add it).
+// cuSPARSE, cuDNN). tensor/ finds it through cuda::builtin_backend() at the bottom.
 #include "../tensor/backend.h"
 
 #include "cuda.h"
@@ -134,17 +129,12 @@ class CudaBackend final : public DeviceBackend {
   }
 };
 
-// Never destroyed: tensors freed during static destruction still find their backend.
-const bool registered = [] {
-  register_backend(DeviceKind::CUDA, new CudaBackend);
-  return true;
-}();
-
 }  // namespace
 
-}  // namespace weft::cuda
-
-// The anchor that -Wl,-u,weft_link_cuda_backend pulls in (see the top of this file).
-extern "C" {
-[[gnu::used]] extern const char weft_link_cuda_backend = 1;
+// Never destroyed: tensors freed during static destruction still find their backend.
+DeviceBackend* builtin_backend() {
+  static CudaBackend* const b = new CudaBackend;
+  return b;
 }
+
+}  // namespace weft::cuda

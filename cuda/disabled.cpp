@@ -3,7 +3,8 @@
 // User code names these directly (cuda::is_available(), streams, graphs), so they must
 // link in every build. The compute kernels need no such stand-in: without CUDA no
 // backend is registered for cuda devices (tensor/backend.h), and an op on one fails
-// there.
+// there: builtin_backend() below says there is none.
+#include "../tensor/backend.h"
 #include "../tensor/error.h"
 #include "cuda.h"
 
@@ -16,6 +17,7 @@ namespace {
 }
 }  // namespace
 
+DeviceBackend* builtin_backend() { return nullptr; }  // tensor/backend.cpp: "built without CUDA"
 bool built_with_cuda() { return false; }
 bool built_with_cudnn() { return false; }
 bool use_cudnn() { return false; }

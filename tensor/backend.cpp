@@ -4,16 +4,14 @@
 #include <atomic>
 
 #include "error.h"
-#include "weft_config.h"
 
 namespace weft {
 
 namespace {
-// One slot per DeviceKind; constant-initialised, so registering from another file's
-// static initialiser is safe whatever order the initialisers run in.
-constinit std::array<std::atomic<DeviceBackend*>, 2> g_backends{};
+// Replacements registered at run time, one slot per DeviceKind (none by default).
+constinit std::array<std::atomic<DeviceBackend*>, 2> g_registered{};
 
-std::atomic<DeviceBackend*>& slot(DeviceKind kind) { return g_backends[static_cast<size_t>(kind)]; }
+std::atomic<DeviceBackend*>& slot(DeviceKind kind) { return g_registered[static_cast<size_t>(kind)]; }
 }  // namespace
 
 void DeviceBackend::unsupported(const char* op) const {
@@ -96,17 +94,11 @@ DeviceBackend* register_backend(DeviceKind kind, DeviceBackend* b) {
   return slot(kind).exchange(b, std::memory_order_acq_rel);
 }
 
-bool has_backend(DeviceKind kind) { return slot(kind).load(std::memory_order_acquire) != nullptr; }
-
 DeviceBackend& backend(Device d) {
-  DeviceBackend* b = slot(d.kind).load(std::memory_order_acquire);
-  if (b) return *b;
-  if (d.is_cuda() && !WEFT_HAVE_CUDA) throw Error(detail::str("weft was built without CUDA (no backend for ", d, ")"));
-  // Built with CUDA, yet cuda/backend.cpp never ran its registration: a static libweft.a
-  // linked by hand without the flag that keeps that object.
-  throw Error(detail::str("no backend is registered for ", d,
-                          ": when linking the static libweft.a, add -Wl,-u,weft_link_cuda_backend "
-                          "(pkg-config --static --libs weft does)"));
+  if (DeviceBackend* b = slot(d.kind).load(std::memory_order_acquire)) return *b;
+  if (d.is_cuda())
+    if (DeviceBackend* b = cuda::builtin_backend()) return *b;
+  throw Error(detail::str("weft was built without CUDA (no backend for ", d, ")"));
 }
 
 }  // namespace weft

@@ -8,10 +8,13 @@
 //     if (!a.device().is_cpu()) backend(a.device()).binary(op, out, a, b);
 //     else /* the CPU loop */
 //
-// tensor/ knows only this interface. The CUDA backend (cuda/backend.cpp) implements it
-// and registers itself when the library is loaded; a build without CUDA registers
-// nothing, and the first op on a GPU tensor fails with "weft was built without CUDA".
-// So the dependency runs one way: cuda/ includes tensor/, never the reverse.
+// tensor/ knows only this interface. The CUDA backend (cuda/backend.cpp) implements it,
+// and cuda::builtin_backend() below hands it over: declared here, defined in cuda/ --
+// as nullptr by cuda/disabled.cpp in a build without CUDA, where the first op on a GPU
+// tensor then fails with "weft was built without CUDA". No header of cuda/ is included
+// here, and since tensor/ refers to that function by name, linking the static library
+// always brings the CUDA ops along (a self-registering static object could be dropped
+// by the linker without a word).
 //
 // Memory and the name are all a backend must provide; every op has a default that throws
 // naming the op and the backend, so a new backend can grow op by op.
@@ -126,13 +129,17 @@ class DeviceBackend {
   [[noreturn]] void unsupported(const char* op) const;
 };
 
-// Makes `b` the backend of every device of kind `kind` (nullptr removes it) and returns
-// the one it replaces. A backend must outlive every tensor on its devices; cuda/
-// registers a never-destroyed object.
+namespace cuda {
+// The CUDA backend, a never-destroyed object; nullptr in a build without CUDA.
+DeviceBackend* builtin_backend();
+}  // namespace cuda
+
+// Puts `b` in place of the built-in backend of device kind `kind` (a test's fake, or a
+// device of your own) and returns the replacement it undoes, if any; nullptr goes back
+// to the built-in. A backend must outlive every tensor allocated through it.
 DeviceBackend* register_backend(DeviceKind kind, DeviceBackend* b);
-bool has_backend(DeviceKind kind);
-// The backend of device d (not the CPU); throws naming the device when none is
-// registered: "weft was built without CUDA (no backend for cuda:0)".
+// The backend of device d (not the CPU): the registered one, else the built-in; throws
+// naming the device when there is none: "weft was built without CUDA (no backend for cuda:0)".
 DeviceBackend& backend(Device d);
 
 }  // namespace weft
