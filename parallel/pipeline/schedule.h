@@ -1,0 +1,82 @@
+// PipelineSchedule: the order in which each pipeline stage runs its forward (F) and
+// backward (B) passes over the microbatches of one training step, written as plain data.
+//
+// PIPELINE PARALLELISM. A model is cut into p consecutive stages, one per device. A
+// batch flows through stage 0, 1, ..., p-1 (each stage sends its output activation to
+// the next), then its gradient flows back from p-1 to 0. With one batch only one stage
+// works at a time; the others wait. To keep them busy the batch is split into m
+// microbatches: while stage 1 runs the forward of microbatch 0, stage 0 already runs
+// microbatch 1. Gradients of the m microbatches are accumulated, so the step computes
+// the same thing as one big batch.
+//
+// THE BUBBLE. Even with microbatches, a stage idles while the pipeline fills (stage
+// p-1 waits for p-1 forwards before its first one) and while it drains. That idle
+// time, as a share of all stage-time, is the bubble. For GPipe with equal F and B
+// times it is (p-1)/(m+p-1): more microbatches, smaller bubble.
+//
+// THE SCHEDULES HERE, for p = 2 stages and m = 2 microbatches (one column per step):
+//
+//   naive (m = 1)        gpipe                    1f1b
+//   stage 0 | F0 .  .  B0   stage 0 | F0 F1 .  .  B0 B1   stage 0 | F0 F1 .  B0 .  B1
+//   stage 1 | .  F0 B0 .    stage 1 | .  F0 F1 B0 B1 .    stage 1 | .  F0 B0 F1 B1 .
+//
+// - naive: no microbatching; the textbook picture of why pipelining needs microbatches.
+// - gpipe (Huang et al. 2019): every stage runs all m forwards, then all m backwards.
+//   A stage holds the activations of all m microbatches at once (F done, B not yet).
+// - 1f1b (PipeDream-flush, Narayanan et al. 2021): stage s runs p-1-s forwards to fill
+//   the pipeline, then alternates one forward, one backward, then drains the remaining
+//   backwards. Each backward frees a microbatch's activations before the next forward
+//   stores new ones, so stage s holds at most p-s microbatches, not m: same bubble as
+//   GPipe, far less activation memory when m is much larger than p.
+//
+// DEPENDENCIES implied by every schedule (what the simulator in simulator.h checks):
+//   F(mb) on stage s  needs F(mb) on stage s-1           (its input activation)
+//   B(mb) on stage s  needs B(mb) on stage s+1 and F(mb) on stage s itself
+//   B(mb) on the last stage needs only its own F(mb)   (the loss is computed there)
+//
+// A schedule is a pure function of (p, m): no tensors, no threads. The simulator checks
+// one before anything runs and render.h prints it; a stage executor then walks its
+// stage's list, doing real sends and receives.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace weft::parallel::pipeline {
+
+// One step of one stage's work. W (the weight-gradient half of a split backward) and
+// chunk (the model chunk, for interleaved schedules with several chunks per stage) are
+// here for zero-bubble and interleaved schedules; the schedules in this file use F and
+// B on chunk 0 only.
+struct Action {
+  enum Kind { F, B, W } kind;
+  int microbatch;
+  int chunk = 0;
+
+  bool operator==(const Action&) const = default;
+};
+
+// "F3", "B0", "W2"; "F3.1" for chunk 1.
+std::string label(const Action& a);
+
+struct PipelineSchedule {
+  std::string name;
+  int stages = 0;        // p
+  int microbatches = 0;  // m
+  std::vector<std::vector<Action>> per_stage;  // per_stage[s]: stage s's actions, in order
+};
+
+// No microbatching (m = 1): F on stage 0 .. p-1, then B on stage p-1 .. 0.
+PipelineSchedule naive(int stages);
+
+// All forwards F0 .. F(m-1), then all backwards B0 .. B(m-1), on every stage.
+PipelineSchedule gpipe(int stages, int microbatches);
+
+// PipeDream-flush: min(p-1-s, m) warm-up forwards on stage s, then one forward / one
+// backward in turn, then the remaining backwards. Needs m >= p.
+PipelineSchedule one_f_one_b(int stages, int microbatches);
+
+// By name: "naive" (microbatches must be 1), "gpipe" or "1f1b".
+PipelineSchedule make_schedule(const std::string& name, int stages, int microbatches);
+
+}  // namespace weft::parallel::pipeline

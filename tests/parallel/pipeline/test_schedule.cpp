@@ -1,0 +1,222 @@
+// Pipeline schedules as data, and the simulator that runs them: the action lists of
+// naive, gpipe and 1f1b; the bubble (p-1)/(m+p-1) with equal F and B costs and the
+// exact makespan with F=1, B=2; the activations each stage holds (m for gpipe, p-s for
+// 1f1b); the timeline against the dependency rules; and the errors for broken schedules
+// (missing, repeated or out-of-order actions, deadlocks).
+#include <catch2/catch.hpp>
+#include <map>
+
+#include "parallel/pipeline/simulator.h"
+#include "tensor/error.h"
+
+using namespace weft::parallel::pipeline;
+using Catch::Matchers::Contains;
+
+namespace {
+
+std::string labels(const std::vector<Action>& actions) {
+  std::string s;
+  for (const Action& a : actions) s += (s.empty() ? "" : " ") + label(a);
+  return s;
+}
+
+double textbook_bubble(int p, int m) { return static_cast<double>(p - 1) / (m + p - 1); }
+
+// Every (p, m) the simulator tests sweep; 1f1b only where m >= p.
+template <class F>
+void for_each_schedule(F check) {
+  for (int p = 1; p <= 6; ++p)
+    for (int m = 1; m <= 12; ++m) {
+      check(gpipe(p, m));
+      if (m >= p) check(one_f_one_b(p, m));
+    }
+}
+
+}  // namespace
+
+TEST_CASE("pipeline schedules list the textbook actions", "[pipeline]") {
+  const PipelineSchedule n = naive(3);
+  CHECK(n.stages == 3);
+  CHECK(n.microbatches == 1);
+  for (int s = 0; s < 3; ++s) CHECK(labels(n.per_stage[s]) == "F0 B0");
+
+  const PipelineSchedule g = gpipe(2, 3);
+  CHECK(g.name == "gpipe");
+  for (int s = 0; s < 2; ++s) CHECK(labels(g.per_stage[s]) == "F0 F1 F2 B0 B1 B2");
+
+  // Stage s warms up with p-1-s forwards, alternates, then drains the backwards.
+  const PipelineSchedule o = one_f_one_b(3, 5);
+  CHECK(o.name == "1f1b");
+  CHECK(labels(o.per_stage[0]) == "F0 F1 F2 B0 F3 B1 F4 B2 B3 B4");
+  CHECK(labels(o.per_stage[1]) == "F0 F1 B0 F2 B1 F3 B2 F4 B3 B4");
+  CHECK(labels(o.per_stage[2]) == "F0 B0 F1 B1 F2 B2 F3 B3 F4 B4");
+
+  CHECK(label(Action{Action::W, 7}) == "W7");
+  CHECK(label(Action{Action::F, 2, 1}) == "F2.1");
+}
+
+TEST_CASE("pipeline make_schedule picks by name and explains bad requests", "[pipeline]") {
+  CHECK(labels(make_schedule("1f1b", 2, 2).per_stage[0]) == "F0 F1 B0 B1");
+  CHECK(make_schedule("gpipe", 4, 8).per_stage[3].size() == 16);
+  CHECK(make_schedule("naive", 4, 1).name == "naive");
+
+  CHECK_THROWS_WITH(make_schedule("zb", 2, 2),
+                    Contains("unknown schedule 'zb'") && Contains("known: naive, gpipe, 1f1b"));
+  CHECK_THROWS_WITH(one_f_one_b(4, 3), Contains("1f1b needs at least as many microbatches (m) as stages (p): "
+                                                "got m=3, p=4"));
+  CHECK_THROWS_WITH(make_schedule("1f1b", 4, 3), Contains("got m=3, p=4"));
+  CHECK_THROWS_WITH(make_schedule("naive", 2, 4), Contains("naive") && Contains("m=4"));
+  CHECK_THROWS_WITH(gpipe(0, 4), Contains("gpipe") && Contains("p=0"));
+  CHECK_THROWS_WITH(gpipe(2, 0), Contains("gpipe") && Contains("m=0"));
+}
+
+TEST_CASE("pipeline simulator: gpipe holds m microbatches on every stage, 1f1b min(p - s, m)", "[pipeline]") {
+  for_each_schedule([](const PipelineSchedule& sched) {
+    INFO(sched.name << " p=" << sched.stages << " m=" << sched.microbatches);
+    const Simulation sim = simulate(sched);
+    REQUIRE(sim.peak_in_flight.size() == static_cast<size_t>(sched.stages));
+    for (int s = 0; s < sched.stages; ++s) {
+      const int expect = sched.name == "gpipe" ? sched.microbatches : std::min(sched.stages - s, sched.microbatches);
+      CHECK(sim.peak_in_flight[s] == expect);
+    }
+  });
+  CHECK(simulate(naive(4)).peak_in_flight == std::vector<int>{1, 1, 1, 1});
+}
+
+TEST_CASE("pipeline simulator: with equal F and B costs the bubble is (p-1)/(m+p-1)", "[pipeline]") {
+  for (int cost : {1, 2, 3})
+    for_each_schedule([cost](const PipelineSchedule& sched) {
+      const int p = sched.stages, m = sched.microbatches;
+      INFO(sched.name << " p=" << p << " m=" << m << " F=B=" << cost);
+      const Simulation sim = simulate(sched, {cost, cost});
+      CHECK(sim.makespan == 2 * cost * (m + p - 1));
+      CHECK(sim.bubble == Approx(textbook_bubble(p, m)).epsilon(1e-12));
+    });
+  CHECK(simulate(naive(3), {1, 1}).bubble == Approx(2.0 / 3));
+}
+
+TEST_CASE("pipeline simulator: with F=1, B=2 the makespan is 3(m+p-1), the bubble the same (p-1)/(m+p-1)",
+          "[pipeline]") {
+  // Exact, not just asymptotic: both schedules keep the last stage busy from its first
+  // forward to its last backward, and the first stage's last backward leaves p-1
+  // backward hops after it. So makespan = (p-1)F + m(F+B) + (p-1)B = (F+B)(m+p-1).
+  struct Case {
+    int p, m, makespan;
+  };
+  for (const Case c : {Case{2, 1, 6}, Case{2, 4, 15}, Case{2, 8, 27}, Case{4, 4, 21}, Case{4, 8, 33}})
+    for (const char* name : {"gpipe", "1f1b"}) {
+      if (c.m < c.p) continue;
+      INFO(name << " p=" << c.p << " m=" << c.m);
+      const Simulation sim = simulate(make_schedule(name, c.p, c.m));
+      CHECK(sim.makespan == c.makespan);
+      CHECK(sim.busy == std::vector<int>(c.p, 3 * c.m));
+      CHECK(sim.bubble == Approx(textbook_bubble(c.p, c.m)).epsilon(1e-12));
+    }
+  CHECK(simulate(gpipe(2, 1)).makespan == 6);  // 1f1b needs m >= p; gpipe does not
+  // And for any costs, in the whole sweep.
+  for (int f = 1; f <= 3; ++f)
+    for (int b = 1; b <= 4; ++b)
+      for_each_schedule([f, b](const PipelineSchedule& sched) {
+        INFO(sched.name << " p=" << sched.stages << " m=" << sched.microbatches << " F=" << f << " B=" << b);
+        CHECK(simulate(sched, {f, b}).makespan == (f + b) * (sched.microbatches + sched.stages - 1));
+      });
+}
+
+TEST_CASE("pipeline simulator: the timeline keeps every dependency and never overlaps a stage", "[pipeline]") {
+  for_each_schedule([](const PipelineSchedule& sched) {
+    const int p = sched.stages;
+    INFO(sched.name << " p=" << p << " m=" << sched.microbatches);
+    const Costs costs{1, 2};
+    const Simulation sim = simulate(sched, costs);
+    // end[s][{kind, mb}] from the timeline, to look dependencies up.
+    std::vector<std::map<std::pair<int, int>, int>> end(p);
+    for (int s = 0; s < p; ++s)
+      for (const TimedAction& ta : sim.timeline[s]) end[s][{ta.action.kind, ta.action.microbatch}] = ta.end;
+    for (int s = 0; s < p; ++s) {
+      REQUIRE(sim.timeline[s].size() == sched.per_stage[s].size());
+      int free_at = 0;
+      for (size_t k = 0; k < sim.timeline[s].size(); ++k) {
+        const TimedAction& ta = sim.timeline[s][k];
+        const int mb = ta.action.microbatch;
+        CHECK(ta.action == sched.per_stage[s][k]);  // in the listed order
+        CHECK(ta.start >= free_at);
+        CHECK(ta.end - ta.start == (ta.action.kind == Action::F ? costs.forward : costs.backward));
+        free_at = ta.end;
+        if (ta.action.kind == Action::F && s > 0) CHECK(end[s - 1].at({Action::F, mb}) <= ta.start);
+        if (ta.action.kind == Action::B) {
+          CHECK(end[s].at({Action::F, mb}) <= ta.start);
+          if (s < p - 1) CHECK(end[s + 1].at({Action::B, mb}) <= ta.start);
+        }
+      }
+    }
+  });
+}
+
+TEST_CASE("pipeline simulator: 1f1b on 2 stages, 2 microbatches, step by step", "[pipeline]") {
+  const Simulation sim = simulate(one_f_one_b(2, 2), {1, 1});
+  auto starts = [&](int s) {
+    std::string out;
+    for (const TimedAction& ta : sim.timeline[s]) out += label(ta.action) + "@" + std::to_string(ta.start) + " ";
+    return out;
+  };
+  CHECK(starts(0) == "F0@0 F1@1 B0@3 B1@5 ");  // B0 waits for stage 1's B0 (step 2)
+  CHECK(starts(1) == "F0@1 B0@2 F1@3 B1@4 ");
+  CHECK(sim.makespan == 6);
+  CHECK(sim.busy == std::vector<int>{4, 4});
+}
+
+TEST_CASE("pipeline simulator rejects schedules that miss, repeat or misorder actions", "[pipeline]") {
+  PipelineSchedule missing = gpipe(2, 3);
+  missing.per_stage[1].pop_back();
+  CHECK_THROWS_WITH(simulate(missing), Contains("stage 1: never runs B2"));
+
+  PipelineSchedule repeated = gpipe(2, 2);
+  repeated.per_stage[0][1] = {Action::F, 0};
+  CHECK_THROWS_WITH(simulate(repeated), Contains("stage 0, action F0: runs twice"));
+
+  PipelineSchedule early = gpipe(3, 2);
+  std::swap(early.per_stage[2][1], early.per_stage[2][2]);  // F0 B0 F1 B1 is fine...
+  CHECK_NOTHROW(simulate(early));
+  std::swap(early.per_stage[2][0], early.per_stage[2][1]);  // ...B0 F0 F1 B1 is not
+  CHECK_THROWS_WITH(simulate(early), Contains("stage 2, action B0: a backward before its own forward F0"));
+
+  PipelineSchedule range = gpipe(2, 2);
+  range.per_stage[0][0].microbatch = 5;
+  CHECK_THROWS_WITH(simulate(range), Contains("stage 0, action F5: microbatch out of range [0, 2)"));
+
+  PipelineSchedule lists = gpipe(3, 2);
+  lists.per_stage.pop_back();
+  CHECK_THROWS_WITH(simulate(lists), Contains("action lists for 2 stages, but p=3"));
+
+  PipelineSchedule split = gpipe(2, 1);
+  split.per_stage[0].push_back({Action::W, 0});
+  CHECK_THROWS_WITH(simulate(split), Contains("stage 0, action W0: W (split backward) is not simulated yet"));
+
+  CHECK_THROWS_WITH(simulate(gpipe(2, 2), {1, 0}), Contains("costs must be at least one step") && Contains("B=0"));
+}
+
+TEST_CASE("pipeline simulator names what every blocked stage waits for in a deadlock", "[pipeline]") {
+  // Stage 0 wants to go backward on microbatch 0 before sending microbatch 1 forward;
+  // stage 1 wants microbatch 1 forward before going backward on microbatch 0.
+  PipelineSchedule sched{"crossed", 2, 2, {}};
+  sched.per_stage = {{{Action::F, 0}, {Action::B, 0}, {Action::F, 1}, {Action::B, 1}},
+                     {{Action::F, 1}, {Action::F, 0}, {Action::B, 0}, {Action::B, 1}}};
+  CHECK_THROWS_WITH(simulate(sched), Contains("pipeline schedule 'crossed' deadlocks at step 1 with 7 actions left") &&
+                                         Contains("stage 0 is at B0, waiting for B0 on stage 1") &&
+                                         Contains("stage 1 is at F1, waiting for F1 on stage 0"));
+
+  // Three stages, each blocked on a neighbour: stage 1 never gets F1 because stage 0
+  // insists on B0 first.
+  PipelineSchedule three = gpipe(3, 2);
+  std::swap(three.per_stage[0][1], three.per_stage[0][2]);  // stage 0: F0 B0 F1 B1
+  std::swap(three.per_stage[2][0], three.per_stage[2][1]);  // stage 2: F1 F0 B0 B1
+  try {
+    simulate(three);
+    FAIL("no deadlock reported");
+  } catch (const weft::Error& e) {
+    const std::string msg = e.what();
+    CHECK_THAT(msg, Contains("stage 0 is at B0, waiting for B0 on stage 1"));
+    CHECK_THAT(msg, Contains("stage 1 is at F1, waiting for F1 on stage 0"));
+    CHECK_THAT(msg, Contains("stage 2 is at F1, waiting for F1 on stage 1"));
+  }
+}
