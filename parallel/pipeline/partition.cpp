@@ -34,9 +34,10 @@ int stage_end(const std::vector<int>& first, size_t s, int layers) {
   return s + 1 < first.size() ? first[s + 1] : layers;
 }
 
-// The smallest max(...) over splits of layers [0, i) into k stages, for every k, i;
-// within(j, i) says whether layers j..i-1 may form one stage, and value(j, i) is what
-// that stage contributes. Returns cut[k][i]: where the best split's last stage starts.
+// The dynamic programme of partition.h, for any measure of a stage: best[k][i] is the
+// smallest possible largest value(j, i) when layers 0 .. i-1 are cut into k stages,
+// using only stages j .. i-1 for which within(j, i) holds. Returns cut[k][i], where
+// the last stage of that best split starts; boundaries_from walks it back.
 template <class Within, class Value>
 std::vector<std::vector<int>> min_max_split(int n, int p, Within within, Value value) {
   const double inf = std::numeric_limits<double>::infinity();
@@ -144,7 +145,8 @@ std::string stage_table(const std::vector<int>& first_layer, const std::vector<s
                         const std::vector<int64_t>& params, const std::vector<double>& ms) {
   const int n = static_cast<int>(names.size());
   WEFT_CHECK(params.size() == names.size() && ms.size() == names.size(), "stage_table: ", names.size(),
-             " layer names, ", params.size(), " parameter counts and ", ms.size(), " times; need one of each per layer");
+             " layer names, ", params.size(), " parameter counts and ", ms.size(),
+             " times; need one of each per layer");
   check_boundaries("stage_table", first_layer, n);
 
   struct Row {

@@ -43,8 +43,8 @@ std::string render(const PipelineSchedule& schedule, const Costs& costs) {
 
   const int m = schedule.microbatches;
   std::string out = detail::str(schedule.name, ": ", p, p == 1 ? " stage, " : " stages, ", m,
-                                m == 1 ? " microbatch, " : " microbatches, ", "F=", costs.forward, " B=", costs.backward,
-                                " steps: makespan ", sim.makespan, " steps\n");
+                                m == 1 ? " microbatch, " : " microbatches, ", "F=", costs.forward,
+                                " B=", costs.backward, " steps: makespan ", sim.makespan, " steps\n");
   std::string steps = row_start("step");
   for (int t = 0; t < sim.makespan; ++t) put_cell(steps, std::to_string(t), width);
   out += trimmed(steps) + "\n";

@@ -59,7 +59,9 @@ std::string deadlock_message(const PipelineSchedule& sched, const std::vector<si
   for (int s = 0; s < sched.stages; ++s) {
     if (next[s] == sched.per_stage[s].size()) continue;  // finished
     const Action& a = sched.per_stage[s][next[s]];
-    const Need need = *cross_stage_need(a, s, sched.stages);  // a stage waits only on a neighbour
+    // Never empty: stage 0's F and the last stage's B need nothing from a neighbour,
+    // so they are never blocked, and a B's own F ran earlier on the same stage.
+    const Need need = *cross_stage_need(a, s, sched.stages);
     msg += detail::str(" stage ", s, " is at ", label(a), ", waiting for ", label(need.action), " on stage ",
                        need.stage, ";");
   }

@@ -27,7 +27,8 @@ void for_each_split(int n, int p, std::vector<int>& first, F visit) {
 
 int largest_stage(const std::vector<int>& first, int n) {
   int largest = 0;
-  for (size_t s = 0; s < first.size(); ++s) largest = std::max(largest, (s + 1 < first.size() ? first[s + 1] : n) - first[s]);
+  for (size_t s = 0; s < first.size(); ++s)
+    largest = std::max(largest, (s + 1 < first.size() ? first[s + 1] : n) - first[s]);
   return largest;
 }
 
@@ -43,7 +44,8 @@ TEST_CASE("pipeline balance_by_cost finds the smallest slowest stage, as brute f
       // are exact, so the tie break can be checked exactly too.
       const bool integers = round % 2 == 1;
       std::vector<double> costs(n);
-      for (double& c : costs) c = integers ? static_cast<double>(rng() % 4) : std::uniform_real_distribution(0.0, 10.0)(rng);
+      std::uniform_real_distribution<double> real(0.0, 10.0);
+      for (double& c : costs) c = integers ? static_cast<double>(rng() % 4) : real(rng);
       INFO("n=" << n << " p=" << p << (integers ? " integer" : " real") << " costs");
 
       double best = 1e300;
