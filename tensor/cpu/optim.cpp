@@ -18,10 +18,10 @@ namespace {
 using optim_math::AdamCoeffs;
 using optim_math::SgdCoeffs;
 
-// Chunks of 64k elements, at most 4 threads: an update is memory-bound, and more
-// threads than that only contend for bandwidth.
+// Chunks of at least 64k elements, 4 per thread (parallel_for's chunks_per_thread), so
+// that threads finishing early pick up the rest.
 constexpr int64_t kUpdateGrain = int64_t(1) << 16;
-constexpr int kUpdateThreads = 4;
+constexpr int kUpdateChunksPerThread = 4;
 
 // `list` (named `what`) matches params one to one: same shape, dtype and device.
 void check_list(const char* op, const char* what, const std::vector<Tensor>& list, const std::vector<Tensor>& params,
@@ -71,18 +71,34 @@ void bump_all(const std::vector<Tensor>& ts) {
   for (const Tensor& t : ts) t.storage()->bump_version();
 }
 
+// The element's values go through locals: passed by reference, the arrays' elements
+// lose their restrict-ness inside optim_math's functions, and the compiler adds a
+// run-time aliasing check in front of the vector loop.
 template <class T>
 void sgd_kernel(T* __restrict w, const T* __restrict g, T* __restrict b, int64_t n, const SgdCoeffs<T> c) {
-  if (b)
-    for (int64_t k = 0; k < n; ++k) optim_math::sgd_update(w[k], g[k], b + k, c);
-  else
-    for (int64_t k = 0; k < n; ++k) optim_math::sgd_update<T>(w[k], g[k], nullptr, c);
+  if (b) {
+    for (int64_t k = 0; k < n; ++k) {
+      T wk = w[k], bk = b[k];
+      optim_math::sgd_update(wk, g[k], &bk, c);
+      w[k] = wk, b[k] = bk;
+    }
+  } else {
+    for (int64_t k = 0; k < n; ++k) {
+      T wk = w[k];
+      optim_math::sgd_update<T>(wk, g[k], nullptr, c);
+      w[k] = wk;
+    }
+  }
 }
 
 template <class T>
 void adam_kernel(T* __restrict w, const T* __restrict g, T* __restrict m, T* __restrict v, int64_t n,
                  const AdamCoeffs<T> c) {
-  for (int64_t k = 0; k < n; ++k) optim_math::adam_update(w[k], g[k], m[k], v[k], c);
+  for (int64_t k = 0; k < n; ++k) {
+    T wk = w[k], mk = m[k], vk = v[k];
+    optim_math::adam_update(wk, g[k], mk, vk, c);
+    w[k] = wk, m[k] = mk, v[k] = vk;
+  }
 }
 
 }  // namespace
@@ -109,7 +125,7 @@ void sgd_step_(const std::vector<Tensor>& params, const std::vector<Tensor>& gra
         const SgdCoeffs<T> c{T(h.lr), T(h.weight_decay), T(h.momentum), T(1 - h.dampening), h.first, h.nesterov};
         parallel_for(
             0, params[i].numel(), kUpdateGrain,
-            [&](int64_t s, int64_t e) { sgd_kernel<T>(w + s, g + s, b ? b + s : nullptr, e - s, c); }, kUpdateThreads);
+            [&](int64_t s, int64_t e) { sgd_kernel<T>(w + s, g + s, b ? b + s : nullptr, e - s, c); }, kUpdateChunksPerThread);
       });
     }
   }
@@ -142,7 +158,7 @@ void adam_step_(const std::vector<Tensor>& params, const std::vector<Tensor>& gr
                                                                    h.weight_decay, h.decoupled);
         parallel_for(
             0, params[i].numel(), kUpdateGrain,
-            [&](int64_t s, int64_t e) { adam_kernel<T>(w + s, g + s, m + s, v + s, e - s, c); }, kUpdateThreads);
+            [&](int64_t s, int64_t e) { adam_kernel<T>(w + s, g + s, m + s, v + s, e - s, c); }, kUpdateChunksPerThread);
       });
     }
   }
