@@ -14,8 +14,10 @@ const char* reduce_op_name(ReduceOp op) {
 std::string tensor_problem(const Tensor& t, Device device) {
   if (!t.defined()) return "the tensor is undefined";
   if (!t.is_contiguous()) return detail::str("the tensor (shape ", t.shape(), ") is not contiguous");
-  if (t.device() != device)
-    return detail::str("the tensor is on ", t.device(), ", this backend serves ", device);
+  // Host memory is one: a backend that serves the CPU serves every logical CPU device
+  // (cpu:0, cpu:1, ... -- the stages of a pipeline on one host live on those).
+  if (device.is_cpu() ? !t.device().is_cpu() : t.device() != device)
+    return detail::str("the tensor is on ", t.device(), ", this backend serves ", device.is_cpu() ? "cpu:N" : device.str());
   DType dt = t.dtype();
   if (dt != kFloat32 && dt != kFloat64 && dt != kInt64)
     return detail::str("dtype ", dtype_name(dt), " is not supported (float32, float64, int64)");

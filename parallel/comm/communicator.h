@@ -18,8 +18,8 @@
 //   * Every call has a timeout (default 300 s, settable). A rank that dies or stalls makes
 //     the others throw weft::Error within the timeout, naming the collective, its sequence
 //     number and the rank(s) that never arrived -- never a silent hang.
-//   * Tensors must be contiguous and live on a device the backend serves (CPU for threads
-//     and mpi, CUDA for nccl). Collectives work in place on `t` (its storage is written).
+//   * Tensors must be contiguous and live on a device the backend serves (any CPU device,
+//     logical ones included, for threads and mpi; its CUDA device for nccl). Collectives work in place on `t` (its storage is written).
 //   * Reductions: Sum, Mean (sum / size), Max. float32, float64 and int64.
 //   * Async variants return a Work handle at once; the communication runs on the
 //     backend's progress thread, in call order. The tensor must not be touched until
@@ -38,7 +38,8 @@ enum class ReduceOp { Sum, Mean, Max };  // Mean of int64 truncates (sum / size)
 const char* reduce_op_name(ReduceOp op);
 
 // Why `t` cannot be used by a communicator op (undefined, not contiguous, not on
-// `device`, not float32/float64/int64), or "" when it can. Backends put this in the
+// `device` -- any cpu:N when `device` is a CPU -- not float32/float64/int64), or "" when
+// it can. Backends put this in the
 // message of the error every rank throws.
 std::string tensor_problem(const Tensor& t, Device device);
 
