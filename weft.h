@@ -9,6 +9,7 @@
 #include "weft_config.h"
 #include "tensor/tensor.h"
 #include "tensor/kernels.h"
+#include "tensor/memory.h"
 #include "autograd/autograd.h"
 #include "cuda/cuda.h"
 #include "nn/nn.h"
@@ -27,3 +28,4 @@
 #include "parallel/data_parallel.h"
 #include "parallel/ddp.h"
 #include "parallel/prune_sync.h"
+#include "parallel/pipeline/pipeline.h"

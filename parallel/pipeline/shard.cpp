@@ -1,0 +1,194 @@
+#include "shard.h"
+
+#include <algorithm>
+#include <chrono>
+#include <iomanip>
+#include <sstream>
+
+#include "../../autograd/tape.h"
+#include "../../optim/optimizer.h"
+#include "../../tensor/error.h"
+#include "../../tensor/memory.h"
+#include "partition.h"
+
+namespace weft::parallel {
+
+// ---- Balance -------------------------------------------------------------------------------
+
+Balance Balance::parse(const std::string& spec) {
+  Balance b;
+  if (spec == "layers") return b;
+  if (spec == "params") return b.kind = Kind::Params, b;
+  if (spec == "time") return b.kind = Kind::Time, b;
+  if (spec.rfind("manual:", 0) == 0) {
+    b.kind = Kind::Manual;
+    for (size_t pos = 7; pos < spec.size();) {  // checked against the model in stage_boundaries
+      const size_t comma = std::min(spec.find(',', pos), spec.size());
+      const std::string item = spec.substr(pos, comma - pos);
+      WEFT_CHECK(!item.empty() && item.find_first_not_of("0123456789") == std::string::npos, "balance: '", spec,
+                 "': '", item, "' is not a layer number");
+      b.boundaries.push_back(std::stoul(item));
+      pos = comma + 1;
+    }
+    return b;
+  }
+  throw Error(detail::str("balance: '", spec, "' is not one of layers, params, time, manual:i,j,..."));
+}
+
+std::string Balance::str() const {
+  switch (kind) {
+    case Kind::Layers: return "layers";
+    case Kind::Params: return "params";
+    case Kind::Time: return "time";
+    case Kind::Manual: break;
+  }
+  std::string s = "manual:";
+  for (size_t i = 0; i < boundaries.size(); ++i) s += (i ? "," : "") + std::to_string(boundaries[i]);
+  return s;
+}
+
+// ---- per-layer costs -----------------------------------------------------------------------
+
+std::vector<double> layer_param_costs(nn::Sequential& model) {
+  std::vector<double> costs;
+  for (size_t i = 0; i < model.size(); ++i) costs.push_back(double(model[i]->num_parameters()));
+  return costs;
+}
+
+namespace {
+double ms_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+}  // namespace
+
+// Each layer runs forward and backward on the previous layer's real output (so its
+// input has the shape and the values it will see), best of `repeats` after a warm-up.
+std::vector<double> layer_time_costs(nn::Sequential& model, const Tensor& sample, int repeats) {
+  WEFT_CHECK(sample.defined(), "balance by time: needs a sample input batch");
+  std::vector<double> costs;
+  Tensor x = sample.detach();
+  for (size_t i = 0; i < model.size(); ++i) {
+    Tensor out;
+    double best = 1e300;
+    for (int r = 0; r <= std::max(1, repeats); ++r) {  // r == 0 warms up
+      Tensor in = x.detach();
+      if (is_floating(in.dtype())) in.requires_grad_(true);
+      const auto t0 = std::chrono::steady_clock::now();
+      out = (*model[i])(in);
+      if (out.requires_grad()) out.backward(ones_like(out));
+      if (r > 0) best = std::min(best, ms_since(t0));
+    }
+    model[i]->zero_grad();
+    costs.push_back(best);
+    x = out.detach();
+  }
+  return costs;
+}
+
+std::vector<size_t> stage_boundaries(nn::Sequential& model, size_t stages, const Balance& balance) {
+  const size_t n = model.size();
+  WEFT_CHECK(stages >= 1 && stages <= n, "shard: cannot cut ", n, " layers into ", stages, " stages");
+  auto to_sizes = [](const std::vector<int>& v) { return std::vector<size_t>(v.begin(), v.end()); };
+  switch (balance.kind) {
+    case Balance::Kind::Layers: return to_sizes(pipeline::balance_by_count(int(n), int(stages)));
+    case Balance::Kind::Params:
+      return to_sizes(pipeline::balance_by_cost(layer_param_costs(model), int(stages)).first_layer);
+    case Balance::Kind::Time:
+      return to_sizes(pipeline::balance_by_cost(layer_time_costs(model, balance.sample), int(stages)).first_layer);
+    case Balance::Kind::Manual: break;
+  }
+  std::vector<size_t> first{0};
+  first.insert(first.end(), balance.boundaries.begin(), balance.boundaries.end());
+  WEFT_CHECK(first.size() == stages, "shard: manual balance '", balance.str(), "' makes ", first.size(),
+             " stages, but there are ", stages, " devices");
+  for (size_t s = 1; s < first.size(); ++s)
+    WEFT_CHECK(first[s] > first[s - 1] && first[s] < n, "shard: manual balance '", balance.str(),
+               "' needs increasing boundaries between 1 and ", n - 1, " (the model has ", n, " layers)");
+  return first;
+}
+
+std::shared_ptr<ShardedSequential> shard(std::shared_ptr<nn::Sequential> model, std::vector<Device> devices,
+                                         const Balance& balance) {
+  WEFT_CHECK(model != nullptr, "shard: the model is null");
+  std::vector<size_t> first = stage_boundaries(*model, devices.size(), balance);
+  return std::make_shared<ShardedSequential>(std::move(model), std::move(devices), std::move(first));
+}
+
+// ---- the sharded module ----------------------------------------------------------------
+
+ShardedSequential::ShardedSequential(std::shared_ptr<nn::Sequential> model, std::vector<Device> devices,
+                                     std::vector<size_t> first_layer)
+    : model_(std::move(model)), devices_(std::move(devices)), first_(std::move(first_layer)) {
+  WEFT_CHECK(model_ != nullptr && model_->size() > 0, "shard: the model has no layers");
+  WEFT_CHECK(!devices_.empty() && first_.size() == devices_.size(), "shard: ", devices_.size(), " devices but ",
+             first_.size(), " stage boundaries");
+  WEFT_CHECK(first_[0] == 0, "shard: stage 0 must start at layer 0");
+  const auto children = model_->named_children();
+  for (size_t s = 0; s < first_.size(); ++s) {
+    const size_t end = s + 1 < first_.size() ? first_[s + 1] : model_->size();
+    WEFT_CHECK(first_[s] < end && end <= model_->size(), "shard: stage ", s, " would hold layers [", first_[s],
+               ", ", end, ") of a ", model_->size(), "-layer model");
+    auto stage = std::make_shared<nn::Sequential>();
+    for (size_t i = first_[s]; i < end; ++i) {
+      (*model_)[i]->to(devices_[s]);
+      stage->push_back((*model_)[i]);
+      add_child(children[i].first, (*model_)[i]);  // the unsharded model's names
+    }
+    stages_.push_back(std::move(stage));
+  }
+  train(model_->is_training());
+}
+
+Tensor ShardedSequential::forward(const Tensor& x) {
+  Tensor h = x;
+  for (size_t s = 0; s < stages_.size(); ++s) {
+    if (h.device() != devices_[s]) h = h.to(devices_[s]);  // recorded: the gradient goes back
+    h = stages_[s]->forward(h);
+  }
+  return h;
+}
+
+std::string ShardedSequential::repr() const {
+  std::ostringstream os;
+  os << "ShardedSequential(\n";
+  for (size_t s = 0; s < stages_.size(); ++s) {
+    os << "  stage " << s << " on " << devices_[s] << ":\n";
+    for (size_t i = 0; i < stages_[s]->size(); ++i)
+      os << "    (" << first_[s] + i << "): " << (*stages_[s])[i]->repr() << "\n";
+  }
+  return os.str() + ")";
+}
+
+void ShardedSequential::begin_step() const {
+  for (const Device& d : devices_) reset_device_peak(d);
+}
+
+namespace {
+int64_t bytes_of(const Tensor& t) { return t.defined() ? t.numel() * int64_t(element_size(t.dtype())) : 0; }
+}  // namespace
+
+std::string ShardedSequential::memory_report(const optim::Optimizer* opt) const {
+  std::ostringstream os;
+  os << "stage  device  layers     params      grads  opt state  allocated  step peak  activations\n";
+  for (size_t s = 0; s < stages_.size(); ++s) {
+    int64_t params = 0, grads = 0, state = 0;
+    for (const Tensor& p : stages_[s]->parameters()) {
+      params += bytes_of(p);
+      grads += bytes_of(p.grad());
+      if (opt)
+        for (const Tensor& t : opt->state_of(p)) state += bytes_of(t);
+    }
+    const DeviceMemory m = device_memory(devices_[s]);
+    const size_t last = first_[s] + stages_[s]->size() - 1;
+    // Above what the stage keeps between steps, the peak held activations and temporaries.
+    const int64_t activations = std::max<int64_t>(0, m.peak - (params + grads + state));
+    os << std::setw(5) << s << "  " << std::setw(6) << devices_[s].str() << "  " << std::setw(6)
+       << (std::to_string(first_[s]) + "-" + std::to_string(last)) << " " << std::setw(10) << format_bytes(params)
+       << " " << std::setw(10) << format_bytes(grads) << " " << std::setw(10) << format_bytes(state) << " "
+       << std::setw(10) << format_bytes(m.allocated) << " " << std::setw(10) << format_bytes(m.peak) << " "
+       << std::setw(12) << format_bytes(activations) << "\n";
+  }
+  return os.str();
+}
+
+}  // namespace weft::parallel

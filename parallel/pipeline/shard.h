@@ -1,0 +1,99 @@
+// Model sharding: one Sequential, its layers split across devices.
+//
+// The plain model parallelism of `part1.to("cuda:0"); part2.to("cuda:1")`, done for you:
+//
+//   auto net = samples::mlp();                                 // an nn::Sequential
+//   auto sharded = parallel::shard(net, {Device::cpu(0), Device::cpu(1)},
+//                                  parallel::Balance::parse("params"));
+//   optim::AdamW opt(sharded->parameters(), {...});            // one optimizer over all of it
+//   Tensor loss = cross_entropy((*sharded)(x), y);             // x on any device
+//   loss.backward();                                           // gradients cross back
+//   opt.step();                                                // one fused update per device
+//
+// Stage s holds a contiguous block of layers on devices[s]: its parameters, their
+// gradients and the optimizer's state for them live there and nowhere else. Forward
+// moves the activation across each boundary with Tensor::to, which the tape records, so
+// backward moves its gradient back: nothing else is needed for correctness. What it costs
+// is time -- while stage 1 computes, stage 0 waits. Microbatches and a pipeline schedule
+// (pipeline.h) put the waiting stages to work.
+//
+// The module keeps the layers under their original names ("0", "1", ...), so a sharded
+// model's state_dict has exactly the keys of the unsharded one: a checkpoint moves
+// between a sharded run, the samples and any other number of stages.
+//
+// Logical CPU devices (cpu:0, cpu:1, ...) share host memory but are separate devices to
+// every op, so sharding runs, and is tested, on a machine without a GPU; the per-device
+// byte counts of tensor/memory.h show what each stage holds.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "../../nn/sequential.h"
+
+namespace weft::optim {
+class Optimizer;
+}
+
+namespace weft::parallel {
+
+// How to cut the layers into stages.
+struct Balance {
+  enum class Kind { Layers, Params, Time, Manual };
+  Kind kind = Kind::Layers;
+  std::vector<size_t> boundaries;  // Manual: the first layer of stages 1, 2, ...
+  Tensor sample;                   // Time: a sample input batch the layers are timed on
+
+  // "layers" (equal layer counts), "params" (equal parameter bytes), "time" (equal
+  // measured forward + backward time; set `sample`), "manual:2,5" (stage 1 starts at
+  // layer 2, stage 2 at layer 5).
+  static Balance parse(const std::string& spec);
+  std::string str() const;
+};
+
+class ShardedSequential : public nn::Module {
+ public:
+  // Moves layers [first_layer[s], first_layer[s + 1]) of `model` to devices[s].
+  // first_layer[0] must be 0 and the list increasing, one entry per device.
+  ShardedSequential(std::shared_ptr<nn::Sequential> model, std::vector<Device> devices,
+                    std::vector<size_t> first_layer);
+
+  // x on any device; the result is on the last stage's device.
+  Tensor forward(const Tensor& x) override;
+  std::string repr() const override;
+
+  size_t num_stages() const { return stages_.size(); }
+  Device device(size_t stage) const { return devices_.at(stage); }
+  const std::vector<size_t>& first_layers() const { return first_; }
+  // Stage s's layers as a Sequential of its own (the same layer objects, not copies).
+  const std::shared_ptr<nn::Sequential>& stage(size_t s) const { return stages_.at(s); }
+  const std::shared_ptr<nn::Sequential>& model() const { return model_; }
+
+  // Per stage: its layers, parameters, gradients and optimizer state (bytes, counted
+  // from the tensors), and from the device's byte counter (tensor/memory.h) what is
+  // allocated now and the peak since begin_step(), whose excess over the persistent
+  // bytes is the activations and temporaries of the step.
+  std::string memory_report(const optim::Optimizer* opt = nullptr) const;
+  // Starts a new peak on every stage's device (call before a step you want to measure).
+  void begin_step() const;
+
+ private:
+  std::shared_ptr<nn::Sequential> model_;
+  std::vector<Device> devices_;
+  std::vector<size_t> first_;
+  std::vector<std::shared_ptr<nn::Sequential>> stages_;
+};
+
+// The first layer of each of `devices.size()` stages under `balance`, and the sharded
+// module. Distinct devices are not required (two stages on cpu:0 is legal, if useless).
+std::vector<size_t> stage_boundaries(nn::Sequential& model, size_t stages, const Balance& balance);
+std::shared_ptr<ShardedSequential> shard(std::shared_ptr<nn::Sequential> model, std::vector<Device> devices,
+                                         const Balance& balance = {});
+
+// Per-layer costs the balancers use: parameter elements, and measured forward + backward
+// milliseconds on `sample` (each layer timed on the previous layer's real output).
+std::vector<double> layer_param_costs(nn::Sequential& model);
+std::vector<double> layer_time_costs(nn::Sequential& model, const Tensor& sample, int repeats = 3);
+
+}  // namespace weft::parallel

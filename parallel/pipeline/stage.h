@@ -1,0 +1,103 @@
+// PipelineStage: one stage of a pipeline, running its list of a schedule's actions.
+//
+// A batch is cut into m microbatches. Stage s holds a block of the model's layers
+// (shard.h cuts it) and, for each action of its list in the schedule (schedule.h):
+//
+//   F(mb)  input = stage 0 ? microbatch mb of x : recv activation from stage s - 1
+//          out   = layers(input)                 (recorded on this thread's tape)
+//          last stage: loss_mb = loss(out, y_mb) * rows_mb / rows  (a share of the batch mean)
+//          else:       send out to stage s + 1
+//   B(mb)  last stage: loss_mb.backward()
+//          else:       grad = recv from stage s + 1; out.backward(grad)
+//          stage > 0:  send input.grad to stage s - 1
+//
+// The stage keeps (input, out) of every microbatch between its F and its B: that is the
+// activation memory a schedule costs, and why 1F1B, which starts backwards early, holds
+// fewer microbatches at once than GPipe.
+//
+// The loss is the mean over the whole batch, not over each microbatch: each
+// microbatch's mean loss is weighted by its share of the rows, so the gradients do not
+// depend on m. Gradients accumulate into .grad over the microbatches in the order of
+// the stage's B actions; a pipelined step therefore equals, bit for bit on the CPU, one
+// device running the same microbatches in the same order with the same weights
+// (tests/parallel/pipeline/test_pipeline.cpp checks it).
+//
+// Only send/recv of the Communicator are used, so the same code runs stages as threads
+// of one process (the threads backend, each stage on its own cpu:k), as processes under
+// mpirun, or on GPUs. Sends are non-blocking (isend): two neighbours sending to each
+// other at the same time -- an activation one way, a gradient the other, as 1F1B does --
+// cannot deadlock. An activation crosses as a small header (dtype, shape) then its data,
+// so the receiver needs to know nothing in advance.
+//
+// A stage that fails (an exception in a layer, a peer gone, a timeout) throws an error
+// naming the stage, the action and the microbatch; the communicator then marks it gone,
+// so the others fail at once instead of hanging.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "../../nn/module.h"
+#include "../comm/communicator.h"
+#include "schedule.h"
+
+namespace weft::parallel::pipeline {
+
+// (output, target) -> the mean loss over the microbatch's rows, a one-element tensor.
+using LossFn = std::function<Tensor(const Tensor& output, const Tensor& target)>;
+
+// What one step looked like from this stage.
+struct StageStats {
+  double wall_ms = 0;            // the whole step on this stage
+  double busy_ms = 0;            // computing (F and B), not waiting for a neighbour
+  int peak_in_flight = 0;        // microbatches held between their F and their B at once
+  int64_t peak_step_bytes = 0;   // the device's peak during the step above its start (tensor/memory.h)
+};
+
+class PipelineStage {
+ public:
+  // This rank is stage comm->rank() of comm->size(). `layers` run on `device` (move them
+  // there first: shard() does). intra_op_threads > 0 caps the ops' threads on this stage.
+  PipelineStage(std::shared_ptr<Communicator> comm, std::shared_ptr<nn::Module> layers, Device device,
+                int intra_op_threads = 0);
+
+  // One training step of `schedule` (its stage count must be comm->size()) over the
+  // batch: stage 0 reads x, the last stage y; others may pass undefined tensors. Adds
+  // d(mean loss over the batch)/d(param) into the layers' .grad. Returns that mean loss
+  // on the last stage, 0 elsewhere.
+  double train_step(const PipelineSchedule& schedule, const Tensor& x, const Tensor& y, const LossFn& loss);
+
+  // Forward only, without the tape, in `microbatches` pieces: the output for the whole
+  // batch on the last stage (undefined elsewhere). Evaluation uses it.
+  Tensor forward(const Tensor& x, int microbatches);
+
+  int stage() const { return comm_->rank(); }
+  int num_stages() const { return comm_->size(); }
+  bool is_first() const { return stage() == 0; }
+  bool is_last() const { return stage() == num_stages() - 1; }
+  Device device() const { return device_; }
+  const StageStats& last_stats() const { return stats_; }
+
+ private:
+  struct InFlight;
+  Tensor receive_activation(int mb);
+  void send_activation(const Tensor& t);
+  void forward_action(int mb, InFlight& f, const std::vector<Tensor>& xs, const std::vector<Tensor>& ys,
+                      const LossFn& loss, int64_t rows);
+  void backward_action(int mb, InFlight& f);
+  void wait_sends();
+
+  std::shared_ptr<Communicator> comm_;
+  std::shared_ptr<nn::Module> layers_;
+  Device device_;
+  int intra_op_threads_;
+  std::vector<std::pair<WorkHandle, Tensor>> pending_sends_;  // each send's data stays alive
+  StageStats stats_;
+};
+
+// Rows [start, end) of each of m microbatches of a batch of n rows: sizes differ by at
+// most one, the larger first (torch.tensor_split's rule). Needs 1 <= m <= n.
+std::vector<std::pair<int64_t, int64_t>> microbatch_rows(int64_t n, int m);
+
+}  // namespace weft::parallel::pipeline

@@ -1,0 +1,180 @@
+// The pipeline executor (parallel/pipeline/pipeline.h) on the threads communicator,
+// stages on logical CPU devices. The heart of it is parity: a pipelined step must leave
+// exactly the parameters that one device leaves after the same microbatches, in the same
+// order, with the same weights -- for every schedule, stage count and microbatch count.
+#include <atomic>
+
+#include "../../helpers.h"
+#include "../parallel_helpers.h"
+#include "parallel/pipeline/pipeline.h"
+#include "parallel/pipeline/shard.h"
+#include "samples/common/models.h"
+
+using namespace weft;
+namespace pp = weft::parallel::pipeline;
+
+namespace {
+
+Tensor mean_ce(const Tensor& out, const Tensor& y) { return nn::cross_entropy(out, y); }
+
+std::pair<Tensor, Tensor> images(int64_t n, uint64_t seed) {
+  Generator gen(seed);
+  Tensor x = randn({n, 1, 28, 28}, {}, gen);
+  std::vector<int64_t> y(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) y[size_t(i)] = (i * 3 + int64_t(seed)) % 10;
+  return {x, tensor(y)};
+}
+
+std::vector<Device> cpus(int n) {
+  std::vector<Device> d;
+  for (int i = 0; i < n; ++i) d.push_back(Device::cpu(i));
+  return d;
+}
+
+// One device: microbatches in order 0..m-1, each loss weighted by its share of the rows.
+// Returns the batch's mean loss (the sum of the shares).
+double reference_step(nn::Module& model, const Tensor& x, const Tensor& y, int m) {
+  double total = 0;
+  for (const auto& [s, e] : pp::microbatch_rows(x.size(0), m)) {
+    Tensor loss = mean_ce(model(x.narrow(0, s, e - s)), y.narrow(0, s, e - s)) * (double(e - s) / double(x.size(0)));
+    total += loss.item<double>();
+    loss.backward();
+  }
+  return total;
+}
+
+// `steps` AdamW steps of `schedule` on a sharded copy of `make()`'s model against the
+// reference on one device; parameters must stay bitwise equal after every step.
+void check_parity(const std::function<std::shared_ptr<nn::Sequential>()>& make, const std::string& schedule,
+                  int p, int m, int steps, int64_t batch) {
+  auto ref = make();
+  auto sharded = parallel::shard(std::dynamic_pointer_cast<nn::Sequential>(ref->clone(kCPU)), cpus(p));
+  optim::AdamW ref_opt(ref->parameters(), {.lr = 1e-3, .weight_decay = 0.01});
+  const pp::PipelineSchedule sched = pp::make_schedule(schedule, p, m);
+  std::vector<double> losses(static_cast<size_t>(steps), 0.0);
+  parallel::run_ranks(p, [&](const std::shared_ptr<parallel::Communicator>& comm) {
+    const int s = comm->rank();
+    pp::PipelineStage stage(comm, sharded->stage(size_t(s)), sharded->device(size_t(s)));
+    optim::AdamW opt(sharded->stage(size_t(s))->parameters(), {.lr = 1e-3, .weight_decay = 0.01});
+    for (int step = 0; step < steps; ++step) {
+      auto [x, y] = images(batch, 50 + uint64_t(step));
+      const double loss = stage.train_step(sched, x, y, mean_ce);
+      if (stage.is_last()) losses[size_t(step)] = loss;
+      opt.step();
+      opt.zero_grad();
+    }
+  });
+  for (int step = 0; step < steps; ++step) {
+    auto [x, y] = images(batch, 50 + uint64_t(step));
+    const double want = reference_step(*ref, x, y, m);
+    CHECK(std::abs(losses[size_t(step)] - want) <= 1e-6 * std::abs(want));  // summed in B order
+    ref_opt.step();
+    ref_opt.zero_grad();
+  }
+  REQUIRE(test::params_equal(*ref, *sharded));
+}
+
+}  // namespace
+
+TEST_CASE("microbatch rows split like torch.tensor_split", "[pipeline]") {
+  using R = std::vector<std::pair<int64_t, int64_t>>;
+  CHECK(pp::microbatch_rows(10, 3) == R{{0, 4}, {4, 7}, {7, 10}});
+  CHECK(pp::microbatch_rows(4, 4) == R{{0, 1}, {1, 2}, {2, 3}, {3, 4}});
+  REQUIRE_THROWS_WITH(pp::microbatch_rows(3, 4), Catch::Contains("3 rows into 4 microbatches"));
+}
+
+TEST_CASE("a pipelined step equals one device's microbatched step bit for bit (MLP)", "[pipeline][parity]") {
+  for (const std::string schedule : {"gpipe", "1f1b"})
+    for (int p : {2, 3, 4})
+      for (int m = 1; m <= 8; ++m) {
+        if (schedule == "1f1b" && m < p) continue;
+        INFO(schedule << " p=" << p << " m=" << m);
+        check_parity(samples::make_mlp, schedule, p, m, 2, 12);
+      }
+  INFO("naive");
+  check_parity(samples::make_mlp, "naive", 3, 1, 2, 12);
+}
+
+TEST_CASE("a pipelined step equals one device's microbatched step bit for bit (CNN)", "[pipeline][parity]") {
+  for (const std::string schedule : {"gpipe", "1f1b"})
+    for (int p : {2, 3, 4})
+      for (int m : {4, 5}) {
+        INFO(schedule << " p=" << p << " m=" << m);
+        check_parity(samples::make_cnn, schedule, p, m, 1, 10);
+      }
+}
+
+TEST_CASE("the pipelined loss and gradients are the full batch's, whatever the microbatch count", "[pipeline]") {
+  auto model = samples::make_mlp();
+  auto [x, y] = images(12, 9);
+  Tensor full_loss = mean_ce((*model)(x), y);
+  const double want = full_loss.item<double>();
+  full_loss.backward();  // model's .grad: the full batch's gradient
+  for (int m : {1, 2, 3, 4, 6}) {
+    auto sharded = parallel::shard(std::dynamic_pointer_cast<nn::Sequential>(model->clone(kCPU)), cpus(2));
+    std::atomic<double> got{0};
+    parallel::run_ranks(2, [&](const std::shared_ptr<parallel::Communicator>& comm) {
+      pp::PipelineStage stage(comm, sharded->stage(size_t(comm->rank())), sharded->device(size_t(comm->rank())));
+      const double l = stage.train_step(pp::make_schedule("gpipe", 2, m), x, y, mean_ce);
+      if (stage.is_last()) got = l;
+    });
+    INFO("m=" << m);
+    CHECK(std::abs(got.load() - want) < 1e-5);
+    CHECK(test::max_param_diff(*model, *sharded, /*grads=*/true) < 1e-5);
+  }
+}
+
+TEST_CASE("pipelined forward gives the model's output on the last stage", "[pipeline]") {
+  auto model = samples::make_cnn();
+  auto sharded = parallel::shard(std::dynamic_pointer_cast<nn::Sequential>(model->clone(kCPU)), cpus(3));
+  auto [x, y] = images(7, 4);
+  const Tensor want = (*model)(x);
+  Tensor got;
+  parallel::run_ranks(3, [&](const std::shared_ptr<parallel::Communicator>& comm) {
+    pp::PipelineStage stage(comm, sharded->stage(size_t(comm->rank())), sharded->device(size_t(comm->rank())));
+    Tensor out = stage.forward(x, 3);
+    if (stage.is_last()) got = out;
+    else CHECK_FALSE(out.defined());
+  });
+  REQUIRE(got.defined());
+  CHECK(got.device() == Device::cpu(2));
+  // Not bitwise: a GEMM of 3 rows may take another kernel than one of 7.
+  CHECK(allclose(got.to(kCPU), want.detach(), 1e-5, 1e-6));
+}
+
+TEST_CASE("1F1B holds at most p - s microbatches on stage s, GPipe all m", "[pipeline][memory]") {
+  const int p = 3, m = 6;
+  for (const std::string schedule : {"gpipe", "1f1b"}) {
+    auto sharded = parallel::shard(samples::make_mlp(), cpus(p));
+    std::vector<int> peak(p);
+    parallel::run_ranks(p, [&](const std::shared_ptr<parallel::Communicator>& comm) {
+      const int s = comm->rank();
+      pp::PipelineStage stage(comm, sharded->stage(size_t(s)), sharded->device(size_t(s)));
+      auto [x, y] = images(12, 1);
+      stage.train_step(pp::make_schedule(schedule, p, m), x, y, mean_ce);
+      peak[size_t(s)] = stage.last_stats().peak_in_flight;
+      CHECK(stage.last_stats().busy_ms <= stage.last_stats().wall_ms + 1e-6);
+    });
+    for (int s = 0; s < p; ++s) {
+      INFO(schedule << " stage " << s);
+      CHECK(peak[size_t(s)] == (schedule == "gpipe" ? m : std::min(p - s, m)));
+    }
+  }
+}
+
+TEST_CASE("a failing stage makes every stage fail with the stage, action and microbatch named",
+          "[pipeline][errors]") {
+  // Stage 1 gets a Linear that expects 300 features where stage 0 sends 512.
+  auto stage0 = std::make_shared<nn::Sequential>(std::make_shared<nn::Flatten>(), std::make_shared<nn::Linear>(784, 512));
+  auto stage1 = std::make_shared<nn::Sequential>(std::make_shared<nn::Linear>(300, 10));
+  stage1->to(Device::cpu(1));
+  auto [x, y] = images(4, 2);
+  REQUIRE_THROWS_WITH(
+      parallel::run_ranks(2,
+                          [&](const std::shared_ptr<parallel::Communicator>& comm) {
+                            const int s = comm->rank();
+                            pp::PipelineStage stage(comm, s == 0 ? stage0 : stage1, Device::cpu(s));
+                            stage.train_step(pp::make_schedule("gpipe", 2, 2), x, y, mean_ce);
+                          }),
+      Catch::Contains("pipeline stage 1 (cpu:1), F(0)") && Catch::Contains("300"));
+}
