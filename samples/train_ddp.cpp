@@ -61,13 +61,6 @@ struct DdpConfig {
   bool mpi_polled = false;    // MPI: non-blocking collectives polled by weft (see mpi_communicator.h)
 };
 
-// The samples' default recipes (train_mlp.cpp, train_cnn.cpp).
-samples::Recipe default_recipe(const std::string& model) {
-  if (model == "mlp") return {.epochs = 10, .batch_size = 128, .lr = 2e-3};
-  if (model == "cnn") return {.epochs = 5, .batch_size = 128, .lr = 2e-3};
-  throw Error(detail::str("--model: unknown model '", model, "' (use mlp or cnn)"));
-}
-
 std::shared_ptr<nn::Module> make_model(const std::string& model) {
   if (model == "cnn") return samples::make_cnn();
   return samples::make_mlp();
@@ -101,8 +94,7 @@ void train_rank(const DdpConfig& c, std::shared_ptr<Communicator> comm, std::sha
   auto sampler = std::make_shared<data::DistributedSampler>(data.train.size(), world, rank,
                                                             data::DistributedSamplerOptions{.seed = c.t.seed});
   data::DataLoader loader(data.train, {.batch_size = r.batch_size, .sampler = sampler});
-  const int64_t total_steps = loader.num_batches() * r.epochs;
-  optim::CosineWarmupLR schedule(*opt, static_cast<int64_t>(r.warmup_fraction * total_steps), total_steps);
+  optim::CosineWarmupLR schedule = samples::make_schedule(r, *opt, loader.num_batches());
   if (lead)
     std::printf("train_ddp: %s, %lld parameters, backend %s, world_size %d, %d intra-op thread%s per rank, "
                 "batch %lld per rank (global %lld), %zu gradient bucket%s, overlap %s%s\n",
@@ -241,7 +233,7 @@ std::shared_ptr<Communicator> nccl_world(const DdpConfig& c) {
 int main(int argc, char** argv) {
   DdpConfig c;
   CLI::App app{"train_ddp: data-parallel training on Fashion-MNIST with weft's DistributedDataParallel"};
-  c.t.r = default_recipe("mlp");
+  c.t.r = samples::mlp_recipe();  // --model's recipe replaces it below
   samples::add_flags(app, c.t);
   app.add_option("--model", c.model, "mlp or cnn (each with its sample's default recipe)")->capture_default_str();
   app.add_option("--backend", c.backend, "threads, mpi (run under mpirun) or nccl")->capture_default_str();
@@ -256,10 +248,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   try {
     // The recipe follows --model unless a flag set it.
-    const samples::Recipe def = default_recipe(c.model);
-    if (app.count("--epochs") == 0) c.t.r.epochs = def.epochs;
-    if (app.count("--batch-size") == 0) c.t.r.batch_size = def.batch_size;
-    if (app.count("--lr") == 0) c.t.r.lr = def.lr;
+    samples::apply_recipe(app, samples::recipe_for(c.model), c.t.r);
     WEFT_CHECK(!c.t.cuda_graph, "train_ddp: --cuda-graph is not supported here (the all-reduces run between "
                "steps on the host); train_mlp and train_cnn take it");
     WEFT_CHECK(c.t.device == "cpu", "train_ddp: --device ", c.t.device,

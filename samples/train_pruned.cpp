@@ -108,7 +108,7 @@ void Run::train(const std::string& label, const std::function<void(int64_t)>& on
   opt_ = samples::make_optimizer(c_, model_->parameters());
   pruner_->attach(*opt_);
   data::DataLoader loader(*train_, {.batch_size = c_.r.batch_size, .shuffle = true, .seed = c_.seed});
-  optim::CosineWarmupLR schedule(*opt_, static_cast<int64_t>(c_.r.warmup_fraction * steps_per_run_), steps_per_run_);
+  optim::CosineWarmupLR schedule = samples::make_schedule(c_.r, *opt_, loader.num_batches());
   for (int epoch = 0; epoch < c_.r.epochs; ++epoch) {
     loader.set_epoch(epoch);
     samples::ProgressBar bar(detail::str(label, "epoch ", epoch + 1, "/", c_.r.epochs), loader.num_batches());
@@ -236,7 +236,7 @@ void Run::structured_inference_check() {
 
 int main(int argc, char** argv) {
   samples::Config c;
-  c.r = samples::Recipe{.epochs = 10, .batch_size = 128, .lr = 2e-3};
+  c.r = samples::mlp_recipe();  // for --model cnn too (common/recipes.h)
   PruneFlags f;
   CLI::App app{"train_pruned: train and prune on Fashion-MNIST with weft"};
   samples::add_flags(app, c);

@@ -8,14 +8,6 @@
 
 namespace weft::samples {
 
-std::unique_ptr<optim::Optimizer> make_optimizer(const Recipe& r, const std::vector<Tensor>& params) {
-  if (r.optimizer == "adamw") return std::make_unique<optim::AdamW>(params, optim::AdamOptions{.lr = r.lr, .weight_decay = r.weight_decay});
-  if (r.optimizer == "adam") return std::make_unique<optim::Adam>(params, optim::AdamOptions{.lr = r.lr, .weight_decay = r.weight_decay});
-  if (r.optimizer == "sgd")
-    return std::make_unique<optim::SGD>(params, optim::SGDOptions{.lr = r.lr, .momentum = r.momentum, .weight_decay = r.weight_decay});
-  throw Error(detail::str("--optimizer: unknown optimizer '", r.optimizer, "' (use adamw, adam or sgd)"));
-}
-
 int64_t count_correct(nn::Module& model, const data::TensorDataset& test, Device device) {
   autograd::NoGradGuard no_grad;
   model.eval();
@@ -44,6 +36,20 @@ void add_flags(CLI::App& app, Config& c) {
   app.add_option("--resume", c.resume, "resume from this checkpoint");
   app.add_option("--limit", c.limit, "train on the first N samples only (0: all)");
   app.add_flag("--cuda-graph", c.cuda_graph, "capture the training step as a CUDA graph and replay it (GPU only)");
+}
+
+void apply_recipe(const CLI::App& app, const Recipe& recipe, Recipe& r) {
+  auto unless_given = [&](const char* flag, auto& field, const auto& value) {
+    if (app.count(flag) == 0) field = value;
+  };
+  unless_given("--epochs", r.epochs, recipe.epochs);
+  unless_given("--batch-size", r.batch_size, recipe.batch_size);
+  unless_given("--lr", r.lr, recipe.lr);
+  unless_given("--optimizer", r.optimizer, recipe.optimizer);
+  unless_given("--weight-decay", r.weight_decay, recipe.weight_decay);
+  unless_given("--label-smoothing", r.label_smoothing, recipe.label_smoothing);
+  r.warmup_fraction = recipe.warmup_fraction;  // no flags
+  r.momentum = recipe.momentum;
 }
 
 FashionMnist load_data(const Config& c) {
@@ -112,8 +118,7 @@ int run(const std::string& name, Config& c, const std::function<std::shared_ptr<
   model->to(device);
   auto opt = make_optimizer(c.r, model->parameters());
   data::DataLoader loader(train, {.batch_size = c.r.batch_size, .shuffle = true, .seed = c.seed});
-  const int64_t total_steps = loader.num_batches() * c.r.epochs;
-  optim::CosineWarmupLR schedule(*opt, static_cast<int64_t>(c.r.warmup_fraction * total_steps), total_steps);
+  optim::CosineWarmupLR schedule = make_schedule(c.r, *opt, loader.num_batches());
   std::printf("%s: %lld parameters, %lld training samples, %d threads, device %s\n", name.c_str(),
               static_cast<long long>(model->num_parameters()), static_cast<long long>(train.size()), num_threads(),
               device.str().c_str());
