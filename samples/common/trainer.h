@@ -1,6 +1,6 @@
-// The training loop the samples share: flags, data, the epoch loop with a progress bar,
-// evaluation, checkpoints, and the final summary line. train_ddp reuses the pieces
-// (flags, data, optimizer, evaluation) around its own data-parallel loop.
+// What the training samples share around the loop (loop.h): the common flags, the
+// data, evaluation, and train_main, the whole of train_mlp and train_cnn. train_ddp and
+// train_pruned use the pieces (flags, data, evaluation) and run the loop themselves.
 #pragma once
 
 #include <functional>
