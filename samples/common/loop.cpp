@@ -45,6 +45,7 @@ int64_t run_steps(Loop& loop, data::DeviceStager& stager, ProgressBar* bar) {
 }  // namespace
 
 Throughput Loop::run(int first_epoch) {
+  WEFT_CHECK(step, "samples::Loop: the step hook is not set");
   Throughput total;
   data::DeviceStager stager(device);  // on the CPU it hands each batch through
   for (int epoch = first_epoch; epoch < epochs; ++epoch) {
