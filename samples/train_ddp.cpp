@@ -14,12 +14,13 @@
 // rounding in the sums); N ranks at B process N times the samples per step (weak
 // scaling: that is what train_samples_per_s measures).
 //
-// The loop is the uneven-inputs loop of parallel/ddp.h: join() first, so that a rank
-// out of batches never leaves the others waiting. Each rank runs its ops on
-// cores / ranks-on-this-machine intra-op threads (--rank-threads to choose), so ranks
-// do not fight over the cores. Rank 0 prints the progress and the results, and is the
-// only rank that writes checkpoints -- with the unwrapped model's keys, so train_mlp or
-// train_cnn (and a plain model) can load them.
+// The loop is the samples' loop (common/loop.h), with hooks that make it the
+// uneven-inputs loop of parallel/ddp.h: join() first, so that a rank out of batches
+// never leaves the others waiting. Each rank runs its ops on cores / ranks-on-this-
+// machine intra-op threads (--rank-threads to choose), so ranks do not fight over the
+// cores. Rank 0 prints the progress and the results, and is the only rank that writes
+// checkpoints -- with the unwrapped model's keys, so train_mlp or train_cnn (and a
+// plain model) can load them.
 //
 // The last line is `test_accuracy=<a> train_samples_per_s=<s> world_size=<N>`, where s
 // counts the samples of all ranks.
@@ -35,8 +36,8 @@
 #include "../parallel/comm/mpi_communicator.h"
 #include "../parallel/comm/nccl_communicator.h"
 #include "../parallel/trace_gather.h"
+#include "common/loop.h"
 #include "common/models.h"
-#include "common/progress.h"
 #include "common/trainer.h"
 
 using namespace weft;
@@ -60,13 +61,6 @@ struct DdpConfig {
   int trace_steps = 40;       // how many steps of the first epoch to record
   bool mpi_polled = false;    // MPI: non-blocking collectives polled by weft (see mpi_communicator.h)
 };
-
-// The samples' default recipes (train_mlp.cpp, train_cnn.cpp).
-samples::Recipe default_recipe(const std::string& model) {
-  if (model == "mlp") return {.epochs = 10, .batch_size = 128, .lr = 2e-3};
-  if (model == "cnn") return {.epochs = 5, .batch_size = 128, .lr = 2e-3};
-  throw Error(detail::str("--model: unknown model '", model, "' (use mlp or cnn)"));
-}
 
 std::shared_ptr<nn::Module> make_model(const std::string& model) {
   if (model == "cnn") return samples::make_cnn();
@@ -101,8 +95,7 @@ void train_rank(const DdpConfig& c, std::shared_ptr<Communicator> comm, std::sha
   auto sampler = std::make_shared<data::DistributedSampler>(data.train.size(), world, rank,
                                                             data::DistributedSamplerOptions{.seed = c.t.seed});
   data::DataLoader loader(data.train, {.batch_size = r.batch_size, .sampler = sampler});
-  const int64_t total_steps = loader.num_batches() * r.epochs;
-  optim::CosineWarmupLR schedule(*opt, static_cast<int64_t>(r.warmup_fraction * total_steps), total_steps);
+  optim::CosineWarmupLR schedule = samples::make_schedule(r, *opt, loader.num_batches());
   if (lead)
     std::printf("train_ddp: %s, %lld parameters, backend %s, world_size %d, %d intra-op thread%s per rank, "
                 "batch %lld per rank (global %lld), %zu gradient bucket%s, overlap %s%s\n",
@@ -128,39 +121,30 @@ void train_rank(const DdpConfig& c, std::shared_ptr<Communicator> comm, std::sha
     return static_cast<double>(correct.item<int64_t>()) / static_cast<double>(n_test);
   };
 
-  double train_seconds = 0, acc = 0;
-  int64_t train_samples = 0;
-  data::DeviceStager stager(device);  // on the CPU: hands the batch through
-  int64_t traced = 0;
-  for (int epoch = start_epoch; epoch < r.epochs; ++epoch) {
-    loader.set_epoch(epoch);
-    std::optional<samples::ProgressBar> bar;
-    if (lead) bar.emplace(detail::str("epoch ", epoch + 1, "/", r.epochs), loader.num_batches());
-    comm->barrier();  // start the clock together
-    const auto t0 = std::chrono::steady_clock::now();
-    for (;;) {
-      if (!c.trace.empty() && traced == c.trace_steps) parallel::trace::enable(false);
-      ++traced;
-      std::optional<data::Batch> b = loader.next();
-      const int active = ddp.join(b.has_value());
-      if (active == 0) break;
-      opt->zero_grad();
-      double loss_value = 0;
-      if (b) {
-        Tensor loss = nn::cross_entropy(ddp(stager.stage(b->x, 0)), stager.stage(b->y, 1), r.label_smoothing);
-        ddp.backward(loss);
-        loss_value = loss.item<double>();
-      }
-      ddp.synchronize();
-      opt->step();
-      schedule.step();
-      // Every rank had a batch of about the same size: count the global samples.
-      const int64_t step_samples = (b ? b->size() : 0) * active;
-      train_samples += step_samples;
-      if (bar) bar->update(step_samples, loss_value);
+  samples::Loop loop{.opt = *opt, .schedule = schedule, .loader = loader, .device = device, .epochs = r.epochs,
+                     .show_progress = lead};
+  int64_t traced = 0;  // steps so far, for --trace-steps
+  // Every rank joins every step, batch or not; 0 ranks with a batch ends the epoch on all.
+  loop.ranks_in_step = [&](bool has_batch) {
+    if (!c.trace.empty() && traced++ == c.trace_steps) parallel::trace::enable(false);
+    return ddp.join(has_batch);
+  };
+  // A rank out of data skips forward and backward but still synchronizes (adding zeros
+  // to the all-reduces) and steps, so its parameters stay the same as the others'.
+  loop.step = [&](const std::optional<data::Batch>& b) {
+    opt->zero_grad();
+    Tensor loss;
+    if (b) {
+      loss = nn::cross_entropy(ddp(b->x), b->y, r.label_smoothing);
+      ddp.backward(loss);  // the buckets' all-reduces start during backward
     }
-    train_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    if (bar) bar->finish();
+    ddp.synchronize();  // every .grad is now the mean over the ranks that had a batch
+    opt->step();
+    return loss;
+  };
+  loop.epoch_begin = [&](int) { comm->barrier(); };  // start the clock together
+  double acc = 0;
+  loop.epoch_end = [&](int epoch) {
     acc = accuracy();
     if (lead) std::printf("epoch %d: test_accuracy=%.4f lr=%.2e\n", epoch + 1, acc, opt->lr());
     if (lead && epoch == start_epoch && !device.is_cuda()) std::printf("%s\n", gemm_report().c_str());
@@ -171,7 +155,8 @@ void train_rank(const DdpConfig& c, std::shared_ptr<Communicator> comm, std::sha
                               // what train_mlp/train_cnn --resume expect
                               {"generator_offset", std::to_string(default_generator().offset())}});
     comm->barrier();  // nobody races ahead of (or resumes from) a half-written checkpoint
-  }
+  };
+  const samples::Throughput t = loop.run(start_epoch);
   if (start_epoch >= r.epochs) acc = accuracy();
   if (!c.trace.empty()) {
     parallel::gather_chrome_trace(*comm, c.trace);
@@ -179,8 +164,7 @@ void train_rank(const DdpConfig& c, std::shared_ptr<Communicator> comm, std::sha
                           c.trace_steps, c.trace.c_str());
   }
   if (lead)
-    std::printf("test_accuracy=%.4f train_samples_per_s=%.1f world_size=%d\n", acc,
-                train_seconds > 0 ? static_cast<double>(train_samples) / train_seconds : 0.0, world);
+    std::printf("test_accuracy=%.4f train_samples_per_s=%.1f world_size=%d\n", acc, t.samples_per_s(), world);
 }
 
 // `replicas` rank threads in this process (--backend threads, or nccl without mpirun:
@@ -241,7 +225,7 @@ std::shared_ptr<Communicator> nccl_world(const DdpConfig& c) {
 int main(int argc, char** argv) {
   DdpConfig c;
   CLI::App app{"train_ddp: data-parallel training on Fashion-MNIST with weft's DistributedDataParallel"};
-  c.t.r = default_recipe("mlp");
+  c.t.r = samples::mlp_recipe();  // --model's recipe replaces it below
   samples::add_flags(app, c.t);
   app.add_option("--model", c.model, "mlp or cnn (each with its sample's default recipe)")->capture_default_str();
   app.add_option("--backend", c.backend, "threads, mpi (run under mpirun) or nccl")->capture_default_str();
@@ -256,10 +240,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   try {
     // The recipe follows --model unless a flag set it.
-    const samples::Recipe def = default_recipe(c.model);
-    if (app.count("--epochs") == 0) c.t.r.epochs = def.epochs;
-    if (app.count("--batch-size") == 0) c.t.r.batch_size = def.batch_size;
-    if (app.count("--lr") == 0) c.t.r.lr = def.lr;
+    samples::apply_recipe(app, samples::recipe_for(c.model), c.t.r);
     WEFT_CHECK(!c.t.cuda_graph, "train_ddp: --cuda-graph is not supported here (the all-reduces run between "
                "steps on the host); train_mlp and train_cnn take it");
     WEFT_CHECK(c.t.device == "cpu", "train_ddp: --device ", c.t.device,

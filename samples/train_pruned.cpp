@@ -26,8 +26,8 @@
 #include <cstdio>
 #include <optional>
 
+#include "common/loop.h"
 #include "common/models.h"
-#include "common/progress.h"
 #include "common/trainer.h"
 
 using namespace weft;
@@ -82,9 +82,12 @@ class Run {
 
  private:
   // One training run of --epochs with a fresh optimizer and LR schedule; `on_step(t)`
-  // runs after every optimizer step with the number of steps taken.
+  // runs after every optimizer step with the number of steps taken, `before_backward(t)`
+  // before each step with the number taken so far.
   void train(const std::string& label, const std::function<void(int64_t)>& on_step,
              const std::function<void(int64_t)>& before_backward = {});
+  // Evaluates, prints the epoch's line and saves the --checkpoint.
+  void end_epoch(int epoch);
   void report(const std::string& when) {
     std::printf("sparsity after %s:\n%s", when.c_str(), pruner_->sparsity_report().c_str());
   }
@@ -103,37 +106,33 @@ class Run {
   bool gemm_reported_ = false;
 };
 
+// One training run through the samples' loop (common/loop.h), with a fresh optimizer
+// (the Pruner keeps its pruned weights at zero through it) and LR schedule.
 void Run::train(const std::string& label, const std::function<void(int64_t)>& on_step,
                 const std::function<void(int64_t)>& before_backward) {
   opt_ = samples::make_optimizer(c_, model_->parameters());
   pruner_->attach(*opt_);
   data::DataLoader loader(*train_, {.batch_size = c_.r.batch_size, .shuffle = true, .seed = c_.seed});
-  optim::CosineWarmupLR schedule(*opt_, static_cast<int64_t>(c_.r.warmup_fraction * steps_per_run_), steps_per_run_);
-  for (int epoch = 0; epoch < c_.r.epochs; ++epoch) {
-    loader.set_epoch(epoch);
-    samples::ProgressBar bar(detail::str(label, "epoch ", epoch + 1, "/", c_.r.epochs), loader.num_batches());
-    for (const data::Batch& b : loader) {
-      if (before_backward) before_backward(opt_->steps_taken());
-      opt_->zero_grad();
-      Tensor loss = nn::cross_entropy((*model_)(b.x.to(device_)), b.y.to(device_), c_.r.label_smoothing);
-      loss.backward();
-      opt_->step();
-      schedule.step();
-      on_step(opt_->steps_taken());
-      bar.update(b.size(), loss.item<double>());
-    }
-    bar.finish();
-    accuracy_ = samples::evaluate(*model_, *test_, device_);
-    std::printf("epoch %d: test_accuracy=%.4f sparsity=%.4f\n", epoch + 1, accuracy_, pruner_->sparsity());
-    if (!gemm_reported_ && !device_.is_cuda()) std::printf("%s\n", gemm_report().c_str());  // the CPU GEMM kernels, once
-    gemm_reported_ = true;
-    // The masks are buffers of the model: the checkpoint carries them, and loading it
-    // needs a model pruned the same way (strict keys).
-    if (!c_.checkpoint.empty())
-      optim::save_checkpoint(c_.checkpoint, *model_, opt_.get(),
-                             {{"epoch", std::to_string(epoch + 1)}, {"sample", "train_pruned"},
-                              {"schedule", f_.schedule}, {"method", f_.method}});
-  }
+  optim::CosineWarmupLR schedule = samples::make_schedule(c_.r, *opt_, loader.num_batches());
+  samples::Loop loop{.opt = *opt_, .schedule = schedule, .loader = loader, .device = device_,
+                     .epochs = c_.r.epochs, .label = label,
+                     .step = samples::plain_step(*model_, *opt_, c_.r.label_smoothing),
+                     .before_step = before_backward, .after_step = on_step,
+                     .epoch_end = [this](int epoch) { end_epoch(epoch); }};
+  loop.run();
+}
+
+void Run::end_epoch(int epoch) {
+  accuracy_ = samples::evaluate(*model_, *test_, device_);
+  std::printf("epoch %d: test_accuracy=%.4f sparsity=%.4f\n", epoch + 1, accuracy_, pruner_->sparsity());
+  if (!gemm_reported_ && !device_.is_cuda()) std::printf("%s\n", gemm_report().c_str());  // the CPU GEMM kernels, once
+  gemm_reported_ = true;
+  // The masks are buffers of the model: the checkpoint carries them, and loading it
+  // needs a model pruned the same way (strict keys).
+  if (!c_.checkpoint.empty())
+    optim::save_checkpoint(c_.checkpoint, *model_, opt_.get(),
+                           {{"epoch", std::to_string(epoch + 1)}, {"sample", "train_pruned"},
+                            {"schedule", f_.schedule}, {"method", f_.method}});
 }
 
 int Run::main() {
@@ -143,10 +142,8 @@ int Run::main() {
              "--checkpoint into a model pruned the same way instead");
   if (c_.threads > 0) set_num_threads(c_.threads);
   manual_seed(c_.seed);
-  const data::Normalize norm{data::kFashionMnistMean, data::kFashionMnistStd};
-  train_ = data::load_fashion_mnist(c_.data, true, norm);
-  test_ = data::load_fashion_mnist(c_.data, false, norm);
-  if (c_.limit > 0) train_ = train_->head(c_.limit);
+  samples::FashionMnist d = samples::load_data(c_);
+  train_ = std::move(d.train), test_ = std::move(d.test);
   WEFT_CHECK(f_.model == "mlp" || f_.model == "cnn", "--model: use mlp or cnn, got '", f_.model, "'");
   model_ = f_.model == "mlp" ? samples::make_mlp() : samples::make_cnn();
   model_->to(device_);
@@ -236,7 +233,7 @@ void Run::structured_inference_check() {
 
 int main(int argc, char** argv) {
   samples::Config c;
-  c.r = samples::Recipe{.epochs = 10, .batch_size = 128, .lr = 2e-3};
+  c.r = samples::mlp_recipe();  // for --model cnn too (common/recipes.h)
   PruneFlags f;
   CLI::App app{"train_pruned: train and prune on Fashion-MNIST with weft"};
   samples::add_flags(app, c);

@@ -1,20 +1,11 @@
 #include "trainer.h"
 
 #include <CLI/CLI.hpp>
-#include <chrono>
 #include <cstdio>
 
-#include "progress.h"
+#include "loop.h"
 
 namespace weft::samples {
-
-std::unique_ptr<optim::Optimizer> make_optimizer(const Recipe& r, const std::vector<Tensor>& params) {
-  if (r.optimizer == "adamw") return std::make_unique<optim::AdamW>(params, optim::AdamOptions{.lr = r.lr, .weight_decay = r.weight_decay});
-  if (r.optimizer == "adam") return std::make_unique<optim::Adam>(params, optim::AdamOptions{.lr = r.lr, .weight_decay = r.weight_decay});
-  if (r.optimizer == "sgd")
-    return std::make_unique<optim::SGD>(params, optim::SGDOptions{.lr = r.lr, .momentum = r.momentum, .weight_decay = r.weight_decay});
-  throw Error(detail::str("--optimizer: unknown optimizer '", r.optimizer, "' (use adamw, adam or sgd)"));
-}
 
 int64_t count_correct(nn::Module& model, const data::TensorDataset& test, Device device) {
   autograd::NoGradGuard no_grad;
@@ -46,6 +37,20 @@ void add_flags(CLI::App& app, Config& c) {
   app.add_flag("--cuda-graph", c.cuda_graph, "capture the training step as a CUDA graph and replay it (GPU only)");
 }
 
+void apply_recipe(const CLI::App& app, const Recipe& recipe, Recipe& r) {
+  auto unless_given = [&](const char* flag, auto& field, const auto& value) {
+    if (app.count(flag) == 0) field = value;
+  };
+  unless_given("--epochs", r.epochs, recipe.epochs);
+  unless_given("--batch-size", r.batch_size, recipe.batch_size);
+  unless_given("--lr", r.lr, recipe.lr);
+  unless_given("--optimizer", r.optimizer, recipe.optimizer);
+  unless_given("--weight-decay", r.weight_decay, recipe.weight_decay);
+  unless_given("--label-smoothing", r.label_smoothing, recipe.label_smoothing);
+  r.warmup_fraction = recipe.warmup_fraction;  // no flags
+  r.momentum = recipe.momentum;
+}
+
 FashionMnist load_data(const Config& c) {
   const data::Normalize norm{data::kFashionMnistMean, data::kFashionMnistStd};
   FashionMnist d{data::load_fashion_mnist(c.data, true, norm), data::load_fashion_mnist(c.data, false, norm)};
@@ -59,15 +64,6 @@ double evaluate(nn::Module& model, const data::TensorDataset& test, Device devic
 }
 
 namespace {
-// One training step: forward, loss, backward, update. Returns the loss (on the device).
-Tensor train_step(nn::Module& model, optim::Optimizer& opt, const Tensor& x, const Tensor& y, double smoothing) {
-  opt.zero_grad();
-  Tensor loss = nn::cross_entropy(model(x), y, smoothing);
-  loss.backward();
-  opt.step();
-  return loss;
-}
-
 // Runs the training step as a CUDA graph: a few eager steps warm up (cuDNN picks its
 // algorithms, the allocator fills its cache, optimizer state appears), then one step is
 // captured, and every later full-size batch is copied into the captured step's input
@@ -77,28 +73,46 @@ class GraphedStep {
  public:
   static constexpr int kWarmup = 3;
 
-  Tensor run(nn::Module& model, optim::Optimizer& opt, const Tensor& x, const Tensor& y, double smoothing) {
+  GraphedStep(nn::Module& model, optim::Optimizer& opt, double smoothing)
+      : opt_(opt), eager_(plain_step(model, opt, smoothing)) {}
+
+  Tensor run(const std::optional<data::Batch>& b) {
+    const Tensor &x = b->x, &y = b->y;
     if (graph_ && graph_->captured() && x.is_same(x_) && y.is_same(y_) && x.shape() == shape_) {
       graph_->replay();
-      opt.count_replayed_step();
+      opt_.count_replayed_step();
       return loss_;
     }
-    if (graph_ || ++eager_steps_ <= kWarmup) return train_step(model, opt, x, y, smoothing);
+    if (graph_ || ++eager_steps_ <= kWarmup) return eager_(b);
     graph_ = std::make_unique<cuda::Graph>();
     x_ = x, y_ = y, shape_ = x.shape();
     graph_->capture_begin(x.device().index);
-    loss_ = train_step(model, opt, x, y, smoothing);
+    loss_ = eager_(b);
     graph_->capture_end();
     graph_->replay();  // capturing only recorded the step: run it for this batch
     return loss_;
   }
 
  private:
+  optim::Optimizer& opt_;
+  StepFn eager_;
   std::unique_ptr<cuda::Graph> graph_;
   Tensor x_, y_, loss_;
   Shape shape_;
   int eager_steps_ = 0;
 };
+
+// Loads the --resume checkpoint into model and opt and moves the schedule and the
+// generator to where it was saved. Returns the epoch to continue at.
+int resume(const std::string& path, nn::Module& model, optim::Optimizer& opt, optim::LRScheduler& schedule) {
+  auto meta = optim::load_checkpoint(path, model, &opt);
+  const int start_epoch = std::stoi(meta.at("epoch"));
+  default_generator().set_offset(std::stoull(meta.at("generator_offset")));
+  schedule.set_step(opt.steps_taken());
+  std::printf("resumed from %s at epoch %d (step %lld)\n", path.c_str(), start_epoch,
+              static_cast<long long>(opt.steps_taken()));
+  return start_epoch;
+}
 
 int run(const std::string& name, Config& c, const std::function<std::shared_ptr<nn::Module>()>& make_model) {
   if (c.threads > 0) set_num_threads(c.threads);
@@ -112,47 +126,24 @@ int run(const std::string& name, Config& c, const std::function<std::shared_ptr<
   model->to(device);
   auto opt = make_optimizer(c.r, model->parameters());
   data::DataLoader loader(train, {.batch_size = c.r.batch_size, .shuffle = true, .seed = c.seed});
-  const int64_t total_steps = loader.num_batches() * c.r.epochs;
-  optim::CosineWarmupLR schedule(*opt, static_cast<int64_t>(c.r.warmup_fraction * total_steps), total_steps);
+  optim::CosineWarmupLR schedule = make_schedule(c.r, *opt, loader.num_batches());
   std::printf("%s: %lld parameters, %lld training samples, %d threads, device %s\n", name.c_str(),
               static_cast<long long>(model->num_parameters()), static_cast<long long>(train.size()), num_threads(),
               device.str().c_str());
+  const int start_epoch = c.resume.empty() ? 0 : resume(c.resume, *model, *opt, schedule);
 
-  int start_epoch = 0;
-  if (!c.resume.empty()) {
-    auto meta = optim::load_checkpoint(c.resume, *model, opt.get());
-    start_epoch = std::stoi(meta.at("epoch"));
-    default_generator().set_offset(std::stoull(meta.at("generator_offset")));
-    schedule.set_step(opt->steps_taken());
-    std::printf("resumed from %s at epoch %d (step %lld)\n", c.resume.c_str(), start_epoch,
-                static_cast<long long>(opt->steps_taken()));
-  }
+  Loop loop{.opt = *opt, .schedule = schedule, .loader = loader, .device = device, .epochs = c.r.epochs,
+            .loss_every = device.is_cuda() ? 25 : 1};
+  GraphedStep graphed(*model, *opt, c.r.label_smoothing);
+  if (c.cuda_graph) loop.step = [&](const std::optional<data::Batch>& b) { return graphed.run(b); };
+  else loop.step = plain_step(*model, *opt, c.r.label_smoothing);
 
-  double train_seconds = 0, accuracy = 0;
-  int64_t train_samples = 0;
-  data::DeviceStager stager(device);
-  GraphedStep graphed;
-  // Reading the loss back waits for the GPU, so on a GPU the bar shows it every few steps.
-  const int64_t loss_every = device.is_cuda() ? 25 : 1;
-  for (int epoch = start_epoch; epoch < c.r.epochs; ++epoch) {
-    loader.set_epoch(epoch);
-    ProgressBar bar(detail::str("epoch ", epoch + 1, "/", c.r.epochs), loader.num_batches());
-    const int64_t mallocs_before = device.is_cuda() ? cuda::memory_stats(device.index).malloc_calls : 0;
-    const auto t0 = std::chrono::steady_clock::now();
-    int64_t step = 0;
-    double shown_loss = 0;
-    for (const data::Batch& b : loader) {
-      const Tensor x = stager.stage(b.x, 0), y = stager.stage(b.y, 1);
-      Tensor loss = c.cuda_graph ? graphed.run(*model, *opt, x, y, c.r.label_smoothing)
-                                 : train_step(*model, *opt, x, y, c.r.label_smoothing);
-      schedule.step();
-      if (step++ % loss_every == 0) shown_loss = loss.item<double>();
-      bar.update(b.size(), shown_loss);
-      train_samples += b.size();
-    }
-    if (device.is_cuda()) cuda::synchronize(device.index);
-    bar.finish();
-    train_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  int64_t mallocs_before = 0;  // on a GPU: cudaMalloc calls before the epoch, to show the allocator's caching
+  loop.epoch_begin = [&](int) {
+    if (device.is_cuda()) mallocs_before = cuda::memory_stats(device.index).malloc_calls;
+  };
+  double accuracy = 0;
+  loop.epoch_end = [&](int epoch) {
     if (device.is_cuda())
       std::printf("epoch %d: %s; cudaMalloc calls this epoch: %lld\n", epoch + 1,
                   cuda::memory_summary(device.index).c_str(),
@@ -165,10 +156,11 @@ int run(const std::string& name, Config& c, const std::function<std::shared_ptr<
       optim::save_checkpoint(c.checkpoint, *model, opt.get(),
                              {{"epoch", std::to_string(epoch + 1)}, {"sample", name},
                               {"generator_offset", std::to_string(default_generator().offset())}});
-  }
+  };
+
+  const Throughput t = loop.run(start_epoch);
   if (start_epoch >= c.r.epochs) accuracy = evaluate(*model, test, device);
-  std::printf("test_accuracy=%.4f train_samples_per_s=%.1f\n", accuracy,
-              train_seconds > 0 ? train_samples / train_seconds : 0.0);
+  std::printf("test_accuracy=%.4f train_samples_per_s=%.1f\n", accuracy, t.samples_per_s());
   return 0;
 }
 

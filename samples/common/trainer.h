@@ -1,6 +1,6 @@
-// The training loop the samples share: flags, data, the epoch loop with a progress bar,
-// evaluation, checkpoints, and the final summary line. train_ddp reuses the pieces
-// (flags, data, optimizer, evaluation) around its own data-parallel loop.
+// What the training samples share around the loop (loop.h): the common flags, the
+// data, evaluation, and train_main, the whole of train_mlp and train_cnn. train_ddp and
+// train_pruned use the pieces (flags, data, evaluation) and run the loop themselves.
 #pragma once
 
 #include <functional>
@@ -8,23 +8,13 @@
 #include <string>
 
 #include "../../weft.h"
+#include "recipes.h"
 
 namespace CLI {
 class App;
 }
 
 namespace weft::samples {
-
-struct Recipe {
-  int epochs;
-  int64_t batch_size;
-  double lr;
-  std::string optimizer = "adamw";  // adamw | adam | sgd
-  double weight_decay = 0.05;
-  double label_smoothing = 0.1;
-  double warmup_fraction = 0.05;  // of all steps, then cosine decay to 0
-  double momentum = 0.9;           // sgd only
-};
 
 // Everything the common flags set.
 struct Config {
@@ -42,14 +32,16 @@ struct Config {
 // --seed --data --device --checkpoint --resume --limit, with c's values as defaults.
 void add_flags(CLI::App& app, Config& c);
 
+// Sets r to `recipe`, except the fields whose flag (add_flags) was given on the command
+// line: for a sample whose recipe depends on another flag (train_ddp's --model).
+void apply_recipe(const CLI::App& app, const Recipe& recipe, Recipe& r);
+
 // Fashion-MNIST, normalised with the training set's mean and std; --limit applied.
 struct FashionMnist {
   data::TensorDataset train, test;
 };
 FashionMnist load_data(const Config& c);
 
-// The optimizer --optimizer names, with the recipe's settings.
-std::unique_ptr<optim::Optimizer> make_optimizer(const Recipe& r, const std::vector<Tensor>& params);
 inline std::unique_ptr<optim::Optimizer> make_optimizer(const Config& c, const std::vector<Tensor>& params) {
   return make_optimizer(c.r, params);
 }

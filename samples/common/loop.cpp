@@ -1,0 +1,67 @@
+#include "loop.h"
+
+#include <chrono>
+
+#include "../../cuda/cuda.h"
+#include "progress.h"
+
+namespace weft::samples {
+
+StepFn plain_step(nn::Module& model, optim::Optimizer& opt, double label_smoothing) {
+  return [&model, &opt, label_smoothing](const std::optional<data::Batch>& b) {
+    opt.zero_grad();
+    Tensor loss = nn::cross_entropy(model(b->x), b->y, label_smoothing);
+    loss.backward();
+    opt.step();
+    return loss;
+  };
+}
+
+namespace {
+
+// One epoch's steps, until ranks_in_step says 0. Returns the samples trained (of all
+// ranks). `bar` may be null.
+int64_t run_steps(Loop& loop, data::DeviceStager& stager, ProgressBar* bar) {
+  int64_t samples = 0;
+  double shown_loss = 0;
+  for (int64_t i = 0;; ++i) {
+    std::optional<data::Batch> b = loop.loader.next();
+    const int ranks = loop.ranks_in_step ? loop.ranks_in_step(b.has_value()) : (b ? 1 : 0);
+    if (ranks == 0) break;
+    if (b) b->x = stager.stage(b->x, 0), b->y = stager.stage(b->y, 1);
+    if (loop.before_step) loop.before_step(loop.opt.steps_taken());
+    const Tensor loss = loop.step(b);
+    loop.schedule.step();
+    if (loop.after_step) loop.after_step(loop.opt.steps_taken());
+    if (i % loop.loss_every == 0) shown_loss = loss.defined() ? loss.item<double>() : 0.0;
+    // Every rank that took part had a batch of (about) this one's size.
+    const int64_t step_samples = (b ? b->size() : 0) * ranks;
+    samples += step_samples;
+    if (bar) bar->update(step_samples, shown_loss);
+  }
+  return samples;
+}
+
+}  // namespace
+
+Throughput Loop::run(int first_epoch) {
+  WEFT_CHECK(step, "samples::Loop: the step hook is not set");
+  Throughput total;
+  data::DeviceStager stager(device);  // on the CPU it hands each batch through
+  for (int epoch = first_epoch; epoch < epochs; ++epoch) {
+    loader.set_epoch(epoch);  // the shuffle depends on (seed, epoch) alone: resumed runs match
+    std::optional<ProgressBar> bar;
+    if (show_progress) bar.emplace(detail::str(label, "epoch ", epoch + 1, "/", epochs), loader.num_batches());
+    if (epoch_begin) epoch_begin(epoch);
+    const auto t0 = std::chrono::steady_clock::now();
+    total.samples += run_steps(*this, stager, bar ? &*bar : nullptr);
+    // The host runs ahead of a GPU: stop the clock when the GPU is done too.
+    if (device.is_cuda()) cuda::synchronize(device.index);
+    total.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (bar) bar->finish();
+    if (epoch_end) epoch_end(epoch);
+  }
+  return total;
+}
+
+}  // namespace weft::samples
