@@ -3,6 +3,7 @@
 #pragma once
 
 #include <memory>
+#include <string>
 
 #include "../../nn/nn.h"
 
@@ -30,6 +31,26 @@ inline std::shared_ptr<nn::Sequential> make_cnn() {
   net->add<nn::Linear>(64 * 7 * 7, 128), net->add<nn::ReLU>();                      // (B,128)
   net->add<nn::Linear>(128, 10);                                                    // (B,10)
   return net;
+}
+
+// The model pipelining is for: a deep stack of equal, wide layers, so that any number
+// of stages can get the same work. Flatten, 784 -> 1024, then 6 x (1024 -> 1024), then
+// 1024 -> 10, with ReLU between: 16 layers, 7.1 M parameters.
+inline std::shared_ptr<nn::Sequential> make_deep_mlp() {
+  auto net = std::make_shared<nn::Sequential>();
+  net->add<nn::Flatten>();                                   // (B,784)
+  net->add<nn::Linear>(784, 1024), net->add<nn::ReLU>();     // (B,1024)
+  for (int i = 0; i < 6; ++i) net->add<nn::Linear>(1024, 1024), net->add<nn::ReLU>();
+  net->add<nn::Linear>(1024, 10);                            // (B,10)
+  return net;
+}
+
+// --model mlp | cnn | deep-mlp
+inline std::shared_ptr<nn::Sequential> make_model(const std::string& name) {
+  if (name == "mlp") return make_mlp();
+  if (name == "cnn") return make_cnn();
+  if (name == "deep-mlp") return make_deep_mlp();
+  throw Error(detail::str("--model: unknown model '", name, "' (use mlp, cnn or deep-mlp)"));
 }
 
 }  // namespace weft::samples

@@ -5,7 +5,8 @@ namespace weft::samples {
 Recipe recipe_for(const std::string& model) {
   if (model == "mlp") return mlp_recipe();
   if (model == "cnn") return cnn_recipe();
-  throw Error(detail::str("--model: unknown model '", model, "' (use mlp or cnn)"));
+  if (model == "deep-mlp") return deep_mlp_recipe();
+  throw Error(detail::str("--model: unknown model '", model, "' (use mlp, cnn or deep-mlp)"));
 }
 
 std::unique_ptr<optim::Optimizer> make_optimizer(const Recipe& r, const std::vector<Tensor>& params) {

@@ -1,0 +1,252 @@
+// train_pipeline: the MLP, the CNN or a deep MLP trained with its layers split into
+// pipeline stages (parallel/pipeline/), on Fashion-MNIST.
+//
+//   train_pipeline --model deep-mlp --stages 2 --schedule 1f1b --microbatches 8
+//   train_pipeline --model cnn --stages 3 --balance time --print-schedule
+//   train_pipeline --model mlp --stages 2 --trace pipe.json          # timeline for Perfetto
+//   mpirun -np 2 train_pipeline --model deep-mlp --backend mpi       # stages as processes
+//
+// The model is cut into --stages contiguous blocks (--balance: layers, params, time or
+// manual:i,j,...), stage s on the logical device cpu:s. Each stage runs on its own
+// thread (--backend threads) or process (--backend mpi) with --stage-threads intra-op
+// threads, and walks its list of the --schedule (naive, gpipe, 1f1b) over each batch cut
+// into --microbatches pieces. Stage 0 reads the images, the last stage the labels; each
+// stage has its own optimizer over its own parameters, which is one optimizer over the
+// model (the updates are per parameter). Every stage reads the same batches (the
+// loader's shuffle depends only on the seed and the epoch).
+//
+// After each epoch the last stage prints the test accuracy and the measured bubble,
+// 1 - (sum of the stages' busy time) / (stages x wall time), next to the textbook
+// (p-1)/(m+p-1), with each stage's busy share, its peak of microbatches held, and its
+// peak bytes during a step. The last line is
+// `test_accuracy=<v> train_samples_per_s=<v> bubble=<v> stages=<P>`.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+
+#include "../parallel/comm/mpi_communicator.h"
+#include "../parallel/pipeline/pipeline.h"
+#include "../parallel/trace_gather.h"
+#include "common/loop.h"
+#include "common/models.h"
+#include "common/trainer.h"
+
+using namespace weft;
+using weft::parallel::Communicator;
+namespace pp = weft::parallel::pipeline;
+
+namespace {
+
+struct PipeConfig {
+  samples::Config t;
+  std::string model = "deep-mlp";
+  int stages = 2;
+  std::string schedule = "1f1b";
+  int microbatches = 8;
+  std::string balance = "time";
+  std::string backend = "threads";
+  int stage_threads = 0;  // intra-op threads per stage; 0: cores / stages on this machine
+  std::string trace;
+  int trace_steps = 20;
+  bool print_schedule = false;
+};
+
+// The schedule for a batch of `rows`: --microbatches pieces, fewer for a last batch
+// too small to cut that often (and GPipe then, when 1F1B would need more pieces).
+const pp::PipelineSchedule& schedule_for(const PipeConfig& c, int64_t rows) {
+  static thread_local std::map<int, pp::PipelineSchedule> cache;
+  const int m = static_cast<int>(std::min<int64_t>(c.microbatches, rows));
+  auto it = cache.find(m);
+  if (it == cache.end()) {
+    const std::string name = c.schedule == "1f1b" && m < c.stages ? "gpipe" : c.schedule;
+    it = cache.emplace(m, pp::make_schedule(name, c.stages, m)).first;
+    pp::validate(it->second);  // the simulator checks it before any tensor moves
+  }
+  return it->second;
+}
+
+// "Linear(in_features=784, ...)" -> "Linear"
+std::string short_name(const nn::Module& m) {
+  const std::string r = m.repr();
+  return r.substr(0, r.find('('));
+}
+
+// The partition table and the ASCII schedule, before training.
+void print_plan(const PipeConfig& c, nn::Sequential& model, const std::vector<size_t>& first, const Tensor& sample) {
+  std::vector<std::string> names;
+  std::vector<int64_t> params;
+  for (size_t i = 0; i < model.size(); ++i)
+    names.push_back(std::to_string(i) + ":" + short_name(*model[i])), params.push_back(model[i]->num_parameters());
+  const std::vector<double> ms = parallel::layer_time_costs(model, sample);
+  std::printf("%s\n", pp::stage_table(std::vector<int>(first.begin(), first.end()), names, params, ms).c_str());
+  const pp::PipelineSchedule& s = schedule_for(c, c.t.r.batch_size);
+  std::printf("%s\n", pp::render(s).c_str());
+  const pp::Simulation sim = pp::simulate(s);
+  std::printf("simulated with backward = 2 x forward: bubble %.3f, textbook (p-1)/(m+p-1) = %.3f\n\n", sim.bubble,
+              double(c.stages - 1) / double(s.microbatches + c.stages - 1));
+}
+
+// Per epoch, every stage's busy and wall milliseconds, gathered to all stages.
+struct EpochTimes {
+  std::vector<double> busy, wall;
+  std::vector<int> peak_in_flight;
+  std::vector<int64_t> peak_bytes;
+};
+EpochTimes gather_times(Communicator& comm, double busy, double wall, int in_flight, int64_t bytes, Device dev) {
+  const int p = comm.size();
+  Tensor mine = tensor(std::vector<double>{busy, wall, double(in_flight), double(bytes)}, {4}, {.dtype = kFloat64}).to(dev);
+  Tensor all = empty({int64_t(p) * 4}, kFloat64, dev);
+  comm.allgather(mine, all);
+  const std::vector<double> v = all.to(kCPU).to_vector<double>();
+  EpochTimes t;
+  for (int s = 0; s < p; ++s) {
+    t.busy.push_back(v[size_t(4 * s)]), t.wall.push_back(v[size_t(4 * s + 1)]);
+    t.peak_in_flight.push_back(int(v[size_t(4 * s + 2)])), t.peak_bytes.push_back(int64_t(v[size_t(4 * s + 3)]));
+  }
+  return t;
+}
+
+// What one stage does, start to end.
+void train_stage(const PipeConfig& c, std::shared_ptr<Communicator> comm, parallel::ShardedSequential& sharded,
+                 const samples::FashionMnist& data, int threads) {
+  const int s = comm->rank(), p = comm->size();
+  const bool last = s == p - 1;
+  const samples::Recipe& r = c.t.r;
+  const Device dev = sharded.device(size_t(s));
+  auto layers = sharded.stage(size_t(s));
+  pp::PipelineStage stage(comm, layers, dev, threads);
+  auto opt = samples::make_optimizer(r, layers->parameters());
+  data::DataLoader loader(data.train, {.batch_size = r.batch_size, .shuffle = true, .seed = c.t.seed});
+  optim::CosineWarmupLR schedule = samples::make_schedule(r, *opt, loader.num_batches());
+  auto loss_fn = [&](const Tensor& out, const Tensor& y) { return nn::cross_entropy(out, y, r.label_smoothing); };
+
+  samples::Loop loop{.opt = *opt, .schedule = schedule, .loader = loader, .device = kCPU, .epochs = r.epochs,
+                     .show_progress = last};
+  double busy = 0, wall = 0;
+  int in_flight = 0;
+  int64_t bytes = 0, steps = 0;
+  loop.step = [&](const std::optional<data::Batch>& b) {
+    if (!c.trace.empty() && steps++ == c.trace_steps) parallel::trace::enable(false);
+    opt->zero_grad();
+    const double loss = stage.train_step(schedule_for(c, b->size()), b->x, b->y, loss_fn);
+    opt->step();
+    const pp::StageStats& st = stage.last_stats();
+    busy += st.busy_ms, wall += st.wall_ms;
+    in_flight = std::max(in_flight, st.peak_in_flight), bytes = std::max(bytes, st.peak_step_bytes);
+    return last ? full({}, loss) : Tensor();
+  };
+  loop.epoch_begin = [&](int) {
+    comm->barrier();  // start the clock together
+    busy = wall = 0;
+  };
+  double acc = 0, bubble = 0;
+  loop.epoch_end = [&](int epoch) {
+    const EpochTimes t = gather_times(*comm, busy, wall, in_flight, bytes, dev);
+    double busy_sum = 0, wall_max = 0;
+    for (int k = 0; k < p; ++k) busy_sum += t.busy[size_t(k)], wall_max = std::max(wall_max, t.wall[size_t(k)]);
+    bubble = wall_max > 0 ? 1 - busy_sum / (p * wall_max) : 0;
+    // Evaluation through the pipeline too, forward only.
+    data::DataLoader test(data.test, {.batch_size = 1000});
+    int64_t correct = 0;
+    layers->eval();
+    while (auto b = test.next()) {
+      Tensor out = stage.forward(b->x, int(std::min<int64_t>(c.microbatches, b->size())));
+      if (last) correct += out.argmax(1).to(kCPU).eq(b->y).to(kInt64).sum().item<int64_t>();
+    }
+    layers->train();
+    if (!last) return;
+    acc = double(correct) / double(data.test.size());
+    const pp::PipelineSchedule& sched = schedule_for(c, r.batch_size);
+    std::printf("epoch %d: test_accuracy=%.4f lr=%.2e bubble=%.3f (textbook (p-1)/(m+p-1) = %.3f)\n", epoch + 1,
+                acc, opt->lr(), bubble, double(p - 1) / double(sched.microbatches + p - 1));
+    for (int k = 0; k < p; ++k)
+      std::printf("  stage %d: busy %.0f%% of %.2f s, at most %d microbatches held, step peak %s\n", k,
+                  100 * t.busy[size_t(k)] / std::max(1e-9, t.wall[size_t(k)]), t.wall[size_t(k)] / 1000,
+                  t.peak_in_flight[size_t(k)], format_bytes(t.peak_bytes[size_t(k)]).c_str());
+  };
+  const samples::Throughput tp = loop.run();
+  if (last)
+    std::printf("test_accuracy=%.4f train_samples_per_s=%.1f bubble=%.4f stages=%d\n", acc, tp.samples_per_s(),
+                bubble, p);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  PipeConfig c;
+  CLI::App app{"train_pipeline: pipeline-parallel training on Fashion-MNIST (parallel/pipeline/)"};
+  c.t.r = samples::deep_mlp_recipe();
+  samples::add_flags(app, c.t);
+  app.add_option("--model", c.model, "mlp, cnn or deep-mlp (each with its recipe)")->capture_default_str();
+  app.add_option("--stages", c.stages, "pipeline stages (stage s on cpu:s)")->capture_default_str();
+  app.add_option("--schedule", c.schedule, "naive, gpipe or 1f1b")->capture_default_str();
+  app.add_option("--microbatches", c.microbatches, "microbatches per batch")->capture_default_str();
+  app.add_option("--balance", c.balance, "layers, params, time or manual:i,j,...")->capture_default_str();
+  app.add_option("--backend", c.backend, "threads (stages as threads) or mpi (run under mpirun)")->capture_default_str();
+  app.add_option("--stage-threads", c.stage_threads, "intra-op threads per stage (default: cores / stages)");
+  app.add_option("--trace", c.trace, "write a Chrome trace (Perfetto): one row per stage");
+  app.add_option("--trace-steps", c.trace_steps, "steps the trace records")->capture_default_str();
+  app.add_flag("--print-schedule", c.print_schedule, "print the partition table and the schedule first");
+  CLI11_PARSE(app, argc, argv);
+  try {
+    samples::apply_recipe(app, samples::recipe_for(c.model), c.t.r);
+    WEFT_CHECK(c.t.device == "cpu", "train_pipeline: --device ", c.t.device,
+               " is not supported; the stages are the devices (cpu:0, cpu:1, ...)");
+    WEFT_CHECK(c.t.resume.empty() && !c.t.cuda_graph, "train_pipeline: --resume and --cuda-graph are not supported");
+    WEFT_CHECK(c.schedule != "naive" || c.microbatches == 1, "--schedule naive runs whole batches: --microbatches 1");
+    if (c.t.threads > 0) set_num_threads(c.t.threads);
+    manual_seed(c.t.seed);
+    if (!c.trace.empty()) parallel::trace::enable();
+    std::shared_ptr<Communicator> world;
+    if (c.backend == "mpi") {
+      WEFT_CHECK(parallel::built_with_mpi(), "--backend mpi: weft was built without MPI");
+      setenv("OMPI_MCA_mpi_yield_when_idle", "1", 0);
+      world = parallel::MpiCommunicator::world();
+      c.stages = world->size();
+    } else {
+      WEFT_CHECK(c.backend == "threads", "--backend: unknown backend '", c.backend, "' (use threads or mpi)");
+    }
+    const samples::FashionMnist data = samples::load_data(c.t);
+    auto model = samples::make_model(c.model);  // the same weights in every process (same seed)
+    parallel::Balance balance = parallel::Balance::parse(c.balance);
+    balance.sample = data.train.x().narrow(0, 0, std::min<int64_t>(c.t.r.batch_size, data.train.size()));
+    std::vector<size_t> first = parallel::stage_boundaries(*model, size_t(c.stages), balance);
+    if (world) {  // measured times differ between processes: rank 0's cut is everyone's
+      Tensor f = tensor(std::vector<int64_t>(first.begin(), first.end()));
+      world->broadcast(f, 0);
+      const auto v = f.to_vector<int64_t>();
+      first.assign(v.begin(), v.end());
+    }
+    std::vector<Device> devices;
+    for (int k = 0; k < c.stages; ++k) devices.push_back(Device::cpu(k));
+    const bool lead = !world || world->rank() == 0;
+    if (lead) {
+      std::printf("train_pipeline: %s, %lld parameters, %d stages (%s), schedule %s, %d microbatches, balance %s\n",
+                  c.model.c_str(), static_cast<long long>(model->num_parameters()), c.stages, c.backend.c_str(),
+                  c.schedule.c_str(), c.microbatches, c.balance.c_str());
+      if (c.print_schedule) print_plan(c, *model, first, balance.sample);
+    }
+    auto sharded = std::make_shared<parallel::ShardedSequential>(model, devices, first);
+    const int threads =
+        c.stage_threads > 0 ? c.stage_threads : std::max(1, num_threads() / (world ? 1 : c.stages));
+    if (world) {
+      train_stage(c, world, *sharded, data, threads);
+      if (!c.trace.empty()) parallel::gather_chrome_trace(*world, c.trace);
+    } else {
+      parallel::run_ranks(c.stages, [&](const std::shared_ptr<Communicator>& comm) {
+        train_stage(c, comm, *sharded, data, threads);
+      });
+      if (!c.trace.empty()) parallel::trace::write_chrome_json(c.trace);
+      if (!c.t.checkpoint.empty()) {  // the unsharded keys: train_mlp / train_cnn load it
+        optim::save_checkpoint(c.t.checkpoint, *sharded, nullptr, {{"sample", "train_pipeline"}});
+        std::printf("weights written to %s\n", c.t.checkpoint.c_str());
+      }
+    }
+    if (!c.trace.empty() && lead) std::printf("trace written to %s (open it at https://ui.perfetto.dev)\n", c.trace.c_str());
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "train_pipeline: error: %s\n", e.what());
+    return 1;
+  }
+}
