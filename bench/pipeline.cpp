@@ -1,0 +1,231 @@
+// Pipeline parallelism on the CPU, measured side by side in one run (issue 16's targets).
+//
+//   build/bench/pipeline [--model deep-mlp|mlp|cnn] [--batch-size 128] [--steps 12] [--rounds 3]
+//
+// On synthetic batches (random images, labels 0..9; the data loader is not timed), each
+// round runs, one after the other so that a burst of load hits all alike:
+//   one device, 1 intra-op thread      the baseline
+//   one device, 2 intra-op threads     the same cores used by intra-op parallelism
+//   DDP, 2 rank threads x 1 thread     the same cores used by data parallelism
+//   pipeline, 2 stages x 1 thread      gpipe and 1f1b at m = 1, 4, 8 (naive at m = 1)
+// and reports the median samples/s of each, its ratio to the baseline, and for the
+// pipelines the measured bubble -- 1 - (sum of stage busy time) / (stages x wall) -- next
+// to (p-1)/(m+p-1), the microbatches each stage held at most, and each stage's peak
+// bytes during a step (tensor/memory.h), whose growth with m is the activations.
+// Then a balance check: an uneven model (one layer 4x wider than the rest) cut into 2
+// stages by layer count and by measured time, each stage's measured busy time and the
+// step's speed.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "samples/common/models.h"
+#include "weft.h"
+
+using namespace weft;
+namespace pp = weft::parallel::pipeline;
+
+namespace {
+
+struct Args {
+  std::string model = "deep-mlp";
+  int64_t batch = 128;
+  int steps = 12, rounds = 3;
+};
+
+struct Batch {
+  Tensor x, y;
+};
+Batch synthetic(int64_t n, uint64_t seed) {
+  Generator g(seed);
+  Tensor x = randn({n, 1, 28, 28}, {}, g);
+  std::vector<int64_t> y(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) y[size_t(i)] = (i * 7 + int64_t(seed)) % 10;
+  return {x, tensor(y)};
+}
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+Tensor ce(const Tensor& out, const Tensor& y) { return nn::cross_entropy(out, y); }
+
+// samples/s of `steps` steps of one model on one device with `threads` threads.
+double one_device(const Args& a, int threads, const std::vector<Batch>& data) {
+  ThreadLimit limit(threads);
+  auto model = samples::make_model(a.model);
+  optim::AdamW opt(model->parameters(), {});
+  auto step = [&](const Batch& b) {
+    opt.zero_grad();
+    ce((*model)(b.x), b.y).backward();
+    opt.step();
+  };
+  step(data[0]);  // warm-up: GEMM measurement, allocator cache
+  const double t0 = now_s();
+  for (int i = 0; i < a.steps; ++i) step(data[size_t(i) % data.size()]);
+  return double(a.steps * a.batch) / (now_s() - t0);
+}
+
+double ddp(const Args& a, const std::vector<Batch>& data) {
+  double rate = 0;
+  parallel::run_ranks(2, [&](const std::shared_ptr<parallel::Communicator>& comm) {
+    ThreadLimit limit(1);
+    auto model = samples::make_model(a.model);
+    parallel::DistributedDataParallel d(model, comm, {.bucket_cap_mb = 1});
+    optim::AdamW opt(model->parameters(), {});
+    const int64_t half = a.batch / 2, r = comm->rank();
+    auto step = [&](const Batch& b) {  // each rank half of the batch: the same global batch
+      opt.zero_grad();
+      d.backward(ce(d(b.x.narrow(0, r * half, half)), b.y.narrow(0, r * half, half)));
+      d.synchronize();
+      opt.step();
+    };
+    step(data[0]);
+    comm->barrier();
+    const double t0 = now_s();
+    for (int i = 0; i < a.steps; ++i) step(data[size_t(i) % data.size()]);
+    comm->barrier();
+    if (r == 0) rate = double(a.steps * a.batch) / (now_s() - t0);
+  });
+  return rate;
+}
+
+struct PipeResult {
+  double rate = 0, bubble = 0;
+  std::vector<int> held;
+  std::vector<int64_t> peak_bytes;
+  std::vector<double> busy_ms;
+};
+
+PipeResult pipeline(const Args& a, std::shared_ptr<nn::Sequential> model, const std::vector<size_t>& first,
+                    const std::string& schedule, int m, const std::vector<Batch>& data) {
+  const int p = int(first.size());
+  std::vector<Device> devs;
+  for (int s = 0; s < p; ++s) devs.push_back(Device::cpu(s));
+  auto sharded = std::make_shared<parallel::ShardedSequential>(model, devs, first);
+  const pp::PipelineSchedule sched = pp::make_schedule(schedule, p, m);
+  PipeResult res;
+  res.held.resize(size_t(p)), res.peak_bytes.resize(size_t(p)), res.busy_ms.resize(size_t(p));
+  std::vector<double> wall(static_cast<size_t>(p));
+  parallel::run_ranks(p, [&](const std::shared_ptr<parallel::Communicator>& comm) {
+    const int s = comm->rank();
+    pp::PipelineStage stage(comm, sharded->stage(size_t(s)), devs[size_t(s)], 1);
+    optim::AdamW opt(sharded->stage(size_t(s))->parameters(), {});
+    auto step = [&](const Batch& b) {
+      opt.zero_grad();
+      stage.train_step(sched, b.x, b.y, ce);
+      ThreadLimit one(1);
+      opt.step();
+    };
+    step(data[0]);
+    comm->barrier();
+    double busy = 0, w = 0;
+    const double t0 = now_s();
+    for (int i = 0; i < a.steps; ++i) {
+      step(data[size_t(i) % data.size()]);
+      busy += stage.last_stats().busy_ms, w += stage.last_stats().wall_ms;
+      res.held[size_t(s)] = std::max(res.held[size_t(s)], stage.last_stats().peak_in_flight);
+      res.peak_bytes[size_t(s)] = std::max(res.peak_bytes[size_t(s)], stage.last_stats().peak_step_bytes);
+    }
+    comm->barrier();
+    if (s == 0) res.rate = double(a.steps * a.batch) / (now_s() - t0);
+    res.busy_ms[size_t(s)] = busy / a.steps, wall[size_t(s)] = w / a.steps;
+  });
+  double busy_sum = 0, wall_max = 0;
+  for (int s = 0; s < p; ++s) busy_sum += res.busy_ms[size_t(s)], wall_max = std::max(wall_max, wall[size_t(s)]);
+  res.bubble = 1 - busy_sum / (p * wall_max);
+  return res;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// An uneven model for the balance check: 8 layers, layer 1 four times as wide.
+std::shared_ptr<nn::Sequential> uneven() {
+  auto net = std::make_shared<nn::Sequential>();
+  net->add<nn::Flatten>();
+  net->add<nn::Linear>(784, 2048), net->add<nn::ReLU>();
+  net->add<nn::Linear>(2048, 512), net->add<nn::ReLU>();
+  net->add<nn::Linear>(512, 512), net->add<nn::ReLU>();
+  net->add<nn::Linear>(512, 10);
+  return net;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (!std::strcmp(argv[i], "--model")) a.model = argv[i + 1];
+    else if (!std::strcmp(argv[i], "--batch-size")) a.batch = std::atol(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--steps")) a.steps = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--rounds")) a.rounds = std::atoi(argv[i + 1]);
+  }
+  std::vector<Batch> data;
+  for (int k = 0; k < 4; ++k) data.push_back(synthetic(a.batch, uint64_t(k)));
+  auto model = samples::make_model(a.model);
+  const std::vector<size_t> first = parallel::stage_boundaries(*model, 2, parallel::Balance::parse("layers"));
+  std::printf("pipeline bench: %s, batch %lld, %d steps x %d rounds, stages cut at layer %zu; %s\n", a.model.c_str(),
+              static_cast<long long>(a.batch), a.steps, a.rounds, first[1], gemm_report().c_str());
+
+  const std::vector<std::pair<std::string, int>> pipes = {{"naive", 1}, {"gpipe", 4}, {"gpipe", 8},
+                                                          {"1f1b", 4},  {"1f1b", 8}};
+  std::map<std::string, std::vector<double>> rates;
+  std::map<std::string, PipeResult> last;
+  for (int r = 0; r < a.rounds; ++r) {
+    rates["one device, 1 thread"].push_back(one_device(a, 1, data));
+    rates["one device, 2 threads"].push_back(one_device(a, 2, data));
+    rates["DDP, 2 ranks x 1 thread"].push_back(ddp(a, data));
+    for (const auto& [name, m] : pipes) {
+      const std::string key = "pipeline " + name + " m=" + std::to_string(m);
+      PipeResult res = pipeline(a, samples::make_model(a.model), first, name, m, data);
+      rates[key].push_back(res.rate);
+      last[key] = res;
+    }
+  }
+  const double base = median(rates["one device, 1 thread"]);
+  std::printf("\n%-28s %10s %7s %8s %9s %s\n", "run (2 cores)", "samples/s", "ratio", "bubble", "textbook",
+              "held per stage, peak step bytes per stage");
+  auto row = [&](const std::string& key) {
+    std::printf("%-28s %10.0f %6.2fx", key.c_str(), median(rates[key]), median(rates[key]) / base);
+    if (auto it = last.find(key); it != last.end()) {
+      const int m = std::atoi(key.substr(key.find("m=") + 2).c_str());
+      std::printf(" %8.3f %9.3f  ", it->second.bubble, 1.0 / (m + 1));
+      for (size_t s = 0; s < it->second.held.size(); ++s)
+        std::printf("%s%d / %s", s ? ", " : "", it->second.held[s], format_bytes(it->second.peak_bytes[s]).c_str());
+    }
+    std::printf("\n");
+  };
+  for (const char* k : {"one device, 1 thread", "one device, 2 threads", "DDP, 2 ranks x 1 thread"}) row(k);
+  for (const auto& [name, m] : pipes) row("pipeline " + name + " m=" + std::to_string(m));
+
+  // Balance: layer count against measured time, on a model whose layers are uneven.
+  std::printf("\nbalance, uneven 8-layer MLP (784-2048-512-512-10), 2 stages, 1f1b m=8:\n");
+  Tensor sample = data[0].x;
+  for (const char* how : {"layers", "time"}) {
+    auto net = uneven();
+    parallel::Balance b = parallel::Balance::parse(how);
+    b.sample = sample;
+    const auto cut = parallel::stage_boundaries(*net, 2, b);
+    const std::vector<double> costs = parallel::layer_time_costs(*net, sample);
+    const pp::Partition best = pp::balance_by_cost(costs, 2);
+    const pp::Partition mine = pp::evaluate_partition(costs, std::vector<int>(cut.begin(), cut.end()));
+    std::vector<double> r;
+    PipeResult res;
+    for (int k = 0; k < a.rounds; ++k) {
+      res = pipeline(a, uneven(), cut, "1f1b", 8, data);
+      r.push_back(res.rate);
+    }
+    std::printf("  --balance %-6s cut at %zu: slowest stage %.2f ms of layer time (best split %.2f, %+.0f%%), "
+                "measured busy %.2f / %.2f ms per step, %.0f samples/s\n",
+                how, cut[1], mine.slowest(), best.slowest(), 100 * (mine.slowest() / best.slowest() - 1),
+                res.busy_ms[0], res.busy_ms[1], median(r));
+  }
+  return 0;
+}
