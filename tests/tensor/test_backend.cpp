@@ -113,7 +113,8 @@ TEST_CASE("the fused SGD update is one backend call per device and equals the CP
     g_dev.push_back(g_cpu.back().to(kDev));
     m_dev.push_back(m_cpu.back().to(kDev));
   }
-  const raw::SgdHyper h{.lr = 0.1, .momentum = 0.9, .dampening = 0.1, .weight_decay = 0.01, .nesterov = false};
+  const raw::SgdHyper h{
+      .lr = 0.1, .momentum = 0.9, .dampening = 0.1, .weight_decay = 0.01, .nesterov = false, .lr_device = Tensor()};
   raw::sgd_step_(p_cpu, g_cpu, m_cpu, h);
   raw::sgd_step_(p_dev, g_dev, m_dev, h);
   CHECK(b.calls["sgd_step"] == 1);  // three parameters, one call
