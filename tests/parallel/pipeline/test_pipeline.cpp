@@ -6,6 +6,7 @@
 
 #include "../../helpers.h"
 #include "../parallel_helpers.h"
+#include "pipeline_helpers.h"
 #include "parallel/pipeline/pipeline.h"
 #include "parallel/pipeline/shard.h"
 #include "samples/common/models.h"
@@ -17,19 +18,8 @@ namespace {
 
 Tensor mean_ce(const Tensor& out, const Tensor& y) { return nn::cross_entropy(out, y); }
 
-std::pair<Tensor, Tensor> images(int64_t n, uint64_t seed) {
-  Generator gen(seed);
-  Tensor x = randn({n, 1, 28, 28}, {}, gen);
-  std::vector<int64_t> y(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) y[size_t(i)] = (i * 3 + int64_t(seed)) % 10;
-  return {x, tensor(y)};
-}
-
-std::vector<Device> cpus(int n) {
-  std::vector<Device> d;
-  for (int i = 0; i < n; ++i) d.push_back(Device::cpu(i));
-  return d;
-}
+using test::cpus;
+using test::images;
 
 // One device: microbatches in order 0..m-1, each loss weighted by its share of the rows.
 // Returns the batch's mean loss (the sum of the shares).

@@ -4,6 +4,7 @@
 // unsharded keys. Also the per-device byte counter (tensor/memory.h) it reports from.
 #include "../../helpers.h"
 #include "../parallel_helpers.h"
+#include "pipeline_helpers.h"
 #include "parallel/pipeline/shard.h"
 #include "samples/common/models.h"
 
@@ -12,20 +13,8 @@ using parallel::Balance;
 
 namespace {
 
-// A batch of n Fashion-MNIST-shaped images and labels from `seed`.
-std::pair<Tensor, Tensor> images(int64_t n, uint64_t seed) {
-  Generator gen(seed);
-  Tensor x = randn({n, 1, 28, 28}, {}, gen);
-  std::vector<int64_t> y(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) y[size_t(i)] = (i * 3 + int64_t(seed)) % 10;
-  return {x, tensor(y)};
-}
-
-std::vector<Device> cpus(int n) {
-  std::vector<Device> d;
-  for (int i = 0; i < n; ++i) d.push_back(Device::cpu(i));
-  return d;
-}
+using test::cpus;
+using test::images;
 
 // Trains `a` (one device) and `b` (sharded) for `steps` AdamW steps on the same batches
 // and checks after each that outputs, gradients and parameters are bitwise equal.
