@@ -94,6 +94,50 @@ TEST_CASE("a pipelined step equals one device's microbatched step bit for bit (C
       }
 }
 
+// BatchNorm in a pipeline normalises each microbatch with that microbatch's statistics
+// and updates its running statistics once per microbatch, in microbatch order: exactly
+// what one device does with the same microbatches (docs/model-parallel.md).
+TEST_CASE("BatchNorm inside a pipeline: parameters and running statistics as one device's microbatches",
+          "[pipeline][batchnorm]") {
+  auto make = [] {
+    auto net = std::make_shared<nn::Sequential>();
+    net->add<nn::Conv2d>(1, 4, nn::Conv2dOptions{.kernel_size = 3, .padding = 1});
+    net->add<nn::BatchNorm2d>(4), net->add<nn::ReLU>(), net->add<nn::MaxPool2d>(2);
+    net->add<nn::Flatten>(), net->add<nn::Linear>(4 * 14 * 14, 10);
+    return net;
+  };
+  for (const std::string schedule : {"gpipe", "1f1b"}) {
+    INFO(schedule);
+    auto ref = make();
+    auto sharded = parallel::shard(std::dynamic_pointer_cast<nn::Sequential>(ref->clone(kCPU)), cpus(2),
+                                   parallel::Balance::parse("manual:2"));  // BatchNorm opens stage 1
+    const int m = 4;
+    parallel::run_ranks(2, [&](const std::shared_ptr<parallel::Communicator>& comm) {
+      const int s = comm->rank();
+      pp::PipelineStage stage(comm, sharded->stage(size_t(s)), sharded->device(size_t(s)));
+      optim::SGD opt(sharded->stage(size_t(s))->parameters(), {.lr = 0.1});
+      for (int step = 0; step < 2; ++step) {
+        auto [x, y] = images(12, 30 + uint64_t(step));
+        stage.train_step(pp::make_schedule(schedule, 2, m), x, y, mean_ce);
+        opt.step(), opt.zero_grad();
+      }
+    });
+    optim::SGD ref_opt(ref->parameters(), {.lr = 0.1});
+    for (int step = 0; step < 2; ++step) {
+      auto [x, y] = images(12, 30 + uint64_t(step));
+      reference_step(*ref, x, y, m);
+      ref_opt.step(), ref_opt.zero_grad();
+    }
+    const auto a = ref->state_dict(), b = sharded->state_dict();
+    REQUIRE(a.size() == b.size());
+    for (size_t i = 0; i < a.size(); ++i) {
+      INFO(a[i].first);
+      CHECK(a[i].first == b[i].first);
+      CHECK(equal(a[i].second, b[i].second.to(kCPU)));  // running_mean and running_var included
+    }
+  }
+}
+
 TEST_CASE("the pipelined loss and gradients are the full batch's, whatever the microbatch count", "[pipeline]") {
   auto model = samples::make_mlp();
   auto [x, y] = images(12, 9);
