@@ -23,7 +23,8 @@ void check_parity(const std::shared_ptr<nn::Sequential>& a, const std::shared_pt
   optim::AdamW oa(a->parameters(), {.lr = 1e-3, .weight_decay = 0.01});
   optim::AdamW ob(b->parameters(), {.lr = 1e-3, .weight_decay = 0.01});
   for (int step = 0; step < steps; ++step) {
-    auto [x, y] = images(8, 100 + uint64_t(step));
+    const auto xy = images(8, 100 + uint64_t(step));
+    const Tensor &x = xy.first, &y = xy.second;
     Tensor la = nn::cross_entropy((*a)(x), y), lb = nn::cross_entropy((*b)(x), y.to(b->device(b->num_stages() - 1)));
     REQUIRE(equal(la, lb.to(kCPU)));
     la.backward();
@@ -54,7 +55,8 @@ TEST_CASE("each parameter, gradient and optimizer state lives on its stage's dev
   auto sharded = parallel::shard(samples::make_mlp(), cpus(3), Balance::parse("manual:2,4"));
   REQUIRE(sharded->first_layers() == std::vector<size_t>{0, 2, 4});
   optim::Adam opt(sharded->parameters(), {});
-  auto [x, y] = images(4, 1);
+  const auto xy = images(4, 1);
+  const Tensor &x = xy.first, &y = xy.second;
   nn::cross_entropy((*sharded)(x), y.to(Device::cpu(2))).backward();
   opt.step();
   for (size_t s = 0; s < sharded->num_stages(); ++s) {
@@ -83,7 +85,8 @@ TEST_CASE("a sharded model's checkpoint has the unsharded keys and loads at any 
 
   // Train the 2-stage model a little, then move its weights into 1 and 3 stages.
   optim::SGD opt(two->parameters(), {.lr = 0.1});
-  auto [x, y] = images(4, 2);
+  const auto xy = images(4, 2);
+  const Tensor &x = xy.first, &y = xy.second;
   nn::cross_entropy((*two)(x), y.to(Device::cpu(1))).backward();
   opt.step();
   const nn::NamedTensors saved = two->state_dict();
