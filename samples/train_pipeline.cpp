@@ -20,6 +20,11 @@
 // (p-1)/(m+p-1), with each stage's busy share, its peak of microbatches held, and its
 // peak bytes during a step. The last line is
 // `test_accuracy=<v> train_samples_per_s=<v> bubble=<v> stages=<P>`.
+//
+// --checkpoint (threads backend) writes, after each epoch, the weights under the
+// unsharded keys and the stages' optimizer states merged into what one optimizer over
+// the whole model would hold (parallel::merge_stage_states): train_mlp/train_cnn resume
+// from it, and --resume takes theirs, or this sample's at another stage count.
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <cstdlib>
@@ -107,9 +112,31 @@ EpochTimes gather_times(Communicator& comm, double busy, double wall, int in_fli
   return t;
 }
 
+// What the stage threads share (the threads backend): each stage's optimizer, for the
+// checkpoint, and the state a --resume brings.
+struct Shared {
+  std::vector<optim::Optimizer*> opts;  // stage s's optimizer, set by its thread
+  nn::NamedTensors resume_state;        // one optimizer's state over the whole model
+  int start_epoch = 0;
+};
+
+// Rank 0, with every stage at the end of the same epoch: the weights under the unsharded
+// keys and the stages' optimizer states merged into one optimizer's, so train_mlp,
+// train_cnn or train_pipeline with any stage count can resume from it.
+void save(const PipeConfig& c, parallel::ShardedSequential& sharded, const Shared& shared, int epochs_done) {
+  std::vector<nn::NamedTensors> states;
+  for (const optim::Optimizer* o : shared.opts) states.push_back(o->state_dict());
+  auto whole = samples::make_optimizer(c.t.r, sharded.parameters());
+  whole->load_state_dict(parallel::merge_stage_states(sharded, states));
+  optim::save_checkpoint(c.t.checkpoint, sharded, whole.get(),
+                         {{"epoch", std::to_string(epochs_done)}, {"sample", "train_pipeline"},
+                          {"stages", std::to_string(sharded.num_stages())},
+                          {"generator_offset", std::to_string(default_generator().offset())}});
+}
+
 // What one stage does, start to end.
 void train_stage(const PipeConfig& c, std::shared_ptr<Communicator> comm, parallel::ShardedSequential& sharded,
-                 const samples::FashionMnist& data, int threads) {
+                 const samples::FashionMnist& data, int threads, Shared& shared) {
   const int s = comm->rank(), p = comm->size();
   const bool last = s == p - 1;
   const samples::Recipe& r = c.t.r;
@@ -119,6 +146,11 @@ void train_stage(const PipeConfig& c, std::shared_ptr<Communicator> comm, parall
   auto opt = samples::make_optimizer(r, layers->parameters());
   data::DataLoader loader(data.train, {.batch_size = r.batch_size, .shuffle = true, .seed = c.t.seed});
   optim::CosineWarmupLR schedule = samples::make_schedule(r, *opt, loader.num_batches());
+  shared.opts[size_t(s)] = opt.get();
+  if (!shared.resume_state.empty()) {
+    opt->load_state_dict(parallel::stage_state(sharded, size_t(s), shared.resume_state));
+    schedule.set_step(opt->steps_taken());
+  }
   auto loss_fn = [&](const Tensor& out, const Tensor& y) { return nn::cross_entropy(out, y, r.label_smoothing); };
 
   samples::Loop loop{.opt = *opt, .schedule = schedule, .loader = loader, .device = kCPU, .epochs = r.epochs,
@@ -165,7 +197,16 @@ void train_stage(const PipeConfig& c, std::shared_ptr<Communicator> comm, parall
                   100 * t.busy[size_t(k)] / std::max(1e-9, t.wall[size_t(k)]), t.wall[size_t(k)] / 1000,
                   t.peak_in_flight[size_t(k)], format_bytes(t.peak_bytes[size_t(k)]).c_str());
   };
-  const samples::Throughput tp = loop.run();
+  if (!c.t.checkpoint.empty()) {  // after the report: every stage has stepped this epoch
+    const auto report = loop.epoch_end;
+    loop.epoch_end = [&, report](int epoch) {
+      report(epoch);
+      comm->barrier();
+      if (s == 0) save(c, sharded, shared, epoch + 1);
+      comm->barrier();  // nobody runs ahead while the checkpoint is being read
+    };
+  }
+  const samples::Throughput tp = loop.run(shared.start_epoch);
   if (last)
     std::printf("test_accuracy=%.4f train_samples_per_s=%.1f bubble=%.4f stages=%d\n", acc, tp.samples_per_s(),
                 bubble, p);
@@ -193,7 +234,7 @@ int main(int argc, char** argv) {
     samples::apply_recipe(app, samples::recipe_for(c.model), c.t.r);
     WEFT_CHECK(c.t.device == "cpu", "train_pipeline: --device ", c.t.device,
                " is not supported; the stages are the devices (cpu:0, cpu:1, ...)");
-    WEFT_CHECK(c.t.resume.empty() && !c.t.cuda_graph, "train_pipeline: --resume and --cuda-graph are not supported");
+    WEFT_CHECK(!c.t.cuda_graph, "train_pipeline: --cuda-graph is not supported");
     WEFT_CHECK(c.schedule != "naive" || c.microbatches == 1, "--schedule naive runs whole batches: --microbatches 1");
     if (c.t.threads > 0) set_num_threads(c.t.threads);
     manual_seed(c.t.seed);
@@ -204,6 +245,8 @@ int main(int argc, char** argv) {
       setenv("OMPI_MCA_mpi_yield_when_idle", "1", 0);
       world = parallel::MpiCommunicator::world();
       c.stages = world->size();
+      WEFT_CHECK(c.t.checkpoint.empty() && c.t.resume.empty(), "train_pipeline: --checkpoint and --resume need "
+                 "--backend threads (with mpi every process holds only its own stage's optimizer)");
     } else {
       WEFT_CHECK(c.backend == "threads", "--backend: unknown backend '", c.backend, "' (use threads or mpi)");
     }
@@ -228,20 +271,26 @@ int main(int argc, char** argv) {
       if (c.print_schedule) print_plan(c, *model, first, balance.sample);
     }
     auto sharded = std::make_shared<parallel::ShardedSequential>(model, devices, first);
+    Shared shared;
+    shared.opts.resize(size_t(c.stages));
+    if (!c.t.resume.empty()) {  // a checkpoint of any sample: one optimizer over the whole model
+      auto whole = samples::make_optimizer(c.t.r, sharded->parameters());
+      const optim::Metadata meta = optim::load_checkpoint(c.t.resume, *sharded, whole.get());
+      shared.resume_state = whole->state_dict();
+      shared.start_epoch = std::stoi(meta.at("epoch"));
+      if (meta.count("generator_offset")) default_generator().set_offset(std::stoull(meta.at("generator_offset")));
+      std::printf("resumed from %s at epoch %d\n", c.t.resume.c_str(), shared.start_epoch);
+    }
     const int threads =
         c.stage_threads > 0 ? c.stage_threads : std::max(1, num_threads() / (world ? 1 : c.stages));
     if (world) {
-      train_stage(c, world, *sharded, data, threads);
+      train_stage(c, world, *sharded, data, threads, shared);
       if (!c.trace.empty()) parallel::gather_chrome_trace(*world, c.trace);
     } else {
       parallel::run_ranks(c.stages, [&](const std::shared_ptr<Communicator>& comm) {
-        train_stage(c, comm, *sharded, data, threads);
+        train_stage(c, comm, *sharded, data, threads, shared);
       });
       if (!c.trace.empty()) parallel::trace::write_chrome_json(c.trace);
-      if (!c.t.checkpoint.empty()) {  // the unsharded keys: train_mlp / train_cnn load it
-        optim::save_checkpoint(c.t.checkpoint, *sharded, nullptr, {{"sample", "train_pipeline"}});
-        std::printf("weights written to %s\n", c.t.checkpoint.c_str());
-      }
     }
     if (!c.trace.empty() && lead) std::printf("trace written to %s (open it at https://ui.perfetto.dev)\n", c.trace.c_str());
     return 0;

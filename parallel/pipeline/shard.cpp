@@ -159,6 +159,49 @@ std::string ShardedSequential::repr() const {
   return os.str() + ")";
 }
 
+// ---- optimizer state across stages ----------------------------------------------------------
+
+namespace {
+// "12.exp_avg" -> {12, "exp_avg"}; "step" -> {-1, "step"}.
+std::pair<long, std::string> split_key(const std::string& key) {
+  const size_t dot = key.find('.');
+  if (dot == std::string::npos) return {-1, key};
+  return {std::stol(key.substr(0, dot)), key.substr(dot + 1)};
+}
+}  // namespace
+
+nn::NamedTensors merge_stage_states(const ShardedSequential& model, const std::vector<nn::NamedTensors>& stages) {
+  WEFT_CHECK(stages.size() == model.num_stages(), "merge_stage_states: ", stages.size(), " states for ",
+             model.num_stages(), " stages");
+  nn::NamedTensors whole;
+  size_t offset = 0;  // stage s's parameter j is parameter offset + j of the model
+  for (size_t s = 0; s < stages.size(); ++s) {
+    for (const auto& [key, t] : stages[s]) {
+      const auto [i, name] = split_key(key);
+      if (i < 0) {
+        if (s == 0) whole.emplace_back(key, t.to(kCPU));  // every stage took the same steps
+        continue;
+      }
+      whole.emplace_back(std::to_string(offset + size_t(i)) + "." + name, t.to(kCPU));
+    }
+    offset += model.stage(s)->parameters().size();
+  }
+  return whole;
+}
+
+nn::NamedTensors stage_state(const ShardedSequential& model, size_t stage, const nn::NamedTensors& whole) {
+  size_t begin = 0;
+  for (size_t s = 0; s < stage; ++s) begin += model.stage(s)->parameters().size();
+  const size_t end = begin + model.stage(stage)->parameters().size();
+  nn::NamedTensors part;
+  for (const auto& [key, t] : whole) {
+    const auto [i, name] = split_key(key);
+    if (i < 0) part.emplace_back(key, t);
+    else if (size_t(i) >= begin && size_t(i) < end) part.emplace_back(std::to_string(size_t(i) - begin) + "." + name, t);
+  }
+  return part;
+}
+
 void ShardedSequential::begin_step() const {
   for (const Device& d : devices_) reset_device_peak(d);
 }

@@ -85,6 +85,15 @@ class ShardedSequential : public nn::Module {
   std::vector<std::shared_ptr<nn::Sequential>> stages_;
 };
 
+// Optimizer state across stages. A pipeline gives each stage its own optimizer over
+// stage(s)->parameters(); a checkpoint should hold what ONE optimizer over the whole
+// model would ("step", and "<i>.<buffer>" with i the index in parameters()), so that
+// train_mlp/train_cnn -- or another stage count -- can resume from it.
+// merge_stage_states: the stages' state_dicts (stage order) -> the whole model's.
+nn::NamedTensors merge_stage_states(const ShardedSequential& model, const std::vector<nn::NamedTensors>& stages);
+// stage_state: the whole model's optimizer state -> stage s's part, re-indexed.
+nn::NamedTensors stage_state(const ShardedSequential& model, size_t stage, const nn::NamedTensors& whole);
+
 // The first layer of each of `devices.size()` stages under `balance`, and the sharded
 // module. Distinct devices are not required (two stages on cpu:0 is legal, if useless).
 std::vector<size_t> stage_boundaries(nn::Sequential& model, size_t stages, const Balance& balance);

@@ -231,3 +231,44 @@ TEST_CASE("a failing stage makes every stage fail with the stage, action and mic
   INFO(errors[0]);
   CHECK(errors[0].find("pipeline stage 0 (cpu:0), B(0)") != std::string::npos);
 }
+
+TEST_CASE("the stages' optimizer states merge into one optimizer's, and split back", "[pipeline][checkpoint]") {
+  const int p = 3, m = 4;
+  auto ref = samples::make_mlp();
+  auto sharded = parallel::shard(std::dynamic_pointer_cast<nn::Sequential>(ref->clone(kCPU)), cpus(p));
+  std::vector<nn::NamedTensors> states(p);
+  parallel::run_ranks(p, [&](const std::shared_ptr<parallel::Communicator>& comm) {
+    const int s = comm->rank();
+    pp::PipelineStage stage(comm, sharded->stage(size_t(s)), sharded->device(size_t(s)));
+    optim::AdamW opt(sharded->stage(size_t(s))->parameters(), {});
+    for (int step = 0; step < 2; ++step) {
+      const auto xy = images(8, 60 + uint64_t(step));
+      stage.train_step(pp::make_schedule("1f1b", p, m), xy.first, xy.second, mean_ce);
+      opt.step(), opt.zero_grad();
+    }
+    states[size_t(s)] = opt.state_dict();
+  });
+  optim::AdamW ref_opt(ref->parameters(), {});
+  for (int step = 0; step < 2; ++step) {
+    const auto xy = images(8, 60 + uint64_t(step));
+    reference_step(*ref, xy.first, xy.second, m);
+    ref_opt.step(), ref_opt.zero_grad();
+  }
+  // One optimizer over the whole model would have saved exactly this.
+  const nn::NamedTensors merged = parallel::merge_stage_states(*sharded, states), want = ref_opt.state_dict();
+  REQUIRE(merged.size() == want.size());
+  for (size_t i = 0; i < want.size(); ++i) {
+    INFO(want[i].first);
+    CHECK(merged[i].first == want[i].first);
+    CHECK(equal(merged[i].second, want[i].second));
+  }
+  // And each stage gets its own part back, under its own indices.
+  for (int s = 0; s < p; ++s) {
+    const nn::NamedTensors part = parallel::stage_state(*sharded, size_t(s), merged);
+    REQUIRE(part.size() == states[size_t(s)].size());
+    for (size_t i = 0; i < part.size(); ++i) {
+      CHECK(part[i].first == states[size_t(s)][i].first);
+      CHECK(equal(part[i].second, states[size_t(s)][i].second.to(kCPU)));
+    }
+  }
+}
