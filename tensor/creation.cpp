@@ -41,6 +41,9 @@ Tensor arange(double start, double end, double step, DType dtype) {
   WEFT_CHECK(step != 0, "arange: step must be nonzero");
   WEFT_CHECK(std::isfinite(start) && std::isfinite(end), "arange: start and end must be finite");
   const double span = (end - start) / step;
+  // 2^62 elements: far beyond any memory, and below where the double-to-int64 cast breaks.
+  WEFT_CHECK(!(span > 0x1p62), "arange: [", start, ", ", end, ") in steps of ", step, " makes ", span,
+             " elements, too many to allocate");
   const int64_t n = span > 0 ? static_cast<int64_t>(std::ceil(span)) : 0;
   Tensor out = empty({n}, dtype, kCPU);
   dispatch_numeric(dtype, "arange", [&]<class T>() {

@@ -36,9 +36,16 @@ void Shape::resize(int64_t n, int64_t fill) {
   ndim_ = n;
 }
 
+// Every product of sizes is checked: an overflow would give a wrong element count, a
+// too-small allocation and writes past its end (issue 17). A 0 anywhere makes the
+// product 0 however large the other sizes are.
 int64_t Shape::numel() const {
+  for (int64_t d : *this)
+    if (d == 0) return 0;
   int64_t n = 1;
-  for (int64_t d : *this) n *= d;
+  for (int64_t d : *this)
+    if (__builtin_mul_overflow(n, d, &n))
+      throw Error(detail::str("shape ", str(), " has more elements than an int64 can count"));
   return n;
 }
 
@@ -66,7 +73,8 @@ Strides contiguous_strides(const Shape& shape) {
   int64_t acc = 1;
   for (int64_t i = shape.size() - 1; i >= 0; --i) {
     st[i] = acc;
-    acc *= std::max<int64_t>(shape[i], 1);
+    if (__builtin_mul_overflow(acc, std::max<int64_t>(shape[i], 1), &acc))
+      throw Error(detail::str("shape ", shape, ": its strides do not fit in an int64"));
   }
   return st;
 }

@@ -74,7 +74,10 @@ Tensor make_tensor(std::shared_ptr<Storage> storage, const Shape& shape, const S
 
 Tensor empty(const Shape& shape, DType dtype, Device device) {
   for (int64_t d : shape) WEFT_CHECK(d >= 0, "empty: negative size in shape ", shape);
-  auto storage = Storage::allocate(static_cast<size_t>(shape.numel() * element_size(dtype)), device);
+  int64_t bytes = 0;
+  WEFT_CHECK(!__builtin_mul_overflow(shape.numel(), int64_t(element_size(dtype)), &bytes), "empty: shape ", shape,
+             " of ", dtype, " needs more bytes than an int64 can count");
+  auto storage = Storage::allocate(static_cast<size_t>(bytes), device);
   return make_tensor(std::move(storage), shape, contiguous_strides(shape), 0, dtype);
 }
 

@@ -74,3 +74,19 @@ TEST_CASE("CUDA entry points are clear errors without a GPU", "[errors][cuda]") 
   REQUIRE_THROWS_WITH(ones({2}).to(Device("cuda:0")), Catch::Contains(want));
   REQUIRE_THROWS_WITH(zeros({2}, {.device = Device("cuda:0")}), Catch::Contains(want));
 }
+
+// Issue 17: every product of sizes is checked. Before, these allocated 16 bytes and wrote
+// past them, counted 0 or a negative number of elements, or summed 4 where the true sum
+// is 4 * (2^62 + 1).
+TEST_CASE("shapes too large for an int64 are errors, not wrong counts", "[errors][shape]") {
+  const int64_t big = (int64_t(1) << 62) + 1;
+  REQUIRE_THROWS_WITH(zeros({big, 4}), Catch::Contains("more elements than an int64") && Catch::Contains("(4611686018427387905,4)"));
+  REQUIRE_THROWS_WITH(zeros({int64_t(1) << 32, int64_t(1) << 32}), Catch::Contains("more elements than an int64"));
+  REQUIRE_THROWS_WITH(zeros({3, int64_t(1) << 62}), Catch::Contains("more elements than an int64"));
+  REQUIRE_THROWS_WITH(ones({1, 4}).expand({big, 4}).sum(), Catch::Contains("more elements than an int64"));
+  REQUIRE_THROWS_WITH(zeros({int64_t(1) << 61}, {.dtype = kFloat64}), Catch::Contains("more bytes than an int64"));
+  REQUIRE_THROWS_WITH(arange(0, 1e300), Catch::Contains("arange") && Catch::Contains("too many"));
+  // A zero size makes any shape empty, however large the others.
+  CHECK(Shape{0, int64_t(1) << 62, int64_t(1) << 62}.numel() == 0);
+  CHECK(zeros({0, int64_t(1) << 40}).numel() == 0);
+}
