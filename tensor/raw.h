@@ -175,5 +175,10 @@ void adam_step_(const std::vector<Tensor>& params, const std::vector<Tensor>& gr
 // Throws naming `op` when a and b are on different devices or have different dtypes.
 void check_same(const char* op, const Tensor& a, const Tensor& b);
 void check_cpu(const char* op, const Tensor& a);
+// Throws naming `op` when dst has elements that share memory (a size > 1 with stride 0:
+// an expanded view), where an in-place write would land on one element several times.
+// PyTorch refuses the same ("unsupported operation: more than one element of the
+// written-to tensor refers to a single memory location").
+void check_writable(const char* op, const Tensor& dst);
 
 }  // namespace weft::raw

@@ -40,6 +40,7 @@ void copy_across(const Tensor& dst, const Tensor& src) {
 
 void copy_(const Tensor& dst, const Tensor& src) {
   WEFT_CHECK(dst.defined() && src.defined(), "copy_: a tensor is undefined");
+  check_writable("copy_", dst);
   WEFT_CHECK(broadcast_shapes("copy_", dst.shape(), src.shape()) == dst.shape(), "copy_: source ", src.shape(),
              " does not broadcast to the destination ", dst.shape());
   if (!dst.device().is_cpu() || !src.device().is_cpu()) {
@@ -69,6 +70,7 @@ void copy_(const Tensor& dst, const Tensor& src) {
 
 void fill_(const Tensor& dst, double value) {
   cpu::check_defined("fill_", dst);
+  check_writable("fill_", dst);
   if (!dst.device().is_cpu()) {
     backend(dst.device()).fill(dst, value);
     dst.storage()->bump_version();

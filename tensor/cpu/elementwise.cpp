@@ -76,6 +76,13 @@ void check_cpu(const char* op, const Tensor& a) {
   WEFT_CHECK(a.device().is_cpu(), op, ": no CUDA kernel in this build for a tensor on ", a.device());
 }
 
+void check_writable(const char* op, const Tensor& dst) {
+  for (int64_t d = 0; d < dst.dim(); ++d)
+    WEFT_CHECK(dst.size(d) <= 1 || dst.strides()[d] != 0, op, ": the destination of shape ", dst.shape(),
+               " and strides ", dst.strides(), " is an expanded view whose elements share memory; an in-place "
+               "write would land on one element several times (write into a .contiguous() copy instead)");
+}
+
 Tensor binary(Binary op, const Tensor& a, const Tensor& b) {
   const char* name = binary_name(op);
   check_same(name, a, b);
@@ -177,6 +184,7 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
 void binary_(Binary op, const Tensor& dst, const Tensor& src) {
   const char* name = binary_name(op);
   check_same(name, dst, src);
+  check_writable(name, dst);
   WEFT_CHECK(broadcast_shapes(name, dst.shape(), src.shape()) == dst.shape(), name, "_: in-place result of shape ",
              broadcast_shapes(name, dst.shape(), src.shape()), " does not fit the destination ", dst.shape());
   if (!dst.device().is_cpu()) {
@@ -192,6 +200,7 @@ void binary_(Binary op, const Tensor& dst, const Tensor& src) {
 
 void binary_scalar_(Binary op, const Tensor& dst, double s) {
   check_defined(binary_name(op), dst);
+  check_writable(binary_name(op), dst);
   if (!dst.device().is_cpu()) {
     backend(dst.device()).binary_scalar(op, dst, dst, s, /*scalar_first=*/false);
     dst.storage()->bump_version();
@@ -202,6 +211,7 @@ void binary_scalar_(Binary op, const Tensor& dst, double s) {
 
 void axpy_(const Tensor& dst, double alpha, const Tensor& src) {
   check_same("axpy_", dst, src);
+  check_writable("axpy_", dst);
   WEFT_CHECK(broadcast_shapes("axpy_", dst.shape(), src.shape()) == dst.shape(), "axpy_: source ", src.shape(),
              " does not broadcast to the destination ", dst.shape());
   if (!dst.device().is_cpu()) {

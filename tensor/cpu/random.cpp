@@ -16,6 +16,7 @@ namespace {
 template <class F, class G>
 void fill_random(const Tensor& dst, Generator& gen, const char* op, F f, G device_fill) {
   cpu::check_defined(op, dst);
+  check_writable(op, dst);
   if (!dst.device().is_cpu()) {
     const uint64_t base = gen.reserve(static_cast<uint64_t>(dst.numel()));
     device_fill(gen.seed(), base);

@@ -90,3 +90,19 @@ TEST_CASE("shapes too large for an int64 are errors, not wrong counts", "[errors
   CHECK(Shape{0, int64_t(1) << 62, int64_t(1) << 62}.numel() == 0);
   CHECK(zeros({0, int64_t(1) << 40}).numel() == 0);
 }
+
+// Issue 17: base.expand(...).add_(1) used to add 1 to each base element once per
+// broadcast row (4 here).
+TEST_CASE("in-place writes into an expanded view are refused", "[errors][inplace]") {
+  Tensor base = zeros({1, 3});
+  Tensor view = base.expand({4, 3});
+  REQUIRE_THROWS_WITH(view.add_(ones({4, 3})), Catch::Contains("add") && Catch::Contains("expanded view"));
+  REQUIRE_THROWS_WITH(view.mul_(2.0), Catch::Contains("expanded view"));
+  REQUIRE_THROWS_WITH(view.fill_(1.0), Catch::Contains("fill_") && Catch::Contains("(4,3)"));
+  REQUIRE_THROWS_WITH(view.copy_(ones({4, 3})), Catch::Contains("copy_") && Catch::Contains("expanded view"));
+  CHECK(base.sum().item<float>() == 0);  // nothing was written
+  // A size-1 dim with stride 0 shares nothing: writing it is fine.
+  Tensor one = zeros({3}).unsqueeze(0).expand({1, 3});
+  one.add_(ones({1, 3}));
+  CHECK(one.sum().item<float>() == 3);
+}
