@@ -184,15 +184,7 @@ void run_threads(const DdpConfig& c, const samples::FashionMnist& data, const Wr
 }
 
 std::shared_ptr<Communicator> mpi_world(const DdpConfig& c) {
-  WEFT_CHECK(parallel::built_with_mpi(), "--backend mpi: weft was built without MPI (install libopenmpi-dev, then "
-                                         "meson setup --reconfigure -Dmpi=enabled)");
-  // Open MPI busy-polls while a rank waits inside a collective: right for a rank with
-  // nothing else to do, wrong here, where a bucket's all-reduce waits on the progress
-  // thread while backward computes on the same cores. Asking it to yield the core when
-  // idle lets backward run. (Must be set before MPI starts; OMPI_MCA_mpi_yield_when_idle=0
-  // in the environment turns it back off, to compare.)
-  setenv("OMPI_MCA_mpi_yield_when_idle", "1", /*overwrite=*/0);
-  auto comm = parallel::MpiCommunicator::world();
+  auto comm = samples::mpi_world();
   comm->set_polled_collectives(c.mpi_polled);
   return comm;
 }

@@ -241,9 +241,7 @@ int main(int argc, char** argv) {
     if (!c.trace.empty()) parallel::trace::enable();
     std::shared_ptr<Communicator> world;
     if (c.backend == "mpi") {
-      WEFT_CHECK(parallel::built_with_mpi(), "--backend mpi: weft was built without MPI");
-      setenv("OMPI_MCA_mpi_yield_when_idle", "1", 0);
-      world = parallel::MpiCommunicator::world();
+      world = samples::mpi_world();
       c.stages = world->size();
       WEFT_CHECK(c.t.checkpoint.empty() && c.t.resume.empty(), "train_pipeline: --checkpoint and --resume need "
                  "--backend threads (with mpi every process holds only its own stage's optimizer)");

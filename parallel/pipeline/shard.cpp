@@ -22,14 +22,7 @@ Balance Balance::parse(const std::string& spec) {
   if (spec == "time") return b.kind = Kind::Time, b;
   if (spec.rfind("manual:", 0) == 0) {
     b.kind = Kind::Manual;
-    for (size_t pos = 7; pos < spec.size();) {  // checked against the model in stage_boundaries
-      const size_t comma = std::min(spec.find(',', pos), spec.size());
-      const std::string item = spec.substr(pos, comma - pos);
-      WEFT_CHECK(!item.empty() && item.find_first_not_of("0123456789") == std::string::npos, "balance: '", spec,
-                 "': '", item, "' is not a layer number");
-      b.boundaries.push_back(std::stoul(item));
-      pos = comma + 1;
-    }
+    b.manual = spec.substr(7);
     return b;
   }
   throw Error(detail::str("balance: '", spec, "' is not one of layers, params, time, manual:i,j,..."));
@@ -42,9 +35,7 @@ std::string Balance::str() const {
     case Kind::Time: return "time";
     case Kind::Manual: break;
   }
-  std::string s = "manual:";
-  for (size_t i = 0; i < boundaries.size(); ++i) s += (i ? "," : "") + std::to_string(boundaries[i]);
-  return s;
+  return "manual:" + manual;
 }
 
 // ---- per-layer costs -----------------------------------------------------------------------
@@ -95,16 +86,10 @@ std::vector<size_t> stage_boundaries(nn::Sequential& model, size_t stages, const
       return to_sizes(pipeline::balance_by_cost(layer_param_costs(model), int(stages)).first_layer);
     case Balance::Kind::Time:
       return to_sizes(pipeline::balance_by_cost(layer_time_costs(model, balance.sample), int(stages)).first_layer);
-    case Balance::Kind::Manual: break;
+    case Balance::Kind::Manual:
+      return to_sizes(pipeline::parse_boundaries(balance.manual, int(n), int(stages)));
   }
-  std::vector<size_t> first{0};
-  first.insert(first.end(), balance.boundaries.begin(), balance.boundaries.end());
-  WEFT_CHECK(first.size() == stages, "shard: manual balance '", balance.str(), "' makes ", first.size(),
-             " stages, but there are ", stages, " devices");
-  for (size_t s = 1; s < first.size(); ++s)
-    WEFT_CHECK(first[s] > first[s - 1] && first[s] < n, "shard: manual balance '", balance.str(),
-               "' needs increasing boundaries between 1 and ", n - 1, " (the model has ", n, " layers)");
-  return first;
+  return {};
 }
 
 std::shared_ptr<ShardedSequential> shard(std::shared_ptr<nn::Sequential> model, std::vector<Device> devices,

@@ -42,12 +42,12 @@ namespace weft::parallel {
 struct Balance {
   enum class Kind { Layers, Params, Time, Manual };
   Kind kind = Kind::Layers;
-  std::vector<size_t> boundaries;  // Manual: the first layer of stages 1, 2, ...
+  std::string manual;              // Manual: "2,5", the first layer of stages 1, 2, ...
   Tensor sample;                   // Time: a sample input batch the layers are timed on
 
   // "layers" (equal layer counts), "params" (equal parameter bytes), "time" (equal
   // measured forward + backward time; set `sample`), "manual:2,5" (stage 1 starts at
-  // layer 2, stage 2 at layer 5).
+  // layer 2, stage 2 at layer 5; checked against the model by stage_boundaries).
   static Balance parse(const std::string& spec);
   std::string str() const;
 };

@@ -86,7 +86,7 @@ void PipelineStage::send_activation(const Tensor& t_in) {
   pending_sends_.emplace_back(comm_->isend(t, stage() + 1, kTagActivation), t);
 }
 
-Tensor PipelineStage::receive_activation(int) {
+Tensor PipelineStage::receive_activation() {
   Tensor header = empty({kHeaderLen}, kInt64, device_);
   comm_->recv(header, stage() - 1, kTagActivation);
   const std::vector<int64_t> h = header.to(kCPU).to_vector<int64_t>();
@@ -106,7 +106,7 @@ void PipelineStage::wait_sends() {
 
 void PipelineStage::forward_action(int mb, InFlight& f, const std::vector<Tensor>& xs, const std::vector<Tensor>& ys,
                                    const LossFn& loss, int64_t rows) {
-  Tensor in = is_first() ? xs[size_t(mb)] : receive_activation(mb);  // waiting is not busy time
+  Tensor in = is_first() ? xs[size_t(mb)] : receive_activation();  // waiting is not busy time
   const double t0 = now_ms();
   trace::Scope span(span_name(Action::F, mb), "compute", stage());
   if (in.device() != device_) in = in.to(device_);
@@ -203,7 +203,7 @@ Tensor PipelineStage::forward(const Tensor& x, int microbatches) {
   if (is_first()) xs = split_rows(x, microbatch_rows(x.size(0), microbatches));
   for (int mb = 0; mb < microbatches; ++mb) {
     try {
-      Tensor in = is_first() ? xs[size_t(mb)] : receive_activation(mb);
+      Tensor in = is_first() ? xs[size_t(mb)] : receive_activation();
       if (in.device() != device_) in = in.to(device_);
       Tensor out = (*layers_)(in);
       if (is_last()) outs.push_back(out);

@@ -81,7 +81,7 @@ class PipelineStage {
 
  private:
   struct InFlight;
-  Tensor receive_activation(int mb);
+  Tensor receive_activation();
   void send_activation(const Tensor& t);
   void forward_action(int mb, InFlight& f, const std::vector<Tensor>& xs, const std::vector<Tensor>& ys,
                       const LossFn& loss, int64_t rows);

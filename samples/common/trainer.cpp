@@ -2,6 +2,7 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <cstdlib>
 
 #include "loop.h"
 
@@ -18,6 +19,19 @@ int64_t count_correct(nn::Module& model, const data::TensorDataset& test, Device
   }
   model.train();
   return correct;
+}
+
+std::shared_ptr<parallel::MpiCommunicator> mpi_world() {
+  WEFT_CHECK(parallel::built_with_mpi(), "--backend mpi: weft was built without MPI (install libopenmpi-dev, then "
+                                         "meson setup --reconfigure -Dmpi=enabled)");
+  // Open MPI busy-polls while a rank waits inside a collective or a receive: right for a
+  // rank with nothing else to do, wrong for the samples, where a DDP bucket's all-reduce
+  // waits on the progress thread while backward computes on the same cores, and pipeline
+  // stages share the machine's cores. Asking it to yield the core when idle lets the
+  // others run. (Must be set before MPI starts; OMPI_MCA_mpi_yield_when_idle=0 in the
+  // environment turns it back off, to compare.)
+  setenv("OMPI_MCA_mpi_yield_when_idle", "1", /*overwrite=*/0);
+  return parallel::MpiCommunicator::world();
 }
 
 void add_flags(CLI::App& app, Config& c) {

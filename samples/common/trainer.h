@@ -51,6 +51,11 @@ int64_t count_correct(nn::Module& model, const data::TensorDataset& test, Device
 // The fraction of `test` classified correctly (then back to train mode).
 double evaluate(nn::Module& model, const data::TensorDataset& test, Device device);
 
+// MPI_COMM_WORLD for a sample run under mpirun (--backend mpi), or an error saying how to
+// build weft with MPI. Open MPI is asked to yield the core while a rank waits (see
+// trainer.cpp); call it before anything else starts MPI.
+std::shared_ptr<parallel::MpiCommunicator> mpi_world();
+
 // Parses the command line (defaults from `recipe`), trains the model `make_model`
 // builds on Fashion-MNIST, and prints `test_accuracy=... train_samples_per_s=...` last.
 // Returns the process exit code.

@@ -44,8 +44,9 @@ void check_params(const char* op, const std::vector<Tensor>& params) {
                " is undefined or on another device than parameter 0 (", params[0].device(), ")");
     WEFT_CHECK(params[i].dtype() == kFloat32 || params[i].dtype() == kFloat64, op, ": parameter ", i, " is ",
                params[i].dtype(), "; updates need float32 or float64");
+    WEFT_CHECK(params[i].is_contiguous(), op, ": parameter ", i, " of shape ", params[i].shape(),
+               " must be contiguous (it is updated in place)");
   }
-  check_list(op, "parameters", params, params, true);
 }
 
 std::vector<Tensor> contiguous_all(const std::vector<Tensor>& ts) {
