@@ -13,7 +13,12 @@
 //    The line "all" is flop-weighted: total flops over total time, i.e. the GEMM part of
 //    a training step.
 //
-//   build/bench/gemm [--batch 128] [--seconds 0.2]
+//    With --model deep-mlp: the three products of one of train_pipeline's 1024 -> 1024
+//    layers instead (pipelining runs them on microbatches: try --batch 16, 64, 512).
+//    --beta 1 accumulates into C (C += A @ B), as a weight gradient summed over
+//    microbatches does.
+//
+//   build/bench/gemm [--batch 128] [--seconds 0.2] [--model mlp|deep-mlp] [--beta 0|1]
 // The target (issue 22): "auto" at or above 80% of the better peak.
 #include <immintrin.h>
 
@@ -80,12 +85,12 @@ struct GemmShape {
 };
 
 // GFLOP/s of one shape on backend b (or the measured choice when b is null).
-double rate(const GemmShape& s, const cpu::GemmBackend* b, double min_seconds) {
+double rate(const GemmShape& s, const cpu::GemmBackend* b, double min_seconds, float beta) {
   const int64_t ar = s.ta ? s.k : s.m, ac = s.ta ? s.m : s.k, br = s.tb ? s.n : s.k, bc = s.tb ? s.k : s.n;
-  std::vector<float> a(ar * ac, 0.01f), bm(br * bc, 0.02f), c(s.m * s.n);
+  std::vector<float> a(ar * ac, 0.01f), bm(br * bc, 0.02f), c(s.m * s.n, 0.0f);
   auto call = [&] {
-    if (b) cpu::backend_gemm<float>(*b, s.ta, s.tb, s.m, s.n, s.k, 1.0f, a.data(), ac, bm.data(), bc, 0.0f, c.data(), s.n);
-    else cpu::gemm<float>(s.ta, s.tb, s.m, s.n, s.k, 1.0f, a.data(), ac, bm.data(), bc, 0.0f, c.data(), s.n);
+    if (b) cpu::backend_gemm<float>(*b, s.ta, s.tb, s.m, s.n, s.k, 1.0f, a.data(), ac, bm.data(), bc, beta, c.data(), s.n);
+    else cpu::gemm<float>(s.ta, s.tb, s.m, s.n, s.k, 1.0f, a.data(), ac, bm.data(), bc, beta, c.data(), s.n);
   };
   for (int i = 0; i < 3; ++i) call();  // warm-up (and, for "auto", the measurement)
   double best = 1e30;
@@ -113,12 +118,16 @@ cpu::GemmBackend choice(const GemmShape& s) {
 int main(int argc, char** argv) {
   int64_t batch = 128;
   double min_seconds = 0.2;
+  std::string model = "mlp";
+  float beta = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i];
     if (flag == "--batch") batch = std::atoll(argv[i + 1]);
     else if (flag == "--seconds") min_seconds = std::atof(argv[i + 1]);
+    else if (flag == "--model") model = argv[i + 1];
+    else if (flag == "--beta") beta = float(std::atof(argv[i + 1]));
     else {
-      std::fprintf(stderr, "usage: gemm [--batch 128] [--seconds 0.2]\n");
+      std::fprintf(stderr, "usage: gemm [--batch 128] [--seconds 0.2] [--model mlp|deep-mlp] [--beta 0|1]\n");
       return 2;
     }
   }
@@ -134,17 +143,26 @@ int main(int argc, char** argv) {
   }
 
   const int64_t B = batch;
-  const std::vector<GemmShape> shapes = {
+  const std::vector<GemmShape> mlp = {
       {"fc1 forward", false, true, B, 512, 784},     {"fc2 forward", false, true, B, 256, 512},
       {"fc3 forward", false, true, B, 10, 256},      {"fc2 grad input", false, false, B, 512, 256},
       {"fc3 grad input", false, false, B, 256, 10},  {"fc1 grad weight", true, false, 512, 784, B},
       {"fc2 grad weight", true, false, 256, 512, B}, {"fc3 grad weight", true, false, 10, 256, B},
   };
+  const std::vector<GemmShape> deep = {
+      {"forward", false, true, B, 1024, 1024},
+      {"forward^T W@x^T", false, true, 1024, B, 1024},
+      {"forward x@(W^T)", false, false, B, 1024, 1024},
+      {"grad input", false, false, B, 1024, 1024},
+      {"grad weight", true, false, 1024, 1024, B},
+  };
+  const std::vector<GemmShape>& shapes = model == "deep-mlp" ? deep : mlp;
   std::vector<const cpu::GemmBackend*> columns = {nullptr};
   for (const cpu::GemmBackend& b : cpu::kGemmBackends)
     if (cpu::backend_available<float>(b)) columns.push_back(&b);
 
-  std::printf("\nGFLOP/s (%% of peak), one thread, batch %lld\n%-16s %2s %5s %5s %5s", static_cast<long long>(B), "",
+  std::printf("\nGFLOP/s (%% of peak), one thread, %s, batch %lld, beta %g\n%-16s %2s %5s %5s %5s", model.c_str(),
+              static_cast<long long>(B), double(beta), "",
               "op", "m", "n", "k");
   for (auto* b : columns) std::printf("  %14s", b ? cpu::backend_name(*b) : "auto");
   std::printf("  auto chose\n");
@@ -154,7 +172,7 @@ int main(int argc, char** argv) {
                 static_cast<long long>(s.n), static_cast<long long>(s.k));
     const double f = 2.0 * s.m * s.n * s.k * 1e-9;
     for (size_t i = 0; i < columns.size(); ++i) {
-      const double r = rate(s, columns[i], min_seconds);
+      const double r = rate(s, columns[i], min_seconds, beta);
       flops[i] += f;
       secs[i] += f / r;
       std::printf("  %6.1f (%4.0f%%)", r, 100 * r / peak);

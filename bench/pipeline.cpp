@@ -1,6 +1,7 @@
 // Pipeline parallelism on the CPU, measured side by side in one run (issue 16's targets).
 //
 //   build/bench/pipeline [--model deep-mlp|mlp|cnn] [--batch-size 128] [--steps 12] [--rounds 3]
+//                        [--only RUN]     RUN: one row's name, e.g. "pipeline 1f1b m=8" (to profile it)
 //
 // On synthetic batches (random images, labels 0..9; the data loader is not timed), each
 // round runs, one after the other so that a burst of load hits all alike:
@@ -35,6 +36,7 @@ struct Args {
   std::string model = "deep-mlp";
   int64_t batch = 128;
   int steps = 12, rounds = 3;
+  std::string only;  // run only the row of this name (and skip the balance check)
 };
 
 struct Batch {
@@ -166,6 +168,7 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--batch-size")) a.batch = std::atol(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--steps")) a.steps = std::atoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--rounds")) a.rounds = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--only")) a.only = argv[i + 1];
   }
   std::vector<Batch> data;
   for (int k = 0; k < 4; ++k) data.push_back(synthetic(a.batch, uint64_t(k)));
@@ -178,16 +181,27 @@ int main(int argc, char** argv) {
                                                           {"1f1b", 4},  {"1f1b", 8}};
   std::map<std::string, std::vector<double>> rates;
   std::map<std::string, PipeResult> last;
+  auto wanted = [&](const std::string& key) { return a.only.empty() || a.only == key; };
   for (int r = 0; r < a.rounds; ++r) {
-    rates["one device, 1 thread"].push_back(one_device(a, 1, data));
-    rates["one device, 2 threads"].push_back(one_device(a, 2, data));
-    rates["DDP, 2 ranks x 1 thread"].push_back(ddp(a, data));
+    if (wanted("one device, 1 thread")) rates["one device, 1 thread"].push_back(one_device(a, 1, data));
+    if (wanted("one device, 2 threads")) rates["one device, 2 threads"].push_back(one_device(a, 2, data));
+    if (wanted("DDP, 2 ranks x 1 thread")) rates["DDP, 2 ranks x 1 thread"].push_back(ddp(a, data));
     for (const auto& [name, m] : pipes) {
       const std::string key = "pipeline " + name + " m=" + std::to_string(m);
+      if (!wanted(key)) continue;
       PipeResult res = pipeline(a, samples::make_model(a.model), first, name, m, data);
       rates[key].push_back(res.rate);
       last[key] = res;
     }
+  }
+  if (!a.only.empty()) {
+    WEFT_CHECK(!rates.empty(), "--only: no run is called '", a.only, "'");
+    std::printf("%s: %.0f samples/s", a.only.c_str(), median(rates.begin()->second));
+    if (auto it = last.find(a.only); it != last.end())
+      std::printf(", bubble %.3f, busy %.1f / %.1f ms per step", it->second.bubble, it->second.busy_ms[0],
+                  it->second.busy_ms[1]);
+    std::printf("\n");
+    return 0;
   }
   const double base = median(rates["one device, 1 thread"]);
   std::printf("\n%-28s %10s %7s %8s %9s %s\n", "run (2 cores)", "samples/s", "ratio", "bubble", "textbook",
