@@ -123,6 +123,16 @@ void fire_hooks(const Tensor& leaf) {
   for (auto& [id, hook] : hooks) hook(leaf);
 }
 
+// The leaf's .grad when a backward closure may add into it in place (BackwardArgs::
+// grad_into): defined, contiguous, and shaped, typed and placed like the leaf.
+Tensor accumulation_target(const TensorImpl& leaf) {
+  const Tensor& g = leaf.autograd->grad;
+  if (!g.defined() || !g.is_contiguous() || g.shape() != leaf.shape || g.dtype() != leaf.dtype ||
+      g.device() != leaf.storage->device())
+    return Tensor();
+  return g;
+}
+
 void add_to_leaf(const std::shared_ptr<TensorImpl>& leaf_impl, const Tensor& g) {
   Tensor leaf(leaf_impl);
   auto& m = *leaf_impl->autograd;
@@ -204,13 +214,17 @@ void run_entry(Tape& tape, TapeEntry& e) {
     saved.push_back(s.value);
   }
   auto needs = std::make_unique<bool[]>(e.inputs.size());
-  for (size_t i = 0; i < e.inputs.size(); ++i) needs[i] = e.inputs[i].wants_grad();
+  std::vector<Tensor> into(e.inputs.size());
+  for (size_t i = 0; i < e.inputs.size(); ++i) {
+    needs[i] = e.inputs[i].wants_grad();
+    if (e.inputs[i].leaf) into[i] = accumulation_target(*e.inputs[i].leaf);
+  }
   std::vector<Tensor> grads;
   if (e.grad.defined()) {
     // Moved out so a gradient that passes straight through (add, views) is owned by
     // the result alone and the receiver can take it without a copy.
     const Tensor grad = std::move(e.grad);
-    grads = e.backward(BackwardArgs{grad, saved, std::span<const bool>(needs.get(), e.inputs.size())});
+    grads = e.backward(BackwardArgs{grad, saved, std::span<const bool>(needs.get(), e.inputs.size()), into});
     WEFT_CHECK(grads.size() == e.inputs.size(), "backward of ", e.name, ": returned ", grads.size(),
                " gradients for ", e.inputs.size(), " inputs");
   } else {

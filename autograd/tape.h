@@ -69,6 +69,12 @@ struct BackwardArgs {
   const Tensor& grad;                // dLoss/dOutput, shaped like the output
   std::span<const Tensor> saved;     // the tensors the op saved, checked unchanged
   std::span<const bool> needs_grad;  // needs_grad[i]: does input i want a gradient?
+  // grad_into[i], when defined, is input i's .grad: the input is a leaf that already has
+  // a gradient of its shape (a later microbatch, gradient accumulation). The closure may
+  // add its gradient into it in place and return an undefined Tensor for input i; a
+  // weight gradient then comes out of one GEMM with beta = 1 (raw::addmm_) instead of a
+  // product written out and added in a second pass. Closures that ignore it lose nothing.
+  std::span<const Tensor> grad_into = {};
 };
 // Returns one gradient per input, shaped like that input; an undefined Tensor for an
 // input that needs none.

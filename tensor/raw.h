@@ -87,10 +87,17 @@ Tensor sum_to(const Tensor& a, const Shape& shape);
 // a (..., n, k) @ b (..., k, m) -> (..., n, m) with broadcast batch dims; 1-D operands
 // are treated as a row (a) or column (b) vector and the extra dim is dropped.
 Tensor matmul(const Tensor& a, const Tensor& b);
+// c += a @ b for 2-D a (n, k), b (k, m) and a contiguous c (n, m): on the CPU one GEMM
+// with beta = 1, so a weight gradient summed over microbatches needs no second pass.
+void addmm_(const Tensor& c, const Tensor& a, const Tensor& b);
 
 // x (N, in) @ w (out, in)^T + bias (out) -> (N, out): a Linear layer's forward in one
 // GEMM, the bias preloaded into the output so no second pass is needed.
-Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias);
+// w_t, when given, is a contiguous copy of w's transpose, (in, out), holding the same
+// values: on the CPU the GEMM then reads it row by row (an "NN" product), which BLAS
+// libraries run up to 3x faster than x @ w^T when x has few rows (bench/gemm --model
+// deep-mlp). nn::Linear keeps such a copy (nn/linear.h). Other devices ignore it.
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& w_t = Tensor());
 
 // ---- softmax family ---------------------------------------------------------------
 Tensor softmax(const Tensor& a, int64_t dim);

@@ -40,8 +40,9 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
 
 // x (..., in), w (out, in), b (out) -> (..., out)
 // dx = g @ w,  dw = g^T @ x,  db = sum of g over rows: one tape entry, three GEMM-sized ops.
-Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
-  Tensor out = raw::linear(x, w, b);
+// When w already has a .grad (a later microbatch), dw is added into it by the GEMM.
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& w_t) {
+  Tensor out = raw::linear(x, w, b, w_t);
   if (!autograd::needs_recording({&x, &w, &b})) return out;
   return record("linear", out, {x, w, b}, {x, w}, [](const BackwardArgs& g) -> Grads {
     const Tensor &x = g.saved[0], &w = g.saved[1];
@@ -49,7 +50,10 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
     const Tensor g2 = g.grad.reshape({-1, out_f}), x2 = x.reshape({-1, in});
     Tensor gx, gw, gb;
     if (g.needs_grad[0]) gx = raw::matmul(g2, w).view(x.shape());
-    if (g.needs_grad[1]) gw = raw::matmul(g2.t(), x2);
+    if (g.needs_grad[1]) {
+      if (g.grad_into.size() > 1 && g.grad_into[1].defined()) raw::addmm_(g.grad_into[1], g2.t(), x2);  // .grad += g^T x
+      else gw = raw::matmul(g2.t(), x2);
+    }
     if (g.needs_grad[2]) gb = raw::reduce(raw::Reduce::Sum, g2, {0}, false);
     return {gx, gw, gb};
   });

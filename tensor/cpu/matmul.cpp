@@ -41,19 +41,20 @@ Operand as_operand(const Tensor& m) {
 // Rows per thread-pool chunk: enough work each (~64^3 multiply-adds) to beat the hand-off.
 int64_t row_grain(int64_t k, int64_t m) { return std::max<int64_t>(8, (64 * 64 * 64) / std::max<int64_t>(k * m, 1)); }
 
-// out (n x m, contiguous) = a (n x k) @ b (k x m), splitting rows across threads.
+// out (n x m, contiguous) = a (n x k) @ b (k x m), or += with accumulate, splitting rows
+// across threads.
 template <class T>
-void gemm_rows(const Tensor& a2, const Tensor& b2, T* out, bool parallel) {
+void gemm_rows(const Tensor& a2, const Tensor& b2, T* out, bool parallel, bool accumulate = false) {
   const int64_t n = a2.shape()[0], k = a2.shape()[1], m = b2.shape()[1];
   if (n == 0 || m == 0) return;
   if (k == 0) {
-    std::fill(out, out + n * m, T(0));
+    if (!accumulate) std::fill(out, out + n * m, T(0));
     return;
   }
   const Operand a = as_operand(a2), b = as_operand(b2);
   auto block = [&](int64_t r0, int64_t r1) {
     cpu::gemm<T>(a.transposed, b.transposed, r1 - r0, m, k, T(1), a.rows_from<T>(r0), a.ld, b.rows_from<T>(0), b.ld,
-                 T(0), out + r0 * m, m);
+                 T(accumulate ? 1 : 0), out + r0 * m, m);
   };
   if (parallel) parallel_for(0, n, row_grain(k, m), block);
   else block(0, n);
@@ -107,7 +108,23 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
   return views::view(out, result_shape(batch, n, m, a_vec, b_vec));
 }
 
-Tensor linear(const Tensor& x_in, const Tensor& w, const Tensor& bias) {
+void addmm_(const Tensor& c, const Tensor& a, const Tensor& b) {
+  check_same("addmm_", c, a);
+  check_same("addmm_", a, b);
+  WEFT_CHECK(a.dim() == 2 && b.dim() == 2 && c.dim() == 2 && a.size(1) == b.size(0) && c.size(0) == a.size(0) &&
+                 c.size(1) == b.size(1),
+             "addmm_: ", c.shape(), " += ", a.shape(), " @ ", b.shape(), ": the shapes do not fit");
+  WEFT_CHECK(c.is_contiguous(), "addmm_: the destination ", c.shape(), " must be contiguous");
+  check_writable("addmm_", c);
+  if (!c.device().is_cpu()) {  // no fused form on other devices yet: a product, then a sum
+    axpy_(c, 1.0, matmul(a, b));
+    return;
+  }
+  dispatch_floating(c.dtype(), "addmm_", [&]<class T>() { gemm_rows<T>(a.detach(), b.detach(), c.data<T>(), true, true); });
+  c.storage()->bump_version();
+}
+
+Tensor linear(const Tensor& x_in, const Tensor& w, const Tensor& bias, const Tensor& w_t) {
   check_same("linear", x_in, w);
   WEFT_CHECK(x_in.dim() >= 1 && w.dim() == 2, "linear: input ", x_in.shape(), " and weight ", w.shape(),
              ": the weight must be 2-D (out, in)");
@@ -119,10 +136,16 @@ Tensor linear(const Tensor& x_in, const Tensor& w, const Tensor& bias) {
     WEFT_CHECK(bias.dim() == 1 && bias.shape()[0] == out_f, "linear: bias ", bias.shape(), " does not match weight ",
                w.shape(), " (expected (", out_f, "))");
   }
+  if (w_t.defined()) {
+    check_same("linear", x_in, w_t);
+    WEFT_CHECK((w_t.shape() == Shape{in, out_f}) && w_t.is_contiguous(), "linear: the transposed weight ", w_t.shape(),
+               " must be a contiguous (", in, ", ", out_f, ") copy of the weight ", w.shape(), "'s transpose");
+  }
   const Tensor x = views::reshape(x_in, {-1, in});  // leading dims flatten into rows
   const int64_t n = x.shape()[0];
   Tensor out = empty({n, out_f}, x.dtype(), x.device());
-  const Tensor wt = views::t(w);  // (in, out) column-major view: no copy
+  // (in, out): the caller's row-major copy, or a column-major view of w (no copy)
+  const Tensor wt = w_t.defined() ? w_t.detach() : views::t(w);
   dispatch_floating(x.dtype(), "linear", [&]<class T>() {
     if (!x.device().is_cpu()) return backend(x.device()).linear(out, x, w.detach(), bias.defined() ? bias.detach() : Tensor());
     T* o = out.data<T>();

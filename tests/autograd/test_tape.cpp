@@ -220,3 +220,29 @@ TEST_CASE("each thread has its own tape", "[tape]") {
   REQUIRE(w1.grad().to_vector<float>() == std::vector<float>(4, 5.0f));
   REQUIRE(w2.grad().to_vector<float>() == std::vector<float>(4, 7.0f));
 }
+
+// BackwardArgs::grad_into: linear adds a later contribution into .grad inside its GEMM
+// (raw::addmm_). The sum must be the one separate backwards give, and a .grad zeroed in
+// place (DDP's bucket views) must end exactly as one set to none.
+TEST_CASE("a weight gradient accumulated inside the GEMM equals the separate sum", "[tape]") {
+  Generator g(3);
+  Tensor w = randn({6, 5}, {.requires_grad = true}, g), b = randn({6}, {.requires_grad = true}, g);
+  const Tensor x1 = randn({4, 5}, {}, g), x2 = randn({3, 5}, {}, g);
+  auto loss = [&](const Tensor& x) { Tensor h = linear(x, w, b).relu(); return (h * h).sum(); };
+  loss(x1).backward();
+  const Tensor g1 = w.grad().clone(), gb1 = b.grad().clone();
+  w.set_grad(Tensor()), b.set_grad(Tensor());
+  loss(x2).backward();
+  const Tensor g2 = w.grad().clone(), gb2 = b.grad().clone();
+  w.set_grad(Tensor()), b.set_grad(Tensor());
+  loss(x1).backward();
+  const uint64_t version = w.grad().version();
+  loss(x2).backward();  // this one goes through grad_into
+  CHECK(w.grad().version() > version);
+  CHECK(allclose(w.grad(), g1 + g2, 1e-6, 1e-6));
+  CHECK(allclose(b.grad(), gb1 + gb2, 1e-6, 1e-6));
+
+  autograd::zero_grad({w, b}, /*set_to_none=*/false);  // zeros kept in place
+  loss(x2).backward();
+  CHECK(equal(w.grad(), g2));
+}

@@ -222,3 +222,39 @@ TEST_CASE("the thread pool runs every index once and forwards exceptions", "[thr
                       "boom in a worker");
   REQUIRE_THROWS_WITH(set_num_threads(0), Catch::Contains("at least 1"));
 }
+
+TEST_CASE("addmm_ adds a product into its destination", "[ops][matmul]") {
+  Generator g(8);
+  const Tensor a = randn({5, 3}, {}, g), b = randn({3, 4}, {}, g), c0 = randn({5, 4}, {}, g);
+  Tensor c = c0.clone();
+  raw::addmm_(c, a, b);
+  CHECK(allclose(c, c0 + a.matmul(b), 1e-6, 1e-6));
+  Tensor ct = c0.clone();
+  raw::addmm_(ct, a.t().contiguous().t(), b.t().contiguous().t());  // column-major operands
+  CHECK(allclose(ct, c, 1e-6, 1e-6));
+  Tensor cd = c0.to(DType::Float64);
+  raw::addmm_(cd, a.to(DType::Float64), b.to(DType::Float64));
+  CHECK(allclose(cd.to(DType::Float32), c, 1e-6, 1e-6));
+  Tensor z = zeros({5, 4});
+  raw::addmm_(z, zeros({5, 0}), zeros({0, 4}));  // an empty sum adds nothing
+  CHECK(equal(z, zeros({5, 4})));
+  REQUIRE_THROWS_WITH(raw::addmm_(c, b, a), Catch::Contains("addmm_: (5,4) += (3,4) @ (5,3)"));
+  REQUIRE_THROWS_WITH(raw::addmm_(zeros({4, 5}).t(), a, b), Catch::Contains("must be contiguous"));
+}
+
+// copy_ moves a transposed matrix through tiles (tensor/cpu/copy.cpp): every size around
+// the tile and SSE block edges, a row stride wider than the matrix, each element width.
+TEST_CASE("copying a transposed matrix gives its transpose exactly", "[ops][copy]") {
+  for (DType dt : {DType::Float32, DType::Float64, DType::Int64})
+    for (int64_t r : {1, 2, 3, 4, 5, 17, 33, 70})
+      for (int64_t c : {2, 4, 7, 16, 31, 65}) {
+        const Tensor wide = arange(0, double(r * (c + 3))).reshape({r, c + 3}).to(dt);
+        const Tensor m = wide.narrow(1, 1, c);  // (r, c), row stride c + 3, offset 1
+        const Tensor t = m.t().contiguous();     // (c, r)
+        // t[i][j] = m[j][i] = j * (c + 3) + i + 1
+        const Tensor want = (arange(0, double(r)) * double(c + 3)).unsqueeze(0) + (arange(0, double(c)) + 1.0).unsqueeze(1);
+        INFO(dtype_name(dt) << " " << r << " x " << c);
+        REQUIRE(t.is_contiguous());
+        CHECK(equal(t, want.to(dt)));
+      }
+}
