@@ -49,8 +49,10 @@ Tensor amin(const Tensor& a, const Shape& dims = {}, bool keepdim = false);
 
 // ---- linear algebra, softmax, indexing (autograd/ops/nn_ops.cpp) ---------------------
 Tensor matmul(const Tensor& a, const Tensor& b);
-// x (..., in) @ w (out, in)^T + b (out) -> (..., out); b may be undefined.
-Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b = Tensor());
+// x (..., in) @ w (out, in)^T + b (out) -> (..., out); b may be undefined. w_t, when
+// given, is a contiguous copy of w's transpose used for speed only (raw::linear): the
+// gradient goes to w.
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b = Tensor(), const Tensor& w_t = Tensor());
 Tensor softmax(const Tensor& a, int64_t dim);
 Tensor log_softmax(const Tensor& a, int64_t dim);
 Tensor gather(const Tensor& a, int64_t dim, const Tensor& index);

@@ -26,7 +26,53 @@ void Linear::reset_parameters(Generator& gen) {
 Tensor Linear::forward(const Tensor& x) {
   WEFT_CHECK(x.dim() >= 1 && x.size(-1) == in_features, "Linear(", in_features, ", ", out_features, "): input ",
              x.shape(), " must end in ", in_features, " features");
-  return linear(x, weight, bias);
+  return linear(x, weight, bias, transposed_weight(x.numel() / in_features));
+}
+
+Tensor Linear::transposed_weight(int64_t rows) {
+  if (!keep_transposed_weight || rows > kTransposeMaxRows || !TransposedWeightScope::active() ||
+      !weight.device().is_cpu() || !weight.is_contiguous())
+    return Tensor();
+  TransposedCopy& c = *transposed_;
+  std::lock_guard lock(c.mutex);
+  if (!c.value.defined() || c.storage.lock() != weight.storage() || c.offset != weight.offset() ||
+      c.version != weight.version()) {
+    if (!c.value.defined()) TransposedWeightScope::track(transposed_);  // once per scope
+    c.value = weight.detach().t().contiguous();  // (in, out), row-major
+    c.storage = weight.storage(), c.offset = weight.offset(), c.version = weight.version();
+  }
+  return c.value;
+}
+
+bool Linear::holds_transposed_weight() const {
+  std::lock_guard lock(transposed_->mutex);
+  return transposed_->value.defined();
+}
+
+namespace {
+struct ScopeState {
+  int depth = 0;
+  std::vector<std::weak_ptr<Linear::TransposedCopy>> copies;
+};
+thread_local ScopeState t_scope;
+}  // namespace
+
+TransposedWeightScope::TransposedWeightScope() { ++t_scope.depth; }
+
+TransposedWeightScope::~TransposedWeightScope() {
+  if (--t_scope.depth > 0) return;
+  for (auto& weak : t_scope.copies)
+    if (auto c = weak.lock()) {
+      std::lock_guard lock(c->mutex);
+      c->value = Tensor();
+    }
+  t_scope.copies.clear();
+}
+
+bool TransposedWeightScope::active() { return t_scope.depth > 0; }
+
+void TransposedWeightScope::track(const std::shared_ptr<Linear::TransposedCopy>& copy) {
+  t_scope.copies.push_back(copy);
 }
 
 std::string Linear::repr() const {

@@ -8,6 +8,7 @@
 
 #include "../../autograd/functions.h"
 #include "../../autograd/tape.h"
+#include "../../nn/linear.h"
 #include "../../tensor/memory.h"
 #include "../../tensor/thread_pool.h"
 #include "../trace.h"
@@ -164,6 +165,9 @@ double PipelineStage::train_step(const PipelineSchedule& schedule, const Tensor&
     rows = y.size(0);
     ys = split_rows(y, microbatch_rows(rows, m));
   }
+  // The step's m forwards share one set of weights: Linear layers transpose theirs once
+  // (nn/linear.h, THE TRANSPOSED WEIGHT) instead of every microbatch's GEMM doing it.
+  nn::TransposedWeightScope keep_transposed;
   stats_ = StageStats{};
   reset_device_peak(device_);
   const int64_t start_bytes = device_memory(device_).allocated;
@@ -197,6 +201,7 @@ double PipelineStage::train_step(const PipelineSchedule& schedule, const Tensor&
 
 Tensor PipelineStage::forward(const Tensor& x, int microbatches) {
   autograd::NoGradGuard no_grad;
+  nn::TransposedWeightScope keep_transposed;  // as in train_step
   std::optional<ThreadLimit> limit;
   if (intra_op_threads_ > 0) limit.emplace(intra_op_threads_);
   std::vector<Tensor> xs, outs;

@@ -271,3 +271,54 @@ TEST_CASE("Sequential from shared_ptrs of any module, and add<T>(args...)", "[nn
   CHECK(names[3].first == "2.bias");
   CHECK(b.forward(zeros({5, 4})).shape() == Shape{5, 2});
 }
+
+// nn/linear.h, THE TRANSPOSED WEIGHT: inside a scope a Linear keeps W^T while W is
+// unchanged, follows every in-place change of W, and frees it when the scope ends.
+TEST_CASE("Linear keeps a transposed weight only inside a TransposedWeightScope", "[nn][linear]") {
+  Generator g(5);
+  nn::Linear fc(7, 5);
+  const Tensor x = randn({3, 7}, {}, g), big = randn({nn::Linear::kTransposeMaxRows + 1, 7}, {}, g);
+  const Tensor plain = fc(x);
+  CHECK_FALSE(fc.holds_transposed_weight());  // outside a scope: nothing kept
+  {
+    nn::TransposedWeightScope scope;
+    CHECK(allclose(fc(x), plain, 1e-6, 1e-6));
+    CHECK(fc.holds_transposed_weight());
+    {
+      autograd::NoGradGuard no_grad;
+      fc.weight.mul_(2.0);  // an in-place change bumps the version: the copy is remade
+    }
+    const Tensor bias = fc.bias.detach().unsqueeze(0);
+    CHECK(allclose(fc(x), (plain - bias) * 2.0 + bias, 1e-5, 1e-5));
+    {
+      nn::TransposedWeightScope nested;  // part of the outer scope
+    }
+    CHECK(fc.holds_transposed_weight());
+    fc.weight = randn({5, 7}, {.requires_grad = true}, g);  // a new tensor altogether
+    CHECK(allclose(fc(x), raw::linear(x, fc.weight, fc.bias), 1e-6, 1e-6));
+    nn::Linear other(7, 5);
+    other(big);  // too many rows to be worth a copy
+    CHECK_FALSE(other.holds_transposed_weight());
+    other.keep_transposed_weight = false;
+    other(x);
+    CHECK_FALSE(other.holds_transposed_weight());
+  }
+  CHECK_FALSE(fc.holds_transposed_weight());  // freed with the scope
+}
+
+TEST_CASE("Linear's gradients inside a TransposedWeightScope are the plain ones", "[nn][linear]") {
+  Generator g(6);
+  nn::Linear a(6, 4), b(6, 4);
+  b.weight.detach().copy_(a.weight), b.bias.detach().copy_(a.bias);
+  const Tensor x = randn({5, 6}, {.requires_grad = true}, g), x2 = x.detach().clone().requires_grad_();
+  Tensor h = a(x);
+  (h * h).sum().backward();
+  {
+    nn::TransposedWeightScope scope;
+    Tensor h = b(x2);
+    (h * h).sum().backward();
+  }
+  CHECK(allclose(a.weight.grad(), b.weight.grad(), 1e-5, 1e-6));
+  CHECK(allclose(a.bias.grad(), b.bias.grad(), 1e-5, 1e-6));
+  CHECK(allclose(x.grad(), x2.grad(), 1e-5, 1e-6));
+}

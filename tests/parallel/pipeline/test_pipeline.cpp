@@ -24,8 +24,10 @@ using test::cpus;
 using test::images;
 
 // One device: microbatches in order 0..m-1, each loss weighted by its share of the rows.
-// Returns the batch's mean loss (the sum of the shares).
+// Returns the batch's mean loss (the sum of the shares). Like a stage, it keeps the
+// Linear layers' transposed weights for the step.
 double reference_step(nn::Module& model, const Tensor& x, const Tensor& y, int m) {
+  nn::TransposedWeightScope keep_transposed;
   double total = 0;
   for (const auto& [s, e] : pp::microbatch_rows(x.size(0), m)) {
     Tensor loss = mean_ce(model(x.narrow(0, s, e - s)), y.narrow(0, s, e - s)) * (double(e - s) / double(x.size(0)));
