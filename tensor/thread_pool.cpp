@@ -9,7 +9,9 @@
 #include <exception>
 #include <memory>
 #include <mutex>
+#include <system_error>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -75,17 +77,20 @@ bool spin_until(Pred pred) {
 class Pool {
  public:
   explicit Pool(int threads) : threads_(threads) {
-    for (int i = 1; i < threads; ++i) workers_.emplace_back([this] { loop(); });
-  }
-  ~Pool() {
-    {
-      std::lock_guard<std::mutex> lk(mu_);
-      stop_ = true;
+    for (int i = 1; i < threads; ++i) {
+      try {
+        workers_.emplace_back([this] { loop(); });
+      } catch (const std::system_error& e) {
+        // The system refused a thread (a process or address-space limit). Stop and join
+        // the workers already running -- leaving them waiting on cv_ while it is
+        // destroyed would hang -- and say what to do.
+        stop();
+        throw Error(detail::str("thread pool: could not start worker thread ", i, " of ", threads - 1, " (",
+                                e.what(), "); ask for fewer threads (--threads, set_num_threads or WEFT_NUM_THREADS)"));
+      }
     }
-    stop_flag_ = true;
-    cv_.notify_all();
-    for (auto& w : workers_) w.join();
   }
+  ~Pool() { stop(); }
   int threads() const { return threads_; }
 
   void submit(std::vector<Task>& tasks) {
@@ -135,6 +140,17 @@ class Pool {
     }
   }
 
+  void stop() {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      stop_ = true;
+    }
+    stop_flag_ = true;
+    cv_.notify_all();
+    for (auto& w : workers_) w.join();
+    workers_.clear();
+  }
+
   int threads_;
   std::vector<std::thread> workers_;
   std::deque<Task> queue_;
@@ -182,8 +198,8 @@ void set_num_threads(int n) {
   {
     std::lock_guard<std::mutex> lk(g_pool_mu);
     if (g_pool && g_pool->threads() == n) return;
-    old = std::move(g_pool);
-    g_pool = std::make_shared<Pool>(n);
+    auto fresh = std::make_shared<Pool>(n);  // if it throws, the old pool stays in place
+    old = std::exchange(g_pool, std::move(fresh));
     g_threads = n;
   }
   // `old` joins its workers here, after any parallel_for still holding it finishes.
