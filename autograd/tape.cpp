@@ -116,13 +116,6 @@ void check_grad_shape(const TapeEntry& e, size_t i, const Tensor& g, const Shape
              ", expected ", want, " (a bug in the op's backward)");
 }
 
-void fire_hooks(const Tensor& leaf) {
-  auto& m = *leaf.impl()->autograd;
-  // Copy first: a hook may register or remove hooks.
-  auto hooks = m.hooks;
-  for (auto& [id, hook] : hooks) hook(leaf);
-}
-
 // The leaf's .grad when a backward closure may add into it in place (BackwardArgs::
 // grad_into): defined, contiguous, and shaped, typed and placed like the leaf.
 Tensor accumulation_target(const TensorImpl& leaf) {
@@ -133,18 +126,39 @@ Tensor accumulation_target(const TensorImpl& leaf) {
   return g;
 }
 
-void add_to_leaf(const std::shared_ptr<TensorImpl>& leaf_impl, const Tensor& g) {
+// The contributions a backward walk has counted into leaves' pending counts and not yet
+// delivered: on an error they are taken back, leaving other threads' counts alone.
+using Owed = std::map<const TensorImpl*, int>;
+
+// Adds one contribution g (undefined: none, or already added in place) into the leaf
+// and fires its hooks when it was the last one pending. The hooks run outside the lock:
+// they may be slow (DDP starts an all-reduce) or touch other leaves.
+void add_to_leaf(const std::shared_ptr<TensorImpl>& leaf_impl, const Tensor& g, Owed& owed) {
   Tensor leaf(leaf_impl);
   auto& m = *leaf_impl->autograd;
-  if (g.defined()) {
-    WEFT_CHECK(g.shape() == leaf.shape(), "backward: gradient of shape ", g.shape(), " for a leaf of shape ",
-               leaf.shape());
-    accumulate(m.grad, g);
+  std::vector<std::pair<int, GradReadyHook>> hooks;
+  {
+    std::lock_guard lock(m.mutex);
+    if (g.defined()) {
+      WEFT_CHECK(g.shape() == leaf.shape(), "backward: gradient of shape ", g.shape(), " for a leaf of shape ",
+                 leaf.shape());
+      accumulate(m.grad, g);
+    }
+    --owed[leaf_impl.get()];
+    if (--m.pending == 0) hooks = m.hooks;  // a copy: a hook may register or remove hooks
   }
-  if (--m.pending == 0) fire_hooks(leaf);
+  for (auto& [id, hook] : hooks) hook(leaf);
 }
 
 }  // namespace
+
+AutogradMeta& meta_of(const Tensor& t) {
+  static std::mutex making;
+  std::lock_guard lock(making);
+  auto& m = t.impl()->autograd;
+  if (!m) m = std::make_shared<AutogradMeta>();
+  return *m;
+}
 
 bool is_grad_enabled() { return t_grad_enabled; }
 void set_grad_enabled(bool on) { t_grad_enabled = on; }
@@ -201,7 +215,7 @@ Tensor record(const char* name, const Tensor& output, std::span<const Tensor> in
 namespace {
 
 // Runs one entry's closure and routes the input gradients.
-void run_entry(Tape& tape, TapeEntry& e) {
+void run_entry(Tape& tape, TapeEntry& e, Owed& owed) {
   std::vector<Tensor> saved;
   saved.reserve(e.saved.size());
   for (size_t i = 0; i < e.saved.size(); ++i) {
@@ -214,10 +228,27 @@ void run_entry(Tape& tape, TapeEntry& e) {
     saved.push_back(s.value);
   }
   auto needs = std::make_unique<bool[]>(e.inputs.size());
+  for (size_t i = 0; i < e.inputs.size(); ++i) needs[i] = e.inputs[i].wants_grad();
+  // Leaves whose .grad the closure may add into in place (BackwardArgs::grad_into) stay
+  // locked while it runs. Only a lock got without waiting is used (a leaf that another
+  // thread's backward holds gets its contribution below, like any other), and all are
+  // released before the blocking locks below: no thread ever waits holding one.
   std::vector<Tensor> into(e.inputs.size());
+  std::vector<std::unique_lock<std::mutex>> held;
   for (size_t i = 0; i < e.inputs.size(); ++i) {
-    needs[i] = e.inputs[i].wants_grad();
-    if (e.inputs[i].leaf) into[i] = accumulation_target(*e.inputs[i].leaf);
+    const TensorImpl* leaf = e.inputs[i].leaf.get();
+    if (!leaf) continue;
+    bool repeated = false;  // the same leaf twice (x * x): lock it once, offer it to neither
+    for (size_t j = 0; j < i; ++j) repeated = repeated || e.inputs[j].leaf.get() == leaf;
+    if (repeated) {
+      for (size_t j = 0; j < i; ++j)
+        if (e.inputs[j].leaf.get() == leaf) into[j] = Tensor();
+      continue;
+    }
+    std::unique_lock lock(leaf->autograd->mutex, std::try_to_lock);
+    if (!lock.owns_lock()) continue;
+    into[i] = accumulation_target(*leaf);
+    if (into[i].defined()) held.push_back(std::move(lock));
   }
   std::vector<Tensor> grads;
   if (e.grad.defined()) {
@@ -230,11 +261,12 @@ void run_entry(Tape& tape, TapeEntry& e) {
   } else {
     grads.resize(e.inputs.size());  // no gradient reached this entry: inputs get none
   }
+  held.clear();
   for (size_t i = 0; i < e.inputs.size(); ++i) {
     const Edge& in = e.inputs[i];
     if (in.leaf) {
       if (grads[i].defined()) check_grad_shape(e, i, grads[i], in.leaf->shape);
-      add_to_leaf(in.leaf, grads[i]);
+      add_to_leaf(in.leaf, grads[i], owed);
     } else if (in.producer >= 0 && grads[i].defined()) {
       TapeEntry* p = tape.at(in.producer);
       check_grad_shape(e, i, grads[i], p->out_shape);
@@ -243,7 +275,7 @@ void run_entry(Tape& tape, TapeEntry& e) {
   }
 }
 
-void run_needed(Tape& tape, const std::vector<int64_t>& needed);
+void run_needed(Tape& tape, const std::vector<int64_t>& needed, Owed& owed);
 
 }  // namespace
 
@@ -264,9 +296,13 @@ void backward(const Tensor& root, const Tensor& grad_in) {
   NoGradGuard no_grad;  // backward formulas are not themselves recorded
 
   AutogradMeta& rm = meta(root);
+  Owed owed;
   if (rm.producer < 0) {  // a leaf: d(root)/d(root) = grad
-    rm.pending = 1;
-    add_to_leaf(root.impl_ptr(), grad);
+    {
+      std::lock_guard lock(rm.mutex);
+      ++rm.pending, ++owed[root.impl()];
+    }
+    add_to_leaf(root.impl_ptr(), grad, owed);
     return;
   }
   Tape& tape = *rm.tape;
@@ -277,14 +313,16 @@ void backward(const Tensor& root, const Tensor& grad_in) {
   // Pass 1: mark what root depends on (a breadth-first search from root's entry); count
   // each leaf's incoming contributions.
   std::vector<int64_t> needed{top};
-  std::vector<std::shared_ptr<TensorImpl>> leaves;
+  std::map<const TensorImpl*, std::shared_ptr<TensorImpl>> leaves;  // alive until the walk ends
   tape.at(top)->needed = true;
   try {
     for (size_t k = 0; k < needed.size(); ++k) {
       TapeEntry* e = tape.at(needed[k]);
       for (const Edge& in : e->inputs) {
         if (in.leaf) {
-          if (in.leaf->autograd->pending++ == 0) leaves.push_back(in.leaf);
+          std::lock_guard lock(in.leaf->autograd->mutex);
+          ++in.leaf->autograd->pending, ++owed[in.leaf.get()];
+          leaves.emplace(in.leaf.get(), in.leaf);
         } else if (in.producer >= 0) {
           TapeEntry* p = tape.at(in.producer);
           WEFT_CHECK(p, "backward: part of the graph (", e->name, "'s input) was already freed by an earlier "
@@ -299,9 +337,12 @@ void backward(const Tensor& root, const Tensor& grad_in) {
     tape.at(top)->grad = grad;
     // Pass 2: newest first, which is a reverse topological order.
     std::sort(needed.begin(), needed.end(), std::greater<>());
-    run_needed(tape, needed);
+    run_needed(tape, needed, owed);
   } catch (...) {
-    for (auto& leaf : leaves) leaf->autograd->pending = 0;  // leave the leaves usable
+    for (const auto& [impl, leaf] : leaves) {  // take back what this walk still owed
+      std::lock_guard lock(leaf->autograd->mutex);
+      leaf->autograd->pending -= owed[impl];
+    }
     for (int64_t seq : needed)
       if (TapeEntry* e = tape.at(seq)) e->needed = false;
     throw;
@@ -309,12 +350,12 @@ void backward(const Tensor& root, const Tensor& grad_in) {
 }
 
 namespace {
-void run_needed(Tape& tape, const std::vector<int64_t>& needed) {
+void run_needed(Tape& tape, const std::vector<int64_t>& needed, Owed& owed) {
   for (int64_t s : needed) {
     TapeEntry* e = tape.at(s);
     if (auto out = e->output.lock(); out && out->autograd && out->autograd->retains_grad && e->grad.defined())
       accumulate(out->autograd->grad, e->grad);
-    run_entry(tape, *e);
+    run_entry(tape, *e, owed);
     tape.release(s);
   }
 }

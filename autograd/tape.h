@@ -36,6 +36,7 @@
 #include <functional>
 #include <initializer_list>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <vector>
 
@@ -113,6 +114,13 @@ struct AutogradMeta {  // (requires_grad itself is TensorImpl::requires_grad)
   std::vector<std::pair<int, GradReadyHook>> hooks;
   int next_hook_id = 0;
   int pending = 0;
+  // Guards grad and pending of a leaf: backward walks on several threads (each with its
+  // own tape) may reach one shared leaf, and each contribution must land.
+  std::mutex mutex;
 };
+
+// t's autograd state, made on first use (under a lock: two threads may record ops on
+// one leaf for the first time at once).
+AutogradMeta& meta_of(const Tensor& t);
 
 }  // namespace weft::autograd

@@ -6,13 +6,7 @@ namespace weft {
 
 using autograd::AutogradMeta;
 
-namespace {
-AutogradMeta& meta_of(const Tensor& t) {
-  auto& m = t.impl()->autograd;
-  if (!m) m = std::make_shared<AutogradMeta>();
-  return *m;
-}
-}  // namespace
+using autograd::meta_of;
 
 
 bool Tensor::is_leaf() const { return !impl_->autograd || impl_->autograd->producer < 0; }

@@ -246,3 +246,24 @@ TEST_CASE("a weight gradient accumulated inside the GEMM equals the separate sum
   loss(x2).backward();
   CHECK(equal(w.grad(), g2));
 }
+
+// Issue 17: two threads running backward into one shared leaf lost contributions (the
+// leaf's accumulation and pending count were unlocked). Every one must land, through
+// the plain path (mul) and through the in-place GEMM path (linear's grad_into).
+TEST_CASE("backward on several threads into one shared leaf loses nothing", "[tape][threads]") {
+  constexpr int kPerThread = 2000;
+  Tensor w = zeros({1}, {.requires_grad = true});
+  Tensor lw = zeros({4, 3}, {.requires_grad = true});
+  const Tensor x = ones({2, 3});
+  auto work = [&] {
+    ThreadLimit one(1);
+    for (int i = 0; i < kPerThread; ++i) {
+      (w * 1.0).sum().backward();
+      if (i % 4 == 0) linear(x, lw).sum().backward();  // d/dlw = 2 per element per call
+    }
+  };
+  std::thread a(work), b(work);
+  a.join(), b.join();
+  CHECK(w.grad().item<double>() == 2 * kPerThread);
+  CHECK(equal(lw.grad(), full({4, 3}, 2.0 * 2 * (kPerThread / 4))));
+}
