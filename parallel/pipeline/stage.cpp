@@ -167,7 +167,9 @@ double PipelineStage::train_step(const PipelineSchedule& schedule, const Tensor&
   }
   // The step's m forwards share one set of weights: Linear layers transpose theirs once
   // (nn/linear.h, THE TRANSPOSED WEIGHT) instead of every microbatch's GEMM doing it.
-  nn::TransposedWeightScope keep_transposed;
+  // With one microbatch there is nothing to share the copy with.
+  std::optional<nn::TransposedWeightScope> keep_transposed;
+  if (m > 1) keep_transposed.emplace();
   stats_ = StageStats{};
   reset_device_peak(device_);
   const int64_t start_bytes = device_memory(device_).allocated;
@@ -201,7 +203,8 @@ double PipelineStage::train_step(const PipelineSchedule& schedule, const Tensor&
 
 Tensor PipelineStage::forward(const Tensor& x, int microbatches) {
   autograd::NoGradGuard no_grad;
-  nn::TransposedWeightScope keep_transposed;  // as in train_step
+  std::optional<nn::TransposedWeightScope> keep_transposed;  // as in train_step
+  if (microbatches > 1) keep_transposed.emplace();
   std::optional<ThreadLimit> limit;
   if (intra_op_threads_ > 0) limit.emplace(intra_op_threads_);
   std::vector<Tensor> xs, outs;
