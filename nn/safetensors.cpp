@@ -7,6 +7,7 @@
 #include "safetensors.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -17,7 +18,9 @@
 #include <cstring>
 #include <filesystem>
 #include <limits>
+#include <mutex>
 #include <optional>
+#include <set>
 #include <string_view>
 #include <tuple>
 #include <utility>
@@ -328,6 +331,47 @@ void read_exact(int fd, uint8_t* dst, uint64_t n, uint64_t offset, const std::st
   }
 }
 
+// The temporary files this process is writing now (saves may run on several threads),
+// so that removing stale ones never removes a save in progress.
+std::mutex live_temps_mutex;
+std::set<std::string> live_temps;
+
+// The process that wrote `name`, if it is `prefix` followed by "<pid>.<n>": the name
+// of a temporary file of a save (TempFile).
+std::optional<pid_t> temp_owner(const std::string& name, const std::string& prefix) {
+  if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0) return std::nullopt;
+  const std::string rest = name.substr(prefix.size());
+  const auto dot = rest.find('.');
+  const auto digits = [](const std::string& s) {
+    return !s.empty() && s.size() <= 9 && s.find_first_not_of("0123456789") == std::string::npos;
+  };
+  if (dot == std::string::npos || !digits(rest.substr(0, dot)) || !digits(rest.substr(dot + 1))) return std::nullopt;
+  return static_cast<pid_t>(std::stol(rest.substr(0, dot)));
+}
+
+// A save killed between creating its temporary file and the rename leaves
+// "<target>.tmp.<pid>.<n>" beside the target, the size of a checkpoint. The next save to
+// the same target removes those of processes that are gone, and this process's own that
+// no save is writing (a container often gives a rerun the dead run's pid). Best effort:
+// what cannot be listed or removed stays. (A process of another machine sharing the
+// directory looks gone: its save then fails at the rename, cleanly.) The caller holds
+// live_temps_mutex.
+void remove_stale_temps(const std::string& target) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::path(target).parent_path().empty() ? fs::path(".") : fs::path(target).parent_path();
+  const std::string file = fs::path(target).filename().string(), prefix = file + ".tmp.";
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    const std::optional<pid_t> pid = temp_owner(name, prefix);
+    if (!pid) continue;
+    const bool gone = *pid == ::getpid() ? !live_temps.contains(target + name.substr(file.size()))
+                                         : ::kill(*pid, 0) != 0 && errno == ESRCH;
+    std::error_code ignored;
+    if (gone) fs::remove(it->path(), ignored);
+  }
+}
+
 // The temporary file a save writes before renaming it over the target, in the same
 // directory so the rename cannot cross file systems. Until commit() succeeds the
 // destructor removes it, so every failure path, exceptions included, cleans up.
@@ -335,6 +379,8 @@ class TempFile {
  public:
   explicit TempFile(const std::string& target) : target_(target) {
     static std::atomic<uint64_t> counter{0};
+    std::lock_guard lock(live_temps_mutex);
+    remove_stale_temps(target);
     for (int attempt = 0; attempt < 100 && fd_ < 0; ++attempt) {
       path_ = detail::str(target, ".tmp.", ::getpid(), ".", counter++);
       // 0666 and O_EXCL rather than mkstemp: the file gets the umask's usual permissions.
@@ -342,10 +388,13 @@ class TempFile {
       if (fd_ < 0 && errno != EEXIST) break;
     }
     if (fd_ < 0) fail(target_, "cannot create the temporary file ", path_, ": ", errno_text());
+    live_temps.insert(path_);
   }
   ~TempFile() {
     if (fd_ >= 0) ::close(fd_);
+    std::lock_guard lock(live_temps_mutex);
     if (!committed_) ::unlink(path_.c_str());
+    live_temps.erase(path_);
   }
   TempFile(const TempFile&) = delete;
   TempFile& operator=(const TempFile&) = delete;
@@ -470,6 +519,12 @@ SafeTensors load_safetensors(const std::string& path) {
   return materialise(std::move(h), path, [&](uint8_t* dst, uint64_t nbytes, uint64_t offset) {
     read_exact(fd.get(), dst, nbytes, offset, path);
   });
+}
+
+void check_can_save(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) fail(path, "is a directory; a file is saved under this name");
+  TempFile probe(path);  // created the way a save creates it, and removed again (never committed)
 }
 
 void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,

@@ -48,9 +48,17 @@ struct SafeTensors {
 // `metadata` to `path`, atomically: the bytes go to a temporary file beside `path`, which
 // is flushed to disk and then renamed over `path`. A reader therefore sees the old file
 // or the new one, never half of one. On failure the temporary file is removed and
-// weft::Error names `path`. Names must be unique and not "__metadata__".
+// weft::Error names `path`. Names must be unique and not "__metadata__". Temporary files
+// left by earlier saves to `path` that were killed are removed first (check_can_save).
 void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
                       const std::map<std::string, std::string>& metadata = {});
+
+// Throws weft::Error naming `path` when save_safetensors could not write there (its
+// directory is missing or not writable, or `path` is a directory), by creating and
+// removing the temporary file a save would: a program that saves after hours of work
+// calls it at start. Like a save, it removes the stale temporary files of killed saves
+// to `path` ("<path>.tmp.<pid>.<n>" of a process that is gone).
+void check_can_save(const std::string& path);
 
 // Reads a safetensors file into fresh contiguous tensors on the CPU.
 SafeTensors load_safetensors(const std::string& path);

@@ -1,5 +1,7 @@
 #include "adam.h"
 
+#include <cmath>
+
 #include "../tensor/raw.h"
 
 namespace weft::optim {
@@ -8,7 +10,10 @@ Adam::Adam(std::vector<Tensor> params, const AdamOptions& opt, bool decoupled_wd
     : Optimizer(std::move(params), opt.lr), options(opt), decoupled(decoupled_wd) {
   WEFT_CHECK(opt.beta1 >= 0 && opt.beta1 < 1 && opt.beta2 >= 0 && opt.beta2 < 1, "Adam: betas must be in [0, 1), got ",
              opt.beta1, ", ", opt.beta2);
-  WEFT_CHECK(opt.eps >= 0 && opt.weight_decay >= 0, "Adam: eps and weight_decay must be >= 0");
+  // Each named with its value: a NaN weight decay must not be reported as a bad eps.
+  WEFT_CHECK(opt.eps >= 0 && std::isfinite(opt.eps), "Adam: eps must be finite and >= 0, got ", opt.eps);
+  WEFT_CHECK(opt.weight_decay >= 0 && std::isfinite(opt.weight_decay),
+             "Adam: weight_decay must be finite and >= 0, got ", opt.weight_decay);
 }
 
 // One fused raw::adam_step_ for the group (the formula: tensor/optim_math.h).

@@ -24,6 +24,9 @@ class Adam : public Optimizer {
   const AdamOptions options;
   const bool decoupled;
 
+  std::string kind() const override { return decoupled ? "adamw" : "adam"; }
+  std::vector<std::string> state_names() const override { return {"exp_avg", "exp_avg_sq"}; }
+
  protected:
   void update(const std::vector<size_t>& idx, int64_t t) override;
 

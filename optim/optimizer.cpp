@@ -1,7 +1,8 @@
 #include "optimizer.h"
 
 #include <algorithm>
-#include <map>
+#include <limits>
+#include <optional>
 
 #include "../autograd/tape.h"
 #include "../tensor/raw.h"
@@ -9,7 +10,9 @@
 namespace weft::optim {
 
 Optimizer::Optimizer(std::vector<Tensor> params, double lr) : params_(std::move(params)), lr_(lr) {
-  WEFT_CHECK(lr >= 0, "optimizer: learning rate must be >= 0, got ", lr);
+  // A NaN or infinite rate turns every weight into NaN (both comparisons fail for NaN).
+  WEFT_CHECK(lr >= 0 && lr < std::numeric_limits<double>::infinity(),
+             "optimizer: learning rate must be finite and >= 0, got ", lr);
   for (size_t i = 0; i < params_.size(); ++i) {
     const Tensor& p = params_[i];
     WEFT_CHECK(p.defined() && p.is_leaf() && p.requires_grad(), "optimizer: parameter ", i,
@@ -59,7 +62,8 @@ void Optimizer::step() {
 }
 
 void Optimizer::set_lr(double lr) {
-  WEFT_CHECK(lr >= 0, "optimizer: learning rate must be >= 0, got ", lr);
+  WEFT_CHECK(lr >= 0 && lr < std::numeric_limits<double>::infinity(),
+             "optimizer: learning rate must be finite and >= 0, got ", lr);
   lr_ = lr;
   if (lr_device_.defined()) raw::fill_(lr_device_, lr);
 }
@@ -80,24 +84,93 @@ nn::NamedTensors Optimizer::state_dict() const {
   return out;
 }
 
+namespace {
+
+// "a, b, c": at most the first 8, then how many there are in all (a 16-layer model's
+// state has 64 keys; the first few say what went wrong).
+std::string join_some(const std::vector<std::string>& keys) {
+  constexpr size_t kShown = 8;
+  std::string s;
+  for (size_t k = 0; k < keys.size() && k < kShown; ++k) s += (k ? ", " : "") + keys[k];
+  if (keys.size() > kShown) s += detail::str(", ... (", keys.size(), " in all)");
+  return s;
+}
+
+// "12.exp_avg" -> (12, "exp_avg"); (-1, "") for a key of another shape.
+std::pair<int64_t, std::string> split_state_key(const std::string& key) {
+  const auto dot = key.find('.');
+  if (dot == std::string::npos || dot == 0 || dot > 9 || key.find_first_not_of("0123456789") != dot) return {-1, ""};
+  return {std::stoll(key.substr(0, dot)), key.substr(dot + 1)};
+}
+
+// The step count of a saved state: one whole number >= 0.
+int64_t saved_step(const Tensor& t) {
+  WEFT_CHECK(t.numel() == 1, "optimizer load_state_dict: 'step' must hold one number, it has shape ", t.shape());
+  const int64_t step = t.item<int64_t>();
+  WEFT_CHECK(step >= 0, "optimizer load_state_dict: 'step' must be >= 0, got ", step);
+  return step;
+}
+
+}  // namespace
+
 void Optimizer::load_state_dict(const nn::NamedTensors& saved) {
-  std::map<std::string, Tensor> given(saved.begin(), saved.end());
-  auto it = given.find("step");
-  WEFT_CHECK(it != given.end(), "optimizer load_state_dict: no 'step' entry");
-  step_count_ = it->second.item<int64_t>();
+  const std::vector<std::string> names = state_names();
+  std::vector<std::string> unexpected, missing, wrong;
+  std::vector<std::vector<std::string>> present(params_.size());  // the buffers given, per parameter
+  std::optional<int64_t> step;
+  for (const auto& [key, t] : saved) {
+    if (key == "step") {
+      step = saved_step(t);
+      continue;
+    }
+    const auto [i, name] = split_state_key(key);
+    if (i < 0 || std::find(names.begin(), names.end(), name) == names.end()) unexpected.push_back(key);
+    else if (size_t(i) >= params_.size())
+      wrong.push_back(detail::str(key, " names parameter ", i, " but there are ", params_.size()));
+    else if (!(t.shape() == params_[size_t(i)].shape()))
+      wrong.push_back(detail::str(key, " (state ", t.shape(), ", parameter ", i, " ", params_[size_t(i)].shape(), ")"));
+    else present[size_t(i)].push_back(name);
+  }
+  WEFT_CHECK(step, "optimizer load_state_dict: no 'step' entry");
+  bool any_state = false;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    any_state |= !present[i].empty();
+    for (const std::string& name : names)
+      if (!present[i].empty() && std::find(present[i].begin(), present[i].end(), name) == present[i].end())
+        missing.push_back(std::to_string(i) + "." + name);
+  }
+  // A parameter without state has not stepped (no gradient yet); all of them without
+  // state after steps means the state is another optimizer's, one that keeps none.
+  if (*step > 0 && !any_state)
+    for (size_t i = 0; i < params_.size(); ++i)
+      for (const std::string& name : names) missing.push_back(std::to_string(i) + "." + name);
+  check_state_keys(unexpected, missing, wrong);
+
+  step_count_ = *step;
+  for (size_t i = 0; i < params_.size(); ++i)  // buffers the saved state lacks go: it is loaded as saved
+    std::erase_if(state_[i], [&](const auto& buffer) {
+      return std::find(present[i].begin(), present[i].end(), buffer.first) == present[i].end();
+    });
   for (const auto& [key, t] : saved) {
     if (key == "step") continue;
-    const auto dot = key.find('.');
-    WEFT_CHECK(dot != std::string::npos && dot > 0 && key.find_first_not_of("0123456789") == dot,
-               "optimizer load_state_dict: unexpected key '", key, "'");
-    const size_t i = std::stoul(key.substr(0, dot));
-    WEFT_CHECK(i < params_.size(), "optimizer load_state_dict: key '", key, "' names parameter ", i, " but there are ",
-               params_.size());
-    WEFT_CHECK(t.shape() == params_[i].shape(), "optimizer load_state_dict: '", key, "' has shape ", t.shape(),
-               ", parameter ", i, " has ", params_[i].shape());
-    Tensor& dst = state(i, key.substr(dot + 1));
+    const auto [i, name] = split_state_key(key);
+    Tensor& dst = state(size_t(i), name);
     raw::copy_(dst, t);
   }
+}
+
+void Optimizer::check_state_keys(const std::vector<std::string>& unexpected, const std::vector<std::string>& missing,
+                                 const std::vector<std::string>& wrong) const {
+  if (unexpected.empty() && missing.empty() && wrong.empty()) return;
+  std::string keeps;
+  for (const std::string& name : state_names()) keeps += (keeps.empty() ? "" : ", ") + name;
+  std::string problems;
+  if (!wrong.empty()) problems += "wrong keys: " + join_some(wrong) + "; ";
+  if (!unexpected.empty()) problems += "unexpected keys: " + join_some(unexpected) + "; ";
+  if (!missing.empty()) problems += "missing keys: " + join_some(missing) + "; ";
+  throw Error(detail::str("optimizer load_state_dict: the state does not fit this ", kind(), " optimizer (it keeps ",
+                          keeps.empty() ? "no buffers" : keeps, " per parameter): ",
+                          problems.substr(0, problems.size() - 2)));
 }
 
 }  // namespace weft::optim

@@ -33,8 +33,20 @@ class Optimizer {
   int64_t steps_taken() const { return step_count_; }
   const std::vector<Tensor>& params() const { return params_; }
 
+  // What kind of optimizer this is ("sgd", "adam", "adamw"): checkpoints record it, so
+  // that one optimizer's state is never loaded into another kind.
+  virtual std::string kind() const = 0;
+  // The state buffers a parameter gets once it has taken a step (SGD with momentum:
+  // momentum_buffer; Adam: exp_avg and exp_avg_sq). load_state_dict checks against it.
+  virtual std::vector<std::string> state_names() const = 0;
+
   // "step" plus "<i>.<buffer>" for each parameter i's state buffers.
   nn::NamedTensors state_dict() const;
+  // Strict, like Module::load_state_dict: nothing is loaded unless "step" is a count >= 0
+  // and every other key is "<i>.<name>" with i a parameter and name one of
+  // state_names(), of the parameter's shape. A parameter's buffers come all or none (none:
+  // it has not stepped yet), and a state that has stepped holds some. The error lists
+  // every unexpected and missing key.
   void load_state_dict(const nn::NamedTensors& state);
 
   // The state buffers (momentum, Adam moments) of parameter `param`, as handles that
@@ -60,6 +72,10 @@ class Optimizer {
   bool has_state(size_t i, const std::string& name) const;
 
  private:
+  // Throws the one error of load_state_dict that lists every bad key, if there is one.
+  void check_state_keys(const std::vector<std::string>& unexpected, const std::vector<std::string>& missing,
+                        const std::vector<std::string>& wrong) const;
+
   std::vector<Tensor> params_;
   std::vector<std::vector<std::pair<std::string, Tensor>>> state_;
   std::vector<std::function<void(Optimizer&)>> post_step_;

@@ -15,6 +15,8 @@ class LRScheduler {
   // Advances one step and sets the optimizer's learning rate.
   void step();
   int64_t last_step() const { return t_; }
+  // The optimizer's learning rate when the schedule was made: the peak it scales.
+  double base_lr() const { return base_lr_; }
   // The learning rate at step t (0 = before the first step()).
   virtual double lr_at(int64_t t) const = 0;
   // Jumps to step t (for resuming from a checkpoint).

@@ -1,13 +1,23 @@
 #include "sgd.h"
 
+#include <cmath>
+
 #include "../tensor/raw.h"
 
 namespace weft::optim {
 
 SGD::SGD(std::vector<Tensor> params, const SGDOptions& opt) : Optimizer(std::move(params), opt.lr), options(opt) {
-  WEFT_CHECK(opt.momentum >= 0 && opt.weight_decay >= 0, "SGD: momentum and weight_decay must be >= 0");
+  WEFT_CHECK(opt.momentum >= 0 && std::isfinite(opt.momentum), "SGD: momentum must be finite and >= 0, got ",
+             opt.momentum);
+  WEFT_CHECK(opt.weight_decay >= 0 && std::isfinite(opt.weight_decay),
+             "SGD: weight_decay must be finite and >= 0, got ", opt.weight_decay);
   WEFT_CHECK(!opt.nesterov || (opt.momentum > 0 && opt.dampening == 0),
              "SGD: Nesterov momentum needs momentum > 0 and dampening 0");
+}
+
+std::vector<std::string> SGD::state_names() const {
+  if (options.momentum == 0) return {};
+  return {"momentum_buffer"};
 }
 
 // One fused raw::sgd_step_ per group (the formula: tensor/optim_math.h).

@@ -22,6 +22,10 @@ class SGD : public Optimizer {
   SGD(std::vector<Tensor> params, const SGDOptions& opt);
   const SGDOptions options;
 
+  std::string kind() const override { return "sgd"; }
+  // momentum_buffer with momentum; nothing without.
+  std::vector<std::string> state_names() const override;
+
  protected:
   void update(const std::vector<size_t>& idx, int64_t t) override;
 

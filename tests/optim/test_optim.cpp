@@ -1,6 +1,7 @@
 // Optimizers against their formulas, computed independently in the test; schedules;
 // gradient clipping; state round trips.
 #include <cmath>
+#include <limits>
 
 #include "../helpers.h"
 
@@ -105,6 +106,22 @@ TEST_CASE("optimizer state round trip continues exactly", "[optim][state]") {
   REQUIRE(equal(p1, p2));
   REQUIRE_THROWS_WITH(a2.load_state_dict({{"step", full({}, 1.0, {.dtype = kInt64})}, {"7.exp_avg", zeros({3})}}),
                       Catch::Contains("parameter 7"));
+}
+
+TEST_CASE("optimizer hyper-parameters are checked, each named with its value", "[optim][errors]") {
+  Tensor p = ones({2}, {.requires_grad = true});
+  const double inf = std::numeric_limits<double>::infinity(), nan = std::nan("");
+  // --lr inf used to pass the constructor and fail later, in the schedule, as "-nan".
+  REQUIRE_THROWS_WITH(optim::AdamW({p}, {.lr = inf}), Catch::Contains("learning rate") && Catch::Contains("inf"));
+  REQUIRE_THROWS_WITH(optim::SGD({p}, {.lr = nan}), Catch::Contains("learning rate") && Catch::Contains("nan"));
+  // --weight-decay nan used to be reported as a bad eps.
+  REQUIRE_THROWS_WITH(optim::AdamW({p}, {.weight_decay = nan}),
+                      Catch::Contains("weight_decay") && Catch::Contains("nan") && !Catch::Contains("eps"));
+  REQUIRE_THROWS_WITH(optim::Adam({p}, {.eps = -1}), Catch::Contains("eps must be") && Catch::Contains("-1"));
+  REQUIRE_THROWS_WITH(optim::SGD({p}, {.lr = 0.1, .weight_decay = inf}), Catch::Contains("weight_decay"));
+  REQUIRE_THROWS_WITH(optim::SGD({p}, {.lr = 0.1, .momentum = nan}), Catch::Contains("momentum"));
+  optim::SGD ok({p}, {.lr = 0.1});
+  REQUIRE_THROWS_WITH(ok.set_lr(inf), Catch::Contains("learning rate"));
 }
 
 TEST_CASE("learning-rate schedules", "[optim][schedule]") {
