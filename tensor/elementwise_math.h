@@ -7,11 +7,17 @@
 // switches turn a runtime op enum into its functor once, on the host, before the loop or
 // the launch: the per-element code has no switch in it.
 //
-// Semantics that follow PyTorch: maximum/minimum propagate NaN; integer division by zero
+// Semantics that follow PyTorch: relu(x) is x < 0 ? 0 : x, so relu(NaN) is NaN and
+// relu(-0.0) is -0.0, and its gradient passes unless the output is <= 0 (so it is 1 at
+// NaN, as PyTorch's threshold_backward gives); max pooling credits the first of tied
+// numbers and the last NaN of a window; maximum/minimum propagate NaN; integer division by zero
 // gives 0 here (PyTorch raises; a GPU kernel cannot), integer pow is exact (repeated
 // squaring; an overflow wraps), and a negative integer exponent gives 1 / x^|y|
 // truncated: 0 unless x is 1 or -1 (PyTorch raises "Integers to negative integer powers
-// are not allowed").
+// are not allowed"). Floating pow is C's pow for every exponent, where PyTorch computes
+// x*x, x*x*x, sqrt(x), 1/sqrt(x), 1/x and 1/(x*x) for the exponents 2, 3, 0.5, -0.5, -1
+// and -2: so pow(-0, 0.5) is +0 here and -0 (sqrt) there, pow(-inf, 0.5) is +inf here
+// and NaN there, and x^3 can differ in its last bit.
 //
 // Internal header: not installed.
 #pragma once
@@ -72,7 +78,9 @@ struct Pow {
     }
   }
 };
-// NaN wins, as in torch.maximum / torch.minimum.
+// NaN wins, as in torch.maximum / torch.minimum. A tie gives y, so maximum(0, -0) is -0;
+// PyTorch's CPU gives the first operand in its scalar loop and the second in its vector
+// loop (vmaxps), so the sign of a tied zero is not something to rely on there.
 template <class T>
 struct Maximum {
   WEFT_HD T operator()(T x, T y) const { return x > y || x != x ? x : y; }
@@ -112,10 +120,11 @@ template <class T>
 struct Abs {
   WEFT_HD T operator()(T x) const { return x < 0 ? T(-x) : x; }
 };
-// relu(NaN) is 0 here; PyTorch's is NaN (the comparison is false for NaN).
+// PyTorch's relu (clamp_min(x, 0)): the comparison is false for NaN and for -0.0, which
+// both come out unchanged.
 template <class T>
 struct Relu {
-  WEFT_HD T operator()(T x) const { return x > 0 ? x : T(0); }
+  WEFT_HD T operator()(T x) const { return x < T(0) ? T(0) : x; }
 };
 template <class T>
 struct Sign {
@@ -178,9 +187,16 @@ struct Ge {
 
 // ---- activation backward: grad in = f(grad out, forward output y) ----------------------------
 using raw::Activation;
+// Whether relu passes the gradient at an output y: unless y <= 0 (PyTorch's
+// threshold_backward), so at relu(NaN) = NaN it does -- d relu / dx is 1 there, as in
+// PyTorch -- and at relu(+-0) = +-0 it does not.
+template <class T>
+WEFT_HD inline bool relu_passes(T y) {
+  return !(y <= T(0));
+}
 template <class T>
 struct ReluBackward {
-  WEFT_HD T operator()(T g, T y) const { return y > 0 ? g : T(0); }
+  WEFT_HD T operator()(T g, T y) const { return relu_passes(y) ? g : T(0); }
 };
 template <class T>
 struct SigmoidBackward {
@@ -190,6 +206,16 @@ template <class T>
 struct TanhBackward {
   WEFT_HD T operator()(T g, T y) const { return g * (T(1) - y * y); }
 };
+
+// ---- max pooling's winner --------------------------------------------------------------------
+// Scanning a window in row-major order, v takes over from the best value so far when it
+// is larger or when it is NaN: the first of tied numbers wins, and so does the last NaN
+// (PyTorch's max_pool2d rule, `val > maxval || isnan(val)`, on its CPU and its GPU). The
+// CPU loops (tensor/cpu/pool.cpp, max_pool_2x2.h) and the CUDA kernel ask this one rule.
+template <class T>
+WEFT_HD inline bool pool_takes_over(T v, T best) {
+  return (v > best) | (v != v);
+}
 
 // ---- op enum -> functor, on the host ---------------------------------------------------------
 inline const char* binary_name(raw::Binary op) {

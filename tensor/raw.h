@@ -69,7 +69,7 @@ void axpy_(const Tensor& dst, double alpha, const Tensor& src);
 // Backward helpers for elementwise ops, fused so backward makes one pass, not three.
 enum class Activation { Relu, Sigmoid, Tanh };
 Tensor activation_backward(Activation act, const Tensor& grad, const Tensor& out);
-Tensor relu_backward(const Tensor& grad, const Tensor& out);        // grad * (out > 0)
+Tensor relu_backward(const Tensor& grad, const Tensor& out);        // out <= 0 ? 0 : grad (NaN passes)
 Tensor sigmoid_backward(const Tensor& grad, const Tensor& out);     // grad * out * (1 - out)
 Tensor tanh_backward(const Tensor& grad, const Tensor& out);        // grad * (1 - out^2)
 

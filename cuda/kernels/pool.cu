@@ -2,8 +2,10 @@
 //
 // x (N,C,H,W) -> out (N,C,Ho,Wo). One thread per output element scans its window.
 // Max pooling's backward finds each window's winner again in the saved input (first
-// maximum in row-major window order, like the CPU, NaN wins) and adds the gradient
-// there; windows may overlap, so the adds are atomic onto a zeroed dx.
+// maximum in row-major window order, the last NaN: ew::pool_takes_over, the CPU's rule)
+// and adds the gradient there; windows may overlap, so the adds are atomic onto a
+// zeroed dx.
+#include "../../tensor/elementwise_math.h"
 #include "../detail.h"
 #include "../ops.h"
 
@@ -36,7 +38,7 @@ __device__ int window_argmax(const T* __restrict__ plane, const PoolGeometry& g,
       const int w = ow * g.sw - g.pw + j * g.dw;
       if (w < 0 || w >= g.W) continue;
       const T v = plane[h * g.W + w];
-      if (best < 0 || v > best_v || (v != v && best_v == best_v)) {
+      if (best < 0 || ew::pool_takes_over(v, best_v)) {
         best = h * g.W + w;
         best_v = v;
       }

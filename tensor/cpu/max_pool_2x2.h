@@ -2,9 +2,10 @@
 //
 // r0 and r1 are two input rows (2*Wo pixels each, the rest of a row with odd W is
 // ignored), o / go are one output row (Wo). Window ow holds r0[2ow], r0[2ow+1],
-// r1[2ow], r1[2ow+1], scanned in that order; the first of equal values wins, and a NaN
-// wins over numbers (it propagates, like PyTorch). Taking the winner of each horizontal
-// pair and then of the two rows picks the same pixel as that scan.
+// r1[2ow], r1[2ow+1], scanned in that order; the first of equal values wins, and the
+// last NaN does (it propagates, and the gradient goes where PyTorch sends it: see
+// ew::pool_takes_over). Taking the winner of each horizontal pair and then of the two
+// rows picks the same pixel as that scan.
 //
 // With AVX-512, 16 windows at a time: the two rows are split into even and odd pixels
 // with one permute each, and the short rows of small feature maps (Wo = 14, 7) end in a
@@ -18,13 +19,16 @@
 // below compute the same thing for every other CPU and for doubles.
 //
 // Relu = true pools relu(x) instead of x, for the fused relu_max_pool2d: every pixel goes
-// through relu (x > 0 ? x : 0, so NaN -> 0, as weft's relu does) as it is loaded, and in
-// backward a window passes its gradient on only when its winner is > 0 -- exactly what
-// relu followed by max pooling would do, without writing relu(x) out and reading it back.
+// through relu (ew::Relu: x < 0 ? 0 : x, so NaN stays NaN and -0 stays -0) as it is
+// loaded, and in backward a window passes its gradient on only where relu would
+// (ew::relu_passes: unless its winner is <= 0, so a NaN winner does) -- exactly what relu
+// followed by max pooling would do, without writing relu(x) out and reading it back.
 #pragma once
 
 #include <cstdint>
 #include <type_traits>
+
+#include "../elementwise_math.h"
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
@@ -32,10 +36,10 @@
 
 namespace weft::raw::pool2x2 {
 
-// true when a should be kept over b: a >= b, or a is NaN.
+// true when a, met first in the scan, should be kept over b, met after it.
 template <class T>
 inline bool keeps(T a, T b) {
-  return (a >= b) | (a != a);
+  return !ew::pool_takes_over(b, a);
 }
 template <class T>
 inline T pick(T a, T b) {
@@ -44,7 +48,7 @@ inline T pick(T a, T b) {
 // A pixel as the pooling sees it.
 template <bool Relu, class T>
 inline T in(T v) {
-  if constexpr (Relu) return v > 0 ? v : T(0);
+  if constexpr (Relu) return ew::Relu<T>{}(v);
   return v;
 }
 
@@ -66,19 +70,20 @@ void backward_row_plain(const T* __restrict r0, const T* __restrict r1, const T*
     const bool left0 = keeps(a0, b0), left1 = keeps(a1, b1);
     const T h0 = left0 ? a0 : b0, h1 = left1 ? a1 : b1;
     const bool top = keeps(h0, h1);
-    const T g = !Relu || (top ? h0 : h1) > 0 ? go[ow] : T(0);
-    d0[2 * ow] = top & left0 ? g : T(0);
-    d0[2 * ow + 1] = top & !left0 ? g : T(0);
-    d1[2 * ow] = !top & left1 ? g : T(0);
-    d1[2 * ow + 1] = !top & !left1 ? g : T(0);
+    const T g = !Relu || ew::relu_passes(top ? h0 : h1) ? go[ow] : T(0);
+    d0[2 * ow] = (top & left0) ? g : T(0);
+    d0[2 * ow + 1] = (top & !left0) ? g : T(0);
+    d1[2 * ow] = (!top & left1) ? g : T(0);
+    d1[2 * ow + 1] = (!top & !left1) ? g : T(0);
   }
 }
 
 #if defined(__AVX512F__)
 namespace avx512 {
 
+// keeps() above, 16 lanes: b is not > a (true when either is NaN) and b is not NaN.
 inline __mmask16 keeps(__m512 a, __m512 b) {
-  return _mm512_cmp_ps_mask(a, b, _CMP_GE_OQ) | _mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q);
+  return _mm512_cmp_ps_mask(b, a, _CMP_NGT_UQ) & _mm512_cmp_ps_mask(b, b, _CMP_ORD_Q);
 }
 inline __mmask16 low_bits(int64_t n) { return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1); }
 
@@ -98,9 +103,9 @@ inline void load_pairs(const float* row, int64_t n, bool whole, __m512& even, __
   }
   even = _mm512_permutex2var_ps(a, even_idx, b);
   odd = _mm512_permutex2var_ps(a, odd_idx, b);
-  if constexpr (Relu) {  // max(x, 0) returns its second operand, 0, for NaN: x > 0 ? x : 0
-    even = _mm512_max_ps(even, _mm512_setzero_ps());
-    odd = _mm512_max_ps(odd, _mm512_setzero_ps());
+  if constexpr (Relu) {  // max(0, x) is 0 > x ? 0 : x, ew::Relu: NaN and -0 pass through
+    even = _mm512_max_ps(_mm512_setzero_ps(), even);
+    odd = _mm512_max_ps(_mm512_setzero_ps(), odd);
   }
 }
 
@@ -138,9 +143,9 @@ inline void backward_row(const float* r0, const float* r1, const float* go, floa
     const __mmask16 top = keeps(h0, h1);
     // Lanes past n are never stored, so what an overread puts in them does not matter.
     __m512 g = overread || n == 16 ? _mm512_loadu_ps(go + ow) : _mm512_maskz_loadu_ps(low_bits(n), go + ow);
-    if constexpr (Relu) {  // the window's winner must be > 0 for relu to pass the gradient
+    if constexpr (Relu) {  // ew::relu_passes: the window's winner is not <= 0 (NaN is not)
       const __m512 win = _mm512_mask_blend_ps(top, h1, h0);
-      g = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(win, _mm512_setzero_ps(), _CMP_GT_OQ), g);
+      g = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(win, _mm512_setzero_ps(), _CMP_NLE_UQ), g);
     }
     store_pairs(d0 + 2 * ow, n, _mm512_maskz_mov_ps(top & left0, g), _mm512_maskz_mov_ps(top & ~left0, g));
     store_pairs(d1 + 2 * ow, n, _mm512_maskz_mov_ps(~top & left1, g), _mm512_maskz_mov_ps(~top & ~left1, g));

@@ -73,18 +73,19 @@ void check_floating(const char* op, const Tensor& x) {
   WEFT_CHECK(is_floating(x.dtype()), op, ": expected a floating-point tensor, got ", x.dtype(), " ", x.shape());
 }
 
-// `b` beats the best so far `a` when larger, or when it is NaN and `a` is not: NaN
-// propagates, like PyTorch. Branch-free on purpose: which pixel wins is data-dependent
-// and random, so a branch here mispredicts half the time.
+// `b` beats the best so far `a` when larger or NaN (ew::pool_takes_over, PyTorch's
+// rule: NaN propagates, and of several NaNs the last wins). Branch-free on purpose:
+// which pixel wins is data-dependent and random, so a branch here mispredicts half the
+// time.
 template <class T>
 inline bool beats(T b, T a) {
-  return (b > a) | ((b != b) & (a == a));
+  return ew::pool_takes_over(b, a);
 }
 
 // The flat index ih*W + iw of the pixel that wins window (oh,ow), scanning the window
-// row by row and keeping the first of equal values; -1 when the window is all padding
-// (padding counts as -infinity and never wins). Forward, indices and backward all ask
-// this one function, so they always agree on the winner.
+// row by row and keeping the first of equal values (but the last NaN); -1 when the
+// window is all padding (padding counts as -infinity and never wins). Forward, indices
+// and backward all ask this one function, so they always agree on the winner.
 template <bool Relu, class T>
 int64_t window_argmax(const T* x, int64_t oh, int64_t ow, const PoolGeom& g) {
   int64_t where = -1;
@@ -147,8 +148,8 @@ void max_pool_plane_backward(const T* __restrict x, const T* __restrict grad, T*
   for (int64_t oh = 0; oh < g.Ho; ++oh)
     for (int64_t ow = 0; ow < g.Wo; ++ow) {
       const int64_t at = window_argmax<Relu>(x, oh, ow, g);
-      // windows may overlap: add; under relu only a winner > 0 passes the gradient on
-      if (at >= 0 && (!Relu || x[at] > 0)) gx[at] += grad[oh * g.Wo + ow];
+      // windows may overlap: add; under relu only where relu passes it (not <= 0)
+      if (at >= 0 && (!Relu || ew::relu_passes(pool2x2::in<Relu>(x[at])))) gx[at] += grad[oh * g.Wo + ow];
     }
 }
 
@@ -257,7 +258,7 @@ Tensor max_pool_backward(const char* op, const Tensor& grad, const Tensor& x, co
 Tensor max_pool2d(const Tensor& x, const Pool2dParams& p) { return max_pool<false>("max_pool2d", x, p); }
 
 // x (N,C,H,W) -> max_pool2d(relu(x)), in one pass over x. (Not relu(max_pool2d(x)): the
-// two differ for a window holding a NaN, which weft's relu turns into 0, and for an
+// two differ in which of tied zeros wins, so in the sign of a zero output, and for an
 // all-padding window.)
 Tensor relu_max_pool2d(const Tensor& x, const Pool2dParams& p) { return max_pool<true>("relu_max_pool2d", x, p); }
 

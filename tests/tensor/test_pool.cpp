@@ -118,7 +118,7 @@ TEST_CASE("max_pool2d: the 2x2 fast path matches the general argmax at every wid
 // on the 2x2 fast path (float32 vectors, float64 plain loops) at widths around the
 // vector groups, on the general path, and with the awkward values -- all-negative
 // windows (output 0, no gradient), zeros tied with negatives, ties among positives, NaN
-// (weft's relu maps it to 0).
+// (relu keeps it, so the window is NaN and relu passes its gradient).
 TEST_CASE("relu_max_pool2d: the same values and gradients as max_pool2d after relu", "[pool]") {
   const double nan = std::nan("");
   const std::vector<Pool2dParams> params{
