@@ -20,6 +20,12 @@ namespace {
 Tensor fold(const BackwardArgs& g, size_t i, const Tensor& grad, const Shape& shape) {
   return g.needs_grad[i] ? raw::sum_to(grad, shape) : Tensor();
 }
+
+// x with 0 where `mask` (bool, broadcasting) holds: PyTorch's masked zeros in the
+// backward formulas that must not turn 0 * inf into NaN.
+Tensor zero_where(const Tensor& mask, const Tensor& x) {
+  return raw::where(mask, zeros({}, {.dtype = x.dtype(), .device = x.device()}), x);
+}
 }  // namespace
 
 // a (A), b (B) -> out (broadcast(A, B))
@@ -133,17 +139,22 @@ Tensor sqrt(const Tensor& a) {
   });
 }
 
-// d a^e = e a^(e-1) da
+// d a^e = e a^(e-1) da; 0 for e = 0 (a^0 is constant), where e a^(e-1) would give
+// 0 * inf = NaN at a = 0. PyTorch's pow_backward does the same.
 Tensor pow(const Tensor& a, double e) {
   Tensor out = raw::binary_scalar(Binary::Pow, a, e);
   if (!needs_recording(a)) return out;
   return record("pow", out, {a}, {a}, [e](const BackwardArgs& g) -> Grads {
+    if (e == 0) return {zeros(g.saved[0].shape(), {.dtype = g.grad.dtype(), .device = g.grad.device()})};
     Tensor d = raw::binary_scalar(Binary::Mul, raw::binary_scalar(Binary::Pow, g.saved[0], e - 1), e);
     return {raw::binary(Binary::Mul, g.grad, d)};
   });
 }
 
-// d a^b = b a^(b-1) da + a^b log(a) db
+// d a^b = b a^(b-1) da + a^b log(a) db, with PyTorch's two exceptions (pow_backward_self
+// and pow_backward_exponent): the base gets 0 where b = 0, and the exponent gets 0 where
+// a = 0 and b >= 0 (a^b is 0 or 1 there and log(a) = -inf would make 0 * -inf = NaN; a
+// negative b keeps out * log(a) = inf * -inf = -inf, as PyTorch's does).
 Tensor pow(const Tensor& a, const Tensor& b) {
   Tensor out = raw::binary(Binary::Pow, a, b);
   if (!needs_recording(a, b)) return out;
@@ -152,10 +163,14 @@ Tensor pow(const Tensor& a, const Tensor& b) {
     Tensor ga, gb;
     if (g.needs_grad[0]) {
       Tensor d = raw::binary(Binary::Mul, b, raw::binary(Binary::Pow, a, raw::binary_scalar(Binary::Sub, b, 1)));
-      ga = raw::sum_to(raw::binary(Binary::Mul, g.grad, d), a.shape());
+      d = zero_where(raw::compare_scalar(raw::Compare::Eq, b, 0), raw::binary(Binary::Mul, g.grad, d));
+      ga = raw::sum_to(d, a.shape());
     }
     if (g.needs_grad[1]) {
       Tensor d = raw::binary(Binary::Mul, out, raw::unary(Unary::Log, a));
+      // where a == 0: 0 if b >= 0, else d
+      d = raw::where(raw::compare_scalar(raw::Compare::Eq, a, 0),
+                     zero_where(raw::compare_scalar(raw::Compare::Ge, b, 0), d), d);
       gb = raw::sum_to(raw::binary(Binary::Mul, g.grad, d), b.shape());
     }
     return {ga, gb};
@@ -196,22 +211,24 @@ Tensor tanh(const Tensor& a) {
 }
 
 namespace {
-// maximum/minimum route the gradient to whichever input won (a on ties).
-Tensor extremum(const char* name, Binary op, raw::Compare a_wins, const Tensor& a, const Tensor& b) {
+// maximum/minimum, with PyTorch's gradient: the input that won gets all of it, a tie
+// splits it 0.5/0.5, and where either input is NaN (so is the output) both get all of
+// it. `loses` is the comparison under which the left operand lost (Lt for maximum).
+Tensor extremum(const char* name, Binary op, raw::Compare loses, const Tensor& a, const Tensor& b) {
   Tensor out = raw::binary(op, a, b);
   if (!needs_recording(a, b)) return out;
-  return record(name, out, {a, b}, {a, b}, [a_wins](const BackwardArgs& g) -> Grads {
+  return record(name, out, {a, b}, {a, b}, [loses](const BackwardArgs& g) -> Grads {
     const Tensor &a = g.saved[0], &b = g.saved[1];
-    Tensor mask = raw::compare(a_wins, a, b);
-    Tensor zero = zeros({}, {.dtype = g.grad.dtype(), .device = g.grad.device()});
-    return {g.needs_grad[0] ? raw::sum_to(raw::where(mask, g.grad, zero), a.shape()) : Tensor(),
-            g.needs_grad[1] ? raw::sum_to(raw::where(mask, zero, g.grad), b.shape()) : Tensor()};
+    const Tensor share = raw::where(raw::compare(raw::Compare::Eq, a, b), raw::binary_scalar(Binary::Div, g.grad, 2),
+                                    g.grad);  // broadcast(A, B)
+    return {g.needs_grad[0] ? raw::sum_to(zero_where(raw::compare(loses, a, b), share), a.shape()) : Tensor(),
+            g.needs_grad[1] ? raw::sum_to(zero_where(raw::compare(loses, b, a), share), b.shape()) : Tensor()};
   });
 }
 }  // namespace
 
-Tensor maximum(const Tensor& a, const Tensor& b) { return extremum("maximum", Binary::Maximum, raw::Compare::Ge, a, b); }
-Tensor minimum(const Tensor& a, const Tensor& b) { return extremum("minimum", Binary::Minimum, raw::Compare::Le, a, b); }
+Tensor maximum(const Tensor& a, const Tensor& b) { return extremum("maximum", Binary::Maximum, raw::Compare::Lt, a, b); }
+Tensor minimum(const Tensor& a, const Tensor& b) { return extremum("minimum", Binary::Minimum, raw::Compare::Gt, a, b); }
 
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   Tensor out = raw::where(cond, a, b);
