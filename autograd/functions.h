@@ -35,6 +35,8 @@ Tensor abs(const Tensor& a);
 Tensor relu(const Tensor& a);
 Tensor sigmoid(const Tensor& a);
 Tensor tanh(const Tensor& a);
+// Elementwise max/min; NaN wins. The gradient goes to the winner, a tie splits it
+// 0.5/0.5 and a NaN sends all of it to both inputs, as in PyTorch.
 Tensor maximum(const Tensor& a, const Tensor& b);
 Tensor minimum(const Tensor& a, const Tensor& b);
 // cond ? a : b elementwise, with broadcasting; cond is a bool tensor.
@@ -43,7 +45,9 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b);
 // ---- reductions (autograd/ops/reduce_ops.cpp) ----------------------------------------
 Tensor sum(const Tensor& a, const Shape& dims = {}, bool keepdim = false);
 Tensor mean(const Tensor& a, const Shape& dims = {}, bool keepdim = false);
-// Max/min over `dims` (all when empty). Tied extremes share the gradient equally.
+// Max/min over `dims` (all when empty). Tied extremes share the gradient equally, as in
+// PyTorch's amax (a NaN extreme gives a NaN gradient). Tensor::max(dim) instead sends it
+// to the one index argmax(dim) picks, and Tensor::max() shares it among NaNs too.
 Tensor amax(const Tensor& a, const Shape& dims = {}, bool keepdim = false);
 Tensor amin(const Tensor& a, const Shape& dims = {}, bool keepdim = false);
 

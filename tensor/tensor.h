@@ -151,6 +151,11 @@ class Tensor {
   Tensor mean() const;
   Tensor mean(int64_t dim, bool keepdim = false) const;
   Tensor mean(const Shape& dims, bool keepdim = false) const;
+  // As PyTorch's: max() shares the gradient among tied maxima (among the NaNs if any);
+  // max(dim) is the value at argmax(dim), the first of tied maxima or the first NaN, and
+  // sends all the gradient there (PyTorch's max(dim).values; the index is argmax(dim),
+  // there is no (values, indices) pair). For the shared gradient along dims use
+  // weft::amax.
   Tensor max() const;
   Tensor max(int64_t dim, bool keepdim = false) const;
   Tensor min() const;

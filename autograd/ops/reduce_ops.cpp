@@ -41,17 +41,41 @@ int64_t count(const Tensor& a, const Shape& dims) {
   return n;
 }
 
-Tensor extreme(const char* name, raw::Reduce op, const Tensor& a, const Shape& dims_in, bool keepdim) {
+// amax/amin (and max()/min() of a whole tensor): every element equal to the extreme
+// gets grad / (number of such elements), as PyTorch's amax does. Where the extreme is
+// NaN no element equals it, and 0 * (grad / 0) makes the whole gradient NaN (PyTorch's
+// amax too); `nan_ties` instead counts the NaNs as the tied extremes, as PyTorch's
+// max() and min() of a whole tensor do (evenly_distribute_backward).
+Tensor extreme(const char* name, raw::Reduce op, const Tensor& a, const Shape& dims_in, bool keepdim,
+               bool nan_ties = false) {
   const Shape dims = normalized(name, a, dims_in);
   Tensor out = raw::reduce(op, a, dims, keepdim);
   if (!needs_recording(a)) return out;
-  return record(name, out, {a}, {a, out}, [dims, keepdim](const BackwardArgs& g) -> Grads {
+  return record(name, out, {a}, {a, out}, [dims, keepdim, nan_ties](const BackwardArgs& g) -> Grads {
     const Tensor &a = g.saved[0], out = unsqueeze_reduced(g.saved[1], dims, keepdim);
-    // Every element equal to the extreme gets grad / (number of such elements).
-    Tensor mask = raw::to_dtype(raw::compare(raw::Compare::Eq, a, out), a.dtype());
+    Tensor hit = raw::compare(raw::Compare::Eq, a, out);  // bool, a's shape
+    if (nan_ties)
+      hit = raw::where(raw::compare(raw::Compare::Ne, out, out), raw::compare(raw::Compare::Ne, a, a), hit);
+    Tensor mask = raw::to_dtype(hit, a.dtype());
     Tensor ties = raw::reduce(raw::Reduce::Sum, mask, dims, true);
     Tensor share = raw::binary(raw::Binary::Div, unsqueeze_reduced(g.grad, dims, keepdim), ties);
     return {raw::binary(raw::Binary::Mul, mask, share)};
+  });
+}
+
+// a.max(dim) / a.min(dim): the value at argmax / argmin along dim (the first of tied
+// extremes, the first NaN), with the whole gradient going to that one index, as
+// PyTorch's max(dim).values does. Gathering the value at the index (rather than reducing
+// a second time) keeps the value and the index that gets the gradient the same element.
+Tensor extreme_at(const char* name, bool is_max, const Tensor& a, int64_t dim_in, bool keepdim) {
+  const int64_t dim = wrap_dim(name, dim_in, a.dim());
+  WEFT_CHECK(a.shape()[dim] > 0, name, ": cannot reduce over dim ", dim, " of size 0 in shape ", a.shape());
+  const Tensor at = raw::argreduce(is_max, a, dim, true);  // int64, a's shape with size 1 at dim
+  Tensor out = raw::gather(a, dim, at);
+  if (!keepdim) out = out.squeeze(dim);
+  if (!needs_recording(a)) return out;
+  return record(name, out, {a}, {at}, [dim, keepdim, in = a.shape()](const BackwardArgs& g) -> Grads {
+    return {raw::scatter_add(in, dim, g.saved[0], keepdim ? g.grad : g.grad.unsqueeze(dim))};
   });
 }
 
@@ -87,10 +111,10 @@ Tensor Tensor::sum(const Shape& dims, bool keepdim) const { return weft::sum(*th
 Tensor Tensor::mean() const { return weft::mean(*this); }
 Tensor Tensor::mean(int64_t dim, bool keepdim) const { return weft::mean(*this, {dim}, keepdim); }
 Tensor Tensor::mean(const Shape& dims, bool keepdim) const { return weft::mean(*this, dims, keepdim); }
-Tensor Tensor::max() const { return amax(*this); }
-Tensor Tensor::max(int64_t dim, bool keepdim) const { return amax(*this, {dim}, keepdim); }
-Tensor Tensor::min() const { return amin(*this); }
-Tensor Tensor::min(int64_t dim, bool keepdim) const { return amin(*this, {dim}, keepdim); }
+Tensor Tensor::max() const { return extreme("max", raw::Reduce::Max, *this, {}, false, true); }
+Tensor Tensor::max(int64_t dim, bool keepdim) const { return extreme_at("max", true, *this, dim, keepdim); }
+Tensor Tensor::min() const { return extreme("min", raw::Reduce::Min, *this, {}, false, true); }
+Tensor Tensor::min(int64_t dim, bool keepdim) const { return extreme_at("min", false, *this, dim, keepdim); }
 Tensor Tensor::argmax(int64_t dim, bool keepdim) const { return raw::argreduce(true, *this, dim, keepdim); }
 Tensor Tensor::argmin(int64_t dim, bool keepdim) const { return raw::argreduce(false, *this, dim, keepdim); }
 
