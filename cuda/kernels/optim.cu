@@ -23,7 +23,7 @@ struct SgdFlags {
   bool nesterov, first;
 };
 struct AdamFlags {
-  float beta1, beta2, eps, weight_decay;
+  double beta1, beta2, eps, weight_decay;  // double: the step's scalars are computed in double
   bool decoupled;
 };
 
@@ -45,7 +45,8 @@ __global__ void sgd_kernel(TensorTable<3> t, const float* __restrict__ lr_ptr, S
     optim_math::sgd_update(w[i], g[i], b ? b + i : nullptr, c);
 }
 
-// The step's scalars come from device memory (lr, step), computed in float per block.
+// The step's scalars come from device memory (lr, step) and are computed in double, as
+// on the CPU, by one thread per block.
 __global__ void adam_kernel(TensorTable<4> t, const float* __restrict__ lr_ptr, const float* __restrict__ step_ptr,
                             AdamFlags f) {
   const int k = blockIdx.y;
@@ -53,8 +54,10 @@ __global__ void adam_kernel(TensorTable<4> t, const float* __restrict__ lr_ptr, 
   const float* __restrict__ g = t.p[1][k];
   float* __restrict__ m = t.p[2][k];
   float* __restrict__ v = t.p[3][k];
-  const optim_math::AdamCoeffs<float> c = optim_math::adam_coeffs<float, float>(
-      *lr_ptr, *step_ptr, f.beta1, f.beta2, f.eps, f.weight_decay, f.decoupled);
+  __shared__ optim_math::AdamCoeffs<float> c;
+  if (threadIdx.x == 0)
+    c = optim_math::adam_coeffs<float>(*lr_ptr, *step_ptr, f.beta1, f.beta2, f.eps, f.weight_decay, f.decoupled);
+  __syncthreads();
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < t.n[k]; i += int64_t(gridDim.x) * blockDim.x)
     optim_math::adam_update(w[i], g[i], m[i], v[i], c);
 }
@@ -107,7 +110,7 @@ void adam_step(const std::vector<Tensor>& params, const std::vector<Tensor>& gra
   check_float(grads, "Adam");
   check_float(m, "Adam");
   check_float(v, "Adam");
-  const AdamFlags f{float(h.beta1), float(h.beta2), float(h.eps), float(h.weight_decay), h.decoupled};
+  const AdamFlags f{h.beta1, h.beta2, h.eps, h.weight_decay, h.decoupled};
   for_each_group<4>({&params, &grads, &m, &v}, [&](const TensorTable<4>& t, dim3 grid) {
     adam_kernel<<<grid, detail::kThreads, 0, detail::stream()>>>(t, h.lr_device.data<float>(),
                                                                  h.step_device.data<float>(), f);

@@ -155,8 +155,8 @@ void adam_step_(const std::vector<Tensor>& params, const std::vector<Tensor>& gr
         T* w = params[i].data<T>();
         const T* g = grads[i].data<T>();
         T *m = exp_avg[i].data<T>(), *v = exp_avg_sq[i].data<T>();
-        const AdamCoeffs<T> c = optim_math::adam_coeffs<T, double>(h.lr, double(h.step), h.beta1, h.beta2, h.eps,
-                                                                   h.weight_decay, h.decoupled);
+        const AdamCoeffs<T> c =
+            optim_math::adam_coeffs<T>(h.lr, double(h.step), h.beta1, h.beta2, h.eps, h.weight_decay, h.decoupled);
         parallel_for(
             0, params[i].numel(), kUpdateGrain,
             [&](int64_t s, int64_t e) { adam_kernel<T>(w + s, g + s, m + s, v + s, e - s, c); }, kUpdateChunksPerThread);
