@@ -24,6 +24,7 @@
 
 #include "parallel/algorithms/ring_allreduce.h"
 #include "parallel/comm/threads_communicator.h"
+#include "samples/common/flags.h"
 #include "weft.h"
 
 using namespace weft;
@@ -71,8 +72,10 @@ int main(int argc, char** argv) {
   CLI::App app{"Ring all-reduce over send/recv, printed step by step"};
   int n = 4;
   int64_t numel = 8;
-  app.add_option("--ranks", n, "world size (threads backend), 1..26")->check(CLI::Range(1, 26));
-  app.add_option("--numel", numel, "elements of the tensor")->check(CLI::Range(int64_t(1), int64_t(1) << 20));
+  app.add_option("--ranks", n, "world size (threads backend), 1..26")->check(samples::whole_number(1, 26));
+  app.add_option("--numel", numel, "elements of the tensor")->check(samples::whole_number<int64_t>(1, int64_t(1) << 20));
+  double timeout_s = kDefaultTimeout.count() / 1000.0;
+  samples::add_timeout_flag(app, timeout_s);
   CLI11_PARSE(app, argc, argv);
 
   std::mutex mu;
@@ -88,7 +91,8 @@ int main(int argc, char** argv) {
     std::lock_guard lock(mu);
     seen[{int(s.phase), s.step, s.rank}] = {s, std::move(holds)};
   };
-  run_ranks(n, [&](Communicator& comm) { ring_allreduce(comm, tensors[comm.rank()], ReduceOp::Sum, opt); });
+  run_ranks(n, [&](Communicator& comm) { ring_allreduce(comm, tensors[comm.rank()], ReduceOp::Sum, opt); },
+            samples::collective_timeout(timeout_s));
   for (int r = 0; r < n; ++r) finish[r] = holdings(tensors[r], n);
 
   const int width = std::max(9, 2 * n + 1);

@@ -36,8 +36,10 @@
 #include "../parallel/comm/mpi_communicator.h"
 #include "../parallel/comm/nccl_communicator.h"
 #include "../parallel/trace_gather.h"
+#include "common/flags.h"
 #include "common/loop.h"
 #include "common/models.h"
+#include "common/resume.h"
 #include "common/trainer.h"
 
 using namespace weft;
@@ -60,6 +62,7 @@ struct DdpConfig {
   std::string trace;          // Chrome trace output
   int trace_steps = 40;       // how many steps of the first epoch to record
   bool mpi_polled = false;    // MPI: non-blocking collectives polled by weft (see mpi_communicator.h)
+  double timeout_s = parallel::kDefaultTimeout.count() / 1000.0;  // --timeout: of every collective
 };
 
 std::shared_ptr<nn::Module> make_model(const std::string& model) {
@@ -78,6 +81,7 @@ int local_ranks(const DdpConfig& c, const Communicator& comm) {
 // What one rank does, start to end. Returns on every rank at the same time.
 void train_rank(const DdpConfig& c, std::shared_ptr<Communicator> comm, std::shared_ptr<nn::Module> model,
                 const samples::FashionMnist& data) {
+  comm->set_timeout(samples::collective_timeout(c.timeout_s));  // nccl: its own communicator's too
   const int rank = comm->rank(), world = comm->size();
   const bool lead = rank == 0;
   const int threads = c.rank_threads > 0 ? c.rank_threads : std::max(1, num_threads() / local_ranks(c, *comm));
@@ -106,9 +110,11 @@ void train_rank(const DdpConfig& c, std::shared_ptr<Communicator> comm, std::sha
 
   int start_epoch = 0;
   if (!c.t.resume.empty()) {  // every rank reads the same file: same parameters, same optimizer state
-    auto meta = optim::load_checkpoint(c.t.resume, ddp.module(), opt.get());
-    start_epoch = std::stoi(meta.at("epoch"));
-    schedule.set_step(opt->steps_taken());
+    const samples::ResumePoint rp =
+        samples::read_resume_point(c.t.resume, optim::load_checkpoint(c.t.resume, ddp.module(), opt.get()));
+    start_epoch = rp.epoch;
+    const std::string warning = samples::resume_schedule(rp, schedule, opt->steps_taken(), loader.num_batches());
+    if (lead && !warning.empty()) std::fprintf(stderr, "%s\n", warning.c_str());
     if (lead) std::printf("resumed from %s at epoch %d\n", c.t.resume.c_str(), start_epoch);
   }
 
@@ -148,12 +154,11 @@ void train_rank(const DdpConfig& c, std::shared_ptr<Communicator> comm, std::sha
     acc = accuracy();
     if (lead) std::printf("epoch %d: test_accuracy=%.4f lr=%.2e\n", epoch + 1, acc, opt->lr());
     if (lead && epoch == start_epoch && !device.is_cuda()) std::printf("%s\n", gemm_report().c_str());
-    if (lead && !c.t.checkpoint.empty())
-      optim::save_checkpoint(c.t.checkpoint, ddp.module(), opt.get(),
-                             {{"epoch", std::to_string(epoch + 1)}, {"sample", "train_ddp"},
-                              {"world_size", std::to_string(world)},
-                              // what train_mlp/train_cnn --resume expect
-                              {"generator_offset", std::to_string(default_generator().offset())}});
+    if (lead && !c.t.checkpoint.empty()) {  // with what train_mlp/train_cnn --resume expect
+      optim::Metadata meta = samples::checkpoint_metadata("train_ddp", epoch + 1, schedule, loader.num_batches());
+      meta["world_size"] = std::to_string(world);
+      optim::save_checkpoint(c.t.checkpoint, ddp.module(), opt.get(), meta);
+    }
     comm->barrier();  // nobody races ahead of (or resumes from) a half-written checkpoint
   };
   const samples::Throughput t = loop.run(start_epoch);
@@ -180,12 +185,13 @@ void run_threads(const DdpConfig& c, const samples::FashionMnist& data, const Wr
   for (int r = 0; r < c.replicas; ++r) models.push_back(make_model(c.model));
   parallel::run_ranks(c.replicas, [&](const std::shared_ptr<Communicator>& comm) {
     train_rank(c, wrap(comm), models[comm->rank()], data);
-  });
+  }, samples::collective_timeout(c.timeout_s));
 }
 
 std::shared_ptr<Communicator> mpi_world(const DdpConfig& c) {
   auto comm = samples::mpi_world();
   comm->set_polled_collectives(c.mpi_polled);
+  comm->set_timeout(samples::collective_timeout(c.timeout_s));
   return comm;
 }
 
@@ -219,16 +225,30 @@ int main(int argc, char** argv) {
   CLI::App app{"train_ddp: data-parallel training on Fashion-MNIST with weft's DistributedDataParallel"};
   c.t.r = samples::mlp_recipe();  // --model's recipe replaces it below
   samples::add_flags(app, c.t);
-  app.add_option("--model", c.model, "mlp or cnn (each with its sample's default recipe)")->capture_default_str();
-  app.add_option("--backend", c.backend, "threads, mpi (run under mpirun) or nccl")->capture_default_str();
-  app.add_option("--replicas", c.replicas, "threads backend, or nccl without mpirun (one GPU each): number of ranks")->capture_default_str();
-  app.add_option("--rank-threads", c.rank_threads, "intra-op threads per rank (default: cores / ranks on this machine)");
+  // Each flag checked as it is read (common/flags.h).
+  app.add_option("--model", c.model, "mlp or cnn (each with its sample's default recipe)")
+      ->check(CLI::IsMember({"mlp", "cnn"}))
+      ->capture_default_str();
+  app.add_option("--backend", c.backend, "threads, mpi (run under mpirun) or nccl")
+      ->check(CLI::IsMember({"threads", "mpi", "nccl"}))
+      ->capture_default_str();
+  app.add_option("--replicas", c.replicas, "threads backend, or nccl without mpirun (one GPU each): number of ranks")
+      ->check(samples::whole_number(1))
+      ->capture_default_str();
+  app.add_option("--rank-threads", c.rank_threads, "intra-op threads per rank (default: cores / ranks on this machine)")
+      ->check(samples::whole_number(0));
   app.add_flag("--no-overlap", c.no_overlap, "all-reduce the gradients after backward, not during it");
   app.add_flag("--deterministic", c.deterministic, "rank-order gradient sum, bit-reproducible (slower)");
-  app.add_option("--bucket-mb", c.bucket_mb, "gradient bucket size in MiB")->capture_default_str();
-  app.add_option("--trace", c.trace, "write a Chrome trace (Perfetto) of compute and communication per rank");
-  app.add_option("--trace-steps", c.trace_steps, "steps of the first epoch the trace records")->capture_default_str();
+  app.add_option("--bucket-mb", c.bucket_mb, "gradient bucket size in MiB")
+      ->check(samples::real_number(0, 1 << 20, /*lo_open=*/true))
+      ->capture_default_str();
+  app.add_option("--trace", c.trace, "write a Chrome trace (Perfetto) of compute and communication per rank")
+      ->check(samples::savable_file());
+  app.add_option("--trace-steps", c.trace_steps, "steps of the first epoch the trace records")
+      ->check(samples::whole_number(0))
+      ->capture_default_str();
   app.add_flag("--mpi-polled", c.mpi_polled, "mpi: MPI_Iallreduce polled by weft instead of MPI_Allreduce");
+  samples::add_timeout_flag(app, c.timeout_s);
   CLI11_PARSE(app, argc, argv);
   try {
     // The recipe follows --model unless a flag set it.

@@ -29,12 +29,15 @@
 #include <cstdio>
 #include <cstdlib>
 #include <map>
+#include <optional>
 
 #include "../parallel/comm/mpi_communicator.h"
 #include "../parallel/pipeline/pipeline.h"
 #include "../parallel/trace_gather.h"
+#include "common/flags.h"
 #include "common/loop.h"
 #include "common/models.h"
+#include "common/resume.h"
 #include "common/trainer.h"
 
 using namespace weft;
@@ -55,7 +58,23 @@ struct PipeConfig {
   std::string trace;
   int trace_steps = 20;
   bool print_schedule = false;
+  double timeout_s = parallel::kDefaultTimeout.count() / 1000.0;  // --timeout: of every send, recv, collective
 };
+
+// --balance: what parallel::Balance::parse accepts (the stage count is checked later,
+// against the model).
+CLI::Validator balance_spec() {
+  return CLI::Validator(
+      [](std::string& spec) {
+        try {
+          (void)parallel::Balance::parse(spec);
+          return std::string();
+        } catch (const std::exception& e) {
+          return std::string(e.what());
+        }
+      },
+      "BALANCE");
+}
 
 // The schedule for a batch of `rows`: --microbatches pieces, fewer for a last batch
 // too small to cut that often (and GPipe then, when 1F1B would need more pieces).
@@ -117,21 +136,22 @@ EpochTimes gather_times(Communicator& comm, double busy, double wall, int in_fli
 struct Shared {
   std::vector<optim::Optimizer*> opts;  // stage s's optimizer, set by its thread
   nn::NamedTensors resume_state;        // one optimizer's state over the whole model
+  std::optional<samples::ResumePoint> resumed;  // where --resume continues
   int start_epoch = 0;
 };
 
 // Rank 0, with every stage at the end of the same epoch: the weights under the unsharded
 // keys and the stages' optimizer states merged into one optimizer's, so train_mlp,
 // train_cnn or train_pipeline with any stage count can resume from it.
-void save(const PipeConfig& c, parallel::ShardedSequential& sharded, const Shared& shared, int epochs_done) {
+void save(const PipeConfig& c, parallel::ShardedSequential& sharded, const Shared& shared, int epochs_done,
+          const optim::CosineWarmupLR& schedule, int64_t steps_per_epoch) {
   std::vector<nn::NamedTensors> states;
   for (const optim::Optimizer* o : shared.opts) states.push_back(o->state_dict());
   auto whole = samples::make_optimizer(c.t.r, sharded.parameters());
   whole->load_state_dict(parallel::merge_stage_states(sharded, states));
-  optim::save_checkpoint(c.t.checkpoint, sharded, whole.get(),
-                         {{"epoch", std::to_string(epochs_done)}, {"sample", "train_pipeline"},
-                          {"stages", std::to_string(sharded.num_stages())},
-                          {"generator_offset", std::to_string(default_generator().offset())}});
+  optim::Metadata meta = samples::checkpoint_metadata("train_pipeline", epochs_done, schedule, steps_per_epoch);
+  meta["stages"] = std::to_string(sharded.num_stages());
+  optim::save_checkpoint(c.t.checkpoint, sharded, whole.get(), meta);
 }
 
 // What one stage does, start to end.
@@ -149,7 +169,9 @@ void train_stage(const PipeConfig& c, std::shared_ptr<Communicator> comm, parall
   shared.opts[size_t(s)] = opt.get();
   if (!shared.resume_state.empty()) {
     opt->load_state_dict(parallel::stage_state(sharded, size_t(s), shared.resume_state));
-    schedule.set_step(opt->steps_taken());
+    const std::string warning =
+        samples::resume_schedule(*shared.resumed, schedule, opt->steps_taken(), loader.num_batches());
+    if (s == 0 && !warning.empty()) std::fprintf(stderr, "%s\n", warning.c_str());
   }
   auto loss_fn = [&](const Tensor& out, const Tensor& y) { return nn::cross_entropy(out, y, r.label_smoothing); };
 
@@ -202,7 +224,7 @@ void train_stage(const PipeConfig& c, std::shared_ptr<Communicator> comm, parall
     loop.epoch_end = [&, report](int epoch) {
       report(epoch);
       comm->barrier();
-      if (s == 0) save(c, sharded, shared, epoch + 1);
+      if (s == 0) save(c, sharded, shared, epoch + 1, schedule, loader.num_batches());
       comm->barrier();  // nobody runs ahead while the checkpoint is being read
     };
   }
@@ -219,16 +241,34 @@ int main(int argc, char** argv) {
   CLI::App app{"train_pipeline: pipeline-parallel training on Fashion-MNIST (parallel/pipeline/)"};
   c.t.r = samples::deep_mlp_recipe();
   samples::add_flags(app, c.t);
-  app.add_option("--model", c.model, "mlp, cnn or deep-mlp (each with its recipe)")->capture_default_str();
-  app.add_option("--stages", c.stages, "pipeline stages (stage s on cpu:s)")->capture_default_str();
-  app.add_option("--schedule", c.schedule, "naive, gpipe or 1f1b")->capture_default_str();
-  app.add_option("--microbatches", c.microbatches, "microbatches per batch")->capture_default_str();
-  app.add_option("--balance", c.balance, "layers, params, time or manual:i,j,...")->capture_default_str();
-  app.add_option("--backend", c.backend, "threads (stages as threads) or mpi (run under mpirun)")->capture_default_str();
-  app.add_option("--stage-threads", c.stage_threads, "intra-op threads per stage (default: cores / stages)");
-  app.add_option("--trace", c.trace, "write a Chrome trace (Perfetto): one row per stage");
-  app.add_option("--trace-steps", c.trace_steps, "steps the trace records")->capture_default_str();
+  // Each flag checked as it is read (common/flags.h).
+  app.add_option("--model", c.model, "mlp, cnn or deep-mlp (each with its recipe)")
+      ->check(CLI::IsMember({"mlp", "cnn", "deep-mlp"}))
+      ->capture_default_str();
+  app.add_option("--stages", c.stages, "pipeline stages (stage s on cpu:s)")
+      ->check(samples::whole_number(1))
+      ->capture_default_str();
+  app.add_option("--schedule", c.schedule, "naive, gpipe or 1f1b")
+      ->check(CLI::IsMember({"naive", "gpipe", "1f1b"}))
+      ->capture_default_str();
+  app.add_option("--microbatches", c.microbatches, "microbatches per batch")
+      ->check(samples::whole_number(1))
+      ->capture_default_str();
+  app.add_option("--balance", c.balance, "layers, params, time or manual:i,j,...")
+      ->check(balance_spec())
+      ->capture_default_str();
+  app.add_option("--backend", c.backend, "threads (stages as threads) or mpi (run under mpirun)")
+      ->check(CLI::IsMember({"threads", "mpi"}))
+      ->capture_default_str();
+  app.add_option("--stage-threads", c.stage_threads, "intra-op threads per stage (default: cores / stages)")
+      ->check(samples::whole_number(0));
+  app.add_option("--trace", c.trace, "write a Chrome trace (Perfetto): one row per stage")
+      ->check(samples::savable_file());
+  app.add_option("--trace-steps", c.trace_steps, "steps the trace records")
+      ->check(samples::whole_number(0))
+      ->capture_default_str();
   app.add_flag("--print-schedule", c.print_schedule, "print the partition table and the schedule first");
+  samples::add_timeout_flag(app, c.timeout_s);
   CLI11_PARSE(app, argc, argv);
   try {
     samples::apply_recipe(app, samples::recipe_for(c.model), c.t.r);
@@ -242,6 +282,7 @@ int main(int argc, char** argv) {
     std::shared_ptr<Communicator> world;
     if (c.backend == "mpi") {
       world = samples::mpi_world();
+      world->set_timeout(samples::collective_timeout(c.timeout_s));
       c.stages = world->size();
       WEFT_CHECK(c.t.checkpoint.empty() && c.t.resume.empty(), "train_pipeline: --checkpoint and --resume need "
                  "--backend threads (with mpi every process holds only its own stage's optimizer)");
@@ -273,10 +314,10 @@ int main(int argc, char** argv) {
     shared.opts.resize(size_t(c.stages));
     if (!c.t.resume.empty()) {  // a checkpoint of any sample: one optimizer over the whole model
       auto whole = samples::make_optimizer(c.t.r, sharded->parameters());
-      const optim::Metadata meta = optim::load_checkpoint(c.t.resume, *sharded, whole.get());
+      shared.resumed = samples::read_resume_point(c.t.resume, optim::load_checkpoint(c.t.resume, *sharded, whole.get()));
       shared.resume_state = whole->state_dict();
-      shared.start_epoch = std::stoi(meta.at("epoch"));
-      if (meta.count("generator_offset")) default_generator().set_offset(std::stoull(meta.at("generator_offset")));
+      shared.start_epoch = shared.resumed->epoch;
+      if (shared.resumed->generator_offset) default_generator().set_offset(*shared.resumed->generator_offset);
       std::printf("resumed from %s at epoch %d\n", c.t.resume.c_str(), shared.start_epoch);
     }
     const int threads =
@@ -287,7 +328,7 @@ int main(int argc, char** argv) {
     } else {
       parallel::run_ranks(c.stages, [&](const std::shared_ptr<Communicator>& comm) {
         train_stage(c, comm, *sharded, data, threads, shared);
-      });
+      }, samples::collective_timeout(c.timeout_s));
       if (!c.trace.empty()) parallel::trace::write_chrome_json(c.trace);
     }
     if (!c.trace.empty() && lead) std::printf("trace written to %s (open it at https://ui.perfetto.dev)\n", c.trace.c_str());

@@ -4,7 +4,9 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "flags.h"
 #include "loop.h"
+#include "resume.h"
 
 namespace weft::samples {
 
@@ -34,20 +36,33 @@ std::shared_ptr<parallel::MpiCommunicator> mpi_world() {
   return parallel::MpiCommunicator::world();
 }
 
+// Each flag is checked as it is read (flags.h): a bad value stops the run at once with
+// an error naming the flag and the value.
 void add_flags(CLI::App& app, Config& c) {
-  app.add_option("--epochs", c.r.epochs, "passes over the training set")->capture_default_str();
-  app.add_option("--batch-size", c.r.batch_size, "samples per step")->capture_default_str();
-  app.add_option("--lr", c.r.lr, "peak learning rate")->capture_default_str();
-  app.add_option("--optimizer", c.r.optimizer, "adamw, adam or sgd")->capture_default_str();
-  app.add_option("--weight-decay", c.r.weight_decay, "weight decay")->capture_default_str();
-  app.add_option("--label-smoothing", c.r.label_smoothing, "cross-entropy label smoothing")->capture_default_str();
-  app.add_option("--threads", c.threads, "intra-op threads (default: WEFT_NUM_THREADS or all cores)");
-  app.add_option("--seed", c.seed, "seed for initialisation and shuffling")->capture_default_str();
-  app.add_option("--data", c.data, "directory with the Fashion-MNIST .gz files")->capture_default_str();
-  app.add_option("--device", c.device, "cpu, cpu:N or cuda:N")->capture_default_str();
-  app.add_option("--checkpoint", c.checkpoint, "save a checkpoint here after each epoch");
-  app.add_option("--resume", c.resume, "resume from this checkpoint");
-  app.add_option("--limit", c.limit, "train on the first N samples only (0: all)");
+  app.add_option("--epochs", c.r.epochs, "passes over the training set")->check(whole_number(1))->capture_default_str();
+  app.add_option("--batch-size", c.r.batch_size, "samples per step")
+      ->check(whole_number<int64_t>(1))
+      ->capture_default_str();
+  app.add_option("--lr", c.r.lr, "peak learning rate")->check(real_number(0))->capture_default_str();
+  app.add_option("--optimizer", c.r.optimizer, "adamw, adam or sgd")
+      ->check(CLI::IsMember({"adamw", "adam", "sgd"}))
+      ->capture_default_str();
+  app.add_option("--weight-decay", c.r.weight_decay, "weight decay")->check(real_number(0))->capture_default_str();
+  app.add_option("--label-smoothing", c.r.label_smoothing, "cross-entropy label smoothing")
+      ->check(real_number(0, 1))
+      ->capture_default_str();
+  app.add_option("--threads", c.threads, "intra-op threads (default: WEFT_NUM_THREADS or all cores)")
+      ->check(whole_number(0));
+  app.add_option("--seed", c.seed, "seed for initialisation and shuffling")
+      ->check(whole_number<uint64_t>(0))
+      ->capture_default_str();
+  app.add_option("--data", c.data, "directory with the Fashion-MNIST .gz files")
+      ->check(CLI::ExistingDirectory)
+      ->capture_default_str();
+  app.add_option("--device", c.device, "cpu, cpu:N or cuda:N")->check(device_spec())->capture_default_str();
+  app.add_option("--checkpoint", c.checkpoint, "save a checkpoint here after each epoch")->check(savable_file());
+  app.add_option("--resume", c.resume, "resume from this checkpoint")->check(CLI::ExistingFile);
+  app.add_option("--limit", c.limit, "train on the first N samples only (0: all)")->check(whole_number<int64_t>(0));
   app.add_flag("--cuda-graph", c.cuda_graph, "capture the training step as a CUDA graph and replay it (GPU only)");
 }
 
@@ -118,14 +133,16 @@ class GraphedStep {
 
 // Loads the --resume checkpoint into model and opt and moves the schedule and the
 // generator to where it was saved. Returns the epoch to continue at.
-int resume(const std::string& path, nn::Module& model, optim::Optimizer& opt, optim::LRScheduler& schedule) {
-  auto meta = optim::load_checkpoint(path, model, &opt);
-  const int start_epoch = std::stoi(meta.at("epoch"));
-  default_generator().set_offset(std::stoull(meta.at("generator_offset")));
-  schedule.set_step(opt.steps_taken());
-  std::printf("resumed from %s at epoch %d (step %lld)\n", path.c_str(), start_epoch,
+int resume(const std::string& path, nn::Module& model, optim::Optimizer& opt, optim::CosineWarmupLR& schedule,
+           int64_t steps_per_epoch) {
+  const ResumePoint rp = read_resume_point(path, optim::load_checkpoint(path, model, &opt));
+  WEFT_CHECK(rp.generator_offset, path, ": the checkpoint's metadata has no 'generator_offset' field");
+  default_generator().set_offset(*rp.generator_offset);
+  const std::string warning = resume_schedule(rp, schedule, opt.steps_taken(), steps_per_epoch);
+  if (!warning.empty()) std::fprintf(stderr, "%s\n", warning.c_str());
+  std::printf("resumed from %s at epoch %d (step %lld)\n", path.c_str(), rp.epoch,
               static_cast<long long>(opt.steps_taken()));
-  return start_epoch;
+  return rp.epoch;
 }
 
 int run(const std::string& name, Config& c, const std::function<std::shared_ptr<nn::Module>()>& make_model) {
@@ -144,7 +161,7 @@ int run(const std::string& name, Config& c, const std::function<std::shared_ptr<
   std::printf("%s: %lld parameters, %lld training samples, %d threads, device %s\n", name.c_str(),
               static_cast<long long>(model->num_parameters()), static_cast<long long>(train.size()), num_threads(),
               device.str().c_str());
-  const int start_epoch = c.resume.empty() ? 0 : resume(c.resume, *model, *opt, schedule);
+  const int start_epoch = c.resume.empty() ? 0 : resume(c.resume, *model, *opt, schedule, loader.num_batches());
 
   Loop loop{.opt = *opt, .schedule = schedule, .loader = loader, .device = device, .epochs = c.r.epochs,
             .loss_every = device.is_cuda() ? 25 : 1};
@@ -168,8 +185,7 @@ int run(const std::string& name, Config& c, const std::function<std::shared_ptr<
     if (epoch == start_epoch && !device.is_cuda()) std::printf("%s\n", gemm_report().c_str());
     if (!c.checkpoint.empty())
       optim::save_checkpoint(c.checkpoint, *model, opt.get(),
-                             {{"epoch", std::to_string(epoch + 1)}, {"sample", name},
-                              {"generator_offset", std::to_string(default_generator().offset())}});
+                             checkpoint_metadata(name, epoch + 1, schedule, loader.num_batches()));
   };
 
   const Throughput t = loop.run(start_epoch);

@@ -30,6 +30,8 @@ struct Config {
 
 // --epochs --batch-size --lr --optimizer --weight-decay --label-smoothing --threads
 // --seed --data --device --checkpoint --resume --limit, with c's values as defaults.
+// Each value is checked as it is parsed (flags.h): CLI::ValidationError names the flag
+// and the value; a --checkpoint that cannot be written is one.
 void add_flags(CLI::App& app, Config& c);
 
 // Sets r to `recipe`, except the fields whose flag (add_flags) was given on the command

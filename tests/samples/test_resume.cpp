@@ -1,0 +1,132 @@
+// samples/common/resume.h: what a sample's checkpoint records beside the weights, and
+// how --resume reads it back and continues the learning-rate schedule.
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <filesystem>
+
+#include "../helpers.h"
+#include "samples/common/resume.h"
+
+using namespace weft;
+using Catch::Contains;
+namespace fs = std::filesystem;
+
+namespace {
+// read_resume_point's error for `meta`, or "".
+std::string resume_error(const optim::Metadata& meta) {
+  try {
+    samples::read_resume_point("run.safetensors", meta);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+}  // namespace
+
+TEST_CASE("a resumed run follows the schedule its flags ask for, and says when it differs", "[samples][resume]") {
+  Tensor p = ones({1}, {.requires_grad = true});
+  // The run that saved B: 1 epoch of 10 steps, peak lr 1.
+  optim::SGD saved_opt({p}, {.lr = 1.0});
+  optim::CosineWarmupLR saved(saved_opt, 1, 10);
+  optim::Metadata meta = samples::checkpoint_metadata("train_mlp", 1, saved, 10);
+  const samples::ResumePoint rp = samples::read_resume_point("B", meta);
+  REQUIRE(rp.epoch == 1);
+  REQUIRE(rp.generator_offset);
+  REQUIRE(rp.schedule);
+  REQUIRE(*rp.schedule == samples::schedule_record(saved, 10));
+
+  SECTION("the same schedule: on at the optimizer's step, silently") {
+    optim::SGD opt({p}, {.lr = 1.0});
+    optim::CosineWarmupLR mine(opt, 1, 10);
+    CHECK(samples::resume_schedule(rp, mine, 10, 10) == "");
+    CHECK(mine.last_step() == 10);
+  }
+  SECTION("--epochs 2: this run's schedule from the start of epoch 2, with a warning") {
+    optim::SGD opt({p}, {.lr = 1.0});
+    optim::CosineWarmupLR mine(opt, 2, 20);
+    const std::string w = samples::resume_schedule(rp, mine, 10, 10);
+    CHECK_THAT(w, Contains("warning: B") && Contains("10 steps") && Contains("20 steps") &&
+                      Contains("resume with --epochs 1"));
+    CHECK(mine.last_step() == 10);
+    CHECK(opt.lr() == mine.lr_at(10));
+    CHECK(opt.lr() > 0.4);  // mid-cosine: what an uninterrupted 2-epoch run has here
+  }
+  SECTION("another batch size: the optimizer's step count no longer says where the epoch starts") {
+    // 10 steps taken at 10 an epoch; this run takes 5 an epoch for 2 epochs. At step 10
+    // its schedule is over: epoch 2 would train at lr 0.
+    optim::SGD opt({p}, {.lr = 1.0});
+    optim::CosineWarmupLR mine(opt, 0, 10);
+    const std::string w = samples::resume_schedule(rp, mine, 10, 5);
+    CHECK_THAT(w, Contains("--batch-size") && Contains("10 steps an epoch"));
+    CHECK(mine.last_step() == 5);
+    CHECK(opt.lr() > 0.4);
+  }
+  SECTION("another --lr") {
+    optim::SGD opt({p}, {.lr = 0.5});
+    optim::CosineWarmupLR mine(opt, 1, 10);
+    CHECK_THAT(samples::resume_schedule(rp, mine, 10, 10), Contains("--epochs 1 --lr 1"));
+  }
+  SECTION("a checkpoint that does not record its schedule (older weft): a note, and the old behaviour") {
+    for (const char* k : {"steps_per_epoch", "lr_warmup_steps", "lr_total_steps", "lr_peak"}) meta.erase(k);
+    const samples::ResumePoint old = samples::read_resume_point("B", meta);
+    REQUIRE(!old.schedule);
+    optim::SGD opt({p}, {.lr = 1.0});
+    optim::CosineWarmupLR mine(opt, 2, 20);
+    CHECK_THAT(samples::resume_schedule(old, mine, 10, 10), Contains("does not record"));
+    CHECK(mine.last_step() == 10);
+  }
+}
+
+TEST_CASE("bad resume metadata names the file, the field and the value", "[samples][resume]") {
+  // Before, these were bare std::map::at, std::stoi and std::stoull messages.
+  CHECK_THAT(resume_error({}), Contains("run.safetensors") && Contains("no 'epoch' field"));
+  CHECK_THAT(resume_error({{"epoch", "abc"}}), Contains("run.safetensors") && Contains("'epoch' is 'abc'"));
+  CHECK_THAT(resume_error({{"epoch", "-1"}}), Contains("'epoch' is -1"));
+  CHECK_THAT(resume_error({{"epoch", "3000000000"}}), Contains("'epoch' is 3000000000"));
+  CHECK_THAT(resume_error({{"epoch", "1"}, {"generator_offset", "-5"}}), Contains("'generator_offset' is '-5'"));
+  CHECK_THAT(resume_error({{"epoch", "1"}, {"lr_total_steps", "10"}}), Contains("no 'steps_per_epoch' field"));
+  const optim::Metadata schedule = {{"epoch", "1"}, {"steps_per_epoch", "10"}, {"lr_total_steps", "10"},
+                                    {"lr_warmup_steps", "10"}, {"lr_peak", "0.1"}};
+  CHECK_THAT(resume_error(schedule), Contains("'lr_warmup_steps' is 10, outside [0, 9]"));
+  optim::Metadata bad_lr = schedule;
+  bad_lr["lr_warmup_steps"] = "1", bad_lr["lr_peak"] = "inf";
+  CHECK_THAT(resume_error(bad_lr), Contains("'lr_peak' is 'inf'"));
+  bad_lr["lr_peak"] = "0.1";
+  CHECK(resume_error(bad_lr) == "");
+}
+
+TEST_CASE("train_mlp --resume with a longer --epochs warns and trains on; bad metadata stops it",
+          "[samples][resume][slow]") {
+  const fs::path bin = fs::canonical("/proc/self/exe").parent_path().parent_path() / "samples" / "train_mlp";
+  if (!fs::exists(bin) || !fs::exists(data::kFashionMnistDir)) {
+    WARN("train_mlp or the Fashion-MNIST data is missing; skipped");
+    return;
+  }
+  test::TempDir dir;
+  auto run = [&](const std::string& args) {
+    const std::string cmd = "timeout 300 " + bin.string() + " --limit 256 --threads 2 " + args + " 2>&1";
+    FILE* pipe = ::popen(cmd.c_str(), "r");
+    std::string out;
+    char buf[4096];
+    while (size_t n = std::fread(buf, 1, sizeof buf, pipe)) out.append(buf, n);
+    const int status = ::pclose(pipe);
+    return std::make_pair(WIFEXITED(status) ? WEXITSTATUS(status) : -1, out);
+  };
+  const std::string b = dir.file("B.safetensors");
+  const auto first = run("--epochs 1 --checkpoint " + b);
+  INFO(first.second);
+  REQUIRE(first.first == 0);
+  const auto second = run("--epochs 2 --resume " + b);
+  INFO(second.second);
+  REQUIRE(second.first == 0);
+  CHECK_THAT(second.second, Contains("warning: " + b) && Contains("--epochs 1") && Contains("epoch 2: test_accuracy"));
+
+  nn::SafeTensors f = nn::load_safetensors(b);
+  f.metadata["epoch"] = "abc";
+  nn::save_safetensors(dir.file("bad.safetensors"), f.tensors, f.metadata);
+  const auto bad = run("--epochs 2 --resume " + dir.file("bad.safetensors"));
+  INFO(bad.second);
+  CHECK(bad.first == 1);
+  CHECK_THAT(bad.second, Contains("bad.safetensors: metadata field 'epoch' is 'abc'"));
+}
