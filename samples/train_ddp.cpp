@@ -267,8 +267,17 @@ int main(int argc, char** argv) {
       else run_threads(c, data, [](auto boot) { return nccl_over(boot, boot->rank()); });
     } else if (c.backend == "mpi" || c.backend == "nccl") {
       auto comm = c.backend == "mpi" ? mpi_world(c) : nccl_world(c);
-      const samples::FashionMnist data = samples::load_data(c.t);
-      train_rank(c, comm, make_model(c.model), data);
+      try {
+        const samples::FashionMnist data = samples::load_data(c.t);
+        train_rank(c, comm, make_model(c.model), data);
+      } catch (const std::exception& e) {
+        // An error on this rank alone (it cannot read the data, say) must not leave the
+        // others waiting in their next collective until the timeout: tell them, naming
+        // this rank and the reason, and end the job. (A rank that failed because a peer
+        // left already knows; abort does nothing then, and the error is printed below.)
+        if (comm->size() > 1) comm->abort(e.what());
+        throw;
+      }
     } else {
       throw Error(detail::str("--backend: unknown backend '", c.backend, "' (use threads, mpi or nccl)"));
     }

@@ -93,8 +93,9 @@ class Communicator {
   virtual WorkHandle broadcast_async(const Tensor& t, int root) = 0;
 
   // Declares this rank gone (its work failed; it will call nothing more). Ranks waiting
-  // for it fail at once instead of at the timeout, where the backend can tell them
-  // (threads: yes; mpi: the other processes only notice at their timeout).
+  // for it fail at once, naming it and the reason, instead of at the timeout (threads:
+  // the group is told; mpi: the others get it in place of this rank's next header, and
+  // then the job ends; nccl: as its bootstrap communicator).
   virtual void abort(const std::string& reason) { (void)reason; }
 
  protected:

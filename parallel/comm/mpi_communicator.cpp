@@ -4,9 +4,11 @@
 
 #if WEFT_HAVE_MPI
 
+#include <chrono>
 #include <climits>
 #include <cstdlib>
 #include <cstring>
+#include <thread>
 
 #include "mpi_impl.h"
 #include "reduce.h"
@@ -15,6 +17,10 @@
 namespace weft::parallel {
 namespace {
 void finalize_at_exit() {
+  // A collective abandoned at its timeout is still inside MPI on the blocker thread, and
+  // MPI_Finalize would wait for it forever: exit without it (mpirun then reports that
+  // this process ended without finalising, which is true).
+  if (Blocker::mpi_stuck()) return;
   int finalized = 0;
   MPI_Finalized(&finalized);
   if (!finalized) MPI_Finalize();
@@ -69,8 +75,18 @@ int MpiCommunicator::size() const { return impl_->size; }
 void MpiCommunicator::set_check_arrivals(bool on) { impl_->check_arrivals = on; }
 void MpiCommunicator::set_polled_collectives(bool on) { impl_->polled = on || impl_->serialise; }
 
+void MpiCommunicator::leave(const std::string& reason) {
+  if (!impl_->broken.empty()) return;  // the group already failed (perhaps a peer left first)
+  impl_->announce_leaving(reason, std::min(timeout(), Timeout(10'000)));
+}
+
 void MpiCommunicator::abort(const std::string& reason) {
-  std::fprintf(stderr, "weft: rank %d aborts the MPI job: %s\n", impl_->rank, reason.c_str());
+  if (!impl_->broken.empty()) return;  // a peer failed first and this rank learned it from them
+  std::fprintf(stderr, "weft: rank %d leaves the MPI job: %s\n", impl_->rank, reason.c_str());
+  leave(reason);
+  // The others now fail with this rank named; give them a moment to say so before the
+  // job ends (MPI_Abort also stops any rank that is not in a collective to hear it).
+  std::this_thread::sleep_for(std::chrono::seconds(1));
   MPI_Abort(MPI_COMM_WORLD, 1);
 }
 
@@ -333,6 +349,7 @@ void MpiCommunicator::barrier() { no_mpi(); }
 WorkHandle MpiCommunicator::allreduce_async(const Tensor&, ReduceOp) { no_mpi(); }
 WorkHandle MpiCommunicator::broadcast_async(const Tensor&, int) { no_mpi(); }
 void MpiCommunicator::abort(const std::string&) { no_mpi(); }
+void MpiCommunicator::leave(const std::string&) { no_mpi(); }
 void MpiCommunicator::set_check_arrivals(bool) { no_mpi(); }
 void MpiCommunicator::set_polled_collectives(bool) { no_mpi(); }
 }  // namespace weft::parallel

@@ -14,11 +14,16 @@
 //   * headers that disagree make every rank throw the same error naming both sizes,
 //     before any data moves;
 //   * only then does the data move, with Open MPI's own tuned collective (MPI_Allreduce
-//     etc.), which is the fastest it has. A rank that dies *during* that call is caught
-//     by mpirun, which ends the job. set_polled_collectives(true) instead uses the
-//     non-blocking MPI_Iallreduce etc. polled against the timeout, which also turns a
-//     death mid-transfer into a weft::Error, at the price of Open MPI's slower
-//     non-blocking algorithms (see bench/collectives.cpp).
+//     etc.), which is the fastest it has. MPI cannot interrupt such a call, so it runs on
+//     a thread of its own (mpi_impl.h, Blocker) while the caller waits with the timeout:
+//     a rank that stalls or dies *during* the transfer is reported too ("allreduce #7:
+//     not finished within 300000 ms"), and the communicator is unusable after.
+//     set_polled_collectives(true) instead uses the non-blocking MPI_Iallreduce etc.
+//     polled against the timeout, without the extra thread, at the price of Open MPI's
+//     slower non-blocking algorithms (see bench/collectives.cpp).
+// A rank killed outright is normally seen by mpirun first, which ends the whole job
+// before the others can say anything; run `mpirun --mca orte_enable_recovery 1` to let
+// the survivors report it themselves ("allreduce #7: rank 2 did not arrive within ...").
 // The handshake costs one small message to and from each rank (a few microseconds with
 // shared memory); set_check_arrivals(false) skips it for the last bit of speed, and with
 // it the timeout and mismatch checks of the collectives.
@@ -63,9 +68,15 @@ class MpiCommunicator : public Communicator {
   WorkHandle allreduce_async(const Tensor& t, ReduceOp op = ReduceOp::Sum) override;
   WorkHandle broadcast_async(const Tensor& t, int root) override;
 
-  // Ends the whole job (MPI_Abort): with MPI, the only way to stop the other processes
-  // from waiting for this one before their timeout.
+  // This rank's work failed. The others learn it at once: their current or next
+  // collective fails with "allreduce #7: rank 1 left the job: <reason>" (the reason goes
+  // in place of this rank's next header). Then, after a second for them to report it,
+  // the whole job ends (MPI_Abort), which also stops a rank that never enters another
+  // collective. Does nothing when the communicator already failed (a peer left first).
   void abort(const std::string& reason) override;
+  // The first half of abort, without ending the job (for tests): the others' next
+  // collective fails naming this rank; this communicator is unusable afterwards.
+  void leave(const std::string& reason);
 
   void set_check_arrivals(bool on);      // the handshake before each collective (default on)
   void set_polled_collectives(bool on);  // MPI_I* + polling instead of blocking MPI_* (default off)

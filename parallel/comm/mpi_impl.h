@@ -6,10 +6,16 @@
 #include <mpi.h>
 #include <sched.h>
 
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
+#include <cstring>
+#include <functional>
 #include <mutex>
+#include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "mpi_communicator.h"
@@ -19,10 +25,11 @@ namespace weft::parallel {
 namespace mpi_detail {
 
 using Clock = std::chrono::steady_clock;
-enum class Kind : int64_t { Allreduce, Broadcast, Allgather, ReduceScatter, Barrier };
+// Left: not a collective but a rank's last word, sent in place of its next header.
+enum class Kind : int64_t { Allreduce, Broadcast, Allgather, ReduceScatter, Barrier, Left };
 inline const char* kind_name(int64_t k) {
-  static const char* names[] = {"allreduce", "broadcast", "allgather", "reduce_scatter", "barrier"};
-  return k >= 0 && k < 5 ? names[k] : "?";
+  static const char* names[] = {"allreduce", "broadcast", "allgather", "reduce_scatter", "barrier", "left"};
+  return k >= 0 && k < 6 ? names[k] : "?";
 }
 
 // What one rank says about the collective it enters (sent as raw bytes).
@@ -48,6 +55,69 @@ inline std::string rank_list(const std::vector<int>& ranks) {
   return s;
 }
 
+// Runs blocking MPI calls on a thread of its own so that the caller can stop waiting at
+// a deadline: MPI cannot interrupt a blocking call (MPI_Allreduce with a rank that died
+// mid-transfer never returns), so this is how the blocking mode keeps communicator.h's
+// timeout. A call still running at its deadline is abandoned on that thread (it is
+// detached, the communicator broken) and the process must not call MPI_Finalize, which
+// would wait for it: mpi_stuck() tells finalize_at_exit so.
+class Blocker {
+ public:
+  Blocker() = default;
+  Blocker(const Blocker&) = delete;
+  Blocker& operator=(const Blocker&) = delete;
+  ~Blocker() {
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) stuck_ ? thread_.detach() : thread_.join();
+  }
+
+  // f's result, or nullopt when it has not returned by the deadline.
+  std::optional<int> run(std::function<int()> f, Clock::time_point deadline) {
+    std::unique_lock lock(mu_);
+    if (!thread_.joinable()) thread_ = std::thread([this] { loop(); });
+    job_ = std::move(f), has_job_ = true, done_ = false;
+    cv_.notify_all();
+    if (!cv_.wait_until(lock, deadline, [this] { return done_; })) {
+      stuck_ = true;
+      mpi_stuck() = true;
+      return std::nullopt;
+    }
+    return result_;
+  }
+
+  static std::atomic<bool>& mpi_stuck() {
+    static std::atomic<bool> stuck{false};
+    return stuck;
+  }
+
+ private:
+  void loop() {
+    std::unique_lock lock(mu_);
+    for (;;) {
+      cv_.wait(lock, [this] { return stop_ || has_job_; });
+      if (stop_ && !has_job_) return;
+      auto job = std::move(job_);
+      has_job_ = false;
+      lock.unlock();
+      const int rc = job();
+      lock.lock();
+      result_ = rc, done_ = true;
+      cv_.notify_all();
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::function<int()> job_;
+  bool has_job_ = false, done_ = false, stop_ = false, stuck_ = false;
+  int result_ = 0;
+  std::thread thread_;
+};
+
 }  // namespace mpi_detail
 using namespace mpi_detail;
 
@@ -62,6 +132,7 @@ struct MpiCommunicator::Impl {
   std::string broken;            // set by a timeout: the communicator is unusable after
   int64_t seq = 0;
   ProgressThread progress;
+  Blocker blocker;  // the blocking data phases (run)
 
   // Runs f() holding the MPI lock when calls must be serialised.
   template <class F>
@@ -123,6 +194,8 @@ struct MpiCommunicator::Impl {
       }
       fail(detail::str(what, ": ", rank_list(ranks), " did not arrive within ", timeout.count(), " ms"));
     }
+    for (int q = 0; q < size; ++q)  // before waiting for our sends: that rank receives nothing more
+      if (all[q].kind == int64_t(Kind::Left)) fail(detail::str(what, ": rank ", q, " ", all[q].problem));
     poll(sends, Clock::now() + timeout);  // they complete as soon as the peers received
     for (int q = 0; q < size; ++q)
       if (all[q].problem[0]) throw Error(detail::str(what, ": rank ", q, ": ", all[q].problem));
@@ -146,18 +219,40 @@ struct MpiCommunicator::Impl {
                                 reduce_op_name(ReduceOp(all[q].op)), " root ", all[q].root));
   }
 
-  // Runs one collective's data phase: blocking, or started non-blocking and polled.
+  // This rank's last word: in place of the header of the collective it would call next,
+  // every other rank gets "left the job: <reason>", and their handshake fails at once
+  // with it instead of waiting out the timeout. Waits up to `wait` for them to take it
+  // (a rank busy computing takes it when it next enters a collective).
+  void announce_leaving(const std::string& reason, Timeout wait) {
+    Header h;
+    h.seq = seq, h.kind = int64_t(Kind::Left);
+    std::strncpy(h.problem, ("left the job: " + reason).c_str(), sizeof(h.problem) - 1);
+    std::vector<MPI_Request> sends;
+    for (int q = 0; q < size; ++q) {
+      if (q == rank) continue;
+      sends.emplace_back();
+      call([&] { return MPI_Isend(&h, sizeof(Header), MPI_BYTE, q, kHeaderTag, ctl, &sends.back()); });
+    }
+    poll(sends, Clock::now() + wait);
+    broken = "this rank left the job: " + reason;
+  }
+
+  // Runs one collective's data phase: blocking (on the blocker thread, waited for with
+  // the timeout), or started non-blocking and polled. Either way a rank that stalls or
+  // dies mid-transfer is reported within the timeout.
   template <class Blocking, class Start>
   void run(const std::string& what, Timeout timeout, Blocking blocking, Start start) {
+    const std::string stalled =
+        detail::str(what, ": not finished within ", timeout.count(), " ms (a rank stalled or died mid-transfer)");
     if (!polled) {
-      int rc = blocking();
-      WEFT_CHECK(rc == MPI_SUCCESS, what, ": MPI error ", rc);
+      const std::optional<int> rc = blocker.run(blocking, Clock::now() + timeout);
+      if (!rc) fail(stalled);
+      WEFT_CHECK(*rc == MPI_SUCCESS, what, ": MPI error ", *rc);
       return;
     }
     std::vector<MPI_Request> req(1);
     call([&] { return start(&req[0]); });
-    if (!poll(req, Clock::now() + timeout).empty())
-      fail(detail::str(what, ": not finished within ", timeout.count(), " ms (a rank stalled or died mid-transfer)"));
+    if (!poll(req, Clock::now() + timeout).empty()) fail(stalled);
   }
 };
 
