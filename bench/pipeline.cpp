@@ -11,8 +11,10 @@
 //   pipeline, 2 stages x 1 thread      gpipe and 1f1b at m = 1, 4, 8 (naive at m = 1)
 // and reports the median samples/s of each, its ratio to the baseline, and for the
 // pipelines the measured bubble -- 1 - (sum of stage busy time) / (stages x wall) -- next
-// to (p-1)/(m+p-1), the microbatches each stage held at most, and each stage's peak
-// bytes during a step (tensor/memory.h), whose growth with m is the activations.
+// to (p-1)/(m+p-1) and to what the schedule alone gives with the stages' measured
+// (unequal) busy times ("uneven": (m-1) max t + sum t of wall), the microbatches each
+// stage held at most, each stage's peak bytes during a step (tensor/memory.h), whose
+// growth with m is the activations, and each stage's busy ms per step.
 // Then a balance check: an uneven model (one layer 4x wider than the rest) cut into 2
 // stages by layer count and by measured time, each stage's measured busy time and the
 // step's speed.
@@ -98,6 +100,7 @@ double ddp(const Args& a, const std::vector<Batch>& data) {
 
 struct PipeResult {
   double rate = 0, bubble = 0;
+  double uneven = 0;  // the bubble the schedule alone gives with these stage times (below)
   std::vector<int> held;
   std::vector<int64_t> peak_bytes;
   std::vector<double> busy_ms;
@@ -140,6 +143,14 @@ PipeResult pipeline(const Args& a, std::shared_ptr<nn::Sequential> model, const 
   double busy_sum = 0, wall_max = 0;
   for (int s = 0; s < p; ++s) busy_sum += res.busy_ms[size_t(s)], wall_max = std::max(wall_max, wall[size_t(s)]);
   res.bubble = 1 - busy_sum / (p * wall_max);
+  // GPipe and 1F1B with stage s taking t_s per microbatch (forward + backward) need at
+  // least (m - 1) * max t + sum t: the slowest stage's m microbatches, plus filling and
+  // draining through the others. With equal t this is the textbook (p-1)/(m+p-1); with
+  // unequal stages the faster ones also wait for the slowest, which is imbalance, not
+  // the schedule.
+  double t_max = 0;
+  for (double b : res.busy_ms) t_max = std::max(t_max, b / m);
+  res.uneven = 1 - busy_sum / (p * ((m - 1) * t_max + busy_sum / m));
   return res;
 }
 
@@ -204,15 +215,17 @@ int main(int argc, char** argv) {
     return 0;
   }
   const double base = median(rates["one device, 1 thread"]);
-  std::printf("\n%-28s %10s %7s %8s %9s %s\n", "run (2 cores)", "samples/s", "ratio", "bubble", "textbook",
-              "held per stage, peak step bytes per stage");
+  std::printf("\n%-28s %10s %7s %8s %9s %7s  %s\n", "run (2 cores)", "samples/s", "ratio", "bubble", "textbook",
+              "uneven", "held per stage, peak step bytes per stage; busy ms per stage");
   auto row = [&](const std::string& key) {
     std::printf("%-28s %10.0f %6.2fx", key.c_str(), median(rates[key]), median(rates[key]) / base);
     if (auto it = last.find(key); it != last.end()) {
       const int m = std::atoi(key.substr(key.find("m=") + 2).c_str());
-      std::printf(" %8.3f %9.3f  ", it->second.bubble, 1.0 / (m + 1));
+      std::printf(" %8.3f %9.3f %7.3f  ", it->second.bubble, 1.0 / (m + 1), it->second.uneven);
       for (size_t s = 0; s < it->second.held.size(); ++s)
         std::printf("%s%d / %s", s ? ", " : "", it->second.held[s], format_bytes(it->second.peak_bytes[s]).c_str());
+      std::printf(";");
+      for (double b : it->second.busy_ms) std::printf(" %.1f", b);
     }
     std::printf("\n");
   };

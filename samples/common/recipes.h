@@ -40,7 +40,7 @@ inline Recipe cnn_recipe() {
   return r;
 }
 
-// deep-mlp (train_pipeline): the MLP's recipe at half the learning rate (a 16-layer
+// deep-mlp (train_pipeline): the MLP's recipe at half the learning rate (an 18-layer
 // stack trains less steadily at 2e-3), for 5 epochs.
 inline Recipe deep_mlp_recipe() {
   Recipe r = mlp_recipe();
