@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <map>
+#include <unordered_set>
 
 #include "../tensor/creation.h"
 #include "../tensor/raw.h"
@@ -214,35 +215,41 @@ Tensor record(const char* name, const Tensor& output, std::span<const Tensor> in
 
 namespace {
 
-// Runs one entry's closure and routes the input gradients.
-void run_entry(Tape& tape, TapeEntry& e, Owed& owed) {
-  std::vector<Tensor> saved;
-  saved.reserve(e.saved.size());
-  for (size_t i = 0; i < e.saved.size(); ++i) {
-    const SavedTensor& s = e.saved[i];
+// The values of an entry's saved tensors, each checked unchanged since it was saved.
+std::vector<Tensor> saved_values(const char* name, const std::vector<SavedTensor>& saved) {
+  std::vector<Tensor> values;
+  values.reserve(saved.size());
+  for (size_t i = 0; i < saved.size(); ++i) {
+    const SavedTensor& s = saved[i];
     if (s.value.defined())
-      WEFT_CHECK(s.value.version() == s.version, "backward of ", e.name, ": saved tensor ", i, " of shape ",
-                 s.value.shape(), " was modified in place after ", e.name,
-                 " saved it (version ", s.version, ", now ", s.value.version(),
-                 "); clone it before modifying, or make the in-place op out of place");
-    saved.push_back(s.value);
+      WEFT_CHECK(s.value.version() == s.version, "backward of ", name, ": saved tensor ", i, " of shape ",
+                 s.value.shape(), " was modified in place after ", name, " saved it (version ", s.version, ", now ",
+                 s.value.version(), "); clone it before modifying, or make the in-place op out of place");
+    values.push_back(s.value);
   }
-  auto needs = std::make_unique<bool[]>(e.inputs.size());
-  for (size_t i = 0; i < e.inputs.size(); ++i) needs[i] = e.inputs[i].wants_grad();
-  // Leaves whose .grad the closure may add into in place (BackwardArgs::grad_into) stay
-  // locked while it runs. Only a lock got without waiting is used (a leaf that another
-  // thread's backward holds gets its contribution below, like any other), and all are
-  // released before the blocking locks below: no thread ever waits holding one.
-  std::vector<Tensor> into(e.inputs.size());
+  return values;
+}
+
+// Calls a backward closure for the inputs marked in `needs`; returns one gradient per
+// input. Leaves whose .grad the closure may add into in place (BackwardArgs::grad_into)
+// stay locked while it runs. Only a lock got without waiting is used (a leaf that
+// another thread's backward holds gets its contribution afterwards, like any other),
+// and all are released on return, before any blocking lock: no thread ever waits
+// holding one.
+std::vector<Tensor> call_backward(const char* name, const BackwardFn& fn, const Tensor& grad,
+                                  const std::vector<Tensor>& saved, const std::vector<Edge>& inputs,
+                                  const bool* needs) {
+  const size_t n = inputs.size();
+  std::vector<Tensor> into(n);
   std::vector<std::unique_lock<std::mutex>> held;
-  for (size_t i = 0; i < e.inputs.size(); ++i) {
-    const TensorImpl* leaf = e.inputs[i].leaf.get();
-    if (!leaf) continue;
+  for (size_t i = 0; i < n; ++i) {
+    const TensorImpl* leaf = inputs[i].leaf.get();
+    if (!leaf || !needs[i]) continue;
     bool repeated = false;  // the same leaf twice (x * x): lock it once, offer it to neither
-    for (size_t j = 0; j < i; ++j) repeated = repeated || e.inputs[j].leaf.get() == leaf;
+    for (size_t j = 0; j < i; ++j) repeated = repeated || (needs[j] && inputs[j].leaf.get() == leaf);
     if (repeated) {
       for (size_t j = 0; j < i; ++j)
-        if (e.inputs[j].leaf.get() == leaf) into[j] = Tensor();
+        if (inputs[j].leaf.get() == leaf) into[j] = Tensor();
       continue;
     }
     std::unique_lock lock(leaf->autograd->mutex, std::try_to_lock);
@@ -250,21 +257,97 @@ void run_entry(Tape& tape, TapeEntry& e, Owed& owed) {
     into[i] = accumulation_target(*leaf);
     if (into[i].defined()) held.push_back(std::move(lock));
   }
-  std::vector<Tensor> grads;
+  std::vector<Tensor> grads = fn(BackwardArgs{grad, saved, std::span<const bool>(needs, n), into});
+  WEFT_CHECK(grads.size() == n, "backward of ", name, ": returned ", grads.size(), " gradients for ", n, " inputs");
+  return grads;
+}
+
+}  // namespace
+
+// One entry's deferred half (backward_deferring): the gradients of its deferred leaves,
+// computed later by the same closure with only those inputs asked for. Until it runs,
+// the leaves count it as pending, so their gradient-ready hooks wait for it.
+struct DeferredWork {
+  const char* name;
+  BackwardFn backward;
+  std::vector<SavedTensor> saved;
+  Tensor grad;
+  std::vector<Edge> inputs;  // the deferred leaves; an empty Edge for every other input
+  bool open = true;          // not yet run or dropped
+
+  void run() {
+    if (!open) return;
+    open = false;
+    const size_t n = inputs.size();
+    auto needs = std::make_unique<bool[]>(n);
+    for (size_t i = 0; i < n; ++i) needs[i] = inputs[i].leaf != nullptr;
+    std::vector<Tensor> grads;
+    try {
+      grads = call_backward(name, backward, grad, saved_values(name, saved), inputs, needs.get());
+    } catch (...) {
+      release();
+      throw;
+    }
+    Owed owed;
+    for (size_t i = 0; i < n; ++i)
+      if (inputs[i].leaf) {
+        ++owed[inputs[i].leaf.get()];
+        add_to_leaf(inputs[i].leaf, grads[i], owed);
+      }
+    grad = Tensor(), saved.clear();  // the activations can go
+  }
+
+  // Dropped without running: the leaves stop waiting for it (no hooks fire).
+  void release() {
+    open = false;
+    for (const Edge& in : inputs)
+      if (in.leaf) {
+        std::lock_guard lock(in.leaf->autograd->mutex);
+        --in.leaf->autograd->pending;
+      }
+  }
+};
+
+namespace {
+
+// The leaves whose gradients a walk defers (null: none), and where their work goes.
+struct Deferral {
+  std::unordered_set<const TensorImpl*> leaves;
+  std::vector<std::shared_ptr<DeferredWork>> work;
+};
+
+// Runs one entry's closure and routes the input gradients. Inputs that are deferred
+// leaves get none now: their half goes into a DeferredWork instead.
+void run_entry(Tape& tape, TapeEntry& e, Owed& owed, Deferral* deferral) {
+  const size_t n = e.inputs.size();
+  const std::vector<Tensor> saved = saved_values(e.name, e.saved);
+  auto now = std::make_unique<bool[]>(n), later = std::make_unique<bool[]>(n);
+  bool any_now = false, any_later = false;
+  for (size_t i = 0; i < n; ++i) {
+    later[i] = deferral && e.inputs[i].leaf && deferral->leaves.count(e.inputs[i].leaf.get());
+    now[i] = e.inputs[i].wants_grad() && !later[i];
+    any_now = any_now || now[i], any_later = any_later || later[i];
+  }
+  std::vector<Tensor> grads(n);
+  bool deferred = false;
   if (e.grad.defined()) {
     // Moved out so a gradient that passes straight through (add, views) is owned by
     // the result alone and the receiver can take it without a copy.
     const Tensor grad = std::move(e.grad);
-    grads = e.backward(BackwardArgs{grad, saved, std::span<const bool>(needs.get(), e.inputs.size()), into});
-    WEFT_CHECK(grads.size() == e.inputs.size(), "backward of ", e.name, ": returned ", grads.size(),
-               " gradients for ", e.inputs.size(), " inputs");
-  } else {
-    grads.resize(e.inputs.size());  // no gradient reached this entry: inputs get none
+    if (any_later) {
+      auto w = std::make_shared<DeferredWork>(DeferredWork{e.name, e.backward, e.saved, grad, {}});
+      w->inputs.resize(n);
+      for (size_t i = 0; i < n; ++i)
+        if (later[i]) w->inputs[i] = e.inputs[i];
+      deferral->work.push_back(std::move(w));
+      deferred = true;
+    }
+    if (any_now || !any_later) grads = call_backward(e.name, e.backward, grad, saved, e.inputs, now.get());
   }
-  held.clear();
-  for (size_t i = 0; i < e.inputs.size(); ++i) {
+  for (size_t i = 0; i < n; ++i) {
     const Edge& in = e.inputs[i];
     if (in.leaf) {
+      if (later[i] && deferred) continue;  // its DeferredWork delivers it
       if (grads[i].defined()) check_grad_shape(e, i, grads[i], in.leaf->shape);
       add_to_leaf(in.leaf, grads[i], owed);
     } else if (in.producer >= 0 && grads[i].defined()) {
@@ -275,11 +358,13 @@ void run_entry(Tape& tape, TapeEntry& e, Owed& owed) {
   }
 }
 
-void run_needed(Tape& tape, const std::vector<int64_t>& needed, Owed& owed);
+void run_needed(Tape& tape, const std::vector<int64_t>& needed, Owed& owed, Deferral* deferral);
 
 }  // namespace
 
-void backward(const Tensor& root, const Tensor& grad_in) {
+namespace {
+// backward's walk; with a deferral, the deferred leaves' halves are collected in it.
+void walk(const Tensor& root, const Tensor& grad_in, Deferral* deferral) {
   WEFT_CHECK(root.defined(), "backward: the tensor is undefined");
   WEFT_CHECK(root.requires_grad(), "backward: the tensor does not require grad (no input of the computation "
                                    "that made it has requires_grad, or it was computed under NoGradGuard)");
@@ -337,8 +422,16 @@ void backward(const Tensor& root, const Tensor& grad_in) {
     tape.at(top)->grad = grad;
     // Pass 2: newest first, which is a reverse topological order.
     std::sort(needed.begin(), needed.end(), std::greater<>());
-    run_needed(tape, needed, owed);
+    run_needed(tape, needed, owed, deferral);
+    if (deferral)  // the deferred work now owes the leaves what this walk counted for it
+      for (const auto& w : deferral->work)
+        for (const Edge& in : w->inputs)
+          if (in.leaf) --owed[in.leaf.get()];
   } catch (...) {
+    if (deferral) {  // dropped: the counts it would have delivered are taken back below
+      for (const auto& w : deferral->work) w->open = false;
+      deferral->work.clear();
+    }
     for (const auto& [impl, leaf] : leaves) {  // take back what this walk still owed
       std::lock_guard lock(leaf->autograd->mutex);
       leaf->autograd->pending -= owed[impl];
@@ -348,14 +441,56 @@ void backward(const Tensor& root, const Tensor& grad_in) {
     throw;
   }
 }
+}  // namespace
+
+void backward(const Tensor& root, const Tensor& grad) { walk(root, grad, nullptr); }
+
+DeferredGrads backward_deferring(const Tensor& root, const Tensor& grad, const std::vector<Tensor>& deferred) {
+  Deferral deferral;
+  for (const Tensor& t : deferred)
+    if (t.defined()) deferral.leaves.insert(t.impl());
+  walk(root, grad, &deferral);
+  DeferredGrads out;
+  out.work_ = std::move(deferral.work);
+  return out;
+}
+
+DeferredGrads::DeferredGrads() = default;
+DeferredGrads::DeferredGrads(DeferredGrads&&) noexcept = default;
+DeferredGrads& DeferredGrads::operator=(DeferredGrads&& o) noexcept {
+  if (this != &o) {
+    drop();
+    work_ = std::move(o.work_);
+  }
+  return *this;
+}
+DeferredGrads::~DeferredGrads() { drop(); }
+
+void DeferredGrads::run() {
+  auto work = std::move(work_);  // empty from here on, whatever happens
+  for (size_t k = 0; k < work.size(); ++k) {
+    try {
+      work[k]->run();
+    } catch (...) {
+      for (size_t j = k + 1; j < work.size(); ++j) work[j]->release();
+      throw;
+    }
+  }
+}
+
+void DeferredGrads::drop() {
+  for (auto& w : work_)
+    if (w->open) w->release();
+  work_.clear();
+}
 
 namespace {
-void run_needed(Tape& tape, const std::vector<int64_t>& needed, Owed& owed) {
+void run_needed(Tape& tape, const std::vector<int64_t>& needed, Owed& owed, Deferral* deferral) {
   for (int64_t s : needed) {
     TapeEntry* e = tape.at(s);
     if (auto out = e->output.lock(); out && out->autograd && out->autograd->retains_grad && e->grad.defined())
       accumulate(out->autograd->grad, e->grad);
-    run_entry(tape, *e, owed);
+    run_entry(tape, *e, owed, deferral);
     tape.release(s);
   }
 }

@@ -99,6 +99,38 @@ Tensor record(const char* name, const Tensor& output, std::span<const Tensor> in
 // `grad` is dLoss/dRoot; it may be omitted only when root has one element.
 void backward(const Tensor& root, const Tensor& grad = Tensor());
 
+// ---- split backward (zero-bubble pipelines) -------------------------------------------------
+// A backward split in two, as zero-bubble pipeline schedules need (Qi et al. 2023): B,
+// the gradients someone is waiting for (a pipeline stage's input gradient, which the
+// previous stage needs now), and W, the gradients of the weights, which nobody needs
+// until the optimizer step. backward_deferring(root, grad, weights) does B now and
+// returns W as work to run later: for each op that has a `weights` leaf as an input,
+// the same backward closure called again with only those inputs asked for (the idea of
+// DeepSeek's WeightGradStore). The closure, its saved tensors and its output gradient
+// stay alive until then: deferring W trades memory for filling pipeline bubbles.
+// Running it gives exactly the gradients a plain backward gives -- the same formulas on
+// the same values -- and a weight's gradient-ready hooks fire when its last pending
+// part lands (with several deferred backwards outstanding: once, after the last). Work dropped without running (the object destroyed, or an error) is
+// forgotten: those weights stop waiting for it.
+struct DeferredWork;
+class DeferredGrads {
+ public:
+  DeferredGrads();
+  DeferredGrads(DeferredGrads&&) noexcept;
+  DeferredGrads& operator=(DeferredGrads&&) noexcept;
+  ~DeferredGrads();
+  // Runs every deferred part once, in the order backward met them (newest op first).
+  void run();
+  size_t size() const { return work_.size(); }
+  bool empty() const { return work_.empty(); }
+
+ private:
+  friend DeferredGrads backward_deferring(const Tensor&, const Tensor&, const std::vector<Tensor>&);
+  void drop();
+  std::vector<std::shared_ptr<DeferredWork>> work_;
+};
+DeferredGrads backward_deferring(const Tensor& root, const Tensor& grad, const std::vector<Tensor>& weights);
+
 // Number of live entries on this thread's tape (for tests and for the curious).
 int64_t tape_size();
 
