@@ -8,7 +8,7 @@
 //   one device, 1 intra-op thread      the baseline
 //   one device, 2 intra-op threads     the same cores used by intra-op parallelism
 //   DDP, 2 rank threads x 1 thread     the same cores used by data parallelism
-//   pipeline, 2 stages x 1 thread      gpipe and 1f1b at m = 1, 4, 8 (naive at m = 1)
+//   pipeline, 2 stages x 1 thread      gpipe, 1f1b and zb1 at m = 4, 8 (naive at m = 1)
 // and reports the median samples/s of each, its ratio to the baseline, and for the
 // pipelines the measured bubble -- 1 - (sum of stage busy time) / (stages x wall) -- next
 // to (p-1)/(m+p-1) and to what the schedule alone gives with the stages' measured
@@ -188,8 +188,8 @@ int main(int argc, char** argv) {
   std::printf("pipeline bench: %s, batch %lld, %d steps x %d rounds, stages cut at layer %zu; %s\n", a.model.c_str(),
               static_cast<long long>(a.batch), a.steps, a.rounds, first[1], gemm_report().c_str());
 
-  const std::vector<std::pair<std::string, int>> pipes = {{"naive", 1}, {"gpipe", 4}, {"gpipe", 8},
-                                                          {"1f1b", 4},  {"1f1b", 8}};
+  const std::vector<std::pair<std::string, int>> pipes = {{"naive", 1}, {"gpipe", 4}, {"gpipe", 8}, {"1f1b", 4},
+                                                          {"1f1b", 8},  {"zb1", 4},   {"zb1", 8}};
   std::map<std::string, std::vector<double>> rates;
   std::map<std::string, PipeResult> last;
   auto wanted = [&](const std::string& key) { return a.only.empty() || a.only == key; };

@@ -9,7 +9,7 @@
 // The model is cut into --stages contiguous blocks (--balance: layers, params, time or
 // manual:i,j,...), stage s on the logical device cpu:s. Each stage runs on its own
 // thread (--backend threads) or process (--backend mpi) with --stage-threads intra-op
-// threads, and walks its list of the --schedule (naive, gpipe, 1f1b) over each batch cut
+// threads, and walks its list of the --schedule (naive, gpipe, 1f1b, zb1) over each batch cut
 // into --microbatches pieces. Stage 0 reads the images, the last stage the labels; each
 // stage has its own optimizer over its own parameters, which is one optimizer over the
 // model (the updates are per parameter). Every stage reads the same batches (the
@@ -83,7 +83,7 @@ const pp::PipelineSchedule& schedule_for(const PipeConfig& c, int64_t rows) {
   const int m = static_cast<int>(std::min<int64_t>(c.microbatches, rows));
   auto it = cache.find(m);
   if (it == cache.end()) {
-    const std::string name = c.schedule == "1f1b" && m < c.stages ? "gpipe" : c.schedule;
+    const std::string name = (c.schedule == "1f1b" || c.schedule == "zb1") && m < c.stages ? "gpipe" : c.schedule;
     it = cache.emplace(m, pp::make_schedule(name, c.stages, m)).first;
     pp::validate(it->second);  // the simulator checks it before any tensor moves
   }
@@ -248,8 +248,8 @@ int main(int argc, char** argv) {
   app.add_option("--stages", c.stages, "pipeline stages (stage s on cpu:s)")
       ->check(samples::whole_number(1))
       ->capture_default_str();
-  app.add_option("--schedule", c.schedule, "naive, gpipe or 1f1b")
-      ->check(CLI::IsMember({"naive", "gpipe", "1f1b"}))
+  app.add_option("--schedule", c.schedule, "naive, gpipe, 1f1b or zb1 (zero bubble: split backward)")
+      ->check(CLI::IsMember({"naive", "gpipe", "1f1b", "zb1"}))
       ->capture_default_str();
   app.add_option("--microbatches", c.microbatches, "microbatches per batch")
       ->check(samples::whole_number(1))

@@ -42,9 +42,13 @@ std::string render(const PipelineSchedule& schedule, const Costs& costs) {
   auto row_start = [&](const std::string& name) { return name + std::string(name_width - name.size(), ' ') + " | "; };
 
   const int m = schedule.microbatches;
+  bool split = false;  // any W: say what W costs and means
+  for (const auto& actions : schedule.per_stage)
+    for (const Action& a : actions) split = split || a.kind == Action::W;
   std::string out = detail::str(schedule.name, ": ", p, p == 1 ? " stage, " : " stages, ", m,
                                 m == 1 ? " microbatch, " : " microbatches, ", "F=", costs.forward,
-                                " B=", costs.backward, " steps: makespan ", sim.makespan, " steps\n");
+                                " B=", costs.backward, split ? detail::str(" W=", costs.weight) : std::string(),
+                                " steps: makespan ", sim.makespan, " steps\n");
   std::string steps = row_start("step");
   for (int t = 0; t < sim.makespan; ++t) put_cell(steps, std::to_string(t), width);
   out += trimmed(steps) + "\n";
@@ -53,7 +57,8 @@ std::string render(const PipelineSchedule& schedule, const Costs& costs) {
     for (const std::string& cell : cells[s]) put_cell(row, cell, width);
     out += trimmed(row) + "\n";
   }
-  out += "Fk/Bk: forward/backward of microbatch k, ~: still running, .: idle\n";
+  out += split ? "Fk/Bk/Wk: forward/input gradient/weight gradient of microbatch k, ~: still running, .: idle\n"
+               : "Fk/Bk: forward/backward of microbatch k, ~: still running, .: idle\n";
 
   long busy = 0;
   for (int b : sim.busy) busy += b;

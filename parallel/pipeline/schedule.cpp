@@ -76,6 +76,50 @@ PipelineSchedule one_f_one_b(int stages, int microbatches) {
   return sched;
 }
 
+PipelineSchedule zero_bubble_h1(int stages, int microbatches) {
+  check_sizes("zb1", stages, microbatches);
+  WEFT_CHECK(microbatches >= stages, "zb1 needs at least as many microbatches (m) as stages (p): got m=",
+             microbatches, ", p=", stages, "; use more microbatches or the gpipe schedule");
+  // Each stage keeps 1F1B's order of F and B (B now only the input gradient) and slots
+  // in its Ws: written by playing the schedule on a clock where every action takes one
+  // step. At each step a stage runs its next F or B if what it needs has arrived, and
+  // otherwise -- where 1F1B would idle -- the oldest W it owes. It also runs a W first
+  // when it already owes kMaxOwed, before a new F, so that the activations W needs do
+  // not pile up (memory stays near 1F1B's). The owed rest run at the end.
+  constexpr int kMaxOwed = 2;
+  const int p = stages, m = microbatches;
+  const PipelineSchedule order = one_f_one_b(p, m);
+  PipelineSchedule sched = empty("zb1", p, m);
+  std::vector<std::vector<int>> f_end(p, std::vector<int>(m, -1)), b_end = f_end;
+  std::vector<size_t> next(p, 0);
+  std::vector<std::vector<int>> owed(p);  // microbatches whose B ran and W not yet, oldest first
+  auto arrived = [](int end, int t) { return end >= 0 && end <= t; };
+  for (int t = 0, left = 3 * p * m; left > 0; ++t) {
+    for (int s = 0; s < p; ++s) {
+      auto& actions = sched.per_stage[s];
+      bool ran = false;
+      if (next[s] < order.per_stage[s].size()) {
+        const Action a = order.per_stage[s][next[s]];
+        const bool ready = a.kind == Action::F ? (s == 0 || arrived(f_end[s - 1][a.microbatch], t))
+                                               : (s == p - 1 || arrived(b_end[s + 1][a.microbatch], t));
+        if (ready && !(a.kind == Action::F && int(owed[s].size()) >= kMaxOwed)) {
+          actions.push_back(a);
+          (a.kind == Action::F ? f_end : b_end)[s][a.microbatch] = t + 1;
+          if (a.kind == Action::B) owed[s].push_back(a.microbatch);
+          ++next[s], ran = true;
+        }
+      }
+      if (!ran && !owed[s].empty()) {
+        actions.push_back({Action::W, owed[s].front()});
+        owed[s].erase(owed[s].begin());
+        ran = true;
+      }
+      left -= ran;
+    }
+  }
+  return sched;
+}
+
 PipelineSchedule make_schedule(const std::string& name, int stages, int microbatches) {
   if (name == "naive") {
     WEFT_CHECK(microbatches == 1, "make_schedule: naive runs the whole batch as one microbatch (m=1), got m=",
@@ -84,7 +128,8 @@ PipelineSchedule make_schedule(const std::string& name, int stages, int microbat
   }
   if (name == "gpipe") return gpipe(stages, microbatches);
   if (name == "1f1b") return one_f_one_b(stages, microbatches);
-  throw Error(detail::str("make_schedule: unknown schedule '", name, "'; known: naive, gpipe, 1f1b"));
+  if (name == "zb1") return zero_bubble_h1(stages, microbatches);
+  throw Error(detail::str("make_schedule: unknown schedule '", name, "'; known: naive, gpipe, 1f1b, zb1"));
 }
 
 }  // namespace weft::parallel::pipeline

@@ -44,10 +44,9 @@
 
 namespace weft::parallel::pipeline {
 
-// One step of one stage's work. W (the weight-gradient half of a split backward) and
-// chunk (the model chunk, for interleaved schedules with several chunks per stage) are
-// here for zero-bubble and interleaved schedules; the schedules in this file use F and
-// B on chunk 0 only.
+// One step of one stage's work. W is the weight-gradient half of a split backward
+// (zero_bubble_h1); chunk is the model chunk, for interleaved schedules with several
+// chunks per stage (not yet: every schedule here uses chunk 0).
 struct Action {
   enum Kind { F, B, W } kind;
   int microbatch;
@@ -76,7 +75,15 @@ PipelineSchedule gpipe(int stages, int microbatches);
 // backward in turn, then the remaining backwards. Needs m >= p.
 PipelineSchedule one_f_one_b(int stages, int microbatches);
 
-// By name: "naive" (microbatches must be 1), "gpipe" or "1f1b".
+// ZB-H1 (zero bubble, Qi et al. 2023): 1F1B with each backward split into B (the input
+// gradient, which the previous stage waits for) and W (the weight gradients, which
+// nobody waits for; autograd::backward_deferring). Each stage keeps 1F1B's order of F
+// and B and runs a W where 1F1B would idle (and one before a new F when it already owes
+// two, so activations do not pile up). With F = B = W the bubble falls to about a third
+// of 1F1B's. Needs m >= p.
+PipelineSchedule zero_bubble_h1(int stages, int microbatches);
+
+// By name: "naive" (microbatches must be 1), "gpipe", "1f1b" or "zb1".
 PipelineSchedule make_schedule(const std::string& name, int stages, int microbatches);
 
 }  // namespace weft::parallel::pipeline

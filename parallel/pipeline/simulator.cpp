@@ -18,35 +18,47 @@ struct Need {
 };
 
 std::optional<Need> cross_stage_need(const Action& a, int s, int stages) {
+  if (a.kind == Action::W) return std::nullopt;  // a stage's own weights: nobody else involved
   if (a.kind == Action::F) return s > 0 ? std::optional<Need>(Need{s - 1, a}) : std::nullopt;
   return s < stages - 1 ? std::optional<Need>(Need{s + 1, a}) : std::nullopt;
 }
 
+bool has_w(const std::vector<Action>& actions) {
+  return std::any_of(actions.begin(), actions.end(), [](const Action& a) { return a.kind == Action::W; });
+}
+
 void validate_stage(const PipelineSchedule& sched, int s) {
   const std::string where = detail::str("pipeline schedule '", sched.name, "': stage ", s);
-  std::vector<bool> has_f(sched.microbatches), has_b(sched.microbatches);
+  std::vector<bool> has_f(sched.microbatches), has_b(sched.microbatches), has_w_(sched.microbatches);
+  const bool split = has_w(sched.per_stage[s]);  // W on this stage: every B has its W
   for (const Action& a : sched.per_stage[s]) {
     const std::string what = where + ", action " + label(a);
-    WEFT_CHECK(a.kind != Action::W, what, ": W (split backward) is not simulated yet; use F and B");
     WEFT_CHECK(a.chunk == 0, what, ": model chunks (interleaved schedules) are not simulated yet; use chunk 0");
     WEFT_CHECK(a.microbatch >= 0 && a.microbatch < sched.microbatches, what, ": microbatch out of range [0, ",
                sched.microbatches, ")");
-    std::vector<bool>& seen = a.kind == Action::F ? has_f : has_b;
-    WEFT_CHECK(!seen[a.microbatch], what, ": runs twice; each stage runs F and B exactly once per microbatch");
-    WEFT_CHECK(a.kind == Action::F || has_f[a.microbatch], what, ": a backward before its own forward F",
+    std::vector<bool>& seen = a.kind == Action::F ? has_f : a.kind == Action::B ? has_b : has_w_;
+    WEFT_CHECK(!seen[a.microbatch], what, ": runs twice; each stage runs F and B (and W, if any) exactly once per "
+               "microbatch");
+    WEFT_CHECK(a.kind != Action::B || has_f[a.microbatch], what, ": a backward before its own forward F",
                a.microbatch, "; it needs the activations that F saves");
+    WEFT_CHECK(a.kind != Action::W || has_b[a.microbatch], what, ": a weight gradient before its own backward B",
+               a.microbatch, "; it needs the output gradient that B receives");
     seen[a.microbatch] = true;
   }
   for (int mb = 0; mb < sched.microbatches; ++mb) {
     WEFT_CHECK(has_f[mb], where, ": never runs F", mb, "; each stage runs F and B exactly once per microbatch");
     WEFT_CHECK(has_b[mb], where, ": never runs B", mb, "; each stage runs F and B exactly once per microbatch");
+    WEFT_CHECK(!split || has_w_[mb], where, ": never runs W", mb, "; a stage that splits its backwards runs W once "
+               "per microbatch");
   }
 }
 
 // When the stage's actions ran so far: end[F or B][mb], -1 while not started.
 struct Clock {
-  std::vector<std::vector<int>> f_end, b_end;  // [stage][microbatch]
-  int& end_of(int s, const Action& a) { return a.kind == Action::F ? f_end[s][a.microbatch] : b_end[s][a.microbatch]; }
+  std::vector<std::vector<int>> f_end, b_end, w_end;  // [stage][microbatch]
+  int& end_of(int s, const Action& a) {
+    return (a.kind == Action::F ? f_end : a.kind == Action::B ? b_end : w_end)[s][a.microbatch];
+  }
   bool done_by(int s, const Action& a, int t) {
     const int e = end_of(s, a);
     return e >= 0 && e <= t;
@@ -69,15 +81,21 @@ std::string deadlock_message(const PipelineSchedule& sched, const std::vector<si
   return msg;
 }
 
-// Most microbatches with F done and B not yet, over the stage's run. A stage runs its
+// Most microbatches with F done and B not yet (W not yet, on a stage that splits its
+// backwards: W still needs the layers' inputs), over the stage's run. A stage runs its
 // list in order, so counting along the list is enough.
 int peak_in_flight(const std::vector<Action>& actions) {
+  const Action::Kind last = has_w(actions) ? Action::W : Action::B;
   int held = 0, peak = 0;
   for (const Action& a : actions) {
-    held += a.kind == Action::F ? 1 : -1;
+    held += a.kind == Action::F ? 1 : a.kind == last ? -1 : 0;
     peak = std::max(peak, held);
   }
   return peak;
+}
+
+int cost_of(const Action& a, const Costs& costs) {
+  return a.kind == Action::F ? costs.forward : a.kind == Action::B ? costs.backward : costs.weight;
 }
 
 }  // namespace
@@ -94,16 +112,18 @@ void validate(const PipelineSchedule& schedule) {
 
 Simulation simulate(const PipelineSchedule& schedule, const Costs& costs) {
   validate(schedule);
-  WEFT_CHECK(costs.forward >= 1 && costs.backward >= 1, "simulate: costs must be at least one step, got F=",
-             costs.forward, ", B=", costs.backward);
+  WEFT_CHECK(costs.forward >= 1 && costs.backward >= 1 && costs.weight >= 1,
+             "simulate: costs must be at least one step, got F=", costs.forward, ", B=", costs.backward,
+             ", W=", costs.weight);
   const int p = schedule.stages, m = schedule.microbatches;
-  Clock clock{std::vector<std::vector<int>>(p, std::vector<int>(m, -1)),
-              std::vector<std::vector<int>>(p, std::vector<int>(m, -1))};
+  const std::vector<std::vector<int>> unset(p, std::vector<int>(m, -1));
+  Clock clock{unset, unset, unset};
   Simulation sim;
   sim.timeline.resize(p);
   std::vector<size_t> next(p, 0);  // index of each stage's next action
   std::vector<int> free_at(p, 0);  // the step at which each stage is idle again
-  int left = 2 * p * m;
+  int left = 0;
+  for (const auto& actions : schedule.per_stage) left += int(actions.size());
   for (int t = 0; left > 0; ++t) {
     bool working = false;
     for (int s = 0; s < p; ++s) {
@@ -117,7 +137,7 @@ Simulation simulate(const PipelineSchedule& schedule, const Costs& costs) {
       // Started at t means ending after t, so whatever another stage starts in this
       // same step can never count as done: the order of this loop does not matter.
       if (need && !clock.done_by(need->stage, need->action, t)) continue;
-      const int end = t + (a.kind == Action::F ? costs.forward : costs.backward);
+      const int end = t + cost_of(a, costs);
       clock.end_of(s, a) = end;
       sim.timeline[s].push_back({a, t, end});
       free_at[s] = end;
@@ -131,7 +151,9 @@ Simulation simulate(const PipelineSchedule& schedule, const Costs& costs) {
   long total_busy = 0;
   for (int s = 0; s < p; ++s) {
     sim.makespan = std::max(sim.makespan, free_at[s]);
-    sim.busy.push_back(m * (costs.forward + costs.backward));
+    int busy = 0;
+    for (const Action& a : schedule.per_stage[s]) busy += cost_of(a, costs);
+    sim.busy.push_back(busy);
     total_busy += sim.busy.back();
     sim.peak_in_flight.push_back(peak_in_flight(schedule.per_stage[s]));
   }

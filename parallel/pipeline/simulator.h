@@ -6,7 +6,9 @@
 // F(mb) on s needs F(mb) on s-1; B(mb) on s needs B(mb) on s+1 and its own F(mb))
 // finished at an EARLIER step: sending an activation or a gradient is taken as free,
 // but nothing is received in the step it is produced. An F occupies its stage for
-// costs.forward steps, a B for costs.backward steps. A stage never reorders its list:
+// costs.forward steps, a B for costs.backward steps, a W (zero-bubble schedules: the
+// weight-gradient half of a backward, needing only its own B) for costs.weight steps.
+// A stage never reorders its list:
 // if its next action is not ready, it waits, even when a later one could run.
 //
 // WHAT IT REPORTS.
@@ -14,7 +16,7 @@
 // - the makespan: the step at which the last action ends;
 // - the bubble: the idle share of all stage-time, 1 - sum(busy) / (p * makespan);
 // - the peak in-flight microbatches per stage: how many microbatches a stage has run
-//   F for but not yet B, at most. Each one's saved activations stay in that stage's
+//   F for but not yet B (not yet W, where it has W), at most. Each one's saved activations stay in that stage's
 //   memory until its backward, so this is the schedule's activation memory.
 //
 // WHY F=1, B=2 BY DEFAULT. A backward computes two products per layer (the gradient of
@@ -25,7 +27,8 @@
 // a stage that misses or repeats an action (each stage runs F and B exactly once per
 // microbatch), a microbatch out of range, a B listed before its own F, and a schedule
 // that deadlocks: actions remain but no stage can ever start one (the message says what
-// each blocked stage waits for). W and chunks other than 0 are not simulated yet.
+// each blocked stage waits for), and on a stage with W actions one missing or listed
+// before its own B. Chunks other than 0 are not simulated yet.
 #pragma once
 
 #include <vector>
@@ -34,10 +37,13 @@
 
 namespace weft::parallel::pipeline {
 
-// How many steps each kind of action occupies its stage; at least 1 each.
+// How many steps each kind of action occupies its stage; at least 1 each. `weight` is
+// a W's (the weight-gradient half of a split backward); a schedule with W actions then
+// runs B as the input-gradient half alone, so compare {1, 2} for 1F1B with {1, 1, 1}.
 struct Costs {
   int forward = 1;
   int backward = 2;
+  int weight = 1;
 };
 
 // One action as it ran: it occupied its stage for steps start .. end-1.

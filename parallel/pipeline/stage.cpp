@@ -66,6 +66,7 @@ struct PipelineStage::InFlight {
   Tensor input;  // stages > 0: a leaf whose .grad goes back to the previous stage
   Tensor out;    // this stage's output (on the tape)
   Tensor loss;   // last stage: this microbatch's share of the batch's mean loss
+  autograd::DeferredGrads weights;  // a split backward's W, between its B and its W
 };
 
 PipelineStage::PipelineStage(std::shared_ptr<Communicator> comm, std::shared_ptr<nn::Module> layers, Device device,
@@ -123,7 +124,7 @@ void PipelineStage::forward_action(int mb, InFlight& f, const std::vector<Tensor
   stats_.busy_ms += now_ms() - t0;
 }
 
-void PipelineStage::backward_action(int mb, InFlight& f) {
+void PipelineStage::backward_action(int mb, InFlight& f, bool split) {
   Tensor grad;
   if (!is_last()) {
     grad = empty(f.out.shape(), f.out.dtype(), device_);
@@ -132,8 +133,11 @@ void PipelineStage::backward_action(int mb, InFlight& f) {
   const double t0 = now_ms();
   {
     trace::Scope span(span_name(Action::B, mb), "compute", stage());
-    if (is_last()) f.loss.backward();
-    else if (f.out.requires_grad()) f.out.backward(grad);
+    const Tensor& root = is_last() ? f.loss : f.out;
+    // Split (zero-bubble schedules): the input gradient now, the weights' at this
+    // microbatch's W action (autograd::backward_deferring).
+    if (split && root.requires_grad()) f.weights = autograd::backward_deferring(root, grad, layers_->parameters());
+    else if (root.requires_grad()) root.backward(grad);
     if (!is_first()) {
       Tensor g = f.input.grad();
       if (!g.defined()) g = zeros_like(f.input);  // the output did not depend on the input
@@ -141,7 +145,18 @@ void PipelineStage::backward_action(int mb, InFlight& f) {
       pending_sends_.emplace_back(comm_->isend(g, stage() - 1, kTagGradient), g);
     }
   }
-  f = InFlight{};  // the microbatch's activations can go
+  if (split) f.input = f.out = f.loss = Tensor();  // only what W needs stays, in f.weights
+  else f = InFlight{};                              // the microbatch's activations can go
+  stats_.busy_ms += now_ms() - t0;
+}
+
+void PipelineStage::weight_action(int mb, InFlight& f) {
+  const double t0 = now_ms();
+  {
+    trace::Scope span(span_name(Action::W, mb), "compute", stage());
+    f.weights.run();
+  }
+  f = InFlight{};
   stats_.busy_ms += now_ms() - t0;
 }
 
@@ -174,8 +189,10 @@ double PipelineStage::train_step(const PipelineSchedule& schedule, const Tensor&
   reset_device_peak(device_);
   const int64_t start_bytes = device_memory(device_).allocated;
   const double start = now_ms();
-  std::vector<InFlight> flights(size_t(m), InFlight{});
+  std::vector<InFlight> flights(static_cast<size_t>(m));
   int in_flight = 0;
+  const auto& mine = schedule.per_stage.at(size_t(stage()));
+  const bool split = std::any_of(mine.begin(), mine.end(), [](const Action& a) { return a.kind == Action::W; });
   double total = 0;
   for (const Action& a : schedule.per_stage.at(size_t(stage()))) {
     try {
@@ -185,14 +202,15 @@ double PipelineStage::train_step(const PipelineSchedule& schedule, const Tensor&
         stats_.peak_in_flight = std::max(stats_.peak_in_flight, ++in_flight);
       } else if (a.kind == Action::B) {
         if (is_last()) total += f.loss.item<double>();
-        backward_action(a.microbatch, f);
-        --in_flight;
+        backward_action(a.microbatch, f, split);
+        if (!split) --in_flight;
       } else {
-        throw Error("W (a split weight-gradient action) needs a split backward, which this executor has not");
+        weight_action(a.microbatch, f);
+        --in_flight;
       }
     } catch (const std::exception& e) {
-      throw Error(detail::str("pipeline stage ", stage(), " (", device_, "), ", a.kind == Action::F ? "F" : "B", "(",
-                              a.microbatch, ") of the ", schedule.name, " schedule: ", e.what()));
+      throw Error(detail::str("pipeline stage ", stage(), " (", device_, "), ", "FBW"[a.kind], "(", a.microbatch,
+                              ") of the ", schedule.name, " schedule: ", e.what()));
     }
   }
   wait_sends();

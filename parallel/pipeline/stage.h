@@ -85,7 +85,8 @@ class PipelineStage {
   void send_activation(const Tensor& t);
   void forward_action(int mb, InFlight& f, const std::vector<Tensor>& xs, const std::vector<Tensor>& ys,
                       const LossFn& loss, int64_t rows);
-  void backward_action(int mb, InFlight& f);
+  void backward_action(int mb, InFlight& f, bool split);
+  void weight_action(int mb, InFlight& f);
   void wait_sends();
 
   std::shared_ptr<Communicator> comm_;
