@@ -28,11 +28,14 @@ Tensor BatchNorm2d::forward(const Tensor& x) {
     WEFT_CHECK(n > 1, "BatchNorm2d: training needs more than one value per channel, got input ", x.shape());
     mean = x.mean({0, 2, 3}, true);             // (1, C, 1, 1)
     var = (x - mean).pow(2.0).mean({0, 2, 3}, true);
-    autograd::NoGradGuard no_grad;
-    Tensor unbiased = raw::binary_scalar(raw::Binary::Mul, var.detach().reshape({num_features}), double(n) / (n - 1));
-    running_mean.mul_(1 - momentum).add_(mean.detach().reshape({num_features}), momentum);
-    running_var.mul_(1 - momentum).add_(unbiased, momentum);
-    num_batches_tracked.add_(1.0);
+    if (!is_recomputing()) {  // a recomputed forward already updated them the first time
+      autograd::NoGradGuard no_grad;
+      Tensor unbiased =
+          raw::binary_scalar(raw::Binary::Mul, var.detach().reshape({num_features}), double(n) / (n - 1));
+      running_mean.mul_(1 - momentum).add_(mean.detach().reshape({num_features}), momentum);
+      running_var.mul_(1 - momentum).add_(unbiased, momentum);
+      num_batches_tracked.add_(1.0);
+    }
   } else {
     mean = running_mean.reshape(per_channel);
     var = running_var.reshape(per_channel);

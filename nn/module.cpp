@@ -193,4 +193,12 @@ void Module::load_state_dict(const NamedTensors& state, bool strict) {
   }
 }
 
+namespace {
+thread_local bool t_recomputing = false;
+}  // namespace
+
+RecomputeGuard::RecomputeGuard() : previous_(t_recomputing) { t_recomputing = true; }
+RecomputeGuard::~RecomputeGuard() { t_recomputing = previous_; }
+bool is_recomputing() { return t_recomputing; }
+
 }  // namespace weft::nn

@@ -119,4 +119,20 @@ class Module {
 // Prints repr().
 std::ostream& operator<<(std::ostream& os, const Module& m);
 
+// While a RecomputeGuard is alive on a thread, the forward passes run on that thread
+// repeat ones that already ran (activation recomputation: a pipeline stage re-running a
+// microbatch's forward before its backward). Side effects must not happen twice:
+// BatchNorm does not update its running statistics again.
+class RecomputeGuard {
+ public:
+  RecomputeGuard();
+  ~RecomputeGuard();
+  RecomputeGuard(const RecomputeGuard&) = delete;
+  RecomputeGuard& operator=(const RecomputeGuard&) = delete;
+
+ private:
+  bool previous_;
+};
+bool is_recomputing();
+
 }  // namespace weft::nn

@@ -52,6 +52,7 @@ struct PipeConfig {
   int stages = 2;
   std::string schedule = "1f1b";
   int microbatches = 8;
+  std::string recompute = "never";
   std::string balance = "time";
   std::string backend = "threads";
   int stage_threads = 0;  // intra-op threads per stage; 0: cores / stages on this machine
@@ -105,10 +106,13 @@ void print_plan(const PipeConfig& c, nn::Sequential& model, const std::vector<si
   const std::vector<double> ms = parallel::layer_time_costs(model, sample);
   std::printf("%s\n", pp::stage_table(std::vector<int>(first.begin(), first.end()), names, params, ms).c_str());
   const pp::PipelineSchedule& s = schedule_for(c, c.t.r.batch_size);
-  std::printf("%s\n", pp::render(s).c_str());
-  const pp::Simulation sim = pp::simulate(s);
-  std::printf("simulated with backward = 2 x forward: bubble %.3f, textbook (p-1)/(m+p-1) = %.3f\n\n", sim.bubble,
-              double(c.stages - 1) / double(s.microbatches + c.stages - 1));
+  // A backward costs two forwards; split (zb1), that is B = 1 and W = 1.
+  const bool split = c.schedule == "zb1";
+  const pp::Costs costs = split ? pp::Costs{1, 1, 1} : pp::Costs{1, 2};
+  std::printf("%s\n", pp::render(s, costs).c_str());
+  const pp::Simulation sim = pp::simulate(s, costs);
+  std::printf("simulated with backward = 2 x forward%s: bubble %.3f, textbook (p-1)/(m+p-1) = %.3f\n\n",
+              split ? " (B and W one each)" : "", sim.bubble, double(c.stages - 1) / double(s.microbatches + c.stages - 1));
 }
 
 // Per epoch, every stage's busy and wall milliseconds, gathered to all stages.
@@ -163,6 +167,7 @@ void train_stage(const PipeConfig& c, std::shared_ptr<Communicator> comm, parall
   const Device dev = sharded.device(size_t(s));
   auto layers = sharded.stage(size_t(s));
   pp::PipelineStage stage(comm, layers, dev, threads);
+  stage.set_recompute(pp::parse_recompute(c.recompute));
   auto opt = samples::make_optimizer(r, layers->parameters());
   data::DataLoader loader(data.train, {.batch_size = r.batch_size, .shuffle = true, .seed = c.t.seed});
   optim::CosineWarmupLR schedule = samples::make_schedule(r, *opt, loader.num_batches());
@@ -253,6 +258,11 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--microbatches", c.microbatches, "microbatches per batch")
       ->check(samples::whole_number(1))
+      ->capture_default_str();
+  app.add_option("--recompute", c.recompute,
+                 "never, except_last or always: keep only each microbatch's input and run its forward again "
+                 "before its backward (less memory, one more forward)")
+      ->check(CLI::IsMember({"never", "except_last", "always"}))
       ->capture_default_str();
   app.add_option("--balance", c.balance, "layers, params, time or manual:i,j,...")
       ->check(balance_spec())

@@ -23,12 +23,38 @@ void Generator::set_offset(uint64_t offset) {
   offset_ = offset;
 }
 
+namespace {
+thread_local DrawLog* t_recording = nullptr;        // RecordDraws
+thread_local const DrawLog* t_replaying = nullptr;  // ReplayDraws, and its next draw
+thread_local size_t t_replay_next = 0;
+}  // namespace
+
 uint64_t Generator::reserve(uint64_t n) {
-  std::lock_guard<std::mutex> lk(mu_);
-  const uint64_t first = offset_;
-  offset_ += n;
+  if (t_replaying) {
+    WEFT_CHECK(t_replay_next < t_replaying->draws.size(), "replaying random draws: the recomputed pass draws more ",
+               "often (", t_replay_next + 1, " draws) than the recorded one (", t_replaying->draws.size(), ")");
+    const DrawLog::Draw& d = t_replaying->draws[t_replay_next++];
+    WEFT_CHECK(d.gen == this && d.n == n, "replaying random draws: draw ", t_replay_next, " asks for ", n,
+               " counters", d.gen == this ? "" : " of another generator", ", the recorded one for ", d.n);
+    return d.first;
+  }
+  uint64_t first;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    first = offset_;
+    offset_ += n;
+  }
+  if (t_recording) t_recording->draws.push_back({this, n, first});
   return first;
 }
+
+RecordDraws::RecordDraws(DrawLog& log) : previous_(t_recording) { t_recording = &log; }
+RecordDraws::~RecordDraws() { t_recording = previous_; }
+
+ReplayDraws::ReplayDraws(const DrawLog& log) : previous_log_(t_replaying), previous_next_(t_replay_next) {
+  t_replaying = &log, t_replay_next = 0;
+}
+ReplayDraws::~ReplayDraws() { t_replaying = previous_log_, t_replay_next = previous_next_; }
 
 std::array<uint32_t, 4> Generator::philox(uint64_t seed, uint64_t c) {
   // The one implementation, shared with the GPU kernels (random_math.h).

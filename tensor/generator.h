@@ -45,6 +45,43 @@ class Generator {
   mutable std::mutex mu_;
 };
 
+// ---- replaying draws (activation recomputation) ---------------------------------------
+// Recomputing a forward pass (a pipeline stage that keeps only a microbatch's input and
+// runs its forward again before the backward) must draw the same dropout masks. While a
+// RecordDraws is alive on a thread, every reserve() made on that thread is logged in a
+// DrawLog; while a ReplayDraws of that log is alive, the same reserves on this thread
+// get the same counters back, in order, without advancing any generator -- whatever
+// other threads drew in between. A replay that asks for a different draw than the log
+// holds (another generator or count) is an error naming both.
+struct DrawLog {
+  struct Draw {
+    const Generator* gen;
+    uint64_t n, first;
+  };
+  std::vector<Draw> draws;
+};
+class RecordDraws {
+ public:
+  explicit RecordDraws(DrawLog& log);
+  ~RecordDraws();
+  RecordDraws(const RecordDraws&) = delete;
+  RecordDraws& operator=(const RecordDraws&) = delete;
+
+ private:
+  DrawLog* previous_;
+};
+class ReplayDraws {
+ public:
+  explicit ReplayDraws(const DrawLog& log);
+  ~ReplayDraws();
+  ReplayDraws(const ReplayDraws&) = delete;
+  ReplayDraws& operator=(const ReplayDraws&) = delete;
+
+ private:
+  const DrawLog* previous_log_;
+  size_t previous_next_;
+};
+
 // The process-wide default generator, used when an op is not given one.
 Generator& default_generator();
 void manual_seed(uint64_t seed);

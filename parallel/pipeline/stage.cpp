@@ -9,6 +9,7 @@
 #include "../../autograd/functions.h"
 #include "../../autograd/tape.h"
 #include "../../nn/linear.h"
+#include "../../tensor/generator.h"
 #include "../../tensor/memory.h"
 #include "../../tensor/thread_pool.h"
 #include "../trace.h"
@@ -67,7 +68,20 @@ struct PipelineStage::InFlight {
   Tensor out;    // this stage's output (on the tape)
   Tensor loss;   // last stage: this microbatch's share of the batch's mean loss
   autograd::DeferredGrads weights;  // a split backward's W, between its B and its W
+  // Recomputed microbatches: F ran without the tape; B runs it again from `input`,
+  // drawing the same random numbers (`draws`), and the last stage its loss from these.
+  bool recompute = false;
+  DrawLog draws;
+  Tensor target;
+  double share = 0;
 };
+
+Recompute parse_recompute(const std::string& name) {
+  if (name == "never") return Recompute::Never;
+  if (name == "except_last") return Recompute::ExceptLast;
+  if (name == "always") return Recompute::Always;
+  throw Error(detail::str("--recompute: unknown mode '", name, "' (use never, except_last or always)"));
+}
 
 PipelineStage::PipelineStage(std::shared_ptr<Communicator> comm, std::shared_ptr<nn::Module> layers, Device device,
                              int intra_op_threads)
@@ -114,10 +128,16 @@ void PipelineStage::forward_action(int mb, InFlight& f, const std::vector<Tensor
   if (in.device() != device_) in = in.to(device_);
   if (!is_first() && is_floating(in.dtype())) in.requires_grad_(true);  // its .grad goes back
   f.input = in;
+  f.recompute = recompute_ == Recompute::Always || (recompute_ == Recompute::ExceptLast && mb != microbatches_ - 1);
+  std::optional<autograd::NoGradGuard> no_tape;  // recomputed: nothing kept but the input
+  std::optional<RecordDraws> record;
+  if (f.recompute) no_tape.emplace(), record.emplace(f.draws);
   f.out = (*layers_)(in);
   if (is_last()) {
     const Tensor& y = ys[size_t(mb)];
-    f.loss = loss(f.out, y.device() == f.out.device() ? y : y.to(f.out.device())) * (double(y.size(0)) / double(rows));
+    f.target = y.device() == f.out.device() ? y : y.to(f.out.device());
+    f.share = double(y.size(0)) / double(rows);
+    f.loss = loss(f.out, f.target) * f.share;
   } else {
     send_activation(f.out);
   }
@@ -133,6 +153,7 @@ void PipelineStage::backward_action(int mb, InFlight& f, bool split) {
   const double t0 = now_ms();
   {
     trace::Scope span(span_name(Action::B, mb), "compute", stage());
+    if (f.recompute) recompute_forward(f);
     const Tensor& root = is_last() ? f.loss : f.out;
     // Split (zero-bubble schedules): the input gradient now, the weights' at this
     // microbatch's W action (autograd::backward_deferring).
@@ -148,6 +169,15 @@ void PipelineStage::backward_action(int mb, InFlight& f, bool split) {
   if (split) f.input = f.out = f.loss = Tensor();  // only what W needs stays, in f.weights
   else f = InFlight{};                              // the microbatch's activations can go
   stats_.busy_ms += now_ms() - t0;
+}
+
+// The forward of a recomputed microbatch again, on the tape this time, with the random
+// draws of the first time and no second update of running statistics.
+void PipelineStage::recompute_forward(InFlight& f) {
+  ReplayDraws replay(f.draws);
+  nn::RecomputeGuard again;
+  f.out = (*layers_)(f.input);
+  if (is_last()) f.loss = (*loss_)(f.out, f.target) * f.share;
 }
 
 void PipelineStage::weight_action(int mb, InFlight& f) {
@@ -186,6 +216,7 @@ double PipelineStage::train_step(const PipelineSchedule& schedule, const Tensor&
   std::optional<nn::TransposedWeightScope> keep_transposed;
   if (m > 1) keep_transposed.emplace();
   stats_ = StageStats{};
+  loss_ = &loss, microbatches_ = m;
   reset_device_peak(device_);
   const int64_t start_bytes = device_memory(device_).allocated;
   const double start = now_ms();

@@ -29,6 +29,15 @@
 // cannot deadlock. An activation crosses as a small header (dtype, shape) then its data,
 // so the receiver needs to know nothing in advance.
 //
+// ACTIVATION RECOMPUTATION (set_recompute, torchgpipe's modes): instead of keeping a
+// microbatch's activations from its F to its B, a stage keeps only its input, runs F
+// without the tape, and runs the forward again just before B. `always` does this for
+// every microbatch, `except_last` for all but the last (whose B follows soonest), `never`
+// (the default) for none. It costs a second forward and saves the activations: on
+// stage s the memory of up to p - s microbatches. The gradients are bit-identical:
+// dropout draws the same masks (tensor/generator.h, RecordDraws / ReplayDraws) and
+// BatchNorm does not update its running statistics twice (nn::RecomputeGuard).
+//
 // A stage that fails (an exception in a layer, a peer gone, a timeout) throws an error
 // naming the stage, the action and the microbatch; the communicator then marks it gone,
 // so the others fail at once instead of hanging.
@@ -36,6 +45,7 @@
 
 #include <functional>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "../../nn/module.h"
@@ -46,6 +56,10 @@ namespace weft::parallel::pipeline {
 
 // (output, target) -> the mean loss over the microbatch's rows, a one-element tensor.
 using LossFn = std::function<Tensor(const Tensor& output, const Tensor& target)>;
+
+enum class Recompute { Never, ExceptLast, Always };
+// "never", "except_last" or "always"; throws naming the flag value otherwise.
+Recompute parse_recompute(const std::string& name);
 
 // What one step looked like from this stage.
 struct StageStats {
@@ -68,6 +82,9 @@ class PipelineStage {
   // on the last stage, 0 elsewhere.
   double train_step(const PipelineSchedule& schedule, const Tensor& x, const Tensor& y, const LossFn& loss);
 
+  // Activation recomputation (above); Never by default.
+  void set_recompute(Recompute r) { recompute_ = r; }
+
   // Forward only, without the tape, in `microbatches` pieces: the output for the whole
   // batch on the last stage (undefined elsewhere). Evaluation uses it.
   Tensor forward(const Tensor& x, int microbatches);
@@ -88,6 +105,7 @@ class PipelineStage {
   void backward_action(int mb, InFlight& f, bool split);
   void weight_action(int mb, InFlight& f);
   void wait_sends();
+  void recompute_forward(InFlight& f);
 
   std::shared_ptr<Communicator> comm_;
   std::shared_ptr<nn::Module> layers_;
@@ -95,6 +113,9 @@ class PipelineStage {
   int intra_op_threads_;
   std::vector<std::pair<WorkHandle, Tensor>> pending_sends_;  // each send's data stays alive
   StageStats stats_;
+  Recompute recompute_ = Recompute::Never;
+  const LossFn* loss_ = nullptr;  // during train_step: the loss a recomputed last stage needs
+  int microbatches_ = 0;          // during train_step: the schedule's m
 };
 
 // Rows [start, end) of each of m microbatches of a batch of n rows: sizes differ by at

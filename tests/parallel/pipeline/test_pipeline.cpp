@@ -41,15 +41,17 @@ double reference_step(nn::Module& model, const Tensor& x, const Tensor& y, int m
 // `steps` AdamW steps of `schedule` on a sharded copy of `make()`'s model against the
 // reference on one device; parameters must stay bitwise equal after every step.
 void check_parity(const std::function<std::shared_ptr<nn::Sequential>()>& make, const std::string& schedule,
-                  int p, int m, int steps, int64_t batch) {
+                  int p, int m, int steps, int64_t batch, pp::Recompute recompute = pp::Recompute::Never) {
   auto ref = make();
   auto sharded = parallel::shard(std::dynamic_pointer_cast<nn::Sequential>(ref->clone(kCPU)), cpus(p));
   optim::AdamW ref_opt(ref->parameters(), {.lr = 1e-3, .weight_decay = 0.01});
   const pp::PipelineSchedule sched = pp::make_schedule(schedule, p, m);
   std::vector<double> losses(static_cast<size_t>(steps), 0.0);
+  const uint64_t draws_from = default_generator().offset();  // dropout: the reference draws the same
   parallel::run_ranks(p, [&](const std::shared_ptr<parallel::Communicator>& comm) {
     const int s = comm->rank();
     pp::PipelineStage stage(comm, sharded->stage(size_t(s)), sharded->device(size_t(s)));
+    stage.set_recompute(recompute);
     optim::AdamW opt(sharded->stage(size_t(s))->parameters(), {.lr = 1e-3, .weight_decay = 0.01});
     for (int step = 0; step < steps; ++step) {
       const auto xy = images(batch, 50 + uint64_t(step));
@@ -60,6 +62,7 @@ void check_parity(const std::function<std::shared_ptr<nn::Sequential>()>& make, 
       opt.zero_grad();
     }
   });
+  default_generator().set_offset(draws_from);
   for (int step = 0; step < steps; ++step) {
     const auto xy = images(batch, 50 + uint64_t(step));
     const Tensor &x = xy.first, &y = xy.second;
@@ -113,8 +116,9 @@ TEST_CASE("BatchNorm inside a pipeline: parameters and running statistics as one
     net->add<nn::Flatten>(), net->add<nn::Linear>(4 * 14 * 14, 10);
     return net;
   };
-  for (const std::string schedule : {"gpipe", "1f1b"}) {
+  for (const std::string schedule : {"gpipe", "1f1b", "zb1-recomputed"}) {
     INFO(schedule);
+    const bool recomputed = schedule == "zb1-recomputed";
     auto ref = make();
     auto sharded = parallel::shard(std::dynamic_pointer_cast<nn::Sequential>(ref->clone(kCPU)), cpus(2),
                                    parallel::Balance::parse("manual:2"));  // BatchNorm opens stage 1
@@ -122,11 +126,12 @@ TEST_CASE("BatchNorm inside a pipeline: parameters and running statistics as one
     parallel::run_ranks(2, [&](const std::shared_ptr<parallel::Communicator>& comm) {
       const int s = comm->rank();
       pp::PipelineStage stage(comm, sharded->stage(size_t(s)), sharded->device(size_t(s)));
+      if (recomputed) stage.set_recompute(pp::Recompute::Always);  // running stats updated once all the same
       optim::SGD opt(sharded->stage(size_t(s))->parameters(), {.lr = 0.1});
       for (int step = 0; step < 2; ++step) {
         const auto xy = images(12, 30 + uint64_t(step));
         const Tensor &x = xy.first, &y = xy.second;
-        stage.train_step(pp::make_schedule(schedule, 2, m), x, y, mean_ce);
+        stage.train_step(pp::make_schedule(recomputed ? "zb1" : schedule, 2, m), x, y, mean_ce);
         opt.step(), opt.zero_grad();
       }
     });
@@ -273,5 +278,45 @@ TEST_CASE("the stages' optimizer states merge into one optimizer's, and split ba
       CHECK(part[i].first == states[size_t(s)][i].first);
       CHECK(equal(part[i].second, states[size_t(s)][i].second.to(kCPU)));
     }
+  }
+}
+
+// Issue 18: a stage that recomputes keeps only each microbatch's input and runs its
+// forward again before the backward. The step stays bit-identical -- dropout replays its
+// masks, whatever the schedule -- and the stage holds less.
+TEST_CASE("recomputed activations give bit-identical steps and hold less", "[pipeline][recompute]") {
+  auto with_dropout = [] {  // 2 stages by layer count: the dropout is on stage 0
+    auto net = std::make_shared<nn::Sequential>();
+    net->add<nn::Flatten>(), net->add<nn::Linear>(784, 32), net->add<nn::Dropout>(0.3);
+    net->add<nn::Linear>(32, 16), net->add<nn::ReLU>(), net->add<nn::Linear>(16, 10);
+    return net;
+  };
+  for (pp::Recompute r : {pp::Recompute::ExceptLast, pp::Recompute::Always})
+    for (const std::string schedule : {"gpipe", "1f1b", "zb1"}) {
+      INFO(schedule << " recompute " << int(r));
+      manual_seed(7);
+      check_parity(with_dropout, schedule, 2, 4, 2, 12, r);
+      check_parity(samples::make_cnn, schedule, 3, 4, 1, 8, r);
+    }
+  REQUIRE_THROWS_WITH(pp::parse_recompute("sometimes"), Catch::Contains("--recompute: unknown mode 'sometimes'"));
+
+  // GPipe holds all m microbatches' activations; recomputing, only their inputs.
+  auto peak = [](pp::Recompute r) {
+    auto sharded = parallel::shard(samples::make_deep_mlp(), cpus(2));
+    std::vector<int64_t> bytes(2);
+    parallel::run_ranks(2, [&](const std::shared_ptr<parallel::Communicator>& comm) {
+      const int s = comm->rank();
+      pp::PipelineStage stage(comm, sharded->stage(size_t(s)), sharded->device(size_t(s)));
+      stage.set_recompute(r);
+      const auto xy = images(64, 3);
+      stage.train_step(pp::make_schedule("gpipe", 2, 8), xy.first, xy.second, mean_ce);
+      bytes[size_t(s)] = stage.last_stats().peak_step_bytes;
+    });
+    return bytes;
+  };
+  const auto kept = peak(pp::Recompute::Never), recomputed = peak(pp::Recompute::Always);
+  for (size_t s = 0; s < 2; ++s) {
+    INFO("stage " << s << ": " << kept[s] << " bytes kept, " << recomputed[s] << " recomputing");
+    CHECK(recomputed[s] < kept[s]);
   }
 }
