@@ -58,12 +58,16 @@ std::vector<double> layer_time_costs(nn::Sequential& model, const Tensor& sample
   WEFT_CHECK(sample.defined(), "balance by time: needs a sample input batch");
   std::vector<double> costs;
   Tensor x = sample.detach();
+  // A layer's input needs a gradient only once some layer before it has trainable
+  // parameters: the first Linear of a model computes no input gradient in training, and
+  // timing one for it made its stage look costlier than it is.
+  bool grad_flows = false;
   for (size_t i = 0; i < model.size(); ++i) {
     Tensor out;
     double best = 1e300;
     for (int r = 0; r <= std::max(1, repeats); ++r) {  // r == 0 warms up
       Tensor in = x.detach();
-      if (is_floating(in.dtype())) in.requires_grad_(true);
+      if (grad_flows && is_floating(in.dtype())) in.requires_grad_(true);
       const auto t0 = std::chrono::steady_clock::now();
       out = (*model[i])(in);
       if (out.requires_grad()) out.backward(ones_like(out));
@@ -72,6 +76,7 @@ std::vector<double> layer_time_costs(nn::Sequential& model, const Tensor& sample
     model[i]->zero_grad();
     costs.push_back(best);
     x = out.detach();
+    grad_flows = grad_flows || model[i]->num_parameters() > 0;
   }
   return costs;
 }
