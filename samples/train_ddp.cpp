@@ -274,7 +274,7 @@ int main(int argc, char** argv) {
         // An error on this rank alone (it cannot read the data, say) must not leave the
         // others waiting in their next collective until the timeout: tell them, naming
         // this rank and the reason, and end the job. (A rank that failed because a peer
-        // left already knows; abort does nothing then, and the error is printed below.)
+        // left prints that, naming the peer, and ends the job too.)
         if (comm->size() > 1) comm->abort(e.what());
         throw;
       }

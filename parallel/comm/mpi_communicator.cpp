@@ -25,6 +25,22 @@ void finalize_at_exit() {
   MPI_Finalized(&finalized);
   if (!finalized) MPI_Finalize();
 }
+
+// The handles of a communicator over the ranks of `base`: two duplicates of it, one for
+// handshakes and collectives, one for the user's send/recv (so their tags never meet
+// ours), and both kept apart from whatever else uses `base`.
+std::unique_ptr<MpiCommunicator::Impl> impl_over(MPI_Comm base, bool serialise) {
+  auto impl = std::make_unique<MpiCommunicator::Impl>();
+  impl->serialise = serialise;
+  impl->polled = serialise;  // a blocking call would hold the lock for its whole run
+  MPI_Comm_dup(base, &impl->ctl);
+  MPI_Comm_dup(base, &impl->p2p);
+  MPI_Comm_set_errhandler(impl->ctl, MPI_ERRORS_RETURN);
+  MPI_Comm_set_errhandler(impl->p2p, MPI_ERRORS_RETURN);
+  MPI_Comm_rank(impl->ctl, &impl->rank);
+  MPI_Comm_size(impl->ctl, &impl->size);
+  return impl;
+}
 }  // namespace
 
 // ---- construction -----------------------------------------------------------------------
@@ -44,16 +60,7 @@ std::shared_ptr<MpiCommunicator> MpiCommunicator::world() {
   } else {
     MPI_Query_thread(&provided);
   }
-  auto impl = std::make_unique<Impl>();
-  impl->serialise = provided < MPI_THREAD_MULTIPLE;
-  impl->polled = impl->serialise;  // a blocking call would hold the lock for its whole run
-  MPI_Comm_dup(MPI_COMM_WORLD, &impl->ctl);
-  MPI_Comm_dup(MPI_COMM_WORLD, &impl->p2p);
-  MPI_Comm_set_errhandler(impl->ctl, MPI_ERRORS_RETURN);
-  MPI_Comm_set_errhandler(impl->p2p, MPI_ERRORS_RETURN);
-  MPI_Comm_rank(impl->ctl, &impl->rank);
-  MPI_Comm_size(impl->ctl, &impl->size);
-  std::shared_ptr<MpiCommunicator> comm(new MpiCommunicator(std::move(impl)));
+  std::shared_ptr<MpiCommunicator> comm(new MpiCommunicator(impl_over(MPI_COMM_WORLD, provided < MPI_THREAD_MULTIPLE)));
   existing = comm;
   return comm;
 }
@@ -81,12 +88,13 @@ void MpiCommunicator::leave(const std::string& reason) {
 }
 
 void MpiCommunicator::abort(const std::string& reason) {
-  if (!impl_->broken.empty()) return;  // a peer failed first and this rank learned it from them
-  std::fprintf(stderr, "weft: rank %d leaves the MPI job: %s\n", impl_->rank, reason.c_str());
-  leave(reason);
-  // The others now fail with this rank named; give them a moment to say so before the
-  // job ends (MPI_Abort also stops any rank that is not in a collective to hear it).
-  std::this_thread::sleep_for(std::chrono::seconds(1));
+  std::fprintf(stderr, "weft: rank %d aborts the MPI job: %s\n", impl_->rank, reason.c_str());
+  if (impl_->broken.empty()) {  // the failure is this rank's own: tell the others first
+    leave(reason);
+    // They now fail with this rank named; give them a moment to say so before the job
+    // ends (MPI_Abort also stops any rank that is not in a collective to hear it).
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+  }
   MPI_Abort(MPI_COMM_WORLD, 1);
 }
 
@@ -222,6 +230,31 @@ void MpiCommunicator::barrier() {
   m.run(what, timeout(), [&] { return MPI_Barrier(m.ctl); }, [&](MPI_Request* r) { return MPI_Ibarrier(m.ctl, r); });
 }
 
+// ---- split --------------------------------------------------------------------------------
+
+std::shared_ptr<Communicator> MpiCommunicator::split(int color, int key) {
+  impl_->progress.drain();
+  Impl& m = *impl_;
+  trace::Scope scope("split", "comm", m.rank);
+  Header h;
+  h.kind = int64_t(Kind::Split);
+  // The handshake names a rank that never calls split. Once it has heard from everyone,
+  // MPI_Comm_split (which has no timeout of its own) cannot wait for a missing rank.
+  // (With set_check_arrivals(false) it would, like any MPI call.)
+  const std::string what = begin(m, h, timeout());
+  MPI_Comm sub = MPI_COMM_NULL;
+  const int rc = m.call([&] { return MPI_Comm_split(m.ctl, color < 0 ? MPI_UNDEFINED : color, key, &sub); });
+  WEFT_CHECK(rc == MPI_SUCCESS, what, ": MPI_Comm_split: MPI error ", rc);
+  if (sub == MPI_COMM_NULL) return nullptr;  // a negative color: in no group
+  std::unique_ptr<Impl> impl = impl_over(sub, m.serialise);
+  MPI_Comm_free(&sub);  // the new communicator keeps only its own duplicates
+  impl->polled = m.polled;
+  impl->check_arrivals = m.check_arrivals;
+  std::shared_ptr<MpiCommunicator> comm(new MpiCommunicator(std::move(impl)));
+  comm->set_timeout(timeout());
+  return comm;
+}
+
 // ---- point to point -----------------------------------------------------------------------
 namespace {
 
@@ -348,6 +381,7 @@ void MpiCommunicator::reduce_scatter(const Tensor&, const Tensor&, ReduceOp) { n
 void MpiCommunicator::barrier() { no_mpi(); }
 WorkHandle MpiCommunicator::allreduce_async(const Tensor&, ReduceOp) { no_mpi(); }
 WorkHandle MpiCommunicator::broadcast_async(const Tensor&, int) { no_mpi(); }
+std::shared_ptr<Communicator> MpiCommunicator::split(int, int) { no_mpi(); }
 void MpiCommunicator::abort(const std::string&) { no_mpi(); }
 void MpiCommunicator::leave(const std::string&) { no_mpi(); }
 void MpiCommunicator::set_check_arrivals(bool) { no_mpi(); }

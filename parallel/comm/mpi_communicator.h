@@ -28,6 +28,9 @@
 // shared memory); set_check_arrivals(false) skips it for the last bit of speed, and with
 // it the timeout and mismatch checks of the collectives.
 //
+// split() runs the same handshake, then MPI_Comm_split; the new communicator gets its
+// own duplicated communicators like world()'s, so its messages never meet the parent's.
+//
 // Point to point uses MPI_Isend/MPI_Irecv polled against the timeout. A size mismatch is
 // reported by the receiver (MPI does not tell the sender).
 //
@@ -68,11 +71,13 @@ class MpiCommunicator : public Communicator {
   WorkHandle allreduce_async(const Tensor& t, ReduceOp op = ReduceOp::Sum) override;
   WorkHandle broadcast_async(const Tensor& t, int root) override;
 
-  // This rank's work failed. The others learn it at once: their current or next
-  // collective fails with "allreduce #7: rank 1 left the job: <reason>" (the reason goes
-  // in place of this rank's next header). Then, after a second for them to report it,
-  // the whole job ends (MPI_Abort), which also stops a rank that never enters another
-  // collective. Does nothing when the communicator already failed (a peer left first).
+  std::shared_ptr<Communicator> split(int color, int key) override;
+
+  // This rank's work failed: it prints the reason and ends the whole job (MPI_Abort),
+  // which also stops a rank that never enters another collective. When the failure is
+  // its own (the communicator still works), the others learn it first: their current or
+  // next collective fails with "allreduce #7: rank 1 left the job: <reason>" (sent in
+  // place of this rank's next header), and they get a second to report it.
   void abort(const std::string& reason) override;
   // The first half of abort, without ending the job (for tests): the others' next
   // collective fails naming this rank; this communicator is unusable afterwards.
