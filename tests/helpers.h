@@ -1,9 +1,13 @@
 // Small helpers shared by the tests.
 #pragma once
 
+#include <poll.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <csignal>
+#include <functional>
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <filesystem>
@@ -27,6 +31,38 @@ inline Tensor positive_leaf(const Shape& shape, uint64_t seed = 1) {
 }
 
 inline std::vector<double> vec(const Tensor& t) { return t.to_vector<double>(); }
+
+// Runs f in a forked child process and returns the message it returns, so a test can
+// set process-wide limits (rlimits) there without touching the test process. Returns
+// "hung" when the child has not answered within `seconds` (it is killed) and "died"
+// when it ended without answering.
+inline std::string in_child(const std::function<std::string()>& f, int seconds = 60) {
+  int fds[2];
+  REQUIRE(::pipe(fds) == 0);
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    ::close(fds[0]);
+    const std::string message = f();
+    (void)!::write(fds[1], message.data(), message.size());
+    ::_exit(0);
+  }
+  ::close(fds[1]);
+  pollfd ready{fds[0], POLLIN, 0};
+  if (::poll(&ready, 1, seconds * 1000) == 0) {
+    ::kill(child, SIGKILL);
+    ::waitpid(child, nullptr, 0);
+    ::close(fds[0]);
+    return "hung";
+  }
+  std::string message;
+  char buf[512];
+  for (ssize_t n; (n = ::read(fds[0], buf, sizeof buf)) > 0;) message.append(buf, static_cast<size_t>(n));
+  ::close(fds[0]);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  return WIFEXITED(status) ? message : "died";
+}
 
 // A fresh directory under the system temp dir, removed with everything in it at the end.
 struct TempDir {

@@ -250,34 +250,19 @@ TEST_CASE("a save that fails mid-write leaves the old file intact and no tempora
   // the temporary file is created and then a write fails with EFBIG, as when a disk
   // fills up; the limit cannot disturb this process's other files. The child sends back
   // the error message.
-  int pipe_fds[2];
-  REQUIRE(::pipe(pipe_fds) == 0);
-  const pid_t child = ::fork();
-  REQUIRE(child >= 0);
-  if (child == 0) {
-    ::close(pipe_fds[0]);
+  const std::string message = test::in_child([&] {
     ::signal(SIGXFSZ, SIG_IGN);  // get EFBIG from write() rather than being killed
     rlimit limit{};
     ::getrlimit(RLIMIT_FSIZE, &limit);
     limit.rlim_cur = 64 * 1024;
     ::setrlimit(RLIMIT_FSIZE, &limit);
-    std::string message = "no error";
     try {
       save_safetensors(path, {{"w", zeros({100000})}}, {{"epoch", "2"}});
     } catch (const Error& e) {
-      message = e.what();
+      return std::string(e.what());
     }
-    (void)!::write(pipe_fds[1], message.data(), message.size());
-    ::_exit(0);
-  }
-  ::close(pipe_fds[1]);
-  std::string message;
-  char buf[512];
-  for (ssize_t n; (n = ::read(pipe_fds[0], buf, sizeof buf)) > 0;) message.append(buf, static_cast<size_t>(n));
-  ::close(pipe_fds[0]);
-  int status = 0;
-  ::waitpid(child, &status, 0);
-  REQUIRE(WIFEXITED(status));
+    return std::string("no error");
+  });
 
   REQUIRE_THAT(message, Catch::StartsWith(path + ": writing " + path + ".tmp.") && Catch::Contains("failed"));
   REQUIRE(read_bytes(path) == before);
