@@ -24,4 +24,9 @@ std::string tensor_problem(const Tensor& t, Device device) {
   return "";
 }
 
+// The default for communicators that cannot make sub-groups (a test's wrapper, say).
+std::shared_ptr<Communicator> Communicator::split(int color, int key) {
+  throw Error(detail::str("split(", color, ", ", key, "): the ", backend(), " backend cannot make sub-communicators"));
+}
+
 }  // namespace weft::parallel

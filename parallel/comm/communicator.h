@@ -92,6 +92,21 @@ class Communicator {
   virtual WorkHandle allreduce_async(const Tensor& t, ReduceOp op = ReduceOp::Sum) = 0;
   virtual WorkHandle broadcast_async(const Tensor& t, int root) = 0;
 
+  // ---- sub-communicators --------------------------------------------------------------
+  // MPI_Comm_split: the ranks that pass the same `color` form a new communicator, of the
+  // same backend, numbered 0..k-1 in the order of their `key` (ties: in the order of
+  // their rank here). A negative color means "in no group" and gives nullptr (MPI's
+  // MPI_UNDEFINED). It is a collective: every rank calls it, and a rank that never does
+  // is named within the timeout like in any other collective. The new communicator
+  // starts with this one's timeout and is independent of it and of its siblings: its
+  // messages never mix with theirs, and its collectives have their own sequence numbers.
+  //
+  // A grid of P pipeline stages x R data-parallel replicas on P*R ranks (rank = replica
+  // * P + stage):
+  //   auto pipeline = comm.split(rank / P, rank % P);  // my replica's P stages
+  //   auto data     = comm.split(rank % P, rank / P);  // the R replicas of my stage
+  virtual std::shared_ptr<Communicator> split(int color, int key);
+
   // Declares this rank gone (its work failed; it will call nothing more). Ranks waiting
   // for it fail at once, naming it and the reason, instead of at the timeout (threads:
   // the group is told; mpi: the others get it in place of this rank's next header, and

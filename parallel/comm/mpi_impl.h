@@ -26,10 +26,10 @@ namespace mpi_detail {
 
 using Clock = std::chrono::steady_clock;
 // Left: not a collective but a rank's last word, sent in place of its next header.
-enum class Kind : int64_t { Allreduce, Broadcast, Allgather, ReduceScatter, Barrier, Left };
+enum class Kind : int64_t { Allreduce, Broadcast, Allgather, ReduceScatter, Barrier, Left, Split };
 inline const char* kind_name(int64_t k) {
-  static const char* names[] = {"allreduce", "broadcast", "allgather", "reduce_scatter", "barrier", "left"};
-  return k >= 0 && k < 6 ? names[k] : "?";
+  static const char* names[] = {"allreduce", "broadcast", "allgather", "reduce_scatter", "barrier", "left", "split"};
+  return k >= 0 && k < 7 ? names[k] : "?";
 }
 
 // What one rank says about the collective it enters (sent as raw bytes).

@@ -22,10 +22,10 @@ namespace weft::parallel {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-enum class Kind : int64_t { Allreduce, Broadcast, Allgather, ReduceScatter, Barrier };
+enum class Kind : int64_t { Allreduce, Broadcast, Allgather, ReduceScatter, Barrier, Split };
 const char* kind_name(int64_t k) {
-  static const char* names[] = {"allreduce", "broadcast", "allgather", "reduce_scatter", "barrier"};
-  return k >= 0 && k < 5 ? names[k] : "?";
+  static const char* names[] = {"allreduce", "broadcast", "allgather", "reduce_scatter", "barrier", "split"};
+  return k >= 0 && k < 6 ? names[k] : "?";
 }
 
 ncclDataType_t nccl_type(DType dt) {
@@ -352,6 +352,67 @@ WorkHandle NcclCommunicator::broadcast_async(const Tensor& t, int root) {
   });
 }
 
+// ---- split --------------------------------------------------------------------------------
+//
+// A sub-communicator needs two things: a bootstrap of its own (for its handshakes and CPU
+// tensors), which the bootstrap's split gives, and NCCL's communicator over the same
+// ranks. NCCL >= 2.18 splits its communicator directly (ncclCommSplit, with
+// MPI_Comm_split's ordering: by key, then by rank); older versions build a new one over
+// the split bootstrap, as create() does.
+namespace {
+std::shared_ptr<Communicator> split_bootstrap(Communicator& boot, int color, int key, Timeout timeout) {
+  const Timeout before = boot.timeout();
+  boot.set_timeout(timeout);
+  std::shared_ptr<Communicator> sub;
+  try {
+    sub = boot.split(color, key);
+  } catch (...) {
+    boot.set_timeout(before);
+    throw;
+  }
+  boot.set_timeout(before);
+  return sub;
+}
+}  // namespace
+
+std::shared_ptr<Communicator> NcclCommunicator::split(int color, int key) {
+  impl_->progress.drain();
+  Impl& m = *impl_;
+  std::lock_guard lock(m.mu);
+  m.check_usable();
+  Header h;
+  h.kind = int64_t(Kind::Split);
+  h.seq = m.seq++;
+  const std::string what = detail::str("split #", h.seq);
+  m.boot_timeout = timeout();
+  if (m.check_arrivals) m.handshake(h, what);  // names a rank that never calls split
+  std::shared_ptr<Communicator> boot = split_bootstrap(*m.boot, color, key, timeout());
+  std::shared_ptr<NcclCommunicator> sub;
+#if NCCL_VERSION_CODE >= NCCL_VERSION(2, 18, 0)
+  check_cuda(cudaSetDevice(m.device), what + ": cudaSetDevice");
+  ncclComm_t nccl_sub = nullptr;  // every rank calls it; a negative color gets none
+  m.check_nccl(ncclCommSplit(m.comm, color < 0 ? NCCL_SPLIT_NOCOLOR : color, key, &nccl_sub, nullptr), what);
+  if (!boot) return nullptr;
+  auto impl = std::make_unique<Impl>();
+  impl->boot = boot;
+  impl->comm = nccl_sub;
+  impl->rank = boot->rank();
+  impl->size = boot->size();
+  impl->device = m.device;
+  impl->check_arrivals = m.check_arrivals;
+  check_cuda(cudaStreamCreate(&impl->stream), what + ": cudaStreamCreate");
+  int nccl_rank = -1;
+  ncclCommUserRank(nccl_sub, &nccl_rank);
+  WEFT_CHECK(nccl_rank == impl->rank, what, ": NCCL numbered this rank ", nccl_rank, ", the bootstrap ", impl->rank);
+  sub.reset(new NcclCommunicator(std::move(impl)));
+#else
+  if (!boot) return nullptr;
+  sub = create(boot, m.device);
+#endif
+  sub->set_timeout(timeout());
+  return sub;
+}
+
 // ---- point to point -----------------------------------------------------------------------
 //
 // An NCCL send blocks on the GPU until the peer's recv runs, so a ring step's isend to
@@ -467,6 +528,7 @@ void NcclCommunicator::reduce_scatter(const Tensor&, const Tensor&, ReduceOp) { 
 void NcclCommunicator::barrier() { no_nccl(); }
 WorkHandle NcclCommunicator::allreduce_async(const Tensor&, ReduceOp) { no_nccl(); }
 WorkHandle NcclCommunicator::broadcast_async(const Tensor&, int) { no_nccl(); }
+std::shared_ptr<Communicator> NcclCommunicator::split(int, int) { no_nccl(); }
 void NcclCommunicator::abort(const std::string&) { no_nccl(); }
 void NcclCommunicator::set_check_arrivals(bool) { no_nccl(); }
 }  // namespace weft::parallel

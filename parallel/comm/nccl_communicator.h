@@ -65,6 +65,10 @@ class NcclCommunicator : public Communicator {
   WorkHandle allreduce_async(const Tensor& t, ReduceOp op = ReduceOp::Sum) override;
   WorkHandle broadcast_async(const Tensor& t, int root) override;
 
+  // Splits the bootstrap the same way (the new communicator's handshakes go over it),
+  // and the NCCL communicator with ncclCommSplit (NCCL >= 2.18) or a new one over it.
+  std::shared_ptr<Communicator> split(int color, int key) override;
+
   void abort(const std::string& reason) override;
   void set_check_arrivals(bool on);  // the handshake before each collective (default on)
 

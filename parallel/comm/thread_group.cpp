@@ -35,6 +35,7 @@ const char* collective_name(CollectiveKind kind) {
     case CollectiveKind::Allgather: return "allgather";
     case CollectiveKind::ReduceScatter: return "reduce_scatter";
     case CollectiveKind::Barrier: return "barrier";
+    case CollectiveKind::Split: return "split";
   }
   return "?";
 }
@@ -44,6 +45,12 @@ ThreadGroup::ThreadGroup(int size)
       gone_reasons_(size) {
   WEFT_CHECK(size >= 1, "ThreadGroup: size must be at least 1, got ", size);
   for (int r = 0; r < size; ++r) gone_[r].store(false);
+}
+
+ThreadGroup::ThreadGroup(std::shared_ptr<const ThreadGroup> parent, std::vector<int> parent_ranks)
+    : ThreadGroup(int(parent_ranks.size())) {
+  parent_ = parent;
+  parent_ranks_ = std::move(parent_ranks);
 }
 
 bool ThreadGroup::wait_until(const std::function<bool()>& ready, const std::function<void()>& check,
@@ -86,7 +93,13 @@ void ThreadGroup::notify() {
 }
 
 std::optional<std::string> ThreadGroup::gone_reason(int rank) const {
-  if (!gone_[rank].load()) return std::nullopt;
+  // A thread that left the parent group (its function threw or returned) will not
+  // come to this sub-group either. (Waiters here re-check every sleep slice, so they
+  // see it without the parent's notify.)
+  if (!gone_[rank].load()) {
+    if (auto parent = parent_.lock()) return parent->gone_reason(parent_ranks_[rank]);
+    return std::nullopt;
+  }
   std::lock_guard lock(mu_);
   return gone_reasons_[rank];
 }

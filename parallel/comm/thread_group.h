@@ -16,6 +16,10 @@
 //     gone rank fails at once ("rank 2 did not arrive (it aborted: ...)").
 //   * "broken": the first timeout breaks the group; every later wait, on every rank,
 //     fails with that first message, so all ranks report the same cause.
+//   * sub-groups (Communicator::split): a group made by a split is a ThreadGroup of its
+//     own -- its own barrier, slots and mailboxes, so its traffic never mixes with the
+//     parent's -- that remembers which parent rank each of its ranks is. A rank gone
+//     from the parent (its function threw or returned) counts as gone here too.
 //   * point-to-point mailboxes keyed by (src, dst, tag): a posted send waits for a
 //     matching recv or the other way round; whoever posts second copies the data
 //     straight from the sender's tensor into the receiver's -- one copy, no staging.
@@ -40,8 +44,10 @@ namespace weft::parallel {
 
 using Clock = std::chrono::steady_clock;
 
-enum class CollectiveKind : uint8_t { Allreduce, Broadcast, Allgather, ReduceScatter, Barrier };
+enum class CollectiveKind : uint8_t { Allreduce, Broadcast, Allgather, ReduceScatter, Barrier, Split };
 const char* collective_name(CollectiveKind kind);
+
+class ThreadGroup;
 
 // What one rank says about the collective it enters.
 struct Arrival {
@@ -55,6 +61,10 @@ struct Arrival {
   void* data = nullptr;  // where the tensor / `in` lives
   void* out = nullptr;   // `out`
   std::string problem;   // this rank's own argument error, "" when fine
+  int color = 0, key = 0;  // split's arguments
+  // split: the new group, made by its first member and read by the others after the
+  // closing barrier.
+  std::shared_ptr<ThreadGroup> child;
 };
 
 // One posted send or recv.
@@ -71,6 +81,8 @@ struct Transfer {
 class ThreadGroup {
  public:
   explicit ThreadGroup(int size);
+  // A sub-group of `parent` made by split: rank q here is rank parent_ranks[q] there.
+  ThreadGroup(std::shared_ptr<const ThreadGroup> parent, std::vector<int> parent_ranks);
   int size() const { return size_; }
 
   Arrival& slot(int rank, int64_t seq) { return slots_[2 * rank + (seq & 1)]; }
@@ -134,6 +146,11 @@ class ThreadGroup {
   std::vector<std::string> gone_reasons_;
   std::string broken_reason_;
   std::map<std::tuple<int, int, int>, Mailbox> mailboxes_;
+
+  // The group this one was split from (empty unless made by split). Weak: the parent's
+  // arrival slot may still hold this group, and the two must not keep each other alive.
+  std::weak_ptr<const ThreadGroup> parent_;
+  std::vector<int> parent_ranks_;
 };
 
 }  // namespace weft::parallel

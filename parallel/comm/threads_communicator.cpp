@@ -1,5 +1,6 @@
 #include "threads_communicator.h"
 
+#include <algorithm>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -250,6 +251,46 @@ WorkHandle ThreadsCommunicator::allreduce_async(const Tensor& t, ReduceOp op) {
 
 WorkHandle ThreadsCommunicator::broadcast_async(const Tensor& t, int root) {
   return progress_->submit([this, t, root] { do_broadcast(t, root); });
+}
+
+// ---- split ----------------------------------------------------------------------------
+
+namespace {
+// The ranks (numbered here) that passed `color`, in their new order: by key, then by
+// rank. Every member computes the same list from the same arrivals.
+std::vector<int> members_of(const std::vector<const Arrival*>& all, int color) {
+  std::vector<std::pair<int, int>> by_key;  // (key, rank)
+  for (int q = 0; q < int(all.size()); ++q)
+    if (all[q]->color == color) by_key.emplace_back(all[q]->key, q);
+  std::sort(by_key.begin(), by_key.end());
+  std::vector<int> members;
+  for (const auto& kr : by_key) members.push_back(kr.second);
+  return members;
+}
+}  // namespace
+
+std::shared_ptr<Communicator> ThreadsCommunicator::split(int color, int key) {
+  drain();  // async collectives queued before come first, as in every collective
+  trace::Scope scope("split", "comm", rank_);
+  Arrival a;
+  a.kind = CollectiveKind::Split;
+  a.color = color;
+  a.key = key;
+  const int64_t seq = seq_;
+  const std::string w = what("split");
+  auto all = enter(std::move(a));  // a rank that never calls split is named here
+  std::vector<int> members;
+  if (color >= 0) members = members_of(all, color);
+  // The new group's first member makes its shared memory and leaves it in its own slot;
+  // the others take it from there once the closing barrier shows it is written.
+  if (color >= 0 && members[0] == rank_) group_->slot(rank_, seq).child = std::make_shared<ThreadGroup>(group_, members);
+  leave(w);
+  if (color < 0) return nullptr;
+  std::shared_ptr<ThreadGroup> child = group_->slot(members[0], seq).child;
+  const int new_rank = int(std::find(members.begin(), members.end(), rank_) - members.begin());
+  auto comm = std::make_shared<ThreadsCommunicator>(std::move(child), new_rank);
+  comm->set_timeout(timeout());
+  return comm;
 }
 
 // ---- point to point -------------------------------------------------------------------

@@ -22,6 +22,8 @@
 //   3. waits until no rank can still read or write its tensor: for allreduce, until
 //      every block is done; for the others, at a second barrier.
 // Point to point matches (src, dst, tag) mailboxes and copies sender -> receiver once.
+// split() is a collective like the others (an Arrival carrying color and key, then the
+// barrier); each new group gets a ThreadGroup of its own, made by its first member.
 #pragma once
 
 #include <functional>
@@ -59,6 +61,8 @@ class ThreadsCommunicator : public Communicator {
 
   WorkHandle allreduce_async(const Tensor& t, ReduceOp op = ReduceOp::Sum) override;
   WorkHandle broadcast_async(const Tensor& t, int root) override;
+
+  std::shared_ptr<Communicator> split(int color, int key) override;
 
   void abort(const std::string& reason) override;
 

@@ -7,6 +7,7 @@
 
 #include "../../helpers.h"
 #include "../collective_checks.h"
+#include "../split_checks.h"
 #include "parallel/comm/threads_communicator.h"
 #include "parallel/trace.h"
 
@@ -221,4 +222,68 @@ TEST_CASE("run_ranks hands out shared_ptr<Communicator> to functions that want o
                     }),
                     Catch::Contains("rank 1 failed on purpose") || Catch::Contains("rank 1"));
   CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(10));
+}
+
+// ---- split ------------------------------------------------------------------------------
+
+TEST_CASE("threads communicator: split into a grid of rows and columns", "[parallel][split]") {
+  // 4 ranks as 2 x 2, 6 as 2 x 3 and 3 x 2, and 6 in rows of 4 (a short last row, so
+  // some columns have one rank).
+  for (auto [n, cols] : std::vector<std::pair<int, int>>{{4, 2}, {6, 3}, {6, 2}, {6, 4}}) {
+    INFO("world size " << n << ", " << cols << " columns");
+    const int c_cols = cols;  // not the structured binding itself: clang 14 cannot capture one
+    REQUIRE_NOTHROW(run_ranks(n, [c_cols](Communicator& c) { test::check_split_grid(c, c_cols); }));
+  }
+  for (int n : {1, 2, 4}) {
+    INFO("world size " << n);
+    REQUIRE_NOTHROW(run_ranks(n, [](Communicator& c) { test::check_split_undefined(c); }));
+  }
+}
+
+TEST_CASE("threads communicator: sub-communicators keep the parent's timeout and name the missing rank",
+          "[parallel][split]") {
+  using namespace std::chrono;
+  // Rank 3 stalls instead of calling split: the others fail within the timeout, naming it.
+  auto t0 = steady_clock::now();
+  auto errors = errors_of(4, Timeout(200), [](Communicator& c) {
+    if (c.rank() == 3) {
+      std::this_thread::sleep_for(milliseconds(400));
+      return;
+    }
+    c.split(0, c.rank());
+  });
+  auto elapsed = duration_cast<milliseconds>(steady_clock::now() - t0).count();
+  for (int r = 0; r < 3; ++r) {
+    INFO("rank " << r);
+    CHECK_THAT(errors[r], Contains("split #0") && Contains("rank 3 did not arrive within 200 ms"));
+  }
+  CHECK(errors[3].empty());
+  CHECK(elapsed < 2000);
+
+  // Inside a sub-communicator too: in the column {1, 3}, rank 3 (new rank 1) stalls.
+  errors = errors_of(4, Timeout(200), [](Communicator& c) {
+    auto col = c.split(c.rank() % 2, c.rank());
+    if (col->timeout() != Timeout(200)) throw Error("the timeout was not inherited");
+    if (c.rank() == 3) {
+      std::this_thread::sleep_for(milliseconds(400));
+      return;
+    }
+    Tensor t = ones({4});
+    col->allreduce(t);
+  });
+  CHECK(errors[0].empty());
+  CHECK(errors[2].empty());
+  CHECK_THAT(errors[1], Contains("allreduce #0") && Contains("rank 1 did not arrive within 200 ms"));
+
+  // A rank whose function throws is gone from its sub-groups too: they fail at once.
+  t0 = steady_clock::now();
+  CHECK_THROWS(run_ranks(
+      4,
+      [](Communicator& c) {
+        auto row = c.split(c.rank() / 2, c.rank());
+        if (c.rank() == 1) throw Error("rank 1 failed on purpose");
+        row->barrier();
+      },
+      Timeout(60'000)));
+  CHECK(steady_clock::now() - t0 < seconds(10));
 }

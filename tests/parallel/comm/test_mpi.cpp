@@ -8,6 +8,7 @@
 #include "../algorithm_checks.h"
 #include "../collective_checks.h"
 #include "../parallel_helpers.h"
+#include "../split_checks.h"
 #include "parallel/comm/mpi_communicator.h"
 
 using namespace weft;
@@ -69,4 +70,28 @@ TEST_CASE("mpi communicator: mismatched sizes make every rank throw, naming both
 TEST_CASE("mpi communicator: algorithms over send/recv match the backend", "[parallel][mpi]") {
   auto c = world();
   REQUIRE_NOTHROW(test::check_all_algorithms(*c, {1, 7, 1000, 1000003}));
+}
+
+TEST_CASE("mpi communicator: split into a grid of rows and columns", "[parallel][mpi][split]") {
+  auto c = world();
+  // Rows of 2: at -np 2 one row of two and two single-rank columns; at -np 3 a row of
+  // two, a row of one, and columns {0, 2} and {1}. Then rows of 1 and rows of everyone.
+  for (int cols : {2, 1, c->size()}) {
+    INFO(cols << " columns");
+    REQUIRE_NOTHROW(test::check_split_grid(*c, cols));
+  }
+  REQUIRE_NOTHROW(test::check_split_undefined(*c));
+  // The sub-communicators keep the handshake: a mismatch inside a row names both sizes.
+  auto row = c->split(c->rank() / 2, c->rank());
+  if (row->size() == 2) {
+    std::string msg;
+    try {
+      Tensor t = zeros({row->rank() == 1 ? 8 : 7});
+      row->allreduce(t);
+    } catch (const Error& e) {
+      msg = e.what();
+    }
+    CHECK_THAT(msg, Contains("allreduce #0") && Contains("rank 0 has 7 float32") && Contains("rank 1 has 8 float32"));
+  }
+  c->barrier();
 }
