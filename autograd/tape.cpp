@@ -92,12 +92,6 @@ const std::shared_ptr<Tape>& this_thread_tape() {
   return tape;
 }
 
-AutogradMeta& meta(const Tensor& t) {
-  auto& m = t.impl()->autograd;
-  if (!m) m = std::make_shared<AutogradMeta>();
-  return *m;
-}
-
 Tensor detached_alias(const Tensor& t) {
   return make_tensor(t.storage(), t.shape(), t.strides(), t.offset(), t.dtype());
 }
@@ -187,7 +181,7 @@ Tensor record(const char* name, const Tensor& output, std::span<const Tensor> in
   for (const Tensor& in : inputs) {
     Edge edge;
     if (in.defined() && in.requires_grad()) {
-      const AutogradMeta& m = meta(in);  // a tensor created with requires_grad has none yet
+      const AutogradMeta& m = meta_of(in);  // a tensor created with requires_grad has none yet
       if (m.producer < 0) {
         edge.leaf = in.impl_ptr();
       } else {
@@ -206,7 +200,7 @@ Tensor record(const char* name, const Tensor& output, std::span<const Tensor> in
   e->out_shape = output.shape();
   e->out_dtype = output.dtype();
   e->out_device = output.device();
-  AutogradMeta& m = meta(output);
+  AutogradMeta& m = meta_of(output);
   output.impl()->requires_grad = true;
   m.tape = tape;
   m.producer = tape->append(std::move(e));
@@ -240,9 +234,11 @@ std::vector<Tensor> call_backward(const char* name, const BackwardFn& fn, const 
                                   const std::vector<Tensor>& saved, const std::vector<Edge>& inputs,
                                   const bool* needs) {
   const size_t n = inputs.size();
-  std::vector<Tensor> into(n);
+  bool any_leaf = false;
+  for (size_t i = 0; i < n; ++i) any_leaf = any_leaf || (needs[i] && inputs[i].leaf);
+  std::vector<Tensor> into(any_leaf ? n : 0);  // most entries have no leaf input: no allocation
   std::vector<std::unique_lock<std::mutex>> held;
-  for (size_t i = 0; i < n; ++i) {
+  for (size_t i = 0; any_leaf && i < n; ++i) {
     const TensorImpl* leaf = inputs[i].leaf.get();
     if (!leaf || !needs[i]) continue;
     bool repeated = false;  // the same leaf twice (x * x): lock it once, offer it to neither
@@ -380,7 +376,7 @@ void walk(const Tensor& root, const Tensor& grad_in, Deferral* deferral) {
   raw::check_same("backward", grad, root);
   NoGradGuard no_grad;  // backward formulas are not themselves recorded
 
-  AutogradMeta& rm = meta(root);
+  AutogradMeta& rm = meta_of(root);
   Owed owed;
   if (rm.producer < 0) {  // a leaf: d(root)/d(root) = grad
     {

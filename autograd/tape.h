@@ -75,6 +75,7 @@ struct BackwardArgs {
   // add its gradient into it in place and return an undefined Tensor for input i; a
   // weight gradient then comes out of one GEMM with beta = 1 (raw::addmm_) instead of a
   // product written out and added in a second pass. Closures that ignore it lose nothing.
+  // Empty when no input is such a leaf.
   std::span<const Tensor> grad_into = {};
 };
 // Returns one gradient per input, shaped like that input; an undefined Tensor for an

@@ -22,11 +22,11 @@ std::string faults_program() {
 
 bool have_mpirun() { return std::system("command -v mpirun >/dev/null 2>&1") == 0; }
 
-// Runs `mpi_faults how` on 3 ranks (at most 90 s) and returns everything it printed.
-std::string run_job(const std::string& how) {
-  std::string cmd = "timeout 90 mpirun --oversubscribe --mca orte_enable_recovery 1 -np 3 ";
+// `timeout SECONDS mpirun --oversubscribe [--allow-run-as-root] ARGS`: everything it printed.
+std::string mpirun(int seconds, const std::string& args) {
+  std::string cmd = "timeout " + std::to_string(seconds) + " mpirun --oversubscribe ";
   if (::geteuid() == 0) cmd += "--allow-run-as-root ";
-  cmd += faults_program() + " " + how + " 2>&1";
+  cmd += args + " 2>&1";
   std::string out;
   if (FILE* p = ::popen(cmd.c_str(), "r")) {
     char buf[512];
@@ -34,6 +34,11 @@ std::string run_job(const std::string& how) {
     ::pclose(p);
   }
   return out;
+}
+
+// `mpi_faults how` on 3 ranks, survivors allowed to report a dead rank (at most 90 s).
+std::string run_job(const std::string& how) {
+  return mpirun(90, "--mca orte_enable_recovery 1 -np 3 " + faults_program() + " " + how);
 }
 
 bool skip() {
@@ -89,23 +94,14 @@ TEST_CASE("MPI: train_ddp with a rank that cannot start ends the job at once, na
     return;
   }
   // A directory that exists (the flag check passes) but holds no data set.
-  char empty_dir[] = "/tmp/weft-no-data-XXXXXX";
-  REQUIRE(::mkdtemp(empty_dir) != nullptr);
-  std::string cmd = "timeout 120 mpirun --oversubscribe ";
-  if (::geteuid() == 0) cmd += "--allow-run-as-root ";
+  const weft::test::TempDir empty_dir;
   const std::string args = " --backend mpi --epochs 1 --limit 512 --threads 1";
-  cmd += "-np 1 " + train + args + " : -np 1 " + train + args + " --data " + empty_dir + " 2>&1";
   const auto t0 = std::chrono::steady_clock::now();
-  std::string out;
-  if (FILE* p = ::popen(cmd.c_str(), "r")) {
-    char buf[512];
-    while (std::fgets(buf, sizeof buf, p)) out += buf;
-    ::pclose(p);
-  }
+  const std::string out =
+      mpirun(120, "-np 1 " + train + args + " : -np 1 " + train + args + " --data " + empty_dir.path.string());
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::filesystem::remove(empty_dir);
   INFO(out);
-  CHECK_THAT(out, Catch::Contains("weft: rank 1 aborts the MPI job:") && Catch::Contains(empty_dir));
+  CHECK_THAT(out, Catch::Contains("weft: rank 1 aborts the MPI job:") && Catch::Contains(empty_dir.path.string()));
   // Rank 0's own error names it.
   CHECK_THAT(out, Catch::Contains("weft: rank 0 aborts the MPI job: allgather #0: rank 1 left the job"));
   CHECK(s < 60);
