@@ -34,12 +34,12 @@ DistributedDataParallel::~DistributedDataParallel() {
 }
 
 Tensor DistributedDataParallel::forward(const Tensor& x) {
-  trace::Scope span("forward", "compute", comm_->rank());
+  trace::Scope span("forward", "compute", comm_->trace_rank());
   return (*module_)(x);
 }
 
 void DistributedDataParallel::backward(const Tensor& loss) {
-  trace::Scope span("backward", "compute", comm_->rank());
+  trace::Scope span("backward", "compute", comm_->trace_rank());
   loss.backward();
 }
 
@@ -71,7 +71,7 @@ void DistributedDataParallel::on_grad_ready(size_t bucket) {
 }
 
 void DistributedDataParallel::launch(GradientBucket& b) {
-  trace::Scope span("launch bucket", "ddp", comm_->rank(),
+  trace::Scope span("launch bucket", "ddp", comm_->trace_rank(),
                     trace::enabled() ? detail::str(b.numel(), " float32") : std::string());
   b.pack(/*zeros=*/!has_data_);
   b.work = comm_->allreduce_async(b.flat(), ReduceOp::Sum);
@@ -98,7 +98,7 @@ void DistributedDataParallel::synchronize() {
   WEFT_CHECK(sync_enabled_, "DistributedDataParallel::synchronize: called inside no_sync(); the accumulated "
                             "gradients are all-reduced by the first synchronize() after the guard ends");
   WEFT_CHECK(contributors_ > 0, "DistributedDataParallel::synchronize: join() said no rank has data; end the loop");
-  trace::Scope span("synchronize", "ddp", comm_->rank());
+  trace::Scope span("synchronize", "ddp", comm_->trace_rank());
   try {
     if (opt_.deterministic) {
       for (auto& b : buckets_) fixed_order_mean(b);

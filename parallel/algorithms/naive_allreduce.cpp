@@ -8,7 +8,7 @@ namespace weft::parallel {
 void naive_allreduce(Communicator& comm, const Tensor& t, ReduceOp op, int tag) {
   const std::string problem = tensor_problem(t, kCPU);
   WEFT_CHECK(problem.empty(), "naive_allreduce: ", problem);
-  trace::Scope scope("naive_allreduce", "comm", comm.rank());
+  trace::Scope scope("naive_allreduce", "comm", comm.trace_rank());
   const int n = comm.size();
   if (comm.rank() != 0) {
     comm.send(t, 0, tag);  // my contribution up...

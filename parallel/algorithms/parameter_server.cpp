@@ -42,7 +42,7 @@ void ParameterServer::pull() {
 
 void ParameterServer::step(const std::vector<Tensor>& grads, double lr) {
   check_grads(grads);
-  trace::Scope scope("parameter_server_step", "comm", comm_.rank());
+  trace::Scope scope("parameter_server_step", "comm", comm_.trace_rank());
   const int n = comm_.size();
   if (comm_.rank() != server_) {
     for (const Tensor& g : grads) comm_.send(g, server_, tag_);  // push

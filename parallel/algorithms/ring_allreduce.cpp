@@ -38,7 +38,7 @@ void ring_allreduce(Communicator& comm, const Tensor& t, ReduceOp op, const Ring
   const std::string problem = tensor_problem(t, kCPU);
   WEFT_CHECK(problem.empty(), "ring_allreduce: ", problem);
   const int n = comm.size(), r = comm.rank();
-  trace::Scope scope("ring_allreduce", "comm", r);
+  trace::Scope scope("ring_allreduce", "comm", comm.trace_rank());
   if (n == 1) return;  // a ring of one: already reduced (Mean of one value is itself)
   const Tensor flat = t.view({t.numel()});
   const DType dt = t.dtype();

@@ -63,6 +63,12 @@ class Communicator {
   virtual int size() const = 0;
   virtual std::string backend() const = 0;  // "threads", "mpi", "nccl"
 
+  // The rank this communicator's spans are recorded under on a timeline (parallel/trace.h's
+  // pid): rank() for a world communicator, and for one made by split() the rank its
+  // parent records under, so every span of one process (or rank thread) lands in one row
+  // group however many sub-communicators it uses.
+  virtual int trace_rank() const { return rank(); }
+
   Timeout timeout() const { return timeout_; }
   void set_timeout(Timeout t) { timeout_ = t; }
 

@@ -38,6 +38,7 @@ std::unique_ptr<MpiCommunicator::Impl> impl_over(MPI_Comm base, bool serialise) 
   MPI_Comm_set_errhandler(impl->ctl, MPI_ERRORS_RETURN);
   MPI_Comm_set_errhandler(impl->p2p, MPI_ERRORS_RETURN);
   MPI_Comm_rank(impl->ctl, &impl->rank);
+  impl->trace_rank = impl->rank;
   MPI_Comm_size(impl->ctl, &impl->size);
   return impl;
 }
@@ -78,6 +79,7 @@ MpiCommunicator::~MpiCommunicator() {
 }
 
 int MpiCommunicator::rank() const { return impl_->rank; }
+int MpiCommunicator::trace_rank() const { return impl_->trace_rank; }
 int MpiCommunicator::size() const { return impl_->size; }
 void MpiCommunicator::set_check_arrivals(bool on) { impl_->check_arrivals = on; }
 void MpiCommunicator::set_polled_collectives(bool on) { impl_->polled = on || impl_->serialise; }
@@ -135,7 +137,7 @@ std::string trace_args(const Tensor& t, int64_t seq) {
 }
 
 void allreduce_on(MpiCommunicator::Impl& m, Timeout timeout, const Tensor& t, ReduceOp op) {
-  trace::Scope scope("allreduce", "comm", m.rank, trace_args(t, m.seq));
+  trace::Scope scope("allreduce", "comm", m.trace_rank, trace_args(t, m.seq));
   Header h = header_for(Kind::Allreduce, t);
   h.op = int64_t(op);
   const std::string what = begin(m, h, timeout);
@@ -148,7 +150,7 @@ void allreduce_on(MpiCommunicator::Impl& m, Timeout timeout, const Tensor& t, Re
 }
 
 void broadcast_on(MpiCommunicator::Impl& m, Timeout timeout, const Tensor& t, int root) {
-  trace::Scope scope("broadcast", "comm", m.rank, trace_args(t, m.seq));
+  trace::Scope scope("broadcast", "comm", m.trace_rank, trace_args(t, m.seq));
   Header h = header_for(Kind::Broadcast, t);
   h.root = root;
   if (root < 0 || root >= m.size) set_problem(h, detail::str("root ", root, " is outside the group of ", m.size));
@@ -183,7 +185,7 @@ WorkHandle MpiCommunicator::broadcast_async(const Tensor& t, int root) {
 void MpiCommunicator::allgather(const Tensor& in, const Tensor& out) {
   impl_->progress.drain();
   Impl& m = *impl_;
-  trace::Scope scope("allgather", "comm", m.rank, trace_args(in, m.seq));
+  trace::Scope scope("allgather", "comm", m.trace_rank, trace_args(in, m.seq));
   Header h = header_for(Kind::Allgather, in);
   if (std::string p = tensor_problem(out, kCPU); !p.empty()) set_problem(h, "out: " + p);
   else if (in.defined() && (out.numel() != m.size * in.numel() || out.dtype() != in.dtype()))
@@ -201,7 +203,7 @@ void MpiCommunicator::allgather(const Tensor& in, const Tensor& out) {
 void MpiCommunicator::reduce_scatter(const Tensor& in, const Tensor& out, ReduceOp op) {
   impl_->progress.drain();
   Impl& m = *impl_;
-  trace::Scope scope("reduce_scatter", "comm", m.rank, trace_args(in, m.seq));
+  trace::Scope scope("reduce_scatter", "comm", m.trace_rank, trace_args(in, m.seq));
   Header h = header_for(Kind::ReduceScatter, in);
   h.op = int64_t(op);
   if (std::string p = tensor_problem(out, kCPU); !p.empty()) set_problem(h, "out: " + p);
@@ -222,7 +224,7 @@ void MpiCommunicator::reduce_scatter(const Tensor& in, const Tensor& out, Reduce
 void MpiCommunicator::barrier() {
   impl_->progress.drain();
   Impl& m = *impl_;
-  trace::Scope scope("barrier", "comm", m.rank);
+  trace::Scope scope("barrier", "comm", m.trace_rank);
   Header h;
   h.kind = int64_t(Kind::Barrier);
   const std::string what = begin(m, h, timeout());
@@ -235,7 +237,7 @@ void MpiCommunicator::barrier() {
 std::shared_ptr<Communicator> MpiCommunicator::split(int color, int key) {
   impl_->progress.drain();
   Impl& m = *impl_;
-  trace::Scope scope("split", "comm", m.rank);
+  trace::Scope scope("split", "comm", m.trace_rank);
   Header h;
   h.kind = int64_t(Kind::Split);
   // The handshake names a rank that never calls split. Once it has heard from everyone,
@@ -250,6 +252,7 @@ std::shared_ptr<Communicator> MpiCommunicator::split(int color, int key) {
   MPI_Comm_free(&sub);  // the new communicator keeps only its own duplicates
   impl->polled = m.polled;
   impl->check_arrivals = m.check_arrivals;
+  impl->trace_rank = m.trace_rank;
   std::shared_ptr<MpiCommunicator> comm(new MpiCommunicator(std::move(impl)));
   comm->set_timeout(timeout());
   return comm;
@@ -272,7 +275,7 @@ class MpiTransfer : public Work {
   }
   void wait() override {
     std::lock_guard lock(mu_);
-    trace::Scope s(is_send_ ? "send" : "recv", "comm", m_.rank, trace::enabled() ? what_ : "");
+    trace::Scope s(is_send_ ? "send" : "recv", "comm", m_.trace_rank, trace::enabled() ? what_ : "");
     for (long it = 0; !test(); ++it) {
       if (it > 2000) sched_yield();
       if ((it & 63) == 0 && std::chrono::steady_clock::now() >= deadline_) {
@@ -369,6 +372,7 @@ std::shared_ptr<MpiCommunicator> MpiCommunicator::world() { no_mpi(); }
 MpiCommunicator::MpiCommunicator(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 MpiCommunicator::~MpiCommunicator() = default;
 int MpiCommunicator::rank() const { no_mpi(); }
+int MpiCommunicator::trace_rank() const { no_mpi(); }
 int MpiCommunicator::size() const { no_mpi(); }
 void MpiCommunicator::send(const Tensor&, int, int) { no_mpi(); }
 void MpiCommunicator::recv(const Tensor&, int, int) { no_mpi(); }

@@ -54,6 +54,7 @@ class MpiCommunicator : public Communicator {
   ~MpiCommunicator() override;
 
   int rank() const override;
+  int trace_rank() const override;
   int size() const override;
   std::string backend() const override { return "mpi"; }
 

@@ -125,6 +125,7 @@ struct MpiCommunicator::Impl {
   MPI_Comm ctl = MPI_COMM_NULL;  // handshakes and collectives
   MPI_Comm p2p = MPI_COMM_NULL;  // the user's send/recv, so their tags never meet ours
   int rank = 0, size = 1;
+  int trace_rank = 0;  // the timeline's pid: rank, or the parent's for a split
   bool serialise = false;        // the library lacks MPI_THREAD_MULTIPLE
   bool check_arrivals = true;
   bool polled = false;

@@ -66,6 +66,7 @@ struct NcclCommunicator::Impl {
   ncclComm_t comm = nullptr;
   cudaStream_t stream = nullptr;
   int rank = 0, size = 1, device = 0;
+  int trace_rank = -1;  // the timeline's pid: rank, or the parent's for a split
   bool check_arrivals = true;
   int64_t seq = 0;
   std::string broken;  // set by a timeout or an NCCL error: unusable after
@@ -165,7 +166,7 @@ struct NcclCommunicator::Impl {
     check_usable();
     h.seq = seq++;
     const std::string what = detail::str(kind_name(h.kind), " #", h.seq);
-    trace::Scope scope(kind_name(h.kind), "comm", rank, trace::enabled() ? detail::str("seq ", h.seq, ", ", h.numel) : "");
+    trace::Scope scope(kind_name(h.kind), "comm", trace_rank < 0 ? rank : trace_rank, trace::enabled() ? detail::str("seq ", h.seq, ", ", h.numel) : "");
     boot_timeout = timeout;
     if (check_arrivals) handshake(h, what);
     else if (!h.problem.empty()) throw Error(what + ": " + h.problem);
@@ -243,6 +244,7 @@ NcclCommunicator::~NcclCommunicator() {
 }
 
 int NcclCommunicator::rank() const { return impl_->rank; }
+int NcclCommunicator::trace_rank() const { return impl_->trace_rank < 0 ? impl_->rank : impl_->trace_rank; }
 int NcclCommunicator::size() const { return impl_->size; }
 int NcclCommunicator::device() const { return impl_->device; }
 void NcclCommunicator::set_check_arrivals(bool on) { impl_->check_arrivals = on; }
@@ -410,6 +412,7 @@ std::shared_ptr<Communicator> NcclCommunicator::split(int color, int key) {
   sub = create(boot, m.device);
 #endif
   sub->set_timeout(timeout());
+  sub->impl_->trace_rank = trace_rank();
   return sub;
 }
 
@@ -515,6 +518,7 @@ std::shared_ptr<NcclCommunicator> NcclCommunicator::create(std::shared_ptr<Commu
 NcclCommunicator::NcclCommunicator(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 NcclCommunicator::~NcclCommunicator() = default;
 int NcclCommunicator::rank() const { no_nccl(); }
+int NcclCommunicator::trace_rank() const { no_nccl(); }
 int NcclCommunicator::size() const { no_nccl(); }
 int NcclCommunicator::device() const { no_nccl(); }
 void NcclCommunicator::send(const Tensor&, int, int) { no_nccl(); }

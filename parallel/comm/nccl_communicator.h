@@ -47,6 +47,7 @@ class NcclCommunicator : public Communicator {
   ~NcclCommunicator() override;
 
   int rank() const override;
+  int trace_rank() const override;
   int size() const override;
   std::string backend() const override { return "nccl"; }
   int device() const;

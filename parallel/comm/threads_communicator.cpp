@@ -110,7 +110,7 @@ class TransferWork : public Work {
 }  // namespace
 
 ThreadsCommunicator::ThreadsCommunicator(std::shared_ptr<ThreadGroup> group, int rank)
-    : group_(std::move(group)), rank_(rank), progress_(std::make_unique<ProgressThread>()) {
+    : group_(std::move(group)), rank_(rank), trace_rank_(rank), progress_(std::make_unique<ProgressThread>()) {
   WEFT_CHECK(rank >= 0 && rank < group_->size(), "ThreadsCommunicator: rank ", rank,
              " is outside the group of ", group_->size());
 }
@@ -154,7 +154,7 @@ void ThreadsCommunicator::allreduce(const Tensor& t, ReduceOp op) {
 }
 
 void ThreadsCommunicator::do_allreduce(const Tensor& t, ReduceOp op) {
-  trace::Scope scope("allreduce", "comm", rank_, trace_args(t, seq_));
+  trace::Scope scope("allreduce", "comm", trace_rank_, trace_args(t, seq_));
   Arrival a = arrival_for(CollectiveKind::Allreduce, t);
   a.op = op;
   const std::string w = what("allreduce");
@@ -187,7 +187,7 @@ void ThreadsCommunicator::broadcast(const Tensor& t, int root) {
 }
 
 void ThreadsCommunicator::do_broadcast(const Tensor& t, int root) {
-  trace::Scope scope("broadcast", "comm", rank_, trace_args(t, seq_));
+  trace::Scope scope("broadcast", "comm", trace_rank_, trace_args(t, seq_));
   Arrival a = arrival_for(CollectiveKind::Broadcast, t);
   a.root = root;
   if (a.problem.empty() && (root < 0 || root >= size()))
@@ -200,7 +200,7 @@ void ThreadsCommunicator::do_broadcast(const Tensor& t, int root) {
 
 void ThreadsCommunicator::allgather(const Tensor& in, const Tensor& out) {
   drain();
-  trace::Scope scope("allgather", "comm", rank_, trace_args(in, seq_));
+  trace::Scope scope("allgather", "comm", trace_rank_, trace_args(in, seq_));
   Arrival a = arrival_for(CollectiveKind::Allgather, in);
   if (a.problem.empty()) {
     if (std::string p = tensor_problem(out, kCPU); !p.empty()) a.problem = "out: " + p;
@@ -219,7 +219,7 @@ void ThreadsCommunicator::allgather(const Tensor& in, const Tensor& out) {
 
 void ThreadsCommunicator::reduce_scatter(const Tensor& in, const Tensor& out, ReduceOp op) {
   drain();
-  trace::Scope scope("reduce_scatter", "comm", rank_, trace_args(in, seq_));
+  trace::Scope scope("reduce_scatter", "comm", trace_rank_, trace_args(in, seq_));
   Arrival a = arrival_for(CollectiveKind::ReduceScatter, in);
   a.op = op;
   if (a.problem.empty()) {
@@ -241,7 +241,7 @@ void ThreadsCommunicator::reduce_scatter(const Tensor& in, const Tensor& out, Re
 
 void ThreadsCommunicator::barrier() {
   drain();
-  trace::Scope scope("barrier", "comm", rank_);
+  trace::Scope scope("barrier", "comm", trace_rank_);
   enter(Arrival{});  // nothing is read afterwards: no closing barrier needed
 }
 
@@ -271,7 +271,7 @@ std::vector<int> members_of(const std::vector<const Arrival*>& all, int color) {
 
 std::shared_ptr<Communicator> ThreadsCommunicator::split(int color, int key) {
   drain();  // async collectives queued before come first, as in every collective
-  trace::Scope scope("split", "comm", rank_);
+  trace::Scope scope("split", "comm", trace_rank_);
   Arrival a;
   a.kind = CollectiveKind::Split;
   a.color = color;
@@ -290,6 +290,7 @@ std::shared_ptr<Communicator> ThreadsCommunicator::split(int color, int key) {
   const int new_rank = int(std::find(members.begin(), members.end(), rank_) - members.begin());
   auto comm = std::make_shared<ThreadsCommunicator>(std::move(child), new_rank);
   comm->set_timeout(timeout());
+  comm->trace_rank_ = trace_rank_;
   return comm;
 }
 
@@ -304,7 +305,7 @@ WorkHandle ThreadsCommunicator::post(bool is_send, const Tensor& t, int peer, in
   group_->throw_if_broken();
   auto tr = is_send ? group_->post_send(rank_, peer, tag, t.raw_data(), t.numel(), t.dtype())
                     : group_->post_recv(peer, rank_, tag, t.raw_data(), t.numel(), t.dtype());
-  return std::make_shared<TransferWork>(group_, std::move(tr), is_send, std::move(what), timeout(), t, rank_);
+  return std::make_shared<TransferWork>(group_, std::move(tr), is_send, std::move(what), timeout(), t, trace_rank_);
 }
 
 WorkHandle ThreadsCommunicator::isend(const Tensor& t, int dst, int tag) { return post(true, t, dst, tag); }

@@ -45,6 +45,7 @@ class ThreadsCommunicator : public Communicator {
   ~ThreadsCommunicator() override;
 
   int rank() const override { return rank_; }
+  int trace_rank() const override { return trace_rank_; }
   int size() const override;
   std::string backend() const override { return "threads"; }
 
@@ -80,6 +81,7 @@ class ThreadsCommunicator : public Communicator {
 
   std::shared_ptr<ThreadGroup> group_;
   int rank_;
+  int trace_rank_;  // the timeline's pid: rank_, or the parent's for a split
   int64_t seq_ = 0;  // collectives entered so far
   int64_t gen_ = 0;  // barrier generations passed so far
   int64_t blocks_before_ = 0;  // all-reduce blocks of all earlier all-reduces (ThreadGroup::claim_block)

@@ -108,6 +108,10 @@ inline void check_split_grid(parallel::Communicator& c, int cols) {
   std::vector<int> half_members;
   for (size_t i = size_t(col->rank() % 2); i < col_members.size(); i += 2) half_members.push_back(col_members[i]);
   check_group(*half, r, half_members, "nested");
+  // A timeline shows every sub-communicator's spans under the world rank.
+  for (const auto* g : {row.get(), col.get(), rev.get(), half.get()})
+    expect(g->trace_rank() == c.trace_rank(), detail::str("split: trace rank ", g->trace_rank(), ", the parent's ",
+                                                          c.trace_rank()));
 
   // The parent is still in step: its own sequence numbers were not disturbed.
   check_allreduce(c, 7, kFloat32, parallel::ReduceOp::Sum);
