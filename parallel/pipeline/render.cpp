@@ -45,7 +45,8 @@ std::string render(const PipelineSchedule& schedule, const Costs& costs) {
   bool split = false;  // any W: say what W costs and means
   for (const auto& actions : schedule.per_stage)
     for (const Action& a : actions) split = split || a.kind == Action::W;
-  std::string out = detail::str(schedule.name, ": ", p, p == 1 ? " stage, " : " stages, ", m,
+  const std::string chunks = schedule.chunks > 1 ? detail::str(" x ", schedule.chunks, " chunks") : std::string();
+  std::string out = detail::str(schedule.name, ": ", p, p == 1 ? " stage" : " stages", chunks, ", ", m,
                                 m == 1 ? " microbatch, " : " microbatches, ", "F=", costs.forward,
                                 " B=", costs.backward, split ? detail::str(" W=", costs.weight) : std::string(),
                                 " steps: makespan ", sim.makespan, " steps\n");
@@ -59,6 +60,7 @@ std::string render(const PipelineSchedule& schedule, const Costs& costs) {
   }
   out += split ? "Fk/Bk/Wk: forward/input gradient/weight gradient of microbatch k, ~: still running, .: idle\n"
                : "Fk/Bk: forward/backward of microbatch k, ~: still running, .: idle\n";
+  if (schedule.chunks > 1) out += "Fk.c/Bk.c: of chunk c (stage s's chunk c is virtual stage c*p+s); no suffix: chunk 0\n";
 
   long busy = 0;
   for (int b : sim.busy) busy += b;

@@ -120,7 +120,49 @@ PipelineSchedule zero_bubble_h1(int stages, int microbatches) {
   return sched;
 }
 
-PipelineSchedule make_schedule(const std::string& name, int stages, int microbatches) {
+PipelineSchedule interleaved_1f1b(int stages, int microbatches, int chunks) {
+  check_sizes("interleaved", stages, microbatches);
+  WEFT_CHECK(chunks >= 1, "interleaved: needs at least one chunk per stage, got v=", chunks);
+  const int p = stages, m = microbatches, v = chunks;
+  // Rounds of at least p microbatches (m / p of them, sizes differing by at most one,
+  // the larger first): a chunk's forward of a round's first microbatch must come back
+  // round the ring before that chunk runs out of work. With m < p, one round of m.
+  const int rounds = std::max(1, m / p);
+  std::vector<int> round_start{0};
+  for (int r = 0; r < rounds; ++r) round_start.push_back(round_start.back() + m / rounds + (r < m % rounds ? 1 : 0));
+  // The (microbatch, chunk) order of a stage's forwards and of its backwards: round by
+  // round, chunk by chunk (backwards from the last chunk), microbatch by microbatch.
+  std::vector<Action> fwd, bwd;
+  for (int r = 0; r < rounds; ++r)
+    for (int c = 0; c < v; ++c)
+      for (int mb = round_start[size_t(r)]; mb < round_start[size_t(r) + 1]; ++mb) {
+        fwd.push_back({Action::F, mb, c});
+        bwd.push_back({Action::B, mb, v - 1 - c});
+      }
+  PipelineSchedule sched = empty("interleaved", p, m);
+  sched.chunks = v;
+  for (int s = 0; s < p; ++s) {
+    // 1F1B's warm-up, p-1-s, plus (v-1) chunks' worth of the first round: stage s's
+    // first backward is of its last chunk, which only runs once the round has been
+    // through chunks 0 .. v-2. (Megatron-LM warms up 2 (p-1-s) + (v-1) p, because its
+    // steady state pairs each send with a blocking receive; weft's sends never block,
+    // and the simulator gives the same makespan with fewer microbatches held for every
+    // p <= 8, m <= 16, v <= 3 -- tests/parallel/pipeline/test_schedule.cpp checks it.)
+    const int hops = p - 1 - s;
+    const int warmup = std::min((v - 1) * round_start[1] + hops, m * v);
+    auto& actions = sched.per_stage[size_t(s)];
+    size_t next_f = 0, next_b = 0;
+    while (int(next_f) < warmup) actions.push_back(fwd[next_f++]);
+    while (next_f < fwd.size()) actions.push_back(fwd[next_f++]), actions.push_back(bwd[next_b++]);
+    while (next_b < bwd.size()) actions.push_back(bwd[next_b++]);
+  }
+  return sched;
+}
+
+PipelineSchedule make_schedule(const std::string& name, int stages, int microbatches, int chunks) {
+  if (name == "interleaved") return interleaved_1f1b(stages, microbatches, chunks);
+  WEFT_CHECK(chunks == 1, "make_schedule: only the interleaved schedule holds several chunks per stage; ", name,
+             " got v=", chunks);
   if (name == "naive") {
     WEFT_CHECK(microbatches == 1, "make_schedule: naive runs the whole batch as one microbatch (m=1), got m=",
                microbatches, "; use gpipe or 1f1b for microbatches");
@@ -129,7 +171,7 @@ PipelineSchedule make_schedule(const std::string& name, int stages, int microbat
   if (name == "gpipe") return gpipe(stages, microbatches);
   if (name == "1f1b") return one_f_one_b(stages, microbatches);
   if (name == "zb1") return zero_bubble_h1(stages, microbatches);
-  throw Error(detail::str("make_schedule: unknown schedule '", name, "'; known: naive, gpipe, 1f1b, zb1"));
+  throw Error(detail::str("make_schedule: unknown schedule '", name, "'; known: naive, gpipe, 1f1b, zb1, interleaved"));
 }
 
 }  // namespace weft::parallel::pipeline

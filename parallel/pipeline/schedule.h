@@ -33,6 +33,11 @@
 //   F(mb) on stage s  needs F(mb) on stage s-1           (its input activation)
 //   B(mb) on stage s  needs B(mb) on stage s+1 and F(mb) on stage s itself
 //   B(mb) on the last stage needs only its own F(mb)   (the loss is computed there)
+// With model chunks (interleaved), read "stage" as virtual stage (below).
+//
+// MESSAGE ORDER. A stage receives one neighbour's activations in the order it sends
+// them (messages of one sender and tag arrive in order), so the two must list a chunk's
+// forwards in the same microbatch order, and its backwards too: validate() checks it.
 //
 // A schedule is a pure function of (p, m): no tensors, no threads. The simulator checks
 // one before anything runs and render.h prints it; a stage executor then walks its
@@ -45,8 +50,8 @@
 namespace weft::parallel::pipeline {
 
 // One step of one stage's work. W is the weight-gradient half of a split backward
-// (zero_bubble_h1); chunk is the model chunk, for interleaved schedules with several
-// chunks per stage (not yet: every schedule here uses chunk 0).
+// (zero_bubble_h1); chunk is which of the stage's model chunks it runs (interleaved
+// schedules; 0 for every other schedule, whose stages hold one block of layers).
 struct Action {
   enum Kind { F, B, W } kind;
   int microbatch;
@@ -63,7 +68,15 @@ struct PipelineSchedule {
   int stages = 0;        // p
   int microbatches = 0;  // m
   std::vector<std::vector<Action>> per_stage;  // per_stage[s]: stage s's actions, in order
+  int chunks = 1;        // v: model chunks per stage (interleaved; 1 for the others)
 };
+
+// VIRTUAL STAGES. An interleaved schedule cuts the model into p * v consecutive chunks
+// and gives stage s the chunks s, s + p, s + 2p, ...: its chunk c is virtual stage
+// c * p + s. Activations flow through the virtual stages in order, so they go round
+// the stages v times (stage p-1's chunk c feeds stage 0's chunk c + 1), and gradients
+// come back the same way. Every other schedule is the case v = 1.
+inline int virtual_stage(const PipelineSchedule& sched, int stage, int chunk) { return chunk * sched.stages + stage; }
 
 // No microbatching (m = 1): F on stage 0 .. p-1, then B on stage p-1 .. 0.
 PipelineSchedule naive(int stages);
@@ -83,7 +96,20 @@ PipelineSchedule one_f_one_b(int stages, int microbatches);
 // of 1F1B's. Needs m >= p.
 PipelineSchedule zero_bubble_h1(int stages, int microbatches);
 
-// By name: "naive" (microbatches must be 1), "gpipe", "1f1b" or "zb1".
-PipelineSchedule make_schedule(const std::string& name, int stages, int microbatches);
+// Interleaved 1F1B (Megatron-LM's virtual pipeline, Narayanan et al. 2021): each stage
+// holds v chunks (above) and runs 1F1B over its v * m (microbatch, chunk) pairs. The
+// microbatches go in rounds of about p: a stage runs a round's forwards on chunk 0, then
+// on chunk 1, ..., and its backwards on chunk v-1 first. Its warm-up is
+// (v-1) * (first round's size) + (p-1-s) forwards. A chunk takes 1/v of a stage's
+// time, so the fill and drain shrink v times: the bubble falls from 1F1B's
+// (p-1)/(m+p-1) towards (p-1)/(v m+p-1), for v times the activation messages. With
+// v = 1 it is 1F1B itself. Unlike 1F1B it also runs m < p (one round of m microbatches),
+// never slower than GPipe there in the simulator, so a short last batch needs no other
+// schedule.
+PipelineSchedule interleaved_1f1b(int stages, int microbatches, int chunks);
+
+// By name: "naive" (microbatches must be 1), "gpipe", "1f1b", "zb1" or "interleaved"
+// (with `chunks` per stage; every other schedule needs chunks == 1).
+PipelineSchedule make_schedule(const std::string& name, int stages, int microbatches, int chunks = 1);
 
 }  // namespace weft::parallel::pipeline

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <iomanip>
+#include <map>
 #include <sstream>
 
 #include "../../autograd/tape.h"
@@ -104,6 +105,24 @@ std::shared_ptr<ShardedSequential> shard(std::shared_ptr<nn::Sequential> model, 
   return std::make_shared<ShardedSequential>(std::move(model), std::move(devices), std::move(first));
 }
 
+std::shared_ptr<ShardedSequential> shard_interleaved(std::shared_ptr<nn::Sequential> model,
+                                                     const std::vector<Device>& devices, int chunks,
+                                                     const Balance& balance) {
+  WEFT_CHECK(chunks >= 1 && !devices.empty(), "shard_interleaved: needs devices and at least one chunk per stage, got ",
+             devices.size(), " devices and v=", chunks);
+  std::vector<Device> per_chunk;  // chunk k on devices[k % p]
+  for (int c = 0; c < chunks; ++c) per_chunk.insert(per_chunk.end(), devices.begin(), devices.end());
+  return shard(std::move(model), std::move(per_chunk), balance);
+}
+
+std::vector<std::shared_ptr<nn::Module>> stage_chunks(const ShardedSequential& model, size_t stages, size_t stage) {
+  WEFT_CHECK(stages >= 1 && stage < stages && model.num_stages() % stages == 0, "stage_chunks: stage ", stage, " of ",
+             stages, " in a model cut into ", model.num_stages(), " chunks");
+  std::vector<std::shared_ptr<nn::Module>> chunks;
+  for (size_t k = stage; k < model.num_stages(); k += stages) chunks.push_back(model.stage(k));
+  return chunks;
+}
+
 // ---- the sharded module ----------------------------------------------------------------
 
 ShardedSequential::ShardedSequential(std::shared_ptr<nn::Sequential> model, std::vector<Device> devices,
@@ -160,34 +179,55 @@ std::pair<long, std::string> split_key(const std::string& key) {
 }
 }  // namespace
 
+namespace {
+
+// The model-wide index (in model.parameters()) of each parameter of stage s's optimizer,
+// which runs over the parameters of stage_chunks(model, stages, s), chunk by chunk.
+std::vector<size_t> global_indices(const ShardedSequential& model, size_t stages, size_t s) {
+  std::vector<size_t> first(model.num_stages() + 1, 0);  // chunk k's first parameter
+  for (size_t k = 0; k < model.num_stages(); ++k) first[k + 1] = first[k] + model.stage(k)->parameters().size();
+  std::vector<size_t> out;
+  for (size_t k = s; k < model.num_stages(); k += stages)
+    for (size_t i = first[k]; i < first[k + 1]; ++i) out.push_back(i);
+  return out;
+}
+
+}  // namespace
+
 nn::NamedTensors merge_stage_states(const ShardedSequential& model, const std::vector<nn::NamedTensors>& stages) {
-  WEFT_CHECK(stages.size() == model.num_stages(), "merge_stage_states: ", stages.size(), " states for ",
-             model.num_stages(), " stages");
+  WEFT_CHECK(!stages.empty() && model.num_stages() % stages.size() == 0, "merge_stage_states: ", stages.size(),
+             " states for a model cut into ", model.num_stages(), " chunks");
+  std::map<size_t, nn::NamedTensors> by_param;  // the whole model's order, whatever the chunks
   nn::NamedTensors whole;
-  size_t offset = 0;  // stage s's parameter j is parameter offset + j of the model
   for (size_t s = 0; s < stages.size(); ++s) {
+    const std::vector<size_t> global = global_indices(model, stages.size(), s);
     for (const auto& [key, t] : stages[s]) {
       const auto [i, name] = split_key(key);
       if (i < 0) {
         if (s == 0) whole.emplace_back(key, t.to(kCPU));  // every stage took the same steps
         continue;
       }
-      whole.emplace_back(std::to_string(offset + size_t(i)) + "." + name, t.to(kCPU));
+      WEFT_CHECK(size_t(i) < global.size(), "merge_stage_states: stage ", s, "'s state has '", key, "' but the stage "
+                 "holds ", global.size(), " parameters");
+      by_param[global[size_t(i)]].emplace_back(std::to_string(global[size_t(i)]) + "." + name, t.to(kCPU));
     }
-    offset += model.stage(s)->parameters().size();
   }
+  for (auto& [i, entries] : by_param) whole.insert(whole.end(), entries.begin(), entries.end());
   return whole;
 }
 
-nn::NamedTensors stage_state(const ShardedSequential& model, size_t stage, const nn::NamedTensors& whole) {
-  size_t begin = 0;
-  for (size_t s = 0; s < stage; ++s) begin += model.stage(s)->parameters().size();
-  const size_t end = begin + model.stage(stage)->parameters().size();
+nn::NamedTensors stage_state(const ShardedSequential& model, size_t stage, const nn::NamedTensors& whole,
+                             size_t stages) {
+  if (stages == 0) stages = model.num_stages();
+  const std::vector<size_t> global = global_indices(model, stages, stage);
+  std::map<size_t, size_t> local;  // model-wide index -> index in the stage's optimizer
+  for (size_t j = 0; j < global.size(); ++j) local[global[j]] = j;
   nn::NamedTensors part;
   for (const auto& [key, t] : whole) {
     const auto [i, name] = split_key(key);
     if (i < 0) part.emplace_back(key, t);
-    else if (size_t(i) >= begin && size_t(i) < end) part.emplace_back(std::to_string(size_t(i) - begin) + "." + name, t);
+    else if (auto it = local.find(size_t(i)); it != local.end())
+      part.emplace_back(std::to_string(it->second) + "." + name, t);
   }
   return part;
 }

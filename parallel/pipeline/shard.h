@@ -90,15 +90,29 @@ class ShardedSequential : public nn::Module {
 // model would ("step", and "<i>.<buffer>" with i the index in parameters()), so that
 // train_mlp/train_cnn -- or another stage count -- can resume from it.
 // merge_stage_states: the stages' state_dicts (stage order) -> the whole model's.
+// With model chunks (shard_interleaved) pass one state per stage, of an optimizer over
+// that stage's chunks (stage_chunks, in order); the chunk count follows from the sizes.
 nn::NamedTensors merge_stage_states(const ShardedSequential& model, const std::vector<nn::NamedTensors>& stages);
-// stage_state: the whole model's optimizer state -> stage s's part, re-indexed.
-nn::NamedTensors stage_state(const ShardedSequential& model, size_t stage, const nn::NamedTensors& whole);
+// stage_state: the whole model's optimizer state -> stage s's part, re-indexed. With
+// model chunks, `stages` is p (0: one stage per chunk).
+nn::NamedTensors stage_state(const ShardedSequential& model, size_t stage, const nn::NamedTensors& whole,
+                             size_t stages = 0);
 
 // The first layer of each of `devices.size()` stages under `balance`, and the sharded
 // module. Distinct devices are not required (two stages on cpu:0 is legal, if useless).
 std::vector<size_t> stage_boundaries(nn::Sequential& model, size_t stages, const Balance& balance);
 std::shared_ptr<ShardedSequential> shard(std::shared_ptr<nn::Sequential> model, std::vector<Device> devices,
                                          const Balance& balance = {});
+
+// INTERLEAVED SCHEDULES (schedule.h, virtual stages): the model cut into p * v chunks
+// under `balance`, chunk k on devices[k % p], so stage s holds chunks s, s + p, ...
+// The result is a ShardedSequential of p * v "stages" (one per chunk, each with its own
+// state for merge_stage_states); stage_chunks gives stage s's chunks in chunk order,
+// which is what PipelineStage takes.
+std::shared_ptr<ShardedSequential> shard_interleaved(std::shared_ptr<nn::Sequential> model,
+                                                     const std::vector<Device>& devices, int chunks,
+                                                     const Balance& balance = {});
+std::vector<std::shared_ptr<nn::Module>> stage_chunks(const ShardedSequential& model, size_t stages, size_t stage);
 
 // Per-layer costs the balancers use: parameter elements, and measured forward + backward
 // milliseconds on `sample` (each layer timed on the previous layer's real output).

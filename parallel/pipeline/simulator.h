@@ -16,8 +16,10 @@
 // - the makespan: the step at which the last action ends;
 // - the bubble: the idle share of all stage-time, 1 - sum(busy) / (p * makespan);
 // - the peak in-flight microbatches per stage: how many microbatches a stage has run
-//   F for but not yet B (not yet W, where it has W), at most. Each one's saved activations stay in that stage's
-//   memory until its backward, so this is the schedule's activation memory.
+//   F for but not yet B (not yet W, where it has W), at most. Each one's saved
+//   activations stay in that stage's memory until its backward, so this is the
+//   schedule's activation memory. With chunks it counts (microbatch, chunk) pairs, each
+//   holding a chunk's activations: 1/v of a stage's.
 //
 // WHY F=1, B=2 BY DEFAULT. A backward computes two products per layer (the gradient of
 // the input and of the weights) where the forward computes one, so it takes about
@@ -28,7 +30,10 @@
 // microbatch), a microbatch out of range, a B listed before its own F, and a schedule
 // that deadlocks: actions remain but no stage can ever start one (the message says what
 // each blocked stage waits for), and on a stage with W actions one missing or listed
-// before its own B. Chunks other than 0 are not simulated yet.
+// before its own B; a chunk out of range; two neighbours that list a chunk's
+// microbatches in different orders (schedule.h, MESSAGE ORDER). Interleaved schedules'
+// chunks run as virtual stages (schedule.h): an F of chunk c on stage 0 waits for chunk
+// c-1 on stage p-1.
 #pragma once
 
 #include <vector>

@@ -12,16 +12,19 @@
 #include "../../tensor/generator.h"
 #include "../../tensor/memory.h"
 #include "../../tensor/thread_pool.h"
+#include "../ddp.h"
 #include "../trace.h"
 
 namespace weft::parallel::pipeline {
 
 namespace {
 
-// Activations go forward under one tag, gradients back under another; messages of one
-// (source, tag) arrive in the order they were sent, which is the microbatch order of
-// both neighbours' action lists.
+// Activations go forward under one tag, gradients back under another, each per receiving
+// chunk; messages of one (source, tag) arrive in the order they were sent, which is the
+// microbatch order of both neighbours' action lists (validate() checks that they agree).
 constexpr int kTagActivation = 7001, kTagGradient = 7002;
+int activation_tag(int chunk) { return kTagActivation + 2 * chunk; }
+int gradient_tag(int chunk) { return kTagGradient + 2 * chunk; }
 // An activation's header: dtype, number of dims, then up to kMaxDims sizes.
 constexpr int kMaxDims = 8;
 constexpr int64_t kHeaderLen = 2 + kMaxDims;
@@ -31,13 +34,13 @@ double now_ms() {
   return duration<double, std::milli>(steady_clock::now().time_since_epoch()).count();
 }
 
-// "F3", "B0" (schedule.h's label) as a trace span's name: trace::Scope keeps the
+// "F3", "B0.1" (schedule.h's label) as a trace span's name: trace::Scope keeps the
 // pointer, so each name is made once and kept for the life of the program.
-const char* span_name(Action::Kind kind, int mb) {
+const char* span_name(const Action& a) {
   static std::mutex mu;
-  static std::map<std::pair<int, int>, std::string> names;
+  static std::map<std::tuple<int, int, int>, std::string> names;
   std::lock_guard lock(mu);
-  auto [it, fresh] = names.try_emplace({int(kind), mb}, label(Action{kind, mb}));
+  auto [it, fresh] = names.try_emplace({int(a.kind), a.microbatch, a.chunk}, label(a));
   return it->second.c_str();
 }
 
@@ -85,31 +88,52 @@ Recompute parse_recompute(const std::string& name) {
 
 PipelineStage::PipelineStage(std::shared_ptr<Communicator> comm, std::shared_ptr<nn::Module> layers, Device device,
                              int intra_op_threads)
-    : comm_(std::move(comm)), layers_(std::move(layers)), device_(device), intra_op_threads_(intra_op_threads) {
-  WEFT_CHECK(comm_ != nullptr && layers_ != nullptr, "PipelineStage: needs a communicator and the stage's layers");
+    : PipelineStage(std::move(comm), std::vector<std::shared_ptr<nn::Module>>{std::move(layers)}, device,
+                    intra_op_threads) {}
+
+PipelineStage::PipelineStage(std::shared_ptr<Communicator> comm, std::vector<std::shared_ptr<nn::Module>> chunks,
+                             Device device, int intra_op_threads)
+    : comm_(std::move(comm)), chunks_(std::move(chunks)), device_(device), intra_op_threads_(intra_op_threads) {
+  WEFT_CHECK(comm_ != nullptr && !chunks_.empty(), "PipelineStage: needs a communicator and the stage's layers");
+  for (const auto& c : chunks_) WEFT_CHECK(c != nullptr, "PipelineStage: a model chunk is null");
+  // One stage with several chunks would send every activation to itself: that is one
+  // device running the whole model, which needs no pipeline.
+  WEFT_CHECK(chunks_.size() == 1 || comm_->size() >= 2, "PipelineStage: ", chunks_.size(),
+             " model chunks on a single stage; interleaving needs at least two stages");
+}
+
+void PipelineStage::check_schedule(const PipelineSchedule& schedule) const {
+  WEFT_CHECK(schedule.stages == num_stages(), "pipeline: the ", schedule.name, " schedule is for ", schedule.stages,
+             " stages, the communicator has ", num_stages());
+  WEFT_CHECK(schedule.chunks == num_chunks(), "pipeline: the ", schedule.name, " schedule runs ", schedule.chunks,
+             " model chunks per stage, stage ", stage(), " holds ", num_chunks());
 }
 
 // ---- moving activations and gradients ----------------------------------------------------
 
-void PipelineStage::send_activation(const Tensor& t_in) {
+// `chunk`'s output to the next virtual stage.
+void PipelineStage::send_activation(const Tensor& t_in, int chunk) {
   const Tensor t = t_in.detach().contiguous();
   WEFT_CHECK(t.dim() <= kMaxDims, "pipeline: an activation has ", t.dim(), " dims; at most ", kMaxDims, " cross");
   std::vector<int64_t> h(kHeaderLen, 0);
   h[0] = static_cast<int64_t>(t.dtype()), h[1] = t.dim();
   for (int64_t d = 0; d < t.dim(); ++d) h[size_t(2 + d)] = t.size(d);
   const Tensor header = tensor(h).to(device_);
-  pending_sends_.emplace_back(comm_->isend(header, stage() + 1, kTagActivation), header);
-  pending_sends_.emplace_back(comm_->isend(t, stage() + 1, kTagActivation), t);
+  const int to = virtual_stage(chunk) + 1, dst = to % num_stages(), tag = activation_tag(to / num_stages());
+  pending_sends_.emplace_back(comm_->isend(header, dst, tag), header);
+  pending_sends_.emplace_back(comm_->isend(t, dst, tag), t);
 }
 
-Tensor PipelineStage::receive_activation() {
+// `chunk`'s input from the previous virtual stage.
+Tensor PipelineStage::receive_activation(int chunk) {
+  const int src = (virtual_stage(chunk) - 1) % num_stages();
   Tensor header = empty({kHeaderLen}, kInt64, device_);
-  comm_->recv(header, stage() - 1, kTagActivation);
+  comm_->recv(header, src, activation_tag(chunk));
   const std::vector<int64_t> h = header.to(kCPU).to_vector<int64_t>();
-  WEFT_CHECK(h[1] >= 0 && h[1] <= kMaxDims, "pipeline: a corrupt activation header from stage ", stage() - 1);
+  WEFT_CHECK(h[1] >= 0 && h[1] <= kMaxDims, "pipeline: a corrupt activation header from stage ", src);
   const Shape shape(std::vector<int64_t>(h.begin() + 2, h.begin() + 2 + h[1]));
   Tensor t = empty(shape, static_cast<DType>(h[0]), device_);
-  comm_->recv(t, stage() - 1, kTagActivation);
+  comm_->recv(t, src, activation_tag(chunk));
   return t;
 }
 
@@ -118,52 +142,57 @@ void PipelineStage::wait_sends() {
   pending_sends_.clear();
 }
 
-// ---- the two actions -----------------------------------------------------------------------
+// ---- the actions ---------------------------------------------------------------------------
 
-void PipelineStage::forward_action(int mb, InFlight& f, const std::vector<Tensor>& xs, const std::vector<Tensor>& ys,
-                                   const LossFn& loss, int64_t rows) {
-  Tensor in = is_first() ? xs[size_t(mb)] : receive_activation();  // waiting is not busy time
+void PipelineStage::forward_action(const Action& a, InFlight& f, const std::vector<Tensor>& xs,
+                                   const std::vector<Tensor>& ys, int64_t rows) {
+  const int mb = a.microbatch, c = a.chunk;
+  Tensor in = model_input(c) ? xs[size_t(mb)] : receive_activation(c);  // waiting is not busy time
   const double t0 = now_ms();
-  trace::Scope span(span_name(Action::F, mb), "compute", stage());
+  trace::Scope span(span_name(a), "compute", comm_->trace_rank());
   if (in.device() != device_) in = in.to(device_);
-  if (!is_first() && is_floating(in.dtype())) in.requires_grad_(true);  // its .grad goes back
+  if (!model_input(c) && is_floating(in.dtype())) in.requires_grad_(true);  // its .grad goes back
   f.input = in;
   f.recompute = recompute_ == Recompute::Always || (recompute_ == Recompute::ExceptLast && mb != microbatches_ - 1);
   std::optional<autograd::NoGradGuard> no_tape;  // recomputed: nothing kept but the input
   std::optional<RecordDraws> record;
   if (f.recompute) no_tape.emplace(), record.emplace(f.draws);
-  f.out = (*layers_)(in);
-  if (is_last()) {
+  f.out = (*chunks_[size_t(c)])(in);
+  if (model_output(c)) {
     const Tensor& y = ys[size_t(mb)];
     f.target = y.device() == f.out.device() ? y : y.to(f.out.device());
     f.share = double(y.size(0)) / double(rows);
-    f.loss = loss(f.out, f.target) * f.share;
+    f.loss = (*loss_)(f.out, f.target) * f.share;
   } else {
-    send_activation(f.out);
+    send_activation(f.out, c);
   }
   stats_.busy_ms += now_ms() - t0;
 }
 
-void PipelineStage::backward_action(int mb, InFlight& f, bool split) {
+void PipelineStage::backward_action(const Action& a, InFlight& f, bool split) {
+  const int c = a.chunk, p = num_stages();
   Tensor grad;
-  if (!is_last()) {
+  if (!model_output(c)) {
     grad = empty(f.out.shape(), f.out.dtype(), device_);
-    comm_->recv(grad, stage() + 1, kTagGradient);
+    comm_->recv(grad, (virtual_stage(c) + 1) % p, gradient_tag(c));
   }
   const double t0 = now_ms();
   {
-    trace::Scope span(span_name(Action::B, mb), "compute", stage());
-    if (f.recompute) recompute_forward(f);
-    const Tensor& root = is_last() ? f.loss : f.out;
+    trace::Scope span(span_name(a), "compute", comm_->trace_rank());
+    if (f.recompute) recompute_forward(f, c);
+    const Tensor& root = model_output(c) ? f.loss : f.out;
     // Split (zero-bubble schedules): the input gradient now, the weights' at this
     // microbatch's W action (autograd::backward_deferring).
-    if (split && root.requires_grad()) f.weights = autograd::backward_deferring(root, grad, layers_->parameters());
-    else if (root.requires_grad()) root.backward(grad);
-    if (!is_first()) {
+    if (split && root.requires_grad())
+      f.weights = autograd::backward_deferring(root, grad, chunks_[size_t(c)]->parameters());
+    else if (root.requires_grad())
+      root.backward(grad);
+    if (!model_input(c)) {
       Tensor g = f.input.grad();
       if (!g.defined()) g = zeros_like(f.input);  // the output did not depend on the input
       g = g.contiguous();
-      pending_sends_.emplace_back(comm_->isend(g, stage() - 1, kTagGradient), g);
+      const int to = virtual_stage(c) - 1;
+      pending_sends_.emplace_back(comm_->isend(g, to % p, gradient_tag(to / p)), g);
     }
   }
   if (split) f.input = f.out = f.loss = Tensor();  // only what W needs stays, in f.weights
@@ -173,17 +202,17 @@ void PipelineStage::backward_action(int mb, InFlight& f, bool split) {
 
 // The forward of a recomputed microbatch again, on the tape this time, with the random
 // draws of the first time and no second update of running statistics.
-void PipelineStage::recompute_forward(InFlight& f) {
+void PipelineStage::recompute_forward(InFlight& f, int chunk) {
   ReplayDraws replay(f.draws);
   nn::RecomputeGuard again;
-  f.out = (*layers_)(f.input);
-  if (is_last()) f.loss = (*loss_)(f.out, f.target) * f.share;
+  f.out = (*chunks_[size_t(chunk)])(f.input);
+  if (model_output(chunk)) f.loss = (*loss_)(f.out, f.target) * f.share;
 }
 
-void PipelineStage::weight_action(int mb, InFlight& f) {
+void PipelineStage::weight_action(const Action& a, InFlight& f) {
   const double t0 = now_ms();
   {
-    trace::Scope span(span_name(Action::W, mb), "compute", stage());
+    trace::Scope span(span_name(a), "compute", comm_->trace_rank());
     f.weights.run();
   }
   f = InFlight{};
@@ -192,10 +221,23 @@ void PipelineStage::weight_action(int mb, InFlight& f) {
 
 // ---- a step ----------------------------------------------------------------------------------
 
+namespace {
+
+// The index in `actions` after which each chunk's weight gradients are final: its last
+// W, or its last B where the stage does not split its backwards. With data parallel
+// stages, that action's backward is the one whose gradients are all-reduced.
+std::vector<size_t> last_gradient_actions(const std::vector<Action>& actions, int chunks, bool split) {
+  std::vector<size_t> last(size_t(chunks), 0);
+  for (size_t i = 0; i < actions.size(); ++i)
+    if (actions[i].kind == (split ? Action::W : Action::B)) last[size_t(actions[i].chunk)] = i;
+  return last;
+}
+
+}  // namespace
+
 double PipelineStage::train_step(const PipelineSchedule& schedule, const Tensor& x, const Tensor& y,
                                  const LossFn& loss) {
-  WEFT_CHECK(schedule.stages == num_stages(), "pipeline: the ", schedule.name, " schedule is for ", schedule.stages,
-             " stages, the communicator has ", num_stages());
+  check_schedule(schedule);
   const int m = schedule.microbatches;
   std::optional<ThreadLimit> limit;
   if (intra_op_threads_ > 0) limit.emplace(intra_op_threads_);
@@ -220,29 +262,40 @@ double PipelineStage::train_step(const PipelineSchedule& schedule, const Tensor&
   reset_device_peak(device_);
   const int64_t start_bytes = device_memory(device_).allocated;
   const double start = now_ms();
-  std::vector<InFlight> flights(static_cast<size_t>(m));
+  std::vector<InFlight> flights(size_t(m * num_chunks()));  // [chunk * m + microbatch]
   int in_flight = 0;
   const auto& mine = schedule.per_stage.at(size_t(stage()));
   const bool split = std::any_of(mine.begin(), mine.end(), [](const Action& a) { return a.kind == Action::W; });
+  const std::vector<size_t> final_grads = last_gradient_actions(mine, num_chunks(), split);
   double total = 0;
-  for (const Action& a : schedule.per_stage.at(size_t(stage()))) {
+  for (size_t i = 0; i < mine.size(); ++i) {
+    const Action& a = mine[i];
     try {
-      InFlight& f = flights.at(size_t(a.microbatch));
+      InFlight& f = flights.at(size_t(a.chunk * m + a.microbatch));
+      // Data parallel stages: only the backward that completes a chunk's gradients
+      // all-reduces them; the others accumulate into .grad.
+      std::optional<DistributedDataParallel::NoSyncGuard> accumulate;
+      if (ddp_ && i != final_grads[size_t(a.chunk)]) accumulate.emplace(*ddp_);
       if (a.kind == Action::F) {
-        forward_action(a.microbatch, f, xs, ys, loss, rows);
+        forward_action(a, f, xs, ys, rows);
         stats_.peak_in_flight = std::max(stats_.peak_in_flight, ++in_flight);
       } else if (a.kind == Action::B) {
-        if (is_last()) total += f.loss.item<double>();
-        backward_action(a.microbatch, f, split);
+        if (model_output(a.chunk)) total += f.loss.item<double>();
+        backward_action(a, f, split);
         if (!split) --in_flight;
       } else {
-        weight_action(a.microbatch, f);
+        weight_action(a, f);
         --in_flight;
       }
     } catch (const std::exception& e) {
-      throw Error(detail::str("pipeline stage ", stage(), " (", device_, "), ", "FBW"[a.kind], "(", a.microbatch,
-                              ") of the ", schedule.name, " schedule: ", e.what()));
+      throw Error(detail::str("pipeline stage ", stage(), " (", device_, "), ", label(a), " of the ", schedule.name,
+                              " schedule: ", e.what()));
     }
+  }
+  if (ddp_) {
+    const double t0 = now_ms();
+    ddp_->synchronize();  // waiting for the replicas is not busy time, but the averaging is
+    stats_.allreduce_ms = now_ms() - t0;
   }
   wait_sends();
   stats_.wall_ms = now_ms() - start;
@@ -258,17 +311,21 @@ Tensor PipelineStage::forward(const Tensor& x, int microbatches) {
   if (intra_op_threads_ > 0) limit.emplace(intra_op_threads_);
   std::vector<Tensor> xs, outs;
   if (is_first()) xs = split_rows(x, microbatch_rows(x.size(0), microbatches));
-  for (int mb = 0; mb < microbatches; ++mb) {
-    try {
-      Tensor in = is_first() ? xs[size_t(mb)] : receive_activation();
-      if (in.device() != device_) in = in.to(device_);
-      Tensor out = (*layers_)(in);
-      if (is_last()) outs.push_back(out);
-      else send_activation(out);
-    } catch (const std::exception& e) {
-      throw Error(detail::str("pipeline stage ", stage(), " (", device_, "), forward (", mb, "): ", e.what()));
+  // Chunk by chunk, every microbatch through each (GPipe's forward order): sends do not
+  // block, so each stage's chunk c runs as soon as the previous virtual stage delivers.
+  for (int c = 0; c < num_chunks(); ++c)
+    for (int mb = 0; mb < microbatches; ++mb) {
+      try {
+        Tensor in = model_input(c) ? xs[size_t(mb)] : receive_activation(c);
+        if (in.device() != device_) in = in.to(device_);
+        Tensor out = (*chunks_[size_t(c)])(in);
+        if (model_output(c)) outs.push_back(out);
+        else send_activation(out, c);
+      } catch (const std::exception& e) {
+        throw Error(detail::str("pipeline stage ", stage(), " (", device_, "), forward (", mb,
+                                num_chunks() > 1 ? detail::str(", chunk ", c) : std::string(), "): ", e.what()));
+      }
     }
-  }
   wait_sends();
   return is_last() ? cat(outs, 0) : Tensor();
 }

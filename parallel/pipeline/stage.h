@@ -38,6 +38,20 @@
 // dropout draws the same masks (tensor/generator.h, RecordDraws / ReplayDraws) and
 // BatchNorm does not update its running statistics twice (nn::RecomputeGuard).
 //
+// MODEL CHUNKS (interleaved schedules, schedule.h). A stage may hold v chunks instead of
+// one block: chunk c is virtual stage c * p + s. The rules above then apply per virtual
+// stage: the model's input enters virtual stage 0 (stage 0's chunk 0), the loss is taken
+// on virtual stage p v - 1 (the last stage's last chunk), and an activation of chunk c
+// on stage p-1 goes to chunk c+1 on stage 0. Each chunk's messages have their own tags,
+// so a stage receiving for two chunks from one neighbour never mixes them up.
+//
+// DATA PARALLEL STAGES (set_data_parallel, 2-D parallelism). In a grid of R replicas x
+// P stages, stage s of every replica holds the same layers; wrapped in a
+// DistributedDataParallel over those R ranks (Communicator::split), its gradients are
+// averaged across the replicas as the step's last backward of each parameter produces
+// them (the earlier microbatches only accumulate, as under no_sync()), overlapped with
+// the rest of that backward; train_step then waits for the all-reduces.
+//
 // A stage that fails (an exception in a layer, a peer gone, a timeout) throws an error
 // naming the stage, the action and the microbatch; the communicator then marks it gone,
 // so the others fail at once instead of hanging.
@@ -52,6 +66,10 @@
 #include "../comm/communicator.h"
 #include "schedule.h"
 
+namespace weft::parallel {
+class DistributedDataParallel;
+}
+
 namespace weft::parallel::pipeline {
 
 // (output, target) -> the mean loss over the microbatch's rows, a one-element tensor.
@@ -64,7 +82,8 @@ Recompute parse_recompute(const std::string& name);
 // What one step looked like from this stage.
 struct StageStats {
   double wall_ms = 0;            // the whole step on this stage
-  double busy_ms = 0;            // computing (F and B), not waiting for a neighbour
+  double busy_ms = 0;            // computing (F, B and W), not waiting for a neighbour
+  double allreduce_ms = 0;       // data parallel stages: waiting for the replicas' all-reduce at the end
   int peak_in_flight = 0;        // microbatches held between their F and their B at once
   int64_t peak_step_bytes = 0;   // the device's peak during the step above its start (tensor/memory.h)
 };
@@ -75,6 +94,10 @@ class PipelineStage {
   // there first: shard() does). intra_op_threads > 0 caps the ops' threads on this stage.
   PipelineStage(std::shared_ptr<Communicator> comm, std::shared_ptr<nn::Module> layers, Device device,
                 int intra_op_threads = 0);
+  // The same with several model chunks (interleaved schedules): chunks[c] is virtual
+  // stage c * comm->size() + comm->rank(). Needs at least two stages when v > 1.
+  PipelineStage(std::shared_ptr<Communicator> comm, std::vector<std::shared_ptr<nn::Module>> chunks, Device device,
+                int intra_op_threads = 0);
 
   // One training step of `schedule` (its stage count must be comm->size()) over the
   // batch: stage 0 reads x, the last stage y; others may pass undefined tensors. Adds
@@ -84,12 +107,17 @@ class PipelineStage {
 
   // Activation recomputation (above); Never by default.
   void set_recompute(Recompute r) { recompute_ = r; }
+  // 2-D parallelism (above): `ddp` wraps a module holding exactly this stage's chunks'
+  // parameters, over the ranks that hold the same stage in the other replicas.
+  // Collective: all of them call train_step together. nullptr turns it off.
+  void set_data_parallel(std::shared_ptr<DistributedDataParallel> ddp) { ddp_ = std::move(ddp); }
 
   // Forward only, without the tape, in `microbatches` pieces: the output for the whole
   // batch on the last stage (undefined elsewhere). Evaluation uses it.
   Tensor forward(const Tensor& x, int microbatches);
 
   int stage() const { return comm_->rank(); }
+  int num_chunks() const { return int(chunks_.size()); }
   int num_stages() const { return comm_->size(); }
   bool is_first() const { return stage() == 0; }
   bool is_last() const { return stage() == num_stages() - 1; }
@@ -98,17 +126,23 @@ class PipelineStage {
 
  private:
   struct InFlight;
-  Tensor receive_activation();
-  void send_activation(const Tensor& t);
-  void forward_action(int mb, InFlight& f, const std::vector<Tensor>& xs, const std::vector<Tensor>& ys,
-                      const LossFn& loss, int64_t rows);
-  void backward_action(int mb, InFlight& f, bool split);
-  void weight_action(int mb, InFlight& f);
+  // Virtual stages (schedule.h): chunk c of this stage, the model's first and last.
+  int virtual_stage(int chunk) const { return chunk * num_stages() + stage(); }
+  bool model_input(int chunk) const { return virtual_stage(chunk) == 0; }
+  bool model_output(int chunk) const { return virtual_stage(chunk) == num_stages() * num_chunks() - 1; }
+  Tensor receive_activation(int chunk);
+  void send_activation(const Tensor& t, int chunk);
+  void forward_action(const Action& a, InFlight& f, const std::vector<Tensor>& xs, const std::vector<Tensor>& ys,
+                      int64_t rows);
+  void backward_action(const Action& a, InFlight& f, bool split);
+  void weight_action(const Action& a, InFlight& f);
   void wait_sends();
-  void recompute_forward(InFlight& f);
+  void recompute_forward(InFlight& f, int chunk);
+  void check_schedule(const PipelineSchedule& schedule) const;
 
   std::shared_ptr<Communicator> comm_;
-  std::shared_ptr<nn::Module> layers_;
+  std::vector<std::shared_ptr<nn::Module>> chunks_;
+  std::shared_ptr<DistributedDataParallel> ddp_;
   Device device_;
   int intra_op_threads_;
   std::vector<std::pair<WorkHandle, Tensor>> pending_sends_;  // each send's data stays alive

@@ -40,19 +40,29 @@ double reference_step(nn::Module& model, const Tensor& x, const Tensor& y, int m
 
 // `steps` AdamW steps of `schedule` on a sharded copy of `make()`'s model against the
 // reference on one device; parameters must stay bitwise equal after every step.
+// Every parameter of `chunks`, in order.
+std::vector<Tensor> parameters_of(const std::vector<std::shared_ptr<nn::Module>>& chunks) {
+  std::vector<Tensor> params;
+  for (const auto& c : chunks)
+    for (const Tensor& t : c->parameters()) params.push_back(t);
+  return params;
+}
+
+// `v` chunks per stage: the interleaved schedule (`schedule` must name it).
 void check_parity(const std::function<std::shared_ptr<nn::Sequential>()>& make, const std::string& schedule,
-                  int p, int m, int steps, int64_t batch, pp::Recompute recompute = pp::Recompute::Never) {
+                  int p, int m, int steps, int64_t batch, pp::Recompute recompute = pp::Recompute::Never, int v = 1) {
   auto ref = make();
-  auto sharded = parallel::shard(std::dynamic_pointer_cast<nn::Sequential>(ref->clone(kCPU)), cpus(p));
+  auto sharded = parallel::shard_interleaved(std::dynamic_pointer_cast<nn::Sequential>(ref->clone(kCPU)), cpus(p), v);
   optim::AdamW ref_opt(ref->parameters(), {.lr = 1e-3, .weight_decay = 0.01});
-  const pp::PipelineSchedule sched = pp::make_schedule(schedule, p, m);
+  const pp::PipelineSchedule sched = pp::make_schedule(schedule, p, m, v);
   std::vector<double> losses(static_cast<size_t>(steps), 0.0);
   const uint64_t draws_from = default_generator().offset();  // dropout: the reference draws the same
   parallel::run_ranks(p, [&](const std::shared_ptr<parallel::Communicator>& comm) {
     const int s = comm->rank();
-    pp::PipelineStage stage(comm, sharded->stage(size_t(s)), sharded->device(size_t(s)));
+    const auto chunks = parallel::stage_chunks(*sharded, size_t(p), size_t(s));
+    pp::PipelineStage stage(comm, chunks, sharded->device(size_t(s)));
     stage.set_recompute(recompute);
-    optim::AdamW opt(sharded->stage(size_t(s))->parameters(), {.lr = 1e-3, .weight_decay = 0.01});
+    optim::AdamW opt(parameters_of(chunks), {.lr = 1e-3, .weight_decay = 0.01});
     for (int step = 0; step < steps; ++step) {
       const auto xy = images(batch, 50 + uint64_t(step));
       const Tensor &x = xy.first, &y = xy.second;
@@ -93,6 +103,22 @@ TEST_CASE("a pipelined step equals one device's microbatched step bit for bit (M
       }
   INFO("naive");
   check_parity(samples::make_mlp, "naive", 3, 1, 2, 12);
+}
+
+// Issue 18: v model chunks per stage, the activations going round the stages v times.
+TEST_CASE("interleaved 1F1B equals one device's microbatched step bit for bit", "[pipeline][parity]") {
+  for (int v : {2, 3})
+    for (int p : {2, 3})
+      for (int m : {p, p + 1, 2 * p}) {
+        if (p * v > 6) continue;  // the MLP has 6 layers to cut into p v chunks
+        INFO("interleaved p=" << p << " v=" << v << " m=" << m);
+        check_parity(samples::make_mlp, "interleaved", p, m, 2, 12, pp::Recompute::Never, v);
+      }
+  // The CNN's 9 layers in 4 and 6 chunks; recomputation per (microbatch, chunk).
+  check_parity(samples::make_cnn, "interleaved", 2, 4, 1, 10, pp::Recompute::Never, 2);
+  check_parity(samples::make_cnn, "interleaved", 3, 3, 1, 9, pp::Recompute::Never, 2);
+  check_parity(samples::make_mlp, "interleaved", 2, 4, 2, 12, pp::Recompute::Always, 2);
+  check_parity(samples::make_mlp, "interleaved", 2, 5, 2, 12, pp::Recompute::ExceptLast, 3);
 }
 
 TEST_CASE("a pipelined step equals one device's microbatched step bit for bit (CNN)", "[pipeline][parity]") {
@@ -233,11 +259,11 @@ TEST_CASE("a failing stage makes every stage fail with the stage, action and mic
                               throw;
                             }
                           }),
-      Catch::Contains("pipeline stage 1 (cpu:1), F(0)") && Catch::Contains("300"));
+      Catch::Contains("pipeline stage 1 (cpu:1), F0 of the gpipe schedule") && Catch::Contains("300"));
   // Stage 0, waiting for a gradient, learns of it at once (not at the timeout) and says
   // where it was.
   INFO(errors[0]);
-  CHECK(errors[0].find("pipeline stage 0 (cpu:0), B(0)") != std::string::npos);
+  CHECK(errors[0].find("pipeline stage 0 (cpu:0), B0 of the gpipe schedule") != std::string::npos);
 }
 
 TEST_CASE("the stages' optimizer states merge into one optimizer's, and split back", "[pipeline][checkpoint]") {

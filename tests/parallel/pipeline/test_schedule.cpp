@@ -207,16 +207,15 @@ TEST_CASE("pipeline simulator names what every blocked stage waits for in a dead
   // stage 1 wants microbatch 1 forward before going backward on microbatch 0.
   PipelineSchedule sched{"crossed", 2, 2, {}};
   sched.per_stage = {{{Action::F, 0}, {Action::B, 0}, {Action::F, 1}, {Action::B, 1}},
-                     {{Action::F, 1}, {Action::F, 0}, {Action::B, 0}, {Action::B, 1}}};
-  CHECK_THROWS_WITH(simulate(sched), Contains("pipeline schedule 'crossed' deadlocks at step 1 with 7 actions left") &&
+                     {{Action::F, 0}, {Action::F, 1}, {Action::B, 0}, {Action::B, 1}}};
+  CHECK_THROWS_WITH(simulate(sched), Contains("pipeline schedule 'crossed' deadlocks at step 2 with 6 actions left") &&
                                          Contains("stage 0 is at B0, waiting for B0 on stage 1") &&
                                          Contains("stage 1 is at F1, waiting for F1 on stage 0"));
 
   // Three stages, each blocked on a neighbour: stage 1 never gets F1 because stage 0
-  // insists on B0 first.
+  // insists on B0 first, and stage 2 waits for stage 1.
   PipelineSchedule three = gpipe(3, 2);
   std::swap(three.per_stage[0][1], three.per_stage[0][2]);  // stage 0: F0 B0 F1 B1
-  std::swap(three.per_stage[2][0], three.per_stage[2][1]);  // stage 2: F1 F0 B0 B1
   try {
     simulate(three);
     FAIL("no deadlock reported");
@@ -226,6 +225,30 @@ TEST_CASE("pipeline simulator names what every blocked stage waits for in a dead
     CHECK_THAT(msg, Contains("stage 1 is at F1, waiting for F1 on stage 0"));
     CHECK_THAT(msg, Contains("stage 2 is at F1, waiting for F1 on stage 1"));
   }
+}
+
+TEST_CASE("pipeline validate: neighbours must list a chunk's microbatches in one order", "[pipeline]") {
+  // Messages of one sender and tag arrive in the order sent: a receiver listing F1
+  // before F0 would take microbatch 0's activation for microbatch 1's.
+  PipelineSchedule crossed = gpipe(3, 2);
+  std::swap(crossed.per_stage[2][0], crossed.per_stage[2][1]);  // stage 2: F1 F0 B0 B1
+  CHECK_THROWS_WITH(validate(crossed), Contains("stage 2 takes activations in the order F1 F0 but stage 1 sends them "
+                                                "in the order F0 F1"));
+  PipelineSchedule back = gpipe(2, 2);
+  std::swap(back.per_stage[0][2], back.per_stage[0][3]);  // stage 0: F0 F1 B1 B0
+  CHECK_THROWS_WITH(validate(back), Contains("stage 0 takes gradients in the order B1 B0 but stage 1 sends them in the "
+                                             "order B0 B1"));
+  // Across chunks: stage 1's chunk 0 feeds stage 0's chunk 1.
+  PipelineSchedule chunks = interleaved_1f1b(2, 2, 2);
+  auto& first = chunks.per_stage[0];
+  std::iter_swap(std::find(first.begin(), first.end(), Action{Action::F, 0, 1}),
+                 std::find(first.begin(), first.end(), Action{Action::F, 1, 1}));
+  CHECK_THROWS_WITH(validate(chunks), Contains("stage 0 takes activations in the order F1.1 F0.1 but stage 1 sends "
+                                               "them in the order F0 F1"));
+  PipelineSchedule range = gpipe(2, 2);
+  range.per_stage[1][0].chunk = 1;
+  CHECK_THROWS_WITH(validate(range), Contains("stage 1, action F0.1: chunk out of range [0, 1)") &&
+                                         Contains("only interleaved schedules hold several chunks"));
 }
 
 // Issue 18: ZB-H1 splits each backward into B (input gradient) and W (weights), and
@@ -253,4 +276,70 @@ TEST_CASE("zb1: every stage runs F, B and W once per microbatch, with a third of
         "stage 1 | .  F0 B0 F1 B1 W0 F2 B2 W1 F3 B3 W2 W3\n"
         "Fk/Bk/Wk: forward/input gradient/weight gradient of microbatch k, ~: still running, .: idle\n"
         "bubble: 0.077 (2 of 26 stage-steps idle)\n");
+}
+
+namespace {
+
+// Megatron-LM's interleaved warm-up, 2 (p-1-s) + (v-1) * (first round), over weft's own
+// order of forwards and backwards: to show that weft's shorter warm-up loses nothing.
+PipelineSchedule megatron_warmup(const PipelineSchedule& ours) {
+  PipelineSchedule theirs = ours;
+  const int p = ours.stages, m = ours.microbatches, v = ours.chunks, first_round = m / (m / p) + (m % (m / p) ? 1 : 0);
+  for (int s = 0; s < p; ++s) {
+    std::vector<Action> f, b;
+    for (const Action& a : ours.per_stage[size_t(s)]) (a.kind == Action::F ? f : b).push_back(a);
+    const size_t warmup = size_t(std::min(2 * (p - 1 - s) + (v - 1) * first_round, m * v));
+    auto& out = theirs.per_stage[size_t(s)];
+    out.clear();
+    size_t nf = 0, nb = 0;
+    while (nf < warmup) out.push_back(f[nf++]);
+    while (nf < f.size()) out.push_back(f[nf++]), out.push_back(b[nb++]);
+    while (nb < b.size()) out.push_back(b[nb++]);
+  }
+  return theirs;
+}
+
+}  // namespace
+
+// Issue 18: Megatron-LM's interleaved 1F1B, v model chunks per stage.
+TEST_CASE("interleaved 1f1b: v chunks per stage cut the bubble towards (p-1)/(vm+p-1)", "[pipeline]") {
+  for (int p = 2; p <= 8; ++p)
+    for (int m = p; m <= 16; ++m)
+      for (int v = 1; v <= 3; ++v) {
+        INFO("p=" << p << " m=" << m << " v=" << v);
+        const PipelineSchedule il = interleaved_1f1b(p, m, v);
+        CHECK(il.chunks == v);
+        // A chunk is 1/v of a stage: F = 1, B = 2 per chunk against F = v, B = 2v per
+        // stage for 1F1B over the same model.
+        const Simulation sim = simulate(il, {1, 2});
+        const Simulation base = simulate(one_f_one_b(p, m), {v, 2 * v});
+        for (int s = 0; s < p; ++s) CHECK(il.per_stage[size_t(s)].size() == size_t(2 * m * v));
+        CHECK(sim.bubble <= base.bubble + 1e-12);
+        const double formula = double(p - 1) / double(v * m + p - 1);
+        if (m % p == 0) CHECK(sim.bubble == Approx(formula).margin(1e-9));  // rounds of exactly p
+        else CHECK(sim.bubble <= 2 * formula);
+        if (v == 1) CHECK(il.per_stage == one_f_one_b(p, m).per_stage);
+        // Megatron-LM's longer warm-up: never a shorter makespan, never fewer held.
+        const Simulation theirs = simulate(megatron_warmup(il), {1, 2});
+        CHECK(theirs.makespan >= sim.makespan);
+        for (int s = 0; s < p; ++s) CHECK(theirs.peak_in_flight[size_t(s)] >= sim.peak_in_flight[size_t(s)]);
+      }
+  CHECK(make_schedule("interleaved", 2, 4, 2).per_stage == interleaved_1f1b(2, 4, 2).per_stage);
+  // m < p (a short last batch): one round, no slower than GPipe over the same model.
+  for (int p = 2; p <= 8; ++p)
+    for (int m = 1; m < p; ++m)
+      for (int v = 1; v <= 3; ++v) {
+        INFO("m < p: p=" << p << " m=" << m << " v=" << v);
+        CHECK(simulate(interleaved_1f1b(p, m, v), {1, 2}).makespan <= simulate(gpipe(p, m), {v, 2 * v}).makespan);
+      }
+  CHECK_THROWS_WITH(interleaved_1f1b(2, 2, 0), Contains("at least one chunk per stage, got v=0"));
+  CHECK_THROWS_WITH(make_schedule("1f1b", 2, 4, 2), Contains("only the interleaved schedule holds several chunks"));
+  CHECK(render(interleaved_1f1b(2, 4, 2)) ==
+        "interleaved: 2 stages x 2 chunks, 4 microbatches, F=1 B=1 steps: makespan 18 steps\n"
+        "step    | 0    1    2    3    4    5    6    7    8    9    10   11   12   13   14   15   16   17\n"
+        "stage 0 | F0   F1   F0.1 F1.1 .    B0.1 F2   B1.1 F3   B0   F2.1 B1   F3.1 B2.1 .    B3.1 B2   B3\n"
+        "stage 1 | .    F0   F1   F0.1 B0.1 F1.1 B1.1 F2   B0   F3   B1   F2.1 B2.1 F3.1 B3.1 B2   B3   .\n"
+        "Fk/Bk: forward/backward of microbatch k, ~: still running, .: idle\n"
+        "Fk.c/Bk.c: of chunk c (stage s's chunk c is virtual stage c*p+s); no suffix: chunk 0\n"
+        "bubble: 0.111 (4 of 36 stage-steps idle)\n");
 }
