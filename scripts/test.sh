@@ -128,10 +128,11 @@ if [ $release_ok = 1 ]; then
   fi
 fi
 
-# The MPI communicator and the algorithms over it, under mpirun with 2 and 3 ranks
-# (oversubscribed: CI has 2 cores), then the dead-rank cases. Every rank runs every
+# The MPI communicator and the algorithms over it, under mpirun with 2, 3 and 4 ranks
+# (4 makes the pipeline x data grid 2 x 2; oversubscribed: CI has 2 cores), then the
+# dead-rank cases. Every rank runs every
 # test case; rank 0's report is counted (the others write .rankN reports beside it).
-log "MPI tests (mpirun -np 2, -np 3)"
+log "MPI tests (mpirun -np 2, -np 3, -np 4)"
 if [ $release_ok = 1 ] && ! command -v mpirun >/dev/null; then
   echo "SKIP MPI tests: mpirun is not installed (apt-get install openmpi-bin libopenmpi-dev)"
 elif [ $release_ok = 1 ] && [ ! -x build/tests/weft_mpi_tests ]; then
@@ -139,7 +140,7 @@ elif [ $release_ok = 1 ] && [ ! -x build/tests/weft_mpi_tests ]; then
 elif [ $release_ok = 1 ]; then
   mpirun_cmd=(mpirun --oversubscribe)
   [ "$(id -u)" = 0 ] && mpirun_cmd+=(--allow-run-as-root)
-  for np in 2 3; do
+  for np in 2 3 4; do
     launcher=("${mpirun_cmd[@]}" -np "$np")
     run_catch2 "weft_mpi_tests (mpirun -np $np)" build/tests/weft_mpi_tests build/tests/weft_mpi_tests.np$np.xml
   done

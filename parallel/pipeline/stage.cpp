@@ -5,14 +5,15 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <tuple>
 
 #include "../../autograd/functions.h"
 #include "../../autograd/tape.h"
 #include "../../nn/linear.h"
+#include "../../nn/sequential.h"
 #include "../../tensor/generator.h"
 #include "../../tensor/memory.h"
 #include "../../tensor/thread_pool.h"
-#include "../ddp.h"
 #include "../trace.h"
 
 namespace weft::parallel::pipeline {
@@ -100,6 +101,16 @@ PipelineStage::PipelineStage(std::shared_ptr<Communicator> comm, std::vector<std
   // device running the whole model, which needs no pipeline.
   WEFT_CHECK(chunks_.size() == 1 || comm_->size() >= 2, "PipelineStage: ", chunks_.size(),
              " model chunks on a single stage; interleaving needs at least two stages");
+}
+
+void PipelineStage::set_data_parallel(std::shared_ptr<Communicator> replicas, const DDPOptions& options) {
+  if (!replicas) {
+    ddp_.reset();
+    return;
+  }
+  auto all = std::make_shared<nn::Sequential>();  // the chunks, for DDP's one module
+  for (const auto& c : chunks_) all->push_back(c);
+  ddp_ = std::make_shared<DistributedDataParallel>(all, std::move(replicas), options);
 }
 
 void PipelineStage::check_schedule(const PipelineSchedule& schedule) const {

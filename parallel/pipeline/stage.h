@@ -64,11 +64,8 @@
 
 #include "../../nn/module.h"
 #include "../comm/communicator.h"
+#include "../ddp.h"
 #include "schedule.h"
-
-namespace weft::parallel {
-class DistributedDataParallel;
-}
 
 namespace weft::parallel::pipeline {
 
@@ -107,10 +104,14 @@ class PipelineStage {
 
   // Activation recomputation (above); Never by default.
   void set_recompute(Recompute r) { recompute_ = r; }
-  // 2-D parallelism (above): `ddp` wraps a module holding exactly this stage's chunks'
-  // parameters, over the ranks that hold the same stage in the other replicas.
-  // Collective: all of them call train_step together. nullptr turns it off.
-  void set_data_parallel(std::shared_ptr<DistributedDataParallel> ddp) { ddp_ = std::move(ddp); }
+  // 2-D parallelism (above): `replicas` are the ranks holding this same stage in every
+  // replica (this one included), e.g. world.split(stage, replica). Collective over them:
+  // it wraps this stage's chunks in a DistributedDataParallel (checking that the
+  // replicas' parameters match and broadcasting replica 0's), and from then on they all
+  // call train_step together. nullptr turns it off.
+  void set_data_parallel(std::shared_ptr<Communicator> replicas, const DDPOptions& options = {});
+  // The data-parallel wrapper, when set (its buckets, its communicator); else nullptr.
+  const std::shared_ptr<DistributedDataParallel>& data_parallel() const { return ddp_; }
 
   // Forward only, without the tape, in `microbatches` pieces: the output for the whole
   // batch on the last stage (undefined elsewhere). Evaluation uses it.

@@ -3,6 +3,7 @@
 // Process r is stage r of an N-stage pipeline over the MPI communicator. Every process
 // builds the same model from the same seed, so each can compute the one-device reference
 // itself and check its own stage's parameters against it, bit for bit.
+#include <algorithm>
 #include <catch2/catch.hpp>
 
 #include "../parallel_helpers.h"
@@ -80,5 +81,82 @@ TEST_CASE("mpi pipeline: stages as processes train bit for bit like one device",
     }
     CHECK(checked > 0);
     comm->barrier();
+  }
+}
+
+// Issue 18: `mpirun -np 4` is a grid of 2 replicas x 2 stages (rank = replica * 2 +
+// stage), split into pipelines and data-parallel groups; -np 2 is one replica of 2
+// stages (a data-parallel group of one), -np 3 three replicas of a single stage. Each
+// process checks its own chunks against one device that computes every replica's
+// microbatched gradient and averages them in rank order.
+TEST_CASE("mpi grid: pipeline stages x data-parallel replicas train bit for bit like one device",
+          "[pipeline][mpi][grid]") {
+  auto world = weft::test::mpi_test_world();
+  const int n = world->size(), P = n % 2 == 0 ? 2 : 1, R = n / P;
+  const int replica = world->rank() / P, s = world->rank() % P;
+  ThreadLimit one(1);
+  struct Pin {  // the same GEMM kernels in every process (see test_mpi_ddp.cpp)
+    std::string before = gemm_backend_setting();
+    Pin() { set_gemm_backend("eigen"); }
+    ~Pin() { set_gemm_backend(before); }
+  } pin;
+  auto pipe = world->split(replica, s), data = world->split(s, replica);
+  CHECK(pipe->trace_rank() == world->rank());
+  for (const auto& [schedule, v] : std::vector<std::pair<std::string, int>>{{"1f1b", 1}, {"zb1", 1}, {"interleaved", 2}}) {
+    if (P == 1 && v > 1) continue;  // one stage cannot interleave
+    const int m = 4, rows = 8;
+    auto ref = model_from_seed();
+    std::vector<Device> devices;
+    for (int k = 0; k < P; ++k) devices.push_back(Device::cpu(k));
+    auto sharded = parallel::shard_interleaved(model_from_seed(), devices, v);
+    const auto chunks = parallel::stage_chunks(*sharded, size_t(P), size_t(s));
+    pp::PipelineStage stage(pipe, chunks, devices[size_t(s)]);
+    stage.set_data_parallel(data, {.bucket_cap_mb = 0.001, .deterministic = R > 2});
+    std::vector<Tensor> mine;
+    for (const auto& c : chunks)
+      for (const Tensor& t : c->parameters()) mine.push_back(t);
+    optim::AdamW opt(mine, {.lr = 1e-2});
+    optim::AdamW ref_opt(ref->parameters(), {.lr = 1e-2});
+    std::vector<Tensor> params = ref->parameters();
+    for (int step = 0; step < 2; ++step) {
+      Generator g(static_cast<uint64_t>(step));
+      Tensor x = randn({rows * R, 3, 4}, {}, g);
+      std::vector<int64_t> labels(size_t(rows * R));
+      for (int i = 0; i < rows * R; ++i) labels[size_t(i)] = (i + step) % 5;
+      Tensor y = tensor(labels);
+      const auto sched = pp::make_schedule(schedule, P, m, v);
+      stage.train_step(sched, x.narrow(0, replica * rows, rows), y.narrow(0, replica * rows, rows), ce);
+      opt.step(), opt.zero_grad();
+      std::vector<Tensor> mean(params.size());
+      for (int r = 0; r < R; ++r) {
+        for (const auto& [a, b] : pp::microbatch_rows(rows, m))
+          (ce((*ref)(x.narrow(0, r * rows + a, b - a)), y.narrow(0, r * rows + a, b - a)) * (double(b - a) / rows))
+              .backward();
+        for (size_t i = 0; i < params.size(); ++i) {
+          if (r == 0) mean[i] = params[i].grad().clone();
+          else mean[i].add_(params[i].grad());
+          params[i].set_grad(Tensor());
+        }
+      }
+      for (size_t i = 0; i < params.size(); ++i) params[i].set_grad(mean[i].div_(double(R)));
+      ref_opt.step(), ref_opt.zero_grad();
+    }
+    // This process's chunks against the same layers of the reference.
+    const auto got = sharded->named_parameters();
+    const auto want = ref->named_parameters();
+    const auto& first = sharded->first_layers();
+    auto chunk_of = [&](size_t layer) {
+      return size_t(std::upper_bound(first.begin(), first.end(), layer) - first.begin()) - 1;
+    };
+    int checked = 0;
+    for (size_t i = 0; i < got.size(); ++i) {
+      const size_t layer = std::stoul(got[i].first.substr(0, got[i].first.find('.')));
+      if (chunk_of(layer) % size_t(P) != size_t(s)) continue;
+      INFO(schedule << " replica " << replica << " stage " << s << " " << got[i].first);
+      CHECK(equal(got[i].second.to(kCPU), want[i].second));
+      ++checked;
+    }
+    CHECK(checked > 0);
+    world->barrier();
   }
 }

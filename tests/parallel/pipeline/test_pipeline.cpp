@@ -346,3 +346,112 @@ TEST_CASE("recomputed activations give bit-identical steps and hold less", "[pip
     CHECK(recomputed[s] < kept[s]);
   }
 }
+
+// ---- 2-D parallelism: R replicas x P stages (issue 18) --------------------------------------
+
+namespace {
+
+// Rows [r n / R, (r + 1) n / R) of a batch of n: replica r's share.
+Tensor replica_rows(const Tensor& t, int r, int replicas) {
+  const int64_t n = t.size(0), begin = r * n / replicas, end = (r + 1) * n / replicas;
+  return t.narrow(0, begin, end - begin);
+}
+
+// The grid on R * P rank threads, rank = replica * P + stage (communicator.h's split
+// example): each replica a pipeline over its rows of every batch, each stage's replicas
+// averaging their gradients (DDP). The reference is one device computing each replica's
+// microbatched gradient in turn and averaging them in rank order, as deterministic DDP
+// does: parameters must stay bitwise equal. Also returns the replicas' models.
+void check_grid(const std::string& schedule, int P, int R, int m, int v, const parallel::DDPOptions& ddp) {
+  const int steps = 2;
+  const int64_t batch = 16;
+  auto ref = samples::make_mlp();
+  std::vector<std::shared_ptr<parallel::ShardedSequential>> replicas;
+  for (int r = 0; r < R; ++r) {
+    std::vector<Device> devices;  // replica r's stages on cpu:rP .. cpu:rP+P-1
+    for (int s = 0; s < P; ++s) devices.push_back(Device::cpu(r * P + s));
+    replicas.push_back(parallel::shard_interleaved(std::dynamic_pointer_cast<nn::Sequential>(ref->clone(kCPU)),
+                                                   devices, v));
+  }
+  const pp::PipelineSchedule sched = pp::make_schedule(schedule, P, m, v);
+  std::vector<std::vector<int>> trace_ranks(size_t(R * P));
+  parallel::run_ranks(R * P, [&](const std::shared_ptr<parallel::Communicator>& world) {
+    const int replica = world->rank() / P, s = world->rank() % P;
+    auto pipe = world->split(replica, s), data = world->split(s, replica);
+    const auto chunks = parallel::stage_chunks(*replicas[size_t(replica)], size_t(P), size_t(s));
+    pp::PipelineStage stage(pipe, chunks, replicas[size_t(replica)]->device(size_t(s)));
+    stage.set_data_parallel(data, ddp);
+    trace_ranks[size_t(world->rank())] = {pipe->trace_rank(), data->trace_rank()};
+    optim::AdamW opt(parameters_of(chunks), {.lr = 1e-3, .weight_decay = 0.01});
+    for (int step = 0; step < steps; ++step) {
+      const auto xy = images(batch, 70 + uint64_t(step));
+      stage.train_step(sched, replica_rows(xy.first, replica, R), replica_rows(xy.second, replica, R), mean_ce);
+      opt.step();
+      opt.zero_grad();
+    }
+  });
+  for (int rank = 0; rank < R * P; ++rank) CHECK(trace_ranks[size_t(rank)] == std::vector<int>{rank, rank});
+  optim::AdamW ref_opt(ref->parameters(), {.lr = 1e-3, .weight_decay = 0.01});
+  std::vector<Tensor> params = ref->parameters();
+  for (int step = 0; step < steps; ++step) {
+    const auto xy = images(batch, 70 + uint64_t(step));
+    std::vector<Tensor> mean(params.size());
+    for (int r = 0; r < R; ++r) {
+      reference_step(*ref, replica_rows(xy.first, r, R), replica_rows(xy.second, r, R), m);
+      for (size_t i = 0; i < params.size(); ++i) {
+        if (r == 0) mean[i] = params[i].grad().clone();
+        else mean[i].add_(params[i].grad());  // (((g0 + g1) + g2) + ...) / R
+        params[i].set_grad(Tensor());
+      }
+    }
+    for (size_t i = 0; i < params.size(); ++i) params[i].set_grad(mean[i].div_(double(R)));
+    ref_opt.step();
+    ref_opt.zero_grad();
+  }
+  for (int r = 0; r < R; ++r) {
+    INFO("replica " << r);
+    REQUIRE(test::params_equal(*ref, *replicas[size_t(r)]));
+  }
+}
+
+}  // namespace
+
+TEST_CASE("a 2 x 2 grid of pipeline stages and data-parallel replicas trains bit for bit like one device",
+          "[pipeline][grid][parity]") {
+  // Deterministic DDP sums the replicas in rank order, like the reference; with two
+  // replicas a ring all-reduce adds the same two numbers, so the overlapped mode (buckets
+  // launched during the last backward) is bitwise equal too.
+  for (bool deterministic : {true, false})
+    for (const auto& [schedule, v] : std::vector<std::pair<std::string, int>>{{"1f1b", 1}, {"zb1", 1}, {"interleaved", 2}}) {
+      INFO(schedule << " v=" << v << (deterministic ? " deterministic" : " overlapped"));
+      check_grid(schedule, 2, 2, 4, v, {.bucket_cap_mb = 0.05, .deterministic = deterministic});
+    }
+  INFO("3 replicas x 2 stages, gpipe");
+  check_grid("gpipe", 2, 3, 2, 1, {.bucket_cap_mb = 0.05, .deterministic = true});
+}
+
+TEST_CASE("a grid's step is the full batch's gradient step", "[pipeline][grid]") {
+  // One SGD step of the 2 x 2 grid against one backward over the whole batch: equal
+  // within float32 rounding (the sums run in another order).
+  auto model = samples::make_mlp();
+  const auto xy = images(16, 11);
+  const Tensor &x = xy.first, &y = xy.second;
+  auto ref = std::dynamic_pointer_cast<nn::Sequential>(model->clone(kCPU));
+  mean_ce((*ref)(x), y).backward();
+  optim::SGD(ref->parameters(), {.lr = 0.5}).step();
+  std::vector<std::shared_ptr<parallel::ShardedSequential>> replicas;
+  for (int r = 0; r < 2; ++r)
+    replicas.push_back(parallel::shard(std::dynamic_pointer_cast<nn::Sequential>(model->clone(kCPU)),
+                                       {Device::cpu(2 * r), Device::cpu(2 * r + 1)}));
+  parallel::run_ranks(4, [&](const std::shared_ptr<parallel::Communicator>& world) {
+    const int replica = world->rank() / 2, s = world->rank() % 2;
+    auto pipe = world->split(replica, s), data = world->split(s, replica);
+    auto layers = replicas[size_t(replica)]->stage(size_t(s));
+    pp::PipelineStage stage(pipe, layers, replicas[size_t(replica)]->device(size_t(s)));
+    stage.set_data_parallel(data);
+    optim::SGD opt(layers->parameters(), {.lr = 0.5});
+    stage.train_step(pp::make_schedule("1f1b", 2, 4), replica_rows(x, replica, 2), replica_rows(y, replica, 2), mean_ce);
+    opt.step();
+  });
+  for (int r = 0; r < 2; ++r) CHECK(test::max_param_diff(*ref, *replicas[size_t(r)]) < 1e-5);
+}
