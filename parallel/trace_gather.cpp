@@ -15,14 +15,18 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 // The recorder's time origin as a steady-clock time in microseconds: record one tiny
-// span right now and see where the recorder puts it.
+// span right now and see where the recorder puts it. Recording is switched on for it
+// if a program stopped tracing after its first steps (the samples' --trace-steps).
 double recorder_origin_us(int rank) {
   const double now_us = std::chrono::duration<double, std::micro>(Clock::now().time_since_epoch()).count();
+  const bool was_on = trace::enabled();
+  trace::enable();
   { trace::Scope anchor("trace anchor", "trace", rank); }
+  trace::enable(was_on);
   const auto events = trace::events();
   for (auto it = events.rbegin(); it != events.rend(); ++it)
     if (it->name == "trace anchor" && it->pid == rank) return now_us - it->ts_us;
-  throw Error(detail::str("gather_chrome_trace: tracing is off on rank ", rank, " (call parallel::trace::enable() first)"));
+  throw Error(detail::str("gather_chrome_trace: rank ", rank, "'s anchor span was not recorded"));
 }
 
 // This rank's events, times made absolute, as a JSON array's text.
