@@ -198,24 +198,13 @@ std::shared_ptr<Communicator> mpi_world(const DdpConfig& c) {
 // --backend nccl: one rank per GPU. Under mpirun, one process per GPU with MPI as the
 // bootstrap (it carries NCCL's id and the CPU control messages), each process driving
 // the GPU of its local rank on this node; otherwise --replicas rank threads of this
-// process, thread r driving GPU r, bootstrapped over the threads backend.
-void check_nccl() {
-  if (!WEFT_HAVE_NCCL)
-    throw Error("--backend nccl: weft was built without NCCL (install libnccl-dev and CUDA, then meson setup "
-                "--reconfigure -Dcuda=enabled)");
-  WEFT_CHECK(cuda::is_available(), "--backend nccl: no CUDA device is visible");
-}
-std::shared_ptr<Communicator> nccl_over(std::shared_ptr<Communicator> boot, int device) {
-  WEFT_CHECK(device < cuda::device_count(), "--backend nccl: rank ", boot->rank(), " needs cuda:", device, " but ",
-             cuda::device_count(), " GPU(s) are visible");
-  cuda::set_device(device);  // weft's kernels run on the calling thread's current device
-  return parallel::NcclCommunicator::create(std::move(boot), device);
-}
+// process, thread r driving GPU r, bootstrapped over the threads backend
+// (samples::check_nccl and samples::nccl_over, common/trainer.h).
 bool under_mpirun() { return std::getenv("OMPI_COMM_WORLD_SIZE") != nullptr; }
 std::shared_ptr<Communicator> nccl_world(const DdpConfig& c) {
   auto boot = mpi_world(c);
   const char* local = std::getenv("OMPI_COMM_WORLD_LOCAL_RANK");
-  return nccl_over(boot, local ? std::atoi(local) : 0);
+  return samples::nccl_over(boot, local ? std::atoi(local) : 0);
 }
 
 }  // namespace
@@ -260,11 +249,11 @@ int main(int argc, char** argv) {
     if (c.t.threads > 0) set_num_threads(c.t.threads);
     manual_seed(c.t.seed);
     if (!c.trace.empty()) parallel::trace::enable();
-    if (c.backend == "nccl") check_nccl();
+    if (c.backend == "nccl") samples::check_nccl();
     if (c.backend == "threads" || (c.backend == "nccl" && !under_mpirun())) {
       const samples::FashionMnist data = samples::load_data(c.t);
       if (c.backend == "threads") run_threads(c, data, [](auto comm) { return comm; });
-      else run_threads(c, data, [](auto boot) { return nccl_over(boot, boot->rank()); });
+      else run_threads(c, data, [](auto boot) { return samples::nccl_over(boot, boot->rank()); });
     } else if (c.backend == "mpi" || c.backend == "nccl") {
       auto comm = c.backend == "mpi" ? mpi_world(c) : nccl_world(c);
       try {

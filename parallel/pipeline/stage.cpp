@@ -122,14 +122,18 @@ void PipelineStage::check_schedule(const PipelineSchedule& schedule) const {
 
 // ---- moving activations and gradients ----------------------------------------------------
 
+Device PipelineStage::wire() const {
+  return device_.is_cuda() && comm_->backend() != "nccl" ? kCPU : device_;
+}
+
 // `chunk`'s output to the next virtual stage.
 void PipelineStage::send_activation(const Tensor& t_in, int chunk) {
-  const Tensor t = t_in.detach().contiguous();
+  const Tensor t = t_in.detach().to(wire()).contiguous();
   WEFT_CHECK(t.dim() <= kMaxDims, "pipeline: an activation has ", t.dim(), " dims; at most ", kMaxDims, " cross");
   std::vector<int64_t> h(kHeaderLen, 0);
   h[0] = static_cast<int64_t>(t.dtype()), h[1] = t.dim();
   for (int64_t d = 0; d < t.dim(); ++d) h[size_t(2 + d)] = t.size(d);
-  const Tensor header = tensor(h).to(device_);
+  const Tensor header = tensor(h).to(wire());
   const int to = virtual_stage(chunk) + 1, dst = to % num_stages(), tag = activation_tag(to / num_stages());
   pending_sends_.emplace_back(comm_->isend(header, dst, tag), header);
   pending_sends_.emplace_back(comm_->isend(t, dst, tag), t);
@@ -138,14 +142,14 @@ void PipelineStage::send_activation(const Tensor& t_in, int chunk) {
 // `chunk`'s input from the previous virtual stage.
 Tensor PipelineStage::receive_activation(int chunk) {
   const int src = (virtual_stage(chunk) - 1) % num_stages();
-  Tensor header = empty({kHeaderLen}, kInt64, device_);
+  Tensor header = empty({kHeaderLen}, kInt64, wire());
   comm_->recv(header, src, activation_tag(chunk));
   const std::vector<int64_t> h = header.to(kCPU).to_vector<int64_t>();
   WEFT_CHECK(h[1] >= 0 && h[1] <= kMaxDims, "pipeline: a corrupt activation header from stage ", src);
   const Shape shape(std::vector<int64_t>(h.begin() + 2, h.begin() + 2 + h[1]));
-  Tensor t = empty(shape, static_cast<DType>(h[0]), device_);
+  Tensor t = empty(shape, static_cast<DType>(h[0]), wire());
   comm_->recv(t, src, activation_tag(chunk));
-  return t;
+  return t;  // forward_action moves it to this stage's device
 }
 
 void PipelineStage::wait_sends() {
@@ -184,8 +188,9 @@ void PipelineStage::backward_action(const Action& a, InFlight& f, bool split) {
   const int c = a.chunk, p = num_stages();
   Tensor grad;
   if (!model_output(c)) {
-    grad = empty(f.out.shape(), f.out.dtype(), device_);
+    grad = empty(f.out.shape(), f.out.dtype(), wire());
     comm_->recv(grad, (virtual_stage(c) + 1) % p, gradient_tag(c));
+    grad = grad.to(device_);
   }
   const double t0 = now_ms();
   {
@@ -201,7 +206,7 @@ void PipelineStage::backward_action(const Action& a, InFlight& f, bool split) {
     if (!model_input(c)) {
       Tensor g = f.input.grad();
       if (!g.defined()) g = zeros_like(f.input);  // the output did not depend on the input
-      g = g.contiguous();
+      g = g.to(wire()).contiguous();
       const int to = virtual_stage(c) - 1;
       pending_sends_.emplace_back(comm_->isend(g, to % p, gradient_tag(to / p)), g);
     }

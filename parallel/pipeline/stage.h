@@ -52,6 +52,10 @@
 // them (the earlier microbatches only accumulate, as under no_sync()), overlapped with
 // the rest of that backward; train_step then waits for the all-reduces.
 //
+// DEVICES. Stages on GPUs exchange activations with NCCL's send/recv (the nccl backend,
+// GPU memory to GPU memory). Over the threads or MPI backend a stage on a GPU copies
+// each message to the CPU and back, so a pair cpu:0 + cuda:0 runs on a one-GPU machine.
+//
 // A stage that fails (an exception in a layer, a peer gone, a timeout) throws an error
 // naming the stage, the action and the microbatch; the communicator then marks it gone,
 // so the others fail at once instead of hanging.
@@ -140,6 +144,9 @@ class PipelineStage {
   void wait_sends();
   void recompute_forward(InFlight& f, int chunk);
   void check_schedule(const PipelineSchedule& schedule) const;
+  // Where messages travel: NCCL sends from GPU memory; the threads and MPI backends from
+  // host memory, so a stage on a GPU stages its messages through the CPU there.
+  Device wire() const;
 
   std::shared_ptr<Communicator> comm_;
   std::vector<std::shared_ptr<nn::Module>> chunks_;

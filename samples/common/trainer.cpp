@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "../../cuda/cuda.h"
+#include "../../parallel/comm/nccl_communicator.h"
 #include "flags.h"
 #include "loop.h"
 #include "resume.h"
@@ -34,6 +36,20 @@ std::shared_ptr<parallel::MpiCommunicator> mpi_world() {
   // environment turns it back off, to compare.)
   setenv("OMPI_MCA_mpi_yield_when_idle", "1", /*overwrite=*/0);
   return parallel::MpiCommunicator::world();
+}
+
+void check_nccl() {
+  if (!WEFT_HAVE_NCCL)
+    throw Error("--backend nccl: weft was built without NCCL (install libnccl-dev and CUDA, then meson setup "
+                "--reconfigure -Dcuda=enabled)");
+  WEFT_CHECK(cuda::is_available(), "--backend nccl: no CUDA device is visible");
+}
+
+std::shared_ptr<parallel::Communicator> nccl_over(std::shared_ptr<parallel::Communicator> boot, int device) {
+  WEFT_CHECK(device < cuda::device_count(), "--backend nccl: rank ", boot->rank(), " needs cuda:", device, " but ",
+             cuda::device_count(), " GPU(s) are visible");
+  cuda::set_device(device);  // weft's kernels run on the calling thread's current device
+  return parallel::NcclCommunicator::create(std::move(boot), device);
 }
 
 // Each flag is checked as it is read (flags.h): a bad value stops the run at once with

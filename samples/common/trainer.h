@@ -58,6 +58,12 @@ double evaluate(nn::Module& model, const data::TensorDataset& test, Device devic
 // trainer.cpp); call it before anything else starts MPI.
 std::shared_ptr<parallel::MpiCommunicator> mpi_world();
 
+// --backend nccl: throws unless weft has NCCL and a GPU is visible. nccl_over: an NCCL
+// communicator over `boot` (MPI or threads) for this rank, on cuda:device, made the
+// calling thread's current device (weft's kernels run there).
+void check_nccl();
+std::shared_ptr<parallel::Communicator> nccl_over(std::shared_ptr<parallel::Communicator> boot, int device);
+
 // Parses the command line (defaults from `recipe`), trains the model `make_model`
 // builds on Fashion-MNIST, and prints `test_accuracy=... train_samples_per_s=...` last.
 // Returns the process exit code.
