@@ -71,6 +71,16 @@ TransposedWeightScope::~TransposedWeightScope() {
 
 bool TransposedWeightScope::active() { return t_scope.depth > 0; }
 
+int64_t TransposedWeightScope::bytes() {
+  int64_t total = 0;
+  for (auto& weak : t_scope.copies)
+    if (auto c = weak.lock()) {
+      std::lock_guard lock(c->mutex);
+      if (c->value.defined()) total += c->value.numel() * int64_t(element_size(c->value.dtype()));
+    }
+  return total;
+}
+
 void TransposedWeightScope::track(const std::shared_ptr<Linear::TransposedCopy>& copy) {
   t_scope.copies.push_back(copy);
 }

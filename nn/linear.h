@@ -72,6 +72,9 @@ class TransposedWeightScope {
   TransposedWeightScope& operator=(const TransposedWeightScope&) = delete;
 
   static bool active();  // on this thread
+  // Bytes of the transposed copies this thread's scope holds now (memory reports
+  // separate them from activations).
+  static int64_t bytes();
   // Called by Linear: free `copy` when the outermost scope ends.
   static void track(const std::shared_ptr<Linear::TransposedCopy>& copy);
 };

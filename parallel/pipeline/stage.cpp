@@ -69,7 +69,9 @@ std::vector<std::pair<int64_t, int64_t>> microbatch_rows(int64_t n, int m) {
 // What a stage keeps of one microbatch between its F and its B.
 struct PipelineStage::InFlight {
   Tensor input;  // stages > 0: a leaf whose .grad goes back to the previous stage
-  Tensor out;    // this stage's output (on the tape)
+  Tensor out;    // this stage's output (on the tape; a recomputed microbatch drops it after F)
+  Shape out_shape;  // its shape and dtype: B receives a gradient of that shape
+  DType out_dtype = kFloat32;
   Tensor loss;   // last stage: this microbatch's share of the batch's mean loss
   autograd::DeferredGrads weights;  // a split backward's W, between its B and its W
   // Recomputed microbatches: F ran without the tape; B runs it again from `input`,
@@ -152,6 +154,12 @@ Tensor PipelineStage::receive_activation(int chunk) {
   return t;  // forward_action moves it to this stage's device
 }
 
+// Lets go of the sends that have completed: what they kept alive (an activation a
+// recomputed microbatch no longer holds, a gradient) can be freed before the step ends.
+void PipelineStage::reap_sends() {
+  std::erase_if(pending_sends_, [](const auto& send) { return send.first->is_completed(); });
+}
+
 void PipelineStage::wait_sends() {
   for (auto& [work, data] : pending_sends_) work->wait();
   pending_sends_.clear();
@@ -181,6 +189,8 @@ void PipelineStage::forward_action(const Action& a, InFlight& f, const std::vect
   } else {
     send_activation(f.out, c);
   }
+  f.out_shape = f.out.shape(), f.out_dtype = f.out.dtype();
+  if (f.recompute) f.out = Tensor();  // B makes it again; until then only the input is kept
   stats_.busy_ms += now_ms() - t0;
 }
 
@@ -188,7 +198,7 @@ void PipelineStage::backward_action(const Action& a, InFlight& f, bool split) {
   const int c = a.chunk, p = num_stages();
   Tensor grad;
   if (!model_output(c)) {
-    grad = empty(f.out.shape(), f.out.dtype(), wire());
+    grad = empty(f.out_shape, f.out_dtype, wire());
     comm_->recv(grad, (virtual_stage(c) + 1) % p, gradient_tag(c));
     grad = grad.to(device_);
   }
@@ -286,6 +296,7 @@ double PipelineStage::train_step(const PipelineSchedule& schedule, const Tensor&
   double total = 0;
   for (size_t i = 0; i < mine.size(); ++i) {
     const Action& a = mine[i];
+    reap_sends();
     try {
       InFlight& f = flights.at(size_t(a.chunk * m + a.microbatch));
       // Data parallel stages: only the backward that completes a chunk's gradients
@@ -313,6 +324,7 @@ double PipelineStage::train_step(const PipelineSchedule& schedule, const Tensor&
     ddp_->synchronize();  // waiting for the replicas is not busy time, but the averaging is
     stats_.allreduce_ms = now_ms() - t0;
   }
+  stats_.transposed_bytes = nn::TransposedWeightScope::bytes();
   wait_sends();
   stats_.wall_ms = now_ms() - start;
   stats_.peak_step_bytes = device_memory(device_).peak - start_bytes;

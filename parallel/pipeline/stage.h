@@ -87,6 +87,8 @@ struct StageStats {
   double allreduce_ms = 0;       // data parallel stages: waiting for the replicas' all-reduce at the end
   int peak_in_flight = 0;        // microbatches held between their F and their B at once
   int64_t peak_step_bytes = 0;   // the device's peak during the step above its start (tensor/memory.h)
+  int64_t transposed_bytes = 0;  // of that, Linear's transposed weights kept for the step (nn/linear.h);
+                                 // the rest is activations, new .grad buffers and temporaries
 };
 
 class PipelineStage {
@@ -142,6 +144,7 @@ class PipelineStage {
   void backward_action(const Action& a, InFlight& f, bool split);
   void weight_action(const Action& a, InFlight& f);
   void wait_sends();
+  void reap_sends();
   void recompute_forward(InFlight& f, int chunk);
   void check_schedule(const PipelineSchedule& schedule) const;
   // Where messages travel: NCCL sends from GPU memory; the threads and MPI backends from
