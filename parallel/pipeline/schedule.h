@@ -100,7 +100,7 @@ PipelineSchedule zero_bubble_h1(int stages, int microbatches);
 // holds v chunks (above) and runs 1F1B over its v * m (microbatch, chunk) pairs. The
 // microbatches go in rounds of about p: a stage runs a round's forwards on chunk 0, then
 // on chunk 1, ..., and its backwards on chunk v-1 first. Its warm-up is
-// (v-1) * (first round's size) + (p-1-s) forwards. A chunk takes 1/v of a stage's
+// (v-1) * (first round's size) + 2 (p-1-s) forwards, as in Megatron-LM. A chunk takes 1/v of a stage's
 // time, so the fill and drain shrink v times: the bubble falls from 1F1B's
 // (p-1)/(m+p-1) towards (p-1)/(v m+p-1), for v times the activation messages. With
 // v = 1 it is 1F1B itself. Unlike 1F1B it also runs m < p (one round of m microbatches),

@@ -280,15 +280,17 @@ TEST_CASE("zb1: every stage runs F, B and W once per microbatch, with a third of
 
 namespace {
 
-// Megatron-LM's interleaved warm-up, 2 (p-1-s) + (v-1) * (first round), over weft's own
-// order of forwards and backwards: to show that weft's shorter warm-up loses nothing.
-PipelineSchedule megatron_warmup(const PipelineSchedule& ours) {
+// The interleaved schedule with 1F1B's shorter warm-up, p-1-s + (v-1) * (first round),
+// over the same order of forwards and backwards: with equal action times it is as fast
+// (the extra warm-up only pays for unequal chunks and messages that take time, which the
+// simulator does not model) and holds fewer microbatches.
+PipelineSchedule short_warmup(const PipelineSchedule& ours) {
   PipelineSchedule theirs = ours;
   const int p = ours.stages, m = ours.microbatches, v = ours.chunks, first_round = m / (m / p) + (m % (m / p) ? 1 : 0);
   for (int s = 0; s < p; ++s) {
     std::vector<Action> f, b;
     for (const Action& a : ours.per_stage[size_t(s)]) (a.kind == Action::F ? f : b).push_back(a);
-    const size_t warmup = size_t(std::min(2 * (p - 1 - s) + (v - 1) * first_round, m * v));
+    const size_t warmup = size_t(std::min((p - 1 - s) + (v - 1) * first_round, m * v));
     auto& out = theirs.per_stage[size_t(s)];
     out.clear();
     size_t nf = 0, nb = 0;
@@ -319,10 +321,10 @@ TEST_CASE("interleaved 1f1b: v chunks per stage cut the bubble towards (p-1)/(vm
         if (m % p == 0) CHECK(sim.bubble == Approx(formula).margin(1e-9));  // rounds of exactly p
         else CHECK(sim.bubble <= 2 * formula);
         if (v == 1) CHECK(il.per_stage == one_f_one_b(p, m).per_stage);
-        // Megatron-LM's longer warm-up: never a shorter makespan, never fewer held.
-        const Simulation theirs = simulate(megatron_warmup(il), {1, 2});
-        CHECK(theirs.makespan >= sim.makespan);
-        for (int s = 0; s < p; ++s) CHECK(theirs.peak_in_flight[size_t(s)] >= sim.peak_in_flight[size_t(s)]);
+        // 1F1B's shorter warm-up: the same makespan with equal action times, never more held.
+        const Simulation shorter = simulate(short_warmup(il), {1, 2});
+        CHECK(shorter.makespan == sim.makespan);
+        for (int s = 0; s < p; ++s) CHECK(shorter.peak_in_flight[size_t(s)] <= sim.peak_in_flight[size_t(s)]);
       }
   CHECK(make_schedule("interleaved", 2, 4, 2).per_stage == interleaved_1f1b(2, 4, 2).per_stage);
   // m < p (a short last batch): one round, no slower than GPipe over the same model.
@@ -337,7 +339,7 @@ TEST_CASE("interleaved 1f1b: v chunks per stage cut the bubble towards (p-1)/(vm
   CHECK(render(interleaved_1f1b(2, 4, 2)) ==
         "interleaved: 2 stages x 2 chunks, 4 microbatches, F=1 B=1 steps: makespan 18 steps\n"
         "step    | 0    1    2    3    4    5    6    7    8    9    10   11   12   13   14   15   16   17\n"
-        "stage 0 | F0   F1   F0.1 F1.1 .    B0.1 F2   B1.1 F3   B0   F2.1 B1   F3.1 B2.1 .    B3.1 B2   B3\n"
+        "stage 0 | F0   F1   F0.1 F1.1 F2   B0.1 F3   B1.1 F2.1 B0   F3.1 B1   .    B2.1 .    B3.1 B2   B3\n"
         "stage 1 | .    F0   F1   F0.1 B0.1 F1.1 B1.1 F2   B0   F3   B1   F2.1 B2.1 F3.1 B3.1 B2   B3   .\n"
         "Fk/Bk: forward/backward of microbatch k, ~: still running, .: idle\n"
         "Fk.c/Bk.c: of chunk c (stage s's chunk c is virtual stage c*p+s); no suffix: chunk 0\n"
