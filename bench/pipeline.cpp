@@ -1,4 +1,4 @@
-// Pipeline parallelism on the CPU, measured side by side in one run (issue 16's targets).
+// Pipeline parallelism on the CPU, measured side by side in one run (issues 16 and 18).
 //
 //   build/bench/pipeline [--model deep-mlp|mlp|cnn] [--batch-size 128] [--steps 12] [--rounds 3]
 //                        [--only RUN]     RUN: one row's name, e.g. "pipeline 1f1b m=8" (to profile it)
@@ -8,13 +8,18 @@
 //   one device, 1 intra-op thread      the baseline
 //   one device, 2 intra-op threads     the same cores used by intra-op parallelism
 //   DDP, 2 rank threads x 1 thread     the same cores used by data parallelism
-//   pipeline, 2 stages x 1 thread      gpipe, 1f1b and zb1 at m = 4, 8 (naive at m = 1)
+//   pipeline, 2 stages x 1 thread      gpipe, 1f1b and zb1 at m = 4, 8 (naive at m = 1),
+//                                      interleaved with v = 2 chunks per stage (the
+//                                      model cut into 4 by parameters), and 1f1b and
+//                                      gpipe at m = 8 with --recompute always
 // and reports the median samples/s of each, its ratio to the baseline, and for the
 // pipelines the measured bubble -- 1 - (sum of stage busy time) / (stages x wall) -- next
-// to (p-1)/(m+p-1) and to what the schedule alone gives with the stages' measured
+// to (p-1)/(m+p-1) (interleaved: (p-1)/(vm+p-1)) and to what the schedule alone gives with the stages' measured
 // (unequal) busy times ("uneven": (m-1) max t + sum t of wall), the microbatches each
-// stage held at most, each stage's peak bytes during a step (tensor/memory.h), whose
-// growth with m is the activations, and each stage's busy ms per step.
+// stage held at most, each stage's activation bytes at its peak -- the device's peak
+// during a step above its start (tensor/memory.h), less the transposed weights Linear
+// keeps for the step; .grad buffers persist between steps here, so this is activations
+// and backward temporaries -- and each stage's busy ms per step.
 // Then a balance check: an uneven model (one layer 4x wider than the rest) cut into 2
 // stages by layer count and by measured time, each stage's measured busy time and the
 // step's speed.
@@ -98,6 +103,19 @@ double ddp(const Args& a, const std::vector<Batch>& data) {
   return rate;
 }
 
+// One pipeline row: its schedule, microbatches, chunks per stage and recomputation.
+struct Pipe {
+  std::string schedule;
+  int m = 1, v = 1;
+  pp::Recompute recompute = pp::Recompute::Never;
+
+  std::string key() const {
+    std::string k = "pipeline " + schedule + (v > 1 ? " v=" + std::to_string(v) : "") + " m=" + std::to_string(m);
+    return recompute == pp::Recompute::Always ? k + " recompute" : k;
+  }
+  double textbook(int p) const { return double(p - 1) / double(v * m + p - 1); }
+};
+
 struct PipeResult {
   double rate = 0, bubble = 0;
   double uneven = 0;  // the bubble the schedule alone gives with these stage times (below)
@@ -106,22 +124,29 @@ struct PipeResult {
   std::vector<double> busy_ms;
 };
 
+// `first`: the first layer of each of p * pipe.v chunks (chunk k on stage k % p).
 PipeResult pipeline(const Args& a, std::shared_ptr<nn::Sequential> model, const std::vector<size_t>& first,
-                    const std::string& schedule, int m, const std::vector<Batch>& data) {
-  const int p = int(first.size());
-  std::vector<Device> devs;
+                    const Pipe& pipe, const std::vector<Batch>& data) {
+  const int p = int(first.size()) / pipe.v, m = pipe.m;
+  std::vector<Device> devs, per_chunk;
   for (int s = 0; s < p; ++s) devs.push_back(Device::cpu(s));
-  auto sharded = std::make_shared<parallel::ShardedSequential>(model, devs, first);
-  const pp::PipelineSchedule sched = pp::make_schedule(schedule, p, m);
+  for (size_t k = 0; k < first.size(); ++k) per_chunk.push_back(devs[k % size_t(p)]);
+  auto sharded = std::make_shared<parallel::ShardedSequential>(model, per_chunk, first);
+  const pp::PipelineSchedule sched = pp::make_schedule(pipe.schedule, p, m, pipe.v);
   PipeResult res;
   res.held.resize(size_t(p)), res.peak_bytes.resize(size_t(p)), res.busy_ms.resize(size_t(p));
   std::vector<double> wall(static_cast<size_t>(p));
   parallel::run_ranks(p, [&](const std::shared_ptr<parallel::Communicator>& comm) {
     const int s = comm->rank();
-    pp::PipelineStage stage(comm, sharded->stage(size_t(s)), devs[size_t(s)], 1);
-    optim::AdamW opt(sharded->stage(size_t(s))->parameters(), {});
+    const auto chunks = parallel::stage_chunks(*sharded, size_t(p), size_t(s));
+    pp::PipelineStage stage(comm, chunks, devs[size_t(s)], 1);
+    stage.set_recompute(pipe.recompute);
+    std::vector<Tensor> params;
+    for (const auto& c : chunks)
+      for (const Tensor& t : c->parameters()) params.push_back(t);
+    optim::AdamW opt(params, {});
     auto step = [&](const Batch& b) {
-      opt.zero_grad();
+      opt.zero_grad(/*set_to_none=*/false);  // .grad buffers persist: a step's peak is its activations
       stage.train_step(sched, b.x, b.y, ce);
       ThreadLimit one(1);
       opt.step();
@@ -134,7 +159,8 @@ PipeResult pipeline(const Args& a, std::shared_ptr<nn::Sequential> model, const 
       step(data[size_t(i) % data.size()]);
       busy += stage.last_stats().busy_ms, w += stage.last_stats().wall_ms;
       res.held[size_t(s)] = std::max(res.held[size_t(s)], stage.last_stats().peak_in_flight);
-      res.peak_bytes[size_t(s)] = std::max(res.peak_bytes[size_t(s)], stage.last_stats().peak_step_bytes);
+      const pp::StageStats& st = stage.last_stats();
+      res.peak_bytes[size_t(s)] = std::max(res.peak_bytes[size_t(s)], st.peak_step_bytes - st.transposed_bytes);
     }
     comm->barrier();
     if (s == 0) res.rate = double(a.steps * a.batch) / (now_s() - t0);
@@ -185,11 +211,18 @@ int main(int argc, char** argv) {
   for (int k = 0; k < 4; ++k) data.push_back(synthetic(a.batch, uint64_t(k)));
   auto model = samples::make_model(a.model);
   const std::vector<size_t> first = parallel::stage_boundaries(*model, 2, parallel::Balance::parse("layers"));
-  std::printf("pipeline bench: %s, batch %lld, %d steps x %d rounds, stages cut at layer %zu; %s\n", a.model.c_str(),
-              static_cast<long long>(a.batch), a.steps, a.rounds, first[1], gemm_report().c_str());
+  // Interleaved: 4 chunks of about equal parameters (layer counts would give chunks of
+  // very different work: the first holds the 784-wide input layer).
+  const std::vector<size_t> first4 = parallel::stage_boundaries(*model, 4, parallel::Balance::parse("params"));
+  std::printf("pipeline bench: %s, batch %lld, %d steps x %d rounds, stages cut at layer %zu, 4 chunks at %zu, %zu, "
+              "%zu; %s\n", a.model.c_str(), static_cast<long long>(a.batch), a.steps, a.rounds, first[1], first4[1],
+              first4[2], first4[3], gemm_report().c_str());
 
-  const std::vector<std::pair<std::string, int>> pipes = {{"naive", 1}, {"gpipe", 4}, {"gpipe", 8}, {"1f1b", 4},
-                                                          {"1f1b", 8},  {"zb1", 4},   {"zb1", 8}};
+  using R = pp::Recompute;
+  const std::vector<Pipe> pipes = {{"naive", 1},          {"gpipe", 4},           {"gpipe", 8},
+                                   {"1f1b", 4},           {"1f1b", 8},            {"zb1", 4},
+                                   {"zb1", 8},            {"interleaved", 4, 2},  {"interleaved", 8, 2},
+                                   {"1f1b", 8, 1, R::Always}, {"gpipe", 8, 1, R::Always}};
   std::map<std::string, std::vector<double>> rates;
   std::map<std::string, PipeResult> last;
   auto wanted = [&](const std::string& key) { return a.only.empty() || a.only == key; };
@@ -197,10 +230,10 @@ int main(int argc, char** argv) {
     if (wanted("one device, 1 thread")) rates["one device, 1 thread"].push_back(one_device(a, 1, data));
     if (wanted("one device, 2 threads")) rates["one device, 2 threads"].push_back(one_device(a, 2, data));
     if (wanted("DDP, 2 ranks x 1 thread")) rates["DDP, 2 ranks x 1 thread"].push_back(ddp(a, data));
-    for (const auto& [name, m] : pipes) {
-      const std::string key = "pipeline " + name + " m=" + std::to_string(m);
+    for (const Pipe& pipe : pipes) {
+      const std::string key = pipe.key();
       if (!wanted(key)) continue;
-      PipeResult res = pipeline(a, samples::make_model(a.model), first, name, m, data);
+      PipeResult res = pipeline(a, samples::make_model(a.model), pipe.v > 1 ? first4 : first, pipe, data);
       rates[key].push_back(res.rate);
       last[key] = res;
     }
@@ -215,13 +248,14 @@ int main(int argc, char** argv) {
     return 0;
   }
   const double base = median(rates["one device, 1 thread"]);
-  std::printf("\n%-28s %10s %7s %8s %9s %7s  %s\n", "run (2 cores)", "samples/s", "ratio", "bubble", "textbook",
-              "uneven", "held per stage, peak step bytes per stage; busy ms per stage");
-  auto row = [&](const std::string& key) {
-    std::printf("%-28s %10.0f %6.2fx", key.c_str(), median(rates[key]), median(rates[key]) / base);
+  std::printf("\n%-38s %10s %7s %8s %9s %7s  %s\n", "run (2 cores)", "samples/s", "ratio", "bubble", "textbook",
+              "uneven", "held per stage / activation bytes at the peak per stage; busy ms per stage");
+  auto row = [&](const std::string& key, const Pipe* pipe) {
+    std::printf("%-38s %10.0f %6.2fx", key.c_str(), median(rates[key]), median(rates[key]) / base);
     if (auto it = last.find(key); it != last.end()) {
-      const int m = std::atoi(key.substr(key.find("m=") + 2).c_str());
-      std::printf(" %8.3f %9.3f %7.3f  ", it->second.bubble, 1.0 / (m + 1), it->second.uneven);
+      std::printf(" %8.3f %9.3f ", it->second.bubble, pipe->textbook(2));
+      if (pipe->v == 1) std::printf("%7.3f  ", it->second.uneven);
+      else std::printf("%7s  ", "-");
       for (size_t s = 0; s < it->second.held.size(); ++s)
         std::printf("%s%d / %s", s ? ", " : "", it->second.held[s], format_bytes(it->second.peak_bytes[s]).c_str());
       std::printf(";");
@@ -229,8 +263,8 @@ int main(int argc, char** argv) {
     }
     std::printf("\n");
   };
-  for (const char* k : {"one device, 1 thread", "one device, 2 threads", "DDP, 2 ranks x 1 thread"}) row(k);
-  for (const auto& [name, m] : pipes) row("pipeline " + name + " m=" + std::to_string(m));
+  for (const char* k : {"one device, 1 thread", "one device, 2 threads", "DDP, 2 ranks x 1 thread"}) row(k, nullptr);
+  for (const Pipe& pipe : pipes) row(pipe.key(), &pipe);
 
   // Balance: layer count against measured time, on a model whose layers are uneven.
   std::printf("\nbalance, uneven 8-layer MLP (784-2048-512-512-10), 2 stages, 1f1b m=8:\n");
@@ -246,7 +280,7 @@ int main(int argc, char** argv) {
     std::vector<double> r;
     PipeResult res;
     for (int k = 0; k < a.rounds; ++k) {
-      res = pipeline(a, uneven(), cut, "1f1b", 8, data);
+      res = pipeline(a, uneven(), cut, {"1f1b", 8}, data);
       r.push_back(res.rate);
     }
     std::printf("  --balance %-6s cut at %zu: slowest stage %.2f ms of layer time (best split %.2f, %+.0f%%), "
