@@ -98,6 +98,16 @@ void cuda_checks(bool expect_disabled, int expect_gpu /* -1: don't care */) {
 
 }  // namespace
 
+// The numeric version macros agree with the string, and work in #if.
+#if !defined(WEFT_VERSION_MAJOR) || !defined(WEFT_VERSION_MINOR) || !defined(WEFT_VERSION_PATCH)
+#error "weft_config.h has no numeric version macros"
+#endif
+void version_checks() {
+  char made[64];
+  std::snprintf(made, sizeof made, "%d.%d.%d", WEFT_VERSION_MAJOR, WEFT_VERSION_MINOR, WEFT_VERSION_PATCH);
+  check(std::strcmp(made, WEFT_VERSION) == 0, "WEFT_VERSION_MAJOR.MINOR.PATCH spell WEFT_VERSION");
+}
+
 int main(int argc, char** argv) {
   bool expect_disabled = false;
   int expect_gpu = -1;
@@ -113,6 +123,7 @@ int main(int argc, char** argv) {
   std::printf("weft %s (cuda %d, cudnn %d, nccl %d, mpi %d)\n", WEFT_VERSION, WEFT_HAVE_CUDA,
               WEFT_HAVE_CUDNN, WEFT_HAVE_NCCL, WEFT_HAVE_MPI);
   try {
+    version_checks();
     autograd_checks();
     cuda_checks(expect_disabled, expect_gpu);
   } catch (const std::exception& e) {

@@ -103,9 +103,15 @@ route_pkgconfig() {
     echo "libs: $libs"
     echo "static libs: $static_libs"
   } >>"$log"
-  # The public headers need nothing but weft: no Eigen, JSON or CUDA flags or packages.
-  if grep -Eiq 'eigen|nlohmann|cuda' <<<"$cflags $requires"; then
+  # The public headers need nothing but weft: no Eigen, JSON, CUDA, MPI, OpenBLAS or zlib
+  # flags or packages (Requires.private counts: pkg-config reads it for --cflags too), and
+  # no -std, which would override a consumer's -std=c++23.
+  if grep -Eiq 'eigen|nlohmann|cuda|mpi|openblas|zlib' <<<"$cflags $requires"; then
     echo "weft.pc drags a private dependency into --cflags or Requires" >>"$log"
+    return 1
+  fi
+  if grep -q -- '-std=' <<<"$cflags"; then
+    echo "weft.pc sets the C++ standard in Cflags: $cflags" >>"$log"
     return 1
   fi
   # shellcheck disable=SC2086  # the flags are meant to split
