@@ -79,19 +79,83 @@ std::optional<DType> weft_dtype(std::string_view s) {
   return std::nullopt;
 }
 
-// dtypes the format defines that weft cannot hold yet. They get their own message, so
-// an F16 checkpoint reads as a missing feature rather than as a corrupt file.
+// dtypes weft has no tensor type for yet but reads by converting each element: many
+// published checkpoints are BF16 or F16, and token ids are often I32. Little-endian, as
+// the format is.
+struct Converted {
+  std::string_view name;
+  uint64_t bytes;  // per element in the file
+  DType to;
+};
+constexpr Converted kConverted[] = {{"BF16", 2, kFloat32}, {"F16", 2, kFloat32}, {"I32", 4, kInt64}};
+constexpr const char* kReads = "F32, F64, I64 and BOOL, and BF16, F16 and I32 converted to float32 and int64";
+
+const Converted* converted_dtype(std::string_view s) {
+  for (const Converted& c : kConverted)
+    if (s == c.name) return &c;
+  return nullptr;
+}
+
+// dtypes the format defines that weft cannot read yet. They get their own message, so
+// an F8 checkpoint reads as a missing feature rather than as a corrupt file.
 bool is_other_safetensors_dtype(std::string_view s) {
-  static constexpr std::string_view kOthers[] = {"F16",     "BF16",    "I8",      "U8",      "I16",     "U16",
-                                                 "I32",     "U32",     "U64",     "F8_E4M3", "F8_E5M2", "F8_E8M0",
-                                                 "F6_E2M3", "F6_E3M2", "F4",      "C64"};
+  static constexpr std::string_view kOthers[] = {"I8",      "U8",      "I16",     "U16",     "U32",
+                                                 "U64",     "F8_E4M3", "F8_E5M2", "F8_E8M0", "F6_E2M3",
+                                                 "F6_E3M2", "F4",      "C64"};
   return std::find(std::begin(kOthers), std::end(kOthers), s) != std::end(kOthers);
+}
+
+// IEEE half -> float: exponent rebiased from 15 to 127; subnormal halves become normal
+// floats (every half is exactly a float).
+float half_to_float(uint16_t h) {
+  const uint32_t sign = uint32_t(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, frac = h & 0x3ff;
+  uint32_t bits;
+  if (exp == 0x1f) {
+    bits = sign | 0x7f800000u | (frac << 13);  // inf, NaN (payload kept)
+  } else if (exp != 0) {
+    bits = sign | ((exp + 112) << 23) | (frac << 13);
+  } else if (frac == 0) {
+    bits = sign;  // +-0
+  } else {  // subnormal: frac x 2^-24
+    int e = -1;
+    uint32_t f = frac;
+    do ++e, f <<= 1; while ((f & 0x400) == 0);
+    bits = sign | uint32_t(112 - e) << 23 | ((f & 0x3ff) << 13);
+  }
+  float out;
+  std::memcpy(&out, &bits, 4);
+  return out;
+}
+
+// `n` elements of file dtype `from` at `src` into `dst` (float32 or int64).
+void convert(const Converted& from, const uint8_t* src, uint64_t n, void* dst) {
+  if (from.name == "I32") {
+    auto* out = static_cast<int64_t*>(dst);
+    for (uint64_t i = 0; i < n; ++i) {
+      int32_t v;
+      std::memcpy(&v, src + 4 * i, 4);
+      out[i] = v;
+    }
+    return;
+  }
+  auto* out = static_cast<float*>(dst);
+  for (uint64_t i = 0; i < n; ++i) {
+    uint16_t v;
+    std::memcpy(&v, src + 2 * i, 2);
+    if (from.name == "F16") {
+      out[i] = half_to_float(v);
+    } else {  // BF16: the top half of a float's bits
+      const uint32_t bits = uint32_t(v) << 16;
+      std::memcpy(&out[i], &bits, 4);
+    }
+  }
 }
 
 // ---- the header -------------------------------------------------------------------------
 struct Entry {
   std::string name;
-  DType dtype = kFloat32;
+  DType dtype = kFloat32;               // of the tensor weft makes
+  const Converted* file = nullptr;      // the file's dtype when it is converted on load
   Shape shape;
   uint64_t begin = 0, end = 0;  // byte range within the data section
 };
@@ -166,15 +230,23 @@ const json& field(const json& entry, const char* key, const std::string& name, c
   return *it;
 }
 
-DType parse_dtype(const json& v, const std::string& name, const std::string& file) {
-  if (!v.is_string()) fail(file, tensor_ref(name), ": \"dtype\" must be a string, got ", excerpt(v));
+// Sets e.dtype, and e.file for a dtype converted on load.
+void parse_dtype(const json& v, Entry& e, const std::string& file) {
+  if (!v.is_string()) fail(file, tensor_ref(e.name), ": \"dtype\" must be a string, got ", excerpt(v));
   const auto& s = v.get_ref<const std::string&>();
-  if (auto dt = weft_dtype(s)) return *dt;
+  if (auto dt = weft_dtype(s)) {
+    e.dtype = *dt;
+    return;
+  }
+  if (const Converted* c = converted_dtype(s)) {
+    e.dtype = c->to, e.file = c;
+    return;
+  }
   if (is_other_safetensors_dtype(s))
-    fail(file, "unknown dtype ", shown(s), " for ", tensor_ref(name), ": weft does not support ", s,
-         " yet (it reads F32, F64, I64 and BOOL)");
-  fail(file, "unknown dtype ", shown(s), " for ", tensor_ref(name),
-       ": not a safetensors dtype (weft reads F32, F64, I64 and BOOL)");
+    fail(file, "unknown dtype ", shown(s), " for ", tensor_ref(e.name), ": weft does not support ", s, " yet (it reads ",
+         kReads, ")");
+  fail(file, "unknown dtype ", shown(s), " for ", tensor_ref(e.name), ": not a safetensors dtype (weft reads ", kReads,
+       ")");
 }
 
 // Dims are checked with overflow-safe products. Zero dims count as 1 there, because
@@ -201,7 +273,7 @@ Entry parse_entry(const std::string& name, const json& v, uint64_t data_size, co
     fail(file, tensor_ref(name), ": the entry must be an object with dtype, shape and data_offsets, got ", excerpt(v));
   Entry e;
   e.name = name;
-  e.dtype = parse_dtype(field(v, "dtype", name, file), name, file);
+  parse_dtype(field(v, "dtype", name, file), e, file);
   e.shape = parse_shape(field(v, "shape", name, file), name, file);
   const json& off = field(v, "data_offsets", name, file);
   auto begin = off.is_array() && off.size() == 2 ? as_u64(off[0]) : std::nullopt;
@@ -217,14 +289,18 @@ Entry parse_entry(const std::string& name, const json& v, uint64_t data_size, co
          " bytes): the file is truncated or the header is wrong");
   // Checked too: a count that wrapped around could match a small range, and the tensor
   // would then claim more elements than its storage holds.
-  uint64_t nbytes = 0;
-  if (__builtin_mul_overflow(static_cast<uint64_t>(e.shape.numel()), static_cast<uint64_t>(element_size(e.dtype)), &nbytes) ||
-      nbytes > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
-    fail(file, tensor_ref(name), ": ", safetensors_dtype(e.dtype), " shape ", e.shape,
+  uint64_t nbytes = 0, converted_bytes = 0;
+  const uint64_t elem = e.file ? e.file->bytes : static_cast<uint64_t>(element_size(e.dtype));
+  const std::string dtype_name = e.file ? std::string(e.file->name) : safetensors_dtype(e.dtype);
+  if (__builtin_mul_overflow(static_cast<uint64_t>(e.shape.numel()), elem, &nbytes) ||
+      nbytes > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) ||
+      __builtin_mul_overflow(static_cast<uint64_t>(e.shape.numel()), uint64_t(element_size(e.dtype)), &converted_bytes) ||
+      converted_bytes > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
+    fail(file, tensor_ref(name), ": ", dtype_name, " shape ", e.shape,
          " is too large (its size in bytes overflows 64 bits)");
   if (e.end - e.begin != nbytes)
-    fail(file, tensor_ref(name), ": ", range, " hold ", e.end - e.begin, " bytes, but ", safetensors_dtype(e.dtype),
-         " shape ", e.shape, " needs ", nbytes);
+    fail(file, tensor_ref(name), ": ", range, " hold ", e.end - e.begin, " bytes, but ", dtype_name, " shape ", e.shape,
+         " needs ", nbytes);
   return e;
 }
 
@@ -294,8 +370,14 @@ SafeTensors materialise(Header h, const std::string& file, Read read) {
   for (Entry& e : h.entries) {
     Tensor t = empty(e.shape, e.dtype, kCPU);
     auto* dst = static_cast<uint8_t*>(t.raw_data());
-    if (e.end > e.begin) read(dst, e.end - e.begin, h.data_start + e.begin);
-    if (e.dtype == kBool) check_bools(e, dst, file);
+    if (e.file && e.end > e.begin) {  // the file's elements, then each converted
+      std::vector<uint8_t> raw(e.end - e.begin);
+      read(raw.data(), raw.size(), h.data_start + e.begin);
+      convert(*e.file, raw.data(), uint64_t(t.numel()), dst);
+    } else if (e.end > e.begin) {
+      read(dst, e.end - e.begin, h.data_start + e.begin);
+    }
+    if (e.dtype == kBool && !e.file) check_bools(e, dst, file);
     out.tensors.emplace_back(std::move(e.name), std::move(t));
   }
   return out;

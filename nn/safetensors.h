@@ -18,6 +18,11 @@
 // naming the file and the tensor, and never read out of bounds. The checks follow the
 // reference implementation's (the data section must be covered exactly, in offset order).
 //
+// DTYPES. F32, F64, I64 and BOOL load as they are and are what saves write. BF16 and F16
+// load converted to float32 (exactly: every bf16 and half value is a float), and I32 to
+// int64, since many published checkpoints are half precision and weft has no half or
+// int32 tensor yet. A file saved back from them is F32 / I64.
+//
 //   weft::nn::save_safetensors("ckpt.safetensors", {{"w", w}, {"b", b}}, {{"epoch", "3"}});
 //   auto st = weft::nn::load_safetensors("ckpt.safetensors");
 //   const weft::Tensor* w2 = st.find("w");

@@ -6,10 +6,12 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <limits>
 
 #include "../../nn/safetensors.h"
 #include "../helpers.h"
@@ -307,8 +309,8 @@ TEST_CASE("load errors name the file", "[safetensors]") {
   REQUIRE_THROWS_WITH(load_safetensors(missing), missing + ": cannot open: No such file or directory");
   REQUIRE_THROWS_WITH(load_safetensors(dir.path.string()), dir.path.string() + ": not a regular file");
   const std::string bad = dir.file("bad.safetensors");
-  write_bytes(bad, make_file(entry(R"("dtype":"F16","shape":[2],"data_offsets":[0,4])"), Bytes(4, 0)));
-  REQUIRE_THROWS_WITH(load_safetensors(bad), Catch::StartsWith(bad + ": unknown dtype \"F16\" for tensor \"w\""));
+  write_bytes(bad, make_file(entry(R"("dtype":"I8","shape":[2],"data_offsets":[0,2])"), Bytes(2, 0)));
+  REQUIRE_THROWS_WITH(load_safetensors(bad), Catch::StartsWith(bad + ": unknown dtype \"I8\" for tensor \"w\""));
 }
 
 TEST_CASE("a truncated or oversized length prefix is a clear error", "[safetensors]") {
@@ -367,17 +369,91 @@ TEST_CASE("missing fields and wrong JSON types name the tensor and the field", "
 
 TEST_CASE("unknown dtypes are named, and the format's other dtypes say weft lacks them", "[safetensors]") {
   const Bytes data(8, 0);
-  const std::string f16 = R"({"fc1.weight":{"dtype":"F16","shape":[4],"data_offsets":[0,8]}})";
-  CHECK(parse_error(make_file(f16, data)) ==
-        "bad.safetensors: unknown dtype \"F16\" for tensor \"fc1.weight\": weft does not support F16 yet "
-        "(it reads F32, F64, I64 and BOOL)");
-  CHECK_THAT(parse_error(make_file(entry(R"("dtype":"BF16","shape":[4],"data_offsets":[0,8])"), data)),
-             Catch::Contains("unknown dtype \"BF16\" for tensor \"w\": weft does not support BF16 yet"));
+  const std::string i8 = R"({"fc1.weight":{"dtype":"I8","shape":[8],"data_offsets":[0,8]}})";
+  CHECK(parse_error(make_file(i8, data)) ==
+        "bad.safetensors: unknown dtype \"I8\" for tensor \"fc1.weight\": weft does not support I8 yet "
+        "(it reads F32, F64, I64 and BOOL, and BF16, F16 and I32 converted to float32 and int64)");
+  CHECK_THAT(parse_error(make_file(entry(R"("dtype":"F8_E4M3","shape":[8],"data_offsets":[0,8])"), data)),
+             Catch::Contains("unknown dtype \"F8_E4M3\" for tensor \"w\": weft does not support F8_E4M3 yet"));
   CHECK(parse_error(make_file(entry(R"("dtype":"Q7","shape":[4],"data_offsets":[0,8])"), data)) ==
         "bad.safetensors: unknown dtype \"Q7\" for tensor \"w\": not a safetensors dtype (weft reads F32, F64, I64 "
-        "and BOOL)");
+        "and BOOL, and BF16, F16 and I32 converted to float32 and int64)");
   CHECK_THAT(parse_error(make_file(entry(R"("dtype":"f32","shape":[2],"data_offsets":[0,8])"), data)),
              Catch::Contains("unknown dtype \"f32\""));  // dtype names are case-sensitive
+}
+
+namespace {
+// Little-endian bytes of 16- and 32-bit words.
+Bytes le16(const std::vector<uint16_t>& words) {
+  Bytes out;
+  for (uint16_t w : words) out.push_back(uint8_t(w)), out.push_back(uint8_t(w >> 8));
+  return out;
+}
+Bytes le32(const std::vector<int32_t>& words) {
+  Bytes out;
+  for (int32_t w : words)
+    for (int i = 0; i < 4; ++i) out.push_back(uint8_t(uint32_t(w) >> (8 * i)));
+  return out;
+}
+}  // namespace
+
+// Issue 19: published checkpoints are often bf16 (and token ids int32).
+TEST_CASE("BF16 and F16 load as float32, I32 as int64, exactly", "[safetensors]") {
+  const float inf = std::numeric_limits<float>::infinity();
+  // bf16 is a float's top 16 bits: 1, -2.5, inf, the smallest subnormal (2^-133), NaN.
+  Bytes data = le16({0x3F80, 0xC020, 0x7F80, 0x0001, 0x7FC0});
+  // half: 1, -2, 65504 (largest), 2^-24 (smallest subnormal), 1023 x 2^-24 (largest
+  // subnormal), 2^-14 (smallest normal), -inf, -0, NaN.
+  const Bytes halves = le16({0x3C00, 0xC000, 0x7BFF, 0x0001, 0x03FF, 0x0400, 0xFC00, 0x8000, 0x7E00});
+  const Bytes ints = le32({-1, 2147483647, int32_t(-2147483647 - 1), 7});
+  data.insert(data.end(), halves.begin(), halves.end());
+  data.insert(data.end(), ints.begin(), ints.end());
+  const std::string header = R"({"b":{"dtype":"BF16","shape":[5],"data_offsets":[0,10]},)"
+                             R"("h":{"dtype":"F16","shape":[3,3],"data_offsets":[10,28]},)"
+                             R"("i":{"dtype":"I32","shape":[2,2],"data_offsets":[28,44]}})";
+  const Bytes file = make_file(header, data);
+  const SafeTensors st = parse_safetensors(file.data(), file.size(), "ok");
+  const Tensor& b = *st.find("b");
+  CHECK(b.dtype() == kFloat32);
+  const auto bv = b.to_vector<float>();
+  CHECK(bv[0] == 1.0f);
+  CHECK(bv[1] == -2.5f);
+  CHECK(bv[2] == inf);
+  CHECK(bv[3] == std::ldexp(1.0f, -133));
+  CHECK(std::isnan(bv[4]));
+  const Tensor& h = *st.find("h");
+  CHECK(h.dtype() == kFloat32);
+  CHECK(h.shape() == Shape({3, 3}));
+  const auto hv = h.to_vector<float>();
+  CHECK(hv[0] == 1.0f);
+  CHECK(hv[1] == -2.0f);
+  CHECK(hv[2] == 65504.0f);
+  CHECK(hv[3] == std::ldexp(1.0f, -24));
+  CHECK(hv[4] == 1023 * std::ldexp(1.0f, -24));
+  CHECK(hv[5] == std::ldexp(1.0f, -14));
+  CHECK(hv[6] == -inf);
+  CHECK((hv[7] == 0.0f && std::signbit(hv[7])));
+  CHECK(std::isnan(hv[8]));
+  const Tensor& i = *st.find("i");
+  CHECK(i.dtype() == kInt64);
+  CHECK(i.to_vector<int64_t>() == std::vector<int64_t>{-1, 2147483647, -2147483648LL, 7});
+  // Sizes are checked in the file's element size: 3 BF16 elements are 6 bytes.
+  CHECK(parse_error(make_file(entry(R"("dtype":"BF16","shape":[3],"data_offsets":[0,8])"), Bytes(8, 0))) ==
+        "bad.safetensors: tensor \"w\": data_offsets [0, 8] hold 8 bytes, but BF16 shape (3) needs 6");
+  // Every half against the rule: (-1)^s 2^(e-15) (1 + f/1024), or 2^-14 f/1024 for e = 0.
+  std::vector<uint16_t> all;
+  for (uint32_t w = 0; w < 0x10000; ++w) all.push_back(uint16_t(w));
+  const Bytes every = make_file(R"({"w":{"dtype":"F16","shape":[65536],"data_offsets":[0,131072]}})", le16(all));
+  const auto got = parse_safetensors(every.data(), every.size(), "ok").find("w")->to_vector<float>();
+  int wrong = 0;
+  for (uint32_t w = 0; w < 0x10000; ++w) {
+    const int e = int(w >> 10 & 0x1f), f = int(w & 0x3ff);
+    const float mag = e == 31 ? (f ? NAN : inf) : e ? std::ldexp(1.0f + f / 1024.0f, e - 15) : std::ldexp(f / 1024.0f, -14);
+    const float want = (w & 0x8000) ? -mag : mag;
+    const bool ok = std::isnan(want) ? std::isnan(got[w]) : got[w] == want && std::signbit(got[w]) == std::signbit(want);
+    wrong += !ok;
+  }
+  CHECK(wrong == 0);
 }
 
 TEST_CASE("shapes whose element count overflows are refused", "[safetensors]") {
