@@ -41,6 +41,14 @@ class CudaBackend final : public DeviceBackend {
   void activation_backward(raw::Activation act, const Tensor& gin, const Tensor& grad, const Tensor& out) override {
     cuda::activation_backward(act, gin, grad, out);
   }
+  void input_activation(raw::InputActivation act, const raw::ActivationParams& p, const Tensor& out,
+                        const Tensor& x) override {
+    cuda::input_activation(act, p, out, x);
+  }
+  void input_activation_backward(raw::InputActivation act, const raw::ActivationParams& p, const Tensor& gin,
+                                 const Tensor& grad, const Tensor& x) override {
+    cuda::input_activation_backward(act, p, gin, grad, x);
+  }
 
   void copy(const Tensor& dst, const Tensor& src) override { cuda::copy(dst, src); }
   void fill(const Tensor& dst, double value) override { cuda::fill(dst, value); }

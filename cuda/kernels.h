@@ -31,6 +31,10 @@ void where(const Tensor& out, const Tensor& cond, const Tensor& a, const Tensor&
 void axpy(const Tensor& dst, double alpha, const Tensor& src);
 // gin = grad * f'(out) for relu / sigmoid / tanh
 void activation_backward(raw::Activation act, const Tensor& gin, const Tensor& grad, const Tensor& out);
+// out = f(x) and gin = grad * f'(x) for gelu / silu / leaky_relu / softplus
+void input_activation(raw::InputActivation act, const raw::ActivationParams& p, const Tensor& out, const Tensor& x);
+void input_activation_backward(raw::InputActivation act, const raw::ActivationParams& p, const Tensor& gin,
+                               const Tensor& grad, const Tensor& x);
 
 // ---- copies (kernels/copy.cu) ------------------------------------------------------------
 // dst = src on one GPU: any strides, src broadcasts, dtype conversion.

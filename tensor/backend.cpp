@@ -33,6 +33,14 @@ void DeviceBackend::axpy(const Tensor&, double, const Tensor&) { unsupported("ax
 void DeviceBackend::activation_backward(raw::Activation, const Tensor&, const Tensor&, const Tensor&) {
   unsupported("activation_backward");
 }
+void DeviceBackend::input_activation(raw::InputActivation, const raw::ActivationParams&, const Tensor&,
+                                     const Tensor&) {
+  unsupported("input_activation");
+}
+void DeviceBackend::input_activation_backward(raw::InputActivation, const raw::ActivationParams&, const Tensor&,
+                                              const Tensor&, const Tensor&) {
+  unsupported("input_activation_backward");
+}
 void DeviceBackend::copy(const Tensor&, const Tensor&) { unsupported("copy"); }
 void DeviceBackend::fill(const Tensor&, double) { unsupported("fill"); }
 void DeviceBackend::reduce(raw::Reduce, const Tensor&, const Tensor&, const Shape&) { unsupported("reduce"); }

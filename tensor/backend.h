@@ -59,6 +59,11 @@ class DeviceBackend {
   virtual void axpy(const Tensor& dst, double alpha, const Tensor& src);  // dst += alpha * src
   // gin = grad * f'(out) for relu / sigmoid / tanh
   virtual void activation_backward(raw::Activation act, const Tensor& gin, const Tensor& grad, const Tensor& out);
+  // out = f(x) and gin = grad * f'(x) for gelu / silu / leaky_relu / softplus (x floating)
+  virtual void input_activation(raw::InputActivation act, const raw::ActivationParams& p, const Tensor& out,
+                                const Tensor& x);
+  virtual void input_activation_backward(raw::InputActivation act, const raw::ActivationParams& p, const Tensor& gin,
+                                         const Tensor& grad, const Tensor& x);
 
   // ---- copies ------------------------------------------------------------------------------
   // dst = src on one device: any strides, src broadcasts, dtype conversion.

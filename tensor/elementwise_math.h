@@ -19,6 +19,17 @@
 // and -2: so pow(-0, 0.5) is +0 here and -0 (sqrt) there, pow(-inf, 0.5) is +inf here
 // and NaN there, and x^3 can differ in its last bit.
 //
+// The activations of the input (gelu, silu, leaky_relu, softplus: raw::InputActivation)
+// are PyTorch's CPU formulas written out, so their edge cases are PyTorch's too: NaN in
+// gives NaN out and a NaN gradient, except leaky_relu's gradient, which is
+// x > 0 ? grad : grad * slope and so grad * slope at NaN (and at 0, -0); silu(-inf) is
+// -inf / inf = NaN, gelu(-inf) is -inf * 0 = NaN, and gelu's gradient at +-inf is NaN
+// (x * pdf(x) = inf * 0); softplus(x) is x itself where beta x > threshold, and its
+// gradient there is exactly grad. PyTorch computes float gelu, silu and softplus with
+// its own vectorised exp, erf and tanh, so a float result can differ from it in the last
+// bits, and one case differs outright: gelu(+inf) is +inf here, NaN from PyTorch's CPU
+// float kernel (reported as a bug there, pytorch/pytorch#185770).
+//
 // Internal header: not installed.
 #pragma once
 
@@ -207,6 +218,96 @@ struct TanhBackward {
   WEFT_HD T operator()(T g, T y) const { return g * (T(1) - y * y); }
 };
 
+// ---- activations of the input x, with parameters (raw::InputActivation) -------------------
+// Forward functors map x to f(x); backward functors map (grad out g, input x) to
+// g * f'(x). The formulas and constants are PyTorch's (aten/src/ATen/native/cpu/
+// Activation.cpp), so that rounding and the NaN / infinity cases match.
+namespace act {
+template <class T>
+constexpr T kSqrt1_2 = T(0.70710678118654752440);  // 1 / sqrt(2)
+template <class T>
+constexpr T kInvSqrt2Pi = T(0.39894228040143267794);  // 1 / sqrt(2 pi), the normal pdf at 0
+template <class T>
+constexpr T kSqrt2OverPi = T(0.79788456080286535588);  // sqrt(2 / pi)
+template <class T>
+constexpr T kGeluKappa = T(0.044715);
+}  // namespace act
+
+// x * Phi(x), Phi the standard normal CDF
+template <class T>
+struct Gelu {
+  WEFT_HD T operator()(T x) const { return x * T(0.5) * (T(1) + hd::erf(x * act::kSqrt1_2<T>)); }
+};
+// d/dx x Phi(x) = Phi(x) + x phi(x)
+template <class T>
+struct GeluBackward {
+  WEFT_HD T operator()(T g, T x) const {
+    const T cdf = T(0.5) * (T(1) + hd::erf(x * act::kSqrt1_2<T>));
+    const T pdf = act::kInvSqrt2Pi<T> * hd::exp(x * x * T(-0.5));
+    return g * (cdf + x * pdf);
+  }
+};
+// 0.5 x (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3)
+template <class T>
+struct GeluTanh {
+  WEFT_HD T operator()(T x) const {
+    const T inner = act::kSqrt2OverPi<T> * (x + act::kGeluKappa<T> * x * x * x);
+    return T(0.5) * x * (T(1) + hd::tanh(inner));
+  }
+};
+// 0.5 (1 + tanh(u)) + 0.5 x (1 - tanh(u)^2) du/dx, du/dx = sqrt(2/pi) (1 + 3 * 0.044715 x^2)
+template <class T>
+struct GeluTanhBackward {
+  WEFT_HD T operator()(T g, T x) const {
+    const T x_sq = x * x;
+    const T t = hd::tanh(act::kSqrt2OverPi<T> * (x + act::kGeluKappa<T> * x_sq * x));
+    const T du = act::kSqrt2OverPi<T> * (T(1) + T(3) * act::kGeluKappa<T> * x_sq);
+    return g * (T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t * t) * du);
+  }
+};
+// x sigmoid(x)
+template <class T>
+struct Silu {
+  WEFT_HD T operator()(T x) const { return x / (T(1) + hd::exp(-x)); }
+};
+// d/dx x s(x) = s(x) (1 + x (1 - s(x)))
+template <class T>
+struct SiluBackward {
+  WEFT_HD T operator()(T g, T x) const {
+    const T s = T(1) / (T(1) + hd::exp(-x));
+    return g * s * (T(1) + x * (T(1) - s));
+  }
+};
+// The slope branch takes x <= 0 and NaN (the comparison fails): -0 stays -0, NaN stays NaN.
+template <class T>
+struct LeakyRelu {
+  T slope;
+  WEFT_HD T operator()(T x) const { return x > T(0) ? x : T(x * slope); }
+};
+template <class T>
+struct LeakyReluBackward {
+  T slope;
+  WEFT_HD T operator()(T g, T x) const { return x > T(0) ? g : T(g * slope); }
+};
+// log(1 + exp(beta x)) / beta, or x where beta x > threshold (there the two agree to
+// rounding, and exp could overflow).
+template <class T>
+struct Softplus {
+  T beta, threshold;
+  WEFT_HD T operator()(T x) const {
+    return x * beta > threshold ? x : T(hd::log1p(hd::exp(x * beta)) / beta);
+  }
+};
+// sigmoid(beta x) = z / (z + 1) with z = exp(beta x); exactly 1 above the threshold.
+template <class T>
+struct SoftplusBackward {
+  T beta, threshold;
+  WEFT_HD T operator()(T g, T x) const {
+    const T z = hd::exp(x * beta);
+    return x * beta > threshold ? g : T(g * z / (z + T(1)));
+  }
+};
+
 // ---- max pooling's winner --------------------------------------------------------------------
 // Scanning a window in row-major order, v takes over from the best value so far when it
 // is larger or when it is NaN: the first of tied numbers wins, and so does the last NaN
@@ -248,6 +349,21 @@ inline const char* activation_backward_name(Activation act) {
       return "tanh_backward";
   }
   return "activation_backward";
+}
+
+inline const char* input_activation_name(raw::InputActivation act, bool backward) {
+  switch (act) {
+    case raw::InputActivation::Gelu:
+    case raw::InputActivation::GeluTanh:
+      return backward ? "gelu_backward" : "gelu";
+    case raw::InputActivation::Silu:
+      return backward ? "silu_backward" : "silu";
+    case raw::InputActivation::LeakyRelu:
+      return backward ? "leaky_relu_backward" : "leaky_relu";
+    case raw::InputActivation::Softplus:
+      return backward ? "softplus_backward" : "softplus";
+  }
+  return backward ? "activation_backward" : "activation";
 }
 
 // Calls k(functor) with the functor of `op` on element type T.
@@ -334,6 +450,40 @@ void with_activation_backward(Activation act, K&& k) {
       return k(SigmoidBackward<T>{});
     case Activation::Tanh:
       return k(TanhBackward<T>{});
+  }
+}
+
+// The forward and the backward functor of an input activation on a floating type T,
+// its parameters converted to T once here (as PyTorch converts its Scalars).
+template <class T, class K>
+void with_input_activation(raw::InputActivation act, const raw::ActivationParams& p, K&& k) {
+  switch (act) {
+    case raw::InputActivation::Gelu:
+      return k(Gelu<T>{});
+    case raw::InputActivation::GeluTanh:
+      return k(GeluTanh<T>{});
+    case raw::InputActivation::Silu:
+      return k(Silu<T>{});
+    case raw::InputActivation::LeakyRelu:
+      return k(LeakyRelu<T>{T(p.negative_slope)});
+    case raw::InputActivation::Softplus:
+      return k(Softplus<T>{T(p.beta), T(p.threshold)});
+  }
+}
+
+template <class T, class K>
+void with_input_activation_backward(raw::InputActivation act, const raw::ActivationParams& p, K&& k) {
+  switch (act) {
+    case raw::InputActivation::Gelu:
+      return k(GeluBackward<T>{});
+    case raw::InputActivation::GeluTanh:
+      return k(GeluTanhBackward<T>{});
+    case raw::InputActivation::Silu:
+      return k(SiluBackward<T>{});
+    case raw::InputActivation::LeakyRelu:
+      return k(LeakyReluBackward<T>{T(p.negative_slope)});
+    case raw::InputActivation::Softplus:
+      return k(SoftplusBackward<T>{T(p.beta), T(p.threshold)});
   }
 }
 

@@ -29,4 +29,8 @@ WEFT_HD inline float tanh(float x) { return ::tanhf(x); }
 WEFT_HD inline double tanh(double x) { return ::tanh(x); }
 WEFT_HD inline float pow(float x, float y) { return ::powf(x, y); }
 WEFT_HD inline double pow(double x, double y) { return ::pow(x, y); }
+WEFT_HD inline float erf(float x) { return ::erff(x); }
+WEFT_HD inline double erf(double x) { return ::erf(x); }
+WEFT_HD inline float log1p(float x) { return ::log1pf(x); }
+WEFT_HD inline double log1p(double x) { return ::log1p(x); }
 }  // namespace weft::hd

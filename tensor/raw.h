@@ -73,6 +73,26 @@ Tensor relu_backward(const Tensor& grad, const Tensor& out);        // out <= 0 
 Tensor sigmoid_backward(const Tensor& grad, const Tensor& out);     // grad * out * (1 - out)
 Tensor tanh_backward(const Tensor& grad, const Tensor& out);        // grad * (1 - out^2)
 
+// Activations whose gradient is computed from the input x (the ones above use the
+// output), some with parameters: gelu (exact, erf-based), gelu with the tanh
+// approximation, silu, leaky_relu and softplus. Their backward reads x because the
+// output does not give the gradient back: gelu and silu are not monotonic, so an output
+// does not even tell which x produced it, and softplus would need log(expm1(out)).
+// The math and the PyTorch semantics are in elementwise_math.h.
+enum class InputActivation { Gelu, GeluTanh, Silu, LeakyRelu, Softplus };
+// The parameters of those activations. Each op reads only its own fields; the defaults
+// are PyTorch's.
+struct ActivationParams {
+  double negative_slope = 0.01;  // leaky_relu: the slope for x <= 0
+  double beta = 1.0;             // softplus: log(1 + exp(beta x)) / beta
+  double threshold = 20.0;       // softplus: x itself where beta x > threshold
+};
+// out = f(x) elementwise, out has x's shape; x floating.
+Tensor input_activation(InputActivation act, const Tensor& x, const ActivationParams& p = {});
+// gin = grad * f'(x); grad and x have one shape, dtype and device.
+Tensor input_activation_backward(InputActivation act, const Tensor& grad, const Tensor& x,
+                                 const ActivationParams& p = {});
+
 // ---- reductions -------------------------------------------------------------------
 enum class Reduce { Sum, Mean, Max, Min };
 // Reduces over `dims` (all dims when empty).

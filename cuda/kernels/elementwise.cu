@@ -199,4 +199,19 @@ void activation_backward(raw::Activation act, const Tensor& gin, const Tensor& g
   });
 }
 
+void input_activation(raw::InputActivation act, const raw::ActivationParams& p, const Tensor& out, const Tensor& x) {
+  const char* name = ew::input_activation_name(act, /*backward=*/false);
+  dispatch_floating(x.dtype(), name, [&]<class T>() {
+    ew::with_input_activation<T>(act, p, [&](auto f) { launch_map1<T, T>(name, out, x, f); });
+  });
+}
+
+void input_activation_backward(raw::InputActivation act, const raw::ActivationParams& p, const Tensor& gin,
+                               const Tensor& grad, const Tensor& x) {
+  const char* name = ew::input_activation_name(act, /*backward=*/true);
+  dispatch_floating(x.dtype(), name, [&]<class T>() {
+    ew::with_input_activation_backward<T>(act, p, [&](auto f) { launch_map2<T, T, T>(name, gin, grad, x, f); });
+  });
+}
+
 }  // namespace weft::cuda

@@ -247,4 +247,36 @@ Tensor sigmoid_backward(const Tensor& grad, const Tensor& out) {
 }
 Tensor tanh_backward(const Tensor& grad, const Tensor& out) { return activation_backward(Activation::Tanh, grad, out); }
 
+// out = f(x) for gelu / silu / leaky_relu / softplus; out has x's shape.
+Tensor input_activation(InputActivation act, const Tensor& x, const ActivationParams& p) {
+  const char* name = ew::input_activation_name(act, /*backward=*/false);
+  check_defined(name, x);
+  Tensor out = empty(x.shape(), x.dtype(), x.device());
+  if (!x.device().is_cpu()) {
+    backend(x.device()).input_activation(act, p, out, x);
+    return out;
+  }
+  dispatch_floating(x.dtype(), name, [&]<class T>() {
+    ew::with_input_activation<T>(act, p, [&](auto f) { run2<T, T>(out, x, f); });
+  });
+  return out;
+}
+
+// gin = grad * f'(x): the backward reads the forward's input, not its output.
+Tensor input_activation_backward(InputActivation act, const Tensor& grad, const Tensor& x, const ActivationParams& p) {
+  const char* name = ew::input_activation_name(act, /*backward=*/true);
+  check_same(name, grad, x);
+  WEFT_CHECK(grad.shape() == x.shape(), name, ": the gradient ", grad.shape(), " and the input ", x.shape(),
+             " differ in shape");
+  Tensor gi = empty(x.shape(), x.dtype(), x.device());
+  if (!x.device().is_cpu()) {
+    backend(x.device()).input_activation_backward(act, p, gi, grad, x);
+    return gi;
+  }
+  dispatch_floating(x.dtype(), name, [&]<class T>() {
+    ew::with_input_activation_backward<T>(act, p, [&](auto f) { run3<T, T, T>(gi, grad, x, f); });
+  });
+  return gi;
+}
+
 }  // namespace weft::raw
