@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string_view>
 
 #include "../tensor/generator.h"
 #include "../tensor/raw.h"
@@ -35,6 +36,16 @@ Tensor abs(const Tensor& a);
 Tensor relu(const Tensor& a);
 Tensor sigmoid(const Tensor& a);
 Tensor tanh(const Tensor& a);
+// Activations whose backward reads the input x, with PyTorch's semantics and defaults
+// (tensor/elementwise_math.h says where NaN and infinities go; the gradient of
+// leaky_relu at NaN is grad * slope, not NaN, as in PyTorch).
+// gelu: x Phi(x) (Phi the normal CDF, through erf) for approximate "none", or
+// 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) for "tanh"; anything else throws.
+Tensor gelu(const Tensor& x, std::string_view approximate = "none");
+Tensor silu(const Tensor& x);                                      // x sigmoid(x)
+Tensor leaky_relu(const Tensor& x, double negative_slope = 0.01);  // x > 0 ? x : slope x
+// log(1 + exp(beta x)) / beta, and x itself where beta x > threshold
+Tensor softplus(const Tensor& x, double beta = 1.0, double threshold = 20.0);
 // Elementwise max/min; NaN wins. The gradient goes to the winner, a tie splits it
 // 0.5/0.5 and a NaN sends all of it to both inputs, as in PyTorch.
 Tensor maximum(const Tensor& a, const Tensor& b);

@@ -19,6 +19,7 @@
 #include <iosfwd>
 #include <memory>
 #include <optional>
+#include <string_view>
 #include <vector>
 
 #include "device.h"
@@ -144,6 +145,10 @@ class Tensor {
   Tensor relu() const;
   Tensor sigmoid() const;
   Tensor tanh() const;
+  Tensor gelu(std::string_view approximate = "none") const;  // "none" (erf) or "tanh"
+  Tensor silu() const;
+  Tensor leaky_relu(double negative_slope = 0.01) const;
+  Tensor softplus(double beta = 1.0, double threshold = 20.0) const;
 
   Tensor sum() const;
   Tensor sum(int64_t dim, bool keepdim = false) const;

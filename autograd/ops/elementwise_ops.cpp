@@ -211,6 +211,37 @@ Tensor tanh(const Tensor& a) {
 }
 
 namespace {
+// gelu, silu, leaky_relu and softplus: each saves its input x, which its backward
+// (raw::input_activation_backward) differentiates at, together with its parameters.
+Tensor input_activation(const char* name, raw::InputActivation act, const Tensor& x,
+                        const raw::ActivationParams& p = {}) {
+  Tensor out = raw::input_activation(act, x, p);
+  if (!needs_recording(x)) return out;
+  return record(name, out, {x}, {x}, [act, p](const BackwardArgs& g) -> Grads {
+    return {raw::input_activation_backward(act, g.grad, g.saved[0], p)};
+  });
+}
+}  // namespace
+
+// x (any shape) -> out (same shape), here and in the three below.
+Tensor gelu(const Tensor& x, std::string_view approximate) {
+  WEFT_CHECK(approximate == "none" || approximate == "tanh", "gelu: approximate must be 'none' or 'tanh', got '",
+             approximate, "'");
+  return input_activation("gelu", approximate == "tanh" ? raw::InputActivation::GeluTanh : raw::InputActivation::Gelu,
+                          x);
+}
+
+Tensor silu(const Tensor& x) { return input_activation("silu", raw::InputActivation::Silu, x); }
+
+Tensor leaky_relu(const Tensor& x, double negative_slope) {
+  return input_activation("leaky_relu", raw::InputActivation::LeakyRelu, x, {.negative_slope = negative_slope});
+}
+
+Tensor softplus(const Tensor& x, double beta, double threshold) {
+  return input_activation("softplus", raw::InputActivation::Softplus, x, {.beta = beta, .threshold = threshold});
+}
+
+namespace {
 // maximum/minimum, with PyTorch's gradient: the input that won gets all of it, a tie
 // splits it 0.5/0.5, and where either input is NaN (so is the output) both get all of
 // it. `loses` is the comparison under which the left operand lost (Lt for maximum).
@@ -255,6 +286,10 @@ Tensor Tensor::abs() const { return weft::abs(*this); }
 Tensor Tensor::relu() const { return weft::relu(*this); }
 Tensor Tensor::sigmoid() const { return weft::sigmoid(*this); }
 Tensor Tensor::tanh() const { return weft::tanh(*this); }
+Tensor Tensor::gelu(std::string_view approximate) const { return weft::gelu(*this, approximate); }
+Tensor Tensor::silu() const { return weft::silu(*this); }
+Tensor Tensor::leaky_relu(double negative_slope) const { return weft::leaky_relu(*this, negative_slope); }
+Tensor Tensor::softplus(double beta, double threshold) const { return weft::softplus(*this, beta, threshold); }
 Tensor Tensor::eq(const Tensor& o) const { return raw::compare(raw::Compare::Eq, *this, o); }
 Tensor Tensor::ne(const Tensor& o) const { return raw::compare(raw::Compare::Ne, *this, o); }
 Tensor Tensor::lt(const Tensor& o) const { return raw::compare(raw::Compare::Lt, *this, o); }
