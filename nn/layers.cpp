@@ -13,6 +13,13 @@ std::string pool_repr(const char* name, const Pool2dParams& p) {
 }
 }  // namespace
 
+GELU::GELU(std::string approximate) : approximate(std::move(approximate)) {
+  WEFT_CHECK(this->approximate == "none" || this->approximate == "tanh",
+             "GELU: approximate must be 'none' or 'tanh', got '", this->approximate, "'");
+}
+std::string LeakyReLU::repr() const { return detail::str("LeakyReLU(negative_slope=", negative_slope, ")"); }
+std::string Softplus::repr() const { return detail::str("Softplus(beta=", beta, ", threshold=", threshold, ")"); }
+
 MaxPool2d::MaxPool2d(int64_t k, int64_t s, int64_t p) : params(square(k, s, p)) {}
 std::string MaxPool2d::repr() const { return pool_repr("MaxPool2d", params); }
 AvgPool2d::AvgPool2d(int64_t k, int64_t s, int64_t p) : params(square(k, s, p)) {}

@@ -30,6 +30,52 @@ class Sigmoid : public Module {
   std::shared_ptr<Module> make_fresh() const override { return std::make_shared<Sigmoid>(); }
 };
 
+// The activations below read their input in backward (raw::InputActivation) and follow
+// PyTorch's formulas and defaults; each keeps x's shape.
+
+// x Phi(x) with approximate "none" (exact, through erf), or PyTorch's tanh
+// approximation with "tanh"; another string throws here.
+class GELU : public Module {
+ public:
+  explicit GELU(std::string approximate = "none");
+  Tensor forward(const Tensor& x) override { return x.gelu(approximate); }
+  std::string repr() const override { return "GELU(approximate='" + approximate + "')"; }
+  const std::string approximate;
+
+  std::shared_ptr<Module> make_fresh() const override { return std::make_shared<GELU>(approximate); }
+};
+
+// x sigmoid(x), also known as swish
+class SiLU : public Module {
+ public:
+  Tensor forward(const Tensor& x) override { return x.silu(); }
+  std::string repr() const override { return "SiLU()"; }
+
+  std::shared_ptr<Module> make_fresh() const override { return std::make_shared<SiLU>(); }
+};
+
+// x > 0 ? x : negative_slope * x
+class LeakyReLU : public Module {
+ public:
+  explicit LeakyReLU(double negative_slope = 0.01) : negative_slope(negative_slope) {}
+  Tensor forward(const Tensor& x) override { return x.leaky_relu(negative_slope); }
+  std::string repr() const override;
+  const double negative_slope;
+
+  std::shared_ptr<Module> make_fresh() const override { return std::make_shared<LeakyReLU>(negative_slope); }
+};
+
+// log(1 + exp(beta x)) / beta, and x itself where beta x > threshold
+class Softplus : public Module {
+ public:
+  explicit Softplus(double beta = 1.0, double threshold = 20.0) : beta(beta), threshold(threshold) {}
+  Tensor forward(const Tensor& x) override { return x.softplus(beta, threshold); }
+  std::string repr() const override;
+  const double beta, threshold;
+
+  std::shared_ptr<Module> make_fresh() const override { return std::make_shared<Softplus>(beta, threshold); }
+};
+
 // x (N, C, H, W) -> (N, C, Ho, Wo)
 class MaxPool2d : public Module {
  public:
