@@ -1,5 +1,6 @@
 #include "adam.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "../tensor/raw.h"
@@ -7,7 +8,10 @@
 namespace weft::optim {
 
 Adam::Adam(std::vector<Tensor> params, const AdamOptions& opt, bool decoupled_wd)
-    : Optimizer(std::move(params), opt.lr), options(opt), decoupled(decoupled_wd) {
+    : Adam(std::vector<ParamGroup>{ParamGroup{std::move(params), std::nullopt, std::nullopt}}, opt, decoupled_wd) {}
+
+Adam::Adam(std::vector<ParamGroup> groups, const AdamOptions& opt, bool decoupled_wd)
+    : Optimizer(std::move(groups), opt.lr), options(opt), decoupled(decoupled_wd) {
   WEFT_CHECK(opt.beta1 >= 0 && opt.beta1 < 1 && opt.beta2 >= 0 && opt.beta2 < 1, "Adam: betas must be in [0, 1), got ",
              opt.beta1, ", ", opt.beta2);
   // Each named with its value: a NaN weight decay must not be reported as a bad eps.
@@ -28,25 +32,30 @@ void Adam::update(const std::vector<size_t>& idx, int64_t t) {
   }
   const Device dev = ps[0].device();
   const bool on_host = dev.is_cpu();  // a GPU kernel reads lr and t from device memory
+  const size_t i0 = idx[0];           // one group: the same lr and weight decay for all of idx
   raw::adam_step_(ps, gs, ms, vs,
-                  {.lr = lr(), .beta1 = o.beta1, .beta2 = o.beta2, .eps = o.eps, .weight_decay = o.weight_decay,
-                   .decoupled = decoupled, .step = t, .lr_device = on_host ? Tensor() : lr_on(dev),
-                   .step_device = on_host ? Tensor() : step_on(dev, t)});
+                  {.lr = lr_of(i0), .beta1 = o.beta1, .beta2 = o.beta2, .eps = o.eps,
+                   .weight_decay = weight_decay_of(i0, o.weight_decay), .decoupled = decoupled, .step = t,
+                   .lr_device = on_host ? Tensor() : lr_on(dev, i0),
+                   .step_device = on_host ? Tensor() : step_on(dev, group_of(i0), t)});
 }
 
 // The step count on a GPU is incremented there, by the same (possibly graph-captured)
 // work as the update, so a CUDA graph replaying the step keeps the bias correction
 // moving; it is reset from the host count only when they disagree (a checkpoint was
 // loaded).
-const Tensor& Adam::step_on(Device dev, int64_t t) {
-  if (!step_device_.defined() || step_device_.device() != dev) {
-    step_device_ = full({1}, double(t - 1), {.dtype = kFloat32, .device = dev});
-  } else if (step_device_value_ != t - 1) {
-    raw::fill_(step_device_, double(t - 1));
+const Tensor& Adam::step_on(Device dev, size_t group, int64_t t) {
+  auto it = std::find_if(step_device_.begin(), step_device_.end(),
+                         [&](const DeviceStep& s) { return s.device == dev && s.group == group; });
+  if (it == step_device_.end()) {
+    it = step_device_.insert(step_device_.end(),
+                             {dev, group, full({1}, double(t - 1), {.dtype = kFloat32, .device = dev}), t - 1});
+  } else if (it->value != t - 1) {
+    raw::fill_(it->count, double(t - 1));
   }
-  raw::binary_scalar_(raw::Binary::Add, step_device_, 1.0);
-  step_device_value_ = t;
-  return step_device_;
+  raw::binary_scalar_(raw::Binary::Add, it->count, 1.0);
+  it->value = t;
+  return it->count;
 }
 
 }  // namespace weft::optim

@@ -21,6 +21,8 @@ struct AdamOptions {
 class Adam : public Optimizer {
  public:
   Adam(std::vector<Tensor> params, const AdamOptions& opt, bool decoupled_weight_decay = false);
+  // Parameter groups (optimizer.h): each may set its own lr and weight_decay.
+  Adam(std::vector<ParamGroup> groups, const AdamOptions& opt, bool decoupled_weight_decay = false);
   const AdamOptions options;
   const bool decoupled;
 
@@ -31,17 +33,23 @@ class Adam : public Optimizer {
   void update(const std::vector<size_t>& idx, int64_t t) override;
 
  private:
-  // The step count on the GPU, incremented there by every (possibly replayed) update,
-  // and the host's idea of what it holds.
-  const Tensor& step_on(Device dev, int64_t t);
-  Tensor step_device_;
-  int64_t step_device_value_ = -1;
+  // The step count on the GPU, one per (device, parameter group) since each of those is
+  // one update that increments its own, and the host's idea of what each holds.
+  struct DeviceStep {
+    Device device;
+    size_t group = 0;
+    Tensor count;
+    int64_t value = -1;
+  };
+  const Tensor& step_on(Device dev, size_t group, int64_t t);
+  std::vector<DeviceStep> step_device_;
 };
 
 // AdamW: Adam with decoupled weight decay (PyTorch's default weight_decay is 0.01).
 class AdamW : public Adam {
  public:
   AdamW(std::vector<Tensor> params, const AdamOptions& opt) : Adam(std::move(params), opt, true) {}
+  AdamW(std::vector<ParamGroup> groups, const AdamOptions& opt) : Adam(std::move(groups), opt, true) {}
 };
 
 }  // namespace weft::optim

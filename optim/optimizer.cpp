@@ -1,6 +1,7 @@
 #include "optimizer.h"
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
 #include <optional>
 
@@ -9,17 +10,44 @@
 
 namespace weft::optim {
 
-Optimizer::Optimizer(std::vector<Tensor> params, double lr) : params_(std::move(params)), lr_(lr) {
+Optimizer::Optimizer(std::vector<Tensor> params, double lr)
+    : Optimizer(std::vector<ParamGroup>{ParamGroup{std::move(params), std::nullopt, std::nullopt}}, lr) {}
+
+Optimizer::Optimizer(std::vector<ParamGroup> groups, double lr) : lr_(lr) {
   // A NaN or infinite rate turns every weight into NaN (both comparisons fail for NaN).
   WEFT_CHECK(lr >= 0 && lr < std::numeric_limits<double>::infinity(),
              "optimizer: learning rate must be finite and >= 0, got ", lr);
-  for (size_t i = 0; i < params_.size(); ++i) {
-    const Tensor& p = params_[i];
-    WEFT_CHECK(p.defined() && p.is_leaf() && p.requires_grad(), "optimizer: parameter ", i,
-               " must be a leaf tensor that requires grad");
-    WEFT_CHECK(p.is_contiguous(), "optimizer: parameter ", i, " of shape ", p.shape(), " must be contiguous");
+  for (size_t g = 0; g < groups.size(); ++g) {
+    const ParamGroup& group = groups[g];
+    const double glr = group.lr.value_or(lr);
+    WEFT_CHECK(glr >= 0 && glr < std::numeric_limits<double>::infinity(), "optimizer: group ", g,
+               "'s learning rate must be finite and >= 0, got ", glr);
+    WEFT_CHECK(!group.weight_decay || (*group.weight_decay >= 0 && std::isfinite(*group.weight_decay)),
+               "optimizer: group ", g, "'s weight_decay must be finite and >= 0, got ", group.weight_decay.value_or(0));
+    // A group with its own rate under an optimizer rate of 0 keeps its rate through
+    // set_lr only as a ratio, which 0 cannot carry.
+    WEFT_CHECK(lr > 0 || glr == 0, "optimizer: group ", g, " sets lr ", glr, " but the optimizer's lr is 0; a group's "
+               "rate is kept as a ratio to the optimizer's");
+    groups_.push_back({lr > 0 ? glr / lr : 1.0, group.weight_decay, Tensor()});
+    for (const Tensor& p : group.params) {
+      const size_t i = params_.size();
+      WEFT_CHECK(p.defined() && p.is_leaf() && p.requires_grad(), "optimizer: parameter ", i,
+                 " must be a leaf tensor that requires grad");
+      WEFT_CHECK(p.is_contiguous(), "optimizer: parameter ", i, " of shape ", p.shape(), " must be contiguous");
+      for (size_t j = 0; j < i; ++j)
+        WEFT_CHECK(!params_[j].is_same(p), "optimizer: parameter ", i, " (group ", g, ") is parameter ", j,
+                   " (group ", group_of_[j], ") again; a parameter may be in one group only");
+      params_.push_back(p);
+      group_of_.push_back(g);
+    }
   }
   state_.resize(params_.size());
+}
+
+std::vector<ParamGroup> decay_groups(const nn::Module& model, double weight_decay) {
+  ParamGroup decay{{}, std::nullopt, weight_decay}, no_decay{{}, std::nullopt, 0.0};
+  for (const Tensor& p : model.parameters()) (p.dim() >= 2 ? decay : no_decay).params.push_back(p);
+  return {decay, no_decay};
 }
 
 Tensor& Optimizer::state(size_t i, const std::string& name) {
@@ -43,21 +71,21 @@ std::vector<Tensor> Optimizer::state_of(const Tensor& param) const {
   return out;
 }
 
-// The parameters with a gradient, grouped by device (in the order each device first
-// appears), each group one fused update: one launch on a GPU, where per-parameter
-// launches would cost more than the math.
+// The parameters with a gradient, grouped by device and parameter group (in the order
+// each first appears), each group one fused update: one launch on a GPU, where
+// per-parameter launches would cost more than the math.
 void Optimizer::step() {
   autograd::NoGradGuard no_grad;
   ++step_count_;
-  std::vector<std::pair<Device, std::vector<size_t>>> groups;
+  std::vector<std::pair<std::pair<Device, size_t>, std::vector<size_t>>> batches;
   for (size_t i = 0; i < params_.size(); ++i) {
     if (!params_[i].grad().defined()) continue;
-    const Device d = params_[i].device();
-    auto it = std::find_if(groups.begin(), groups.end(), [&](const auto& g) { return g.first == d; });
-    if (it == groups.end()) it = groups.insert(groups.end(), {d, {}});
+    const std::pair<Device, size_t> key{params_[i].device(), group_of_[i]};
+    auto it = std::find_if(batches.begin(), batches.end(), [&](const auto& b) { return b.first == key; });
+    if (it == batches.end()) it = batches.insert(batches.end(), {key, {}});
     it->second.push_back(i);
   }
-  for (const auto& [device, idx] : groups) update(idx, step_count_);
+  for (const auto& batch : batches) update(batch.second, step_count_);
   for (auto& hook : post_step_) hook(*this);
 }
 
@@ -65,13 +93,14 @@ void Optimizer::set_lr(double lr) {
   WEFT_CHECK(lr >= 0 && lr < std::numeric_limits<double>::infinity(),
              "optimizer: learning rate must be finite and >= 0, got ", lr);
   lr_ = lr;
-  if (lr_device_.defined()) raw::fill_(lr_device_, lr);
+  for (size_t g = 0; g < groups_.size(); ++g)
+    if (groups_[g].lr_device.defined()) raw::fill_(groups_[g].lr_device, group_lr(g));
 }
 
-const Tensor& Optimizer::lr_on(Device device) {
-  if (!lr_device_.defined() || lr_device_.device() != device)
-    lr_device_ = full({1}, lr_, {.dtype = kFloat32, .device = device});
-  return lr_device_;
+const Tensor& Optimizer::lr_on(Device device, size_t i) {
+  Tensor& t = groups_[group_of_[i]].lr_device;
+  if (!t.defined() || t.device() != device) t = full({1}, lr_of(i), {.dtype = kFloat32, .device = device});
+  return t;
 }
 
 void Optimizer::zero_grad(bool set_to_none) { autograd::zero_grad(params_, set_to_none); }

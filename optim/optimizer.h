@@ -7,9 +7,24 @@
 // arithmetic, the same on every device, is in tensor/optim_math.h. Steps run under
 // no-grad. State (momentum buffers, Adam moments, the step count) is exposed as named
 // tensors so a checkpoint can save it and a resumed run continues bit for bit.
+//
+// PARAMETER GROUPS (PyTorch's param_groups). An optimizer may take its parameters in
+// groups, each with its own learning rate and weight decay; a group that sets neither
+// uses the optimizer's. The usual one: no weight decay on biases and norm scales,
+//
+//   optim::AdamW opt(optim::decay_groups(*model, 0.1), {.lr = 3e-4});
+//
+// A group's learning rate keeps its ratio to the optimizer's: set_lr(x) (what every
+// scheduler calls) sets each group to x * (group lr / optimizer lr at construction).
+// That is what PyTorch's multiplicative schedules do per group (LambdaLR, StepLR, cosine
+// to 0); a schedule with a floor (CosineWarmupLR's min_lr) scales the floor too, where
+// PyTorch would give every group the same floor. The groups' settings are hyper-
+// parameters, not state: a checkpoint holds the per-parameter state, indexed over all
+// groups' parameters in order, and the program makes the same groups again.
 #pragma once
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -17,9 +32,22 @@
 
 namespace weft::optim {
 
+struct ParamGroup {
+  std::vector<Tensor> params;
+  std::optional<double> lr;            // unset: the optimizer's
+  std::optional<double> weight_decay;  // unset: the optimizer's
+};
+
+// Two groups of `model`'s parameters: those of two or more dimensions (weight matrices,
+// convolution kernels, embeddings) with `weight_decay`, and the rest (biases, norm
+// scales and shifts) with none -- the split GPT-2-style training uses.
+std::vector<ParamGroup> decay_groups(const nn::Module& model, double weight_decay);
+
 class Optimizer {
  public:
   Optimizer(std::vector<Tensor> params, double lr);
+  // Parameter groups (above); a parameter may be in one group only.
+  Optimizer(std::vector<ParamGroup> groups, double lr);
   virtual ~Optimizer() = default;
 
   // One update of every parameter that has a gradient.
@@ -31,7 +59,12 @@ class Optimizer {
   // replaying them) read, so a scheduler keeps working under --cuda-graph.
   void set_lr(double lr);
   int64_t steps_taken() const { return step_count_; }
+  // Every group's parameters, in group order: what state indices refer to.
   const std::vector<Tensor>& params() const { return params_; }
+  size_t num_groups() const { return groups_.size(); }
+  // Group g's learning rate now, and its weight decay (`fallback`: the optimizer's).
+  double group_lr(size_t g) const { return lr_ * groups_.at(g).lr_ratio; }
+  double group_weight_decay(size_t g, double fallback) const { return groups_.at(g).weight_decay.value_or(fallback); }
 
   // What kind of optimizer this is ("sgd", "adam", "adamw"): checkpoints record it, so
   // that one optimizer's state is never loaded into another kind.
@@ -62,11 +95,17 @@ class Optimizer {
 
  protected:
   // Updates the parameters params()[i] for i in `idx` in place from their gradients: all
-  // of them have a gradient and live on one device. `t` is the 1-based step number.
+  // of them have a gradient, live on one device and belong to one group. `t` is the
+  // 1-based step number.
   virtual void update(const std::vector<size_t>& idx, int64_t t) = 0;
-  // The learning rate as a 1-element float32 tensor on `device`, kept equal to lr():
-  // a GPU kernel reads it there, so a replayed CUDA graph follows set_lr().
-  const Tensor& lr_on(Device device);
+  // The group of parameter i, its learning rate and weight decay (`fallback`: the
+  // optimizer's own option).
+  size_t group_of(size_t i) const { return group_of_[i]; }
+  double lr_of(size_t i) const { return group_lr(group_of_[i]); }
+  double weight_decay_of(size_t i, double fallback) const { return group_weight_decay(group_of_[i], fallback); }
+  // Parameter i's learning rate as a 1-element float32 tensor on `device`, kept equal to
+  // lr_of(i): a GPU kernel reads it there, so a replayed CUDA graph follows set_lr().
+  const Tensor& lr_on(Device device, size_t i);
   // A zero-initialised state buffer for parameter i, created on first use.
   Tensor& state(size_t i, const std::string& name);
   bool has_state(size_t i, const std::string& name) const;
@@ -76,11 +115,18 @@ class Optimizer {
   void check_state_keys(const std::vector<std::string>& unexpected, const std::vector<std::string>& missing,
                         const std::vector<std::string>& wrong) const;
 
+  struct Group {
+    double lr_ratio = 1;                 // group lr / optimizer lr
+    std::optional<double> weight_decay;
+    Tensor lr_device;                    // lr_on's tensor for this group
+  };
+
   std::vector<Tensor> params_;
+  std::vector<size_t> group_of_;  // per parameter
+  std::vector<Group> groups_;
   std::vector<std::vector<std::pair<std::string, Tensor>>> state_;
   std::vector<std::function<void(Optimizer&)>> post_step_;
   double lr_;
-  Tensor lr_device_;
   int64_t step_count_ = 0;
 };
 

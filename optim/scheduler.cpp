@@ -1,6 +1,8 @@
 #include "scheduler.h"
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numbers>
 
 #include "../autograd/tape.h"
@@ -52,6 +54,46 @@ double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
     for (const Tensor& p : params)
       if (Tensor g = p.grad(); g.defined()) raw::binary_scalar_(raw::Binary::Mul, g, scale);
   return norm;
+}
+
+ReduceLROnPlateau::ReduceLROnPlateau(Optimizer& opt, const PlateauOptions& o)
+    : options(o),
+      opt_(opt),
+      best_(o.mode == PlateauOptions::Mode::Min ? std::numeric_limits<double>::infinity()
+                                                : -std::numeric_limits<double>::infinity()) {
+  WEFT_CHECK(o.factor >= 0 && o.factor < 1, "ReduceLROnPlateau: factor must be in [0, 1), got ", o.factor);
+  WEFT_CHECK(o.patience >= 0 && o.cooldown >= 0, "ReduceLROnPlateau: patience and cooldown must be >= 0, got ",
+             o.patience, " and ", o.cooldown);
+  WEFT_CHECK(o.threshold >= 0 && std::isfinite(o.threshold), "ReduceLROnPlateau: threshold must be finite and >= 0, got ",
+             o.threshold);
+  WEFT_CHECK(o.min_lr >= 0 && std::isfinite(o.min_lr), "ReduceLROnPlateau: min_lr must be finite and >= 0, got ",
+             o.min_lr);
+}
+
+bool ReduceLROnPlateau::better(double m) const {
+  const bool rel = options.threshold_mode == PlateauOptions::Threshold::Rel;
+  if (options.mode == PlateauOptions::Mode::Min) return m < (rel ? best_ * (1 - options.threshold) : best_ - options.threshold);
+  return m > (rel ? best_ * (1 + options.threshold) : best_ + options.threshold);
+}
+
+bool ReduceLROnPlateau::step(double metric) {
+  if (better(metric)) {  // false for NaN: it counts as a bad epoch
+    best_ = metric;
+    bad_ = 0;
+  } else {
+    ++bad_;
+  }
+  if (cooldown_left_ > 0) {
+    --cooldown_left_;
+    bad_ = 0;
+  }
+  if (bad_ <= options.patience) return false;
+  bad_ = 0;
+  cooldown_left_ = options.cooldown;
+  const double old_lr = opt_.lr(), new_lr = std::max(old_lr * options.factor, options.min_lr);
+  if (old_lr - new_lr <= options.eps) return false;
+  opt_.set_lr(new_lr);
+  return true;
 }
 
 }  // namespace weft::optim

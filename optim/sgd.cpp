@@ -6,7 +6,10 @@
 
 namespace weft::optim {
 
-SGD::SGD(std::vector<Tensor> params, const SGDOptions& opt) : Optimizer(std::move(params), opt.lr), options(opt) {
+SGD::SGD(std::vector<Tensor> params, const SGDOptions& opt)
+    : SGD(std::vector<ParamGroup>{ParamGroup{std::move(params), std::nullopt, std::nullopt}}, opt) {}
+
+SGD::SGD(std::vector<ParamGroup> groups, const SGDOptions& opt) : Optimizer(std::move(groups), opt.lr), options(opt) {
   WEFT_CHECK(opt.momentum >= 0 && std::isfinite(opt.momentum), "SGD: momentum must be finite and >= 0, got ",
              opt.momentum);
   WEFT_CHECK(opt.weight_decay >= 0 && std::isfinite(opt.weight_decay),
@@ -40,9 +43,11 @@ void SGD::step_group(const std::vector<size_t>& idx, bool first) {
     if (o.momentum > 0) bufs.push_back(state(i, "momentum_buffer"));
   }
   const Device dev = ps[0].device();
+  const size_t i0 = idx[0];  // one group: the same lr and weight decay for all of idx
   raw::sgd_step_(ps, gs, bufs,
-                 {.lr = lr(), .momentum = o.momentum, .dampening = o.dampening, .weight_decay = o.weight_decay,
-                  .nesterov = o.nesterov, .first = first, .lr_device = dev.is_cpu() ? Tensor() : lr_on(dev)});
+                 {.lr = lr_of(i0), .momentum = o.momentum, .dampening = o.dampening,
+                  .weight_decay = weight_decay_of(i0, o.weight_decay), .nesterov = o.nesterov, .first = first,
+                  .lr_device = dev.is_cpu() ? Tensor() : lr_on(dev, i0)});
 }
 
 }  // namespace weft::optim

@@ -20,6 +20,8 @@ struct SGDOptions {
 class SGD : public Optimizer {
  public:
   SGD(std::vector<Tensor> params, const SGDOptions& opt);
+  // Parameter groups (optimizer.h): each may set its own lr and weight_decay.
+  SGD(std::vector<ParamGroup> groups, const SGDOptions& opt);
   const SGDOptions options;
 
   std::string kind() const override { return "sgd"; }
