@@ -99,6 +99,21 @@ class AvgPool2d : public Module {
   std::shared_ptr<Module> make_fresh() const override { return std::make_shared<AvgPool2d>(params); }
 };
 
+// x (N, C, H, W) -> (N, C, oh, ow) whatever H and W: output cell (i, j) averages rows
+// [floor(i H / oh), ceil((i + 1) H / oh)) and the columns likewise (PyTorch's bins, which
+// overlap when oh does not divide H). (1, 1) is global average pooling. When the sizes
+// divide it is one AvgPool2d; otherwise one mean per cell, each differentiable.
+class AdaptiveAvgPool2d : public Module {
+ public:
+  explicit AdaptiveAvgPool2d(int64_t size) : AdaptiveAvgPool2d(size, size) {}
+  AdaptiveAvgPool2d(int64_t out_h, int64_t out_w);
+  Tensor forward(const Tensor& x) override;
+  std::string repr() const override;
+  const int64_t out_h, out_w;
+
+  std::shared_ptr<Module> make_fresh() const override { return std::make_shared<AdaptiveAvgPool2d>(out_h, out_w); }
+};
+
 // Flattens dims [start_dim, end_dim] into one: (N, C, H, W) -> (N, C*H*W) by default.
 class Flatten : public Module {
  public:
@@ -119,6 +134,22 @@ class Dropout : public Module {
   const double p;
 
   std::shared_ptr<Module> make_fresh() const override { return std::make_shared<Dropout>(p, gen_); }
+
+ private:
+  Generator& gen_;
+};
+
+// Dropout of whole channels: x (N, C, *) has each (n, c) channel zeroed with probability
+// p and the rest scaled by 1 / (1 - p), in training; the identity in eval(). Neighbouring
+// pixels of a feature map are correlated, so dropping single ones regularises little.
+class Dropout2d : public Module {
+ public:
+  explicit Dropout2d(double p = 0.5, Generator& gen = default_generator());
+  Tensor forward(const Tensor& x) override;
+  std::string repr() const override;
+  const double p;
+
+  std::shared_ptr<Module> make_fresh() const override { return std::make_shared<Dropout2d>(p, gen_); }
 
  private:
   Generator& gen_;

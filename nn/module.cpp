@@ -156,6 +156,22 @@ void Module::to(Device device) {
   for (auto& [_, t] : named_buffers()) move(t);
 }
 
+void Module::to(DType dtype) {
+  WEFT_CHECK(is_floating(dtype), "Module::to: ", dtype, " is not a floating-point dtype");
+  auto convert = [&](Tensor t) {
+    if (!t.defined() || !is_floating(t.dtype()) || t.dtype() == dtype) return;
+    Tensor converted = raw::to_dtype(t.contiguous(), dtype);
+    TensorImpl* impl = t.impl();  // as to(Device): every handle sees the new values
+    impl->storage = converted.storage();
+    impl->dtype = dtype;
+    impl->strides = converted.strides();
+    impl->offset = converted.offset();
+    if (Tensor g = t.grad(); g.defined()) t.set_grad(raw::to_dtype(g.contiguous(), dtype));
+  };
+  for (auto& [_, t] : named_parameters()) convert(t);
+  for (auto& [_, t] : named_buffers()) convert(t);
+}
+
 NamedTensors Module::state_dict() const {
   NamedTensors out = named_parameters();
   for (auto& nb : named_buffers()) out.push_back(nb);

@@ -62,6 +62,10 @@ class Module {
   // Moves parameters and buffers to `device` in place: a Tensor handle held elsewhere
   // (an optimizer's) sees the move. Call it before building the optimizer all the same.
   void to(Device device);
+  // Converts floating-point parameters and buffers (and their .grad) to `dtype` in place,
+  // the same way: module.to(kFloat64) lets a whole model be gradchecked in double.
+  // Integer buffers (BatchNorm's num_batches_tracked) keep their dtype, as in PyTorch.
+  void to(DType dtype);
 
   // ---- copies ------------------------------------------------------------------------
   // A new module of the same architecture on `device`, holding this one's parameter and
