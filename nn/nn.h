@@ -1,6 +1,7 @@
 // nn/: modules, layers, losses, initialisers, checkpoints.
 #pragma once
 
+#include "attention.h"
 #include "batchnorm.h"
 #include "conv.h"
 #include "embedding.h"
