@@ -60,6 +60,14 @@ class CudaBackend final : public DeviceBackend {
     cuda::argreduce(is_max, out, a, dim);
   }
 
+  void cumsum(const Tensor& out, const Tensor& a, int64_t outer, int64_t n, int64_t inner, bool reverse) override {
+    cuda::cumsum(out, a, outer, n, inner, reverse);
+  }
+  void topk(const Tensor& values, const Tensor& indices, const Tensor& a, int64_t outer, int64_t n, int64_t inner,
+            int64_t k, bool largest) override {
+    cuda::topk(values, indices, a, outer, n, inner, k, largest);
+  }
+
   void softmax(const Tensor& out, const Tensor& a, int64_t dim, bool log) override { cuda::softmax(out, a, dim, log); }
   void softmax_backward(const Tensor& gin, const Tensor& grad, const Tensor& out, int64_t dim, bool log) override {
     cuda::softmax_backward(gin, grad, out, dim, log);

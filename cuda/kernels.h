@@ -47,6 +47,12 @@ void reduce(raw::Reduce op, const Tensor& out, const Tensor& a, const Shape& dim
 // out (int64) has a's shape with `dim` set to 1; ties go to the first index.
 void argreduce(bool is_max, const Tensor& out, const Tensor& a, int64_t dim);
 
+// ---- scans and selection (kernels/scan.cu) ---------------------------------------------
+// a contiguous, viewed as (outer, n, inner); one thread per (outer, inner) line.
+void cumsum(const Tensor& out, const Tensor& a, int64_t outer, int64_t n, int64_t inner, bool reverse);
+void topk(const Tensor& values, const Tensor& indices, const Tensor& a, int64_t outer, int64_t n, int64_t inner,
+          int64_t k, bool largest);
+
 // ---- softmax and cross-entropy (kernels/softmax.cu) -------------------------------------
 void softmax(const Tensor& out, const Tensor& a, int64_t dim, bool log);
 // gin = dL/da given grad = dL/dout and out = (log_)softmax(a)

@@ -45,6 +45,10 @@ void DeviceBackend::copy(const Tensor&, const Tensor&) { unsupported("copy"); }
 void DeviceBackend::fill(const Tensor&, double) { unsupported("fill"); }
 void DeviceBackend::reduce(raw::Reduce, const Tensor&, const Tensor&, const Shape&) { unsupported("reduce"); }
 void DeviceBackend::argreduce(bool, const Tensor&, const Tensor&, int64_t) { unsupported("argreduce"); }
+void DeviceBackend::cumsum(const Tensor&, const Tensor&, int64_t, int64_t, int64_t, bool) { unsupported("cumsum"); }
+void DeviceBackend::topk(const Tensor&, const Tensor&, const Tensor&, int64_t, int64_t, int64_t, int64_t, bool) {
+  unsupported("topk");
+}
 void DeviceBackend::softmax(const Tensor&, const Tensor&, int64_t, bool) { unsupported("softmax"); }
 void DeviceBackend::softmax_backward(const Tensor&, const Tensor&, const Tensor&, int64_t, bool) {
   unsupported("softmax_backward");

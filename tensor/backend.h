@@ -76,6 +76,14 @@ class DeviceBackend {
   // out (int64) has a's shape with `dim` set to 1; ties go to the first index.
   virtual void argreduce(bool is_max, const Tensor& out, const Tensor& a, int64_t dim);
 
+  // ---- scans and selection (a is contiguous; outer, n, inner: a viewed as (outer, n, inner)
+  // with n the scanned dim) ----------------------------------------------------------------
+  // out (a's shape and layout) = running sum along n, from the end when reverse.
+  virtual void cumsum(const Tensor& out, const Tensor& a, int64_t outer, int64_t n, int64_t inner, bool reverse);
+  // values, indices (outer, k, inner): the best k along n, best first (raw::topk's order).
+  virtual void topk(const Tensor& values, const Tensor& indices, const Tensor& a, int64_t outer, int64_t n,
+                    int64_t inner, int64_t k, bool largest);
+
   // ---- softmax and cross-entropy -------------------------------------------------------------
   virtual void softmax(const Tensor& out, const Tensor& a, int64_t dim, bool log);
   virtual void softmax_backward(const Tensor& gin, const Tensor& grad, const Tensor& out, int64_t dim, bool log);

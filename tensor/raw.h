@@ -103,6 +103,16 @@ Tensor argreduce(bool is_max, const Tensor& a, int64_t dim, bool keepdim);
 // broadcasting op. `shape` must broadcast to a's shape.
 Tensor sum_to(const Tensor& a, const Shape& shape);
 
+// ---- scans and selection along one dim (cpu/scan.cpp) --------------------------------
+// out[..., j, ...] = a[..., 0, ...] + ... + a[..., j, ...] along dim (from the end when
+// reverse: the backward of cumsum). Floats add in double; bool and int64 give int64, as
+// in PyTorch.
+Tensor cumsum(const Tensor& a, int64_t dim, bool reverse = false);
+// The k largest (or smallest) entries along dim -> {values (a's dtype), indices (int64)},
+// both a's shape with size k at dim, ordered best first. NaN counts as larger than
+// everything (PyTorch's rule); ties go to the lower index first.
+std::pair<Tensor, Tensor> topk(const Tensor& a, int64_t k, int64_t dim, bool largest = true);
+
 // ---- linear algebra ---------------------------------------------------------------
 // a (..., n, k) @ b (..., k, m) -> (..., n, m) with broadcast batch dims; 1-D operands
 // are treated as a row (a) or column (b) vector and the extra dim is dropped.
