@@ -147,6 +147,8 @@ Shape mask_dims(const Tensor& a, const std::array<bool, kMaxDims>& mask) {
 Tensor reduce(Reduce op, const Tensor& a, const Shape& dims, bool keepdim) {
   const char* name = reduce_name(op);
   cpu::check_defined(name, a);
+  // A bool sum counts the true entries, in int64, as PyTorch's does.
+  if (a.dtype() == kBool && op == Reduce::Sum) return reduce(op, to_dtype(a, kInt64), dims, keepdim);
   const auto mask = reduced_mask(name, a, dims);
   Shape out_shape = output_shape(a, mask, keepdim);
   Tensor out = empty(out_shape, a.dtype(), a.device());
