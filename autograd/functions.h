@@ -6,7 +6,10 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "../tensor/generator.h"
 #include "../tensor/raw.h"
@@ -88,6 +91,30 @@ Tensor dropout(const Tensor& x, double p, bool training = true, Generator& gen =
 
 // ---- views (autograd/ops/view_ops.cpp) ---------------------------------------------
 Tensor cat(const std::vector<Tensor>& tensors, int64_t dim);
+
+// ---- joining, splitting, masking, selecting (autograd/ops/select_ops.cpp) -----------
+// n tensors of one shape S -> S with a new dim of size n at dim (negative counts from
+// the end of the result).
+Tensor stack(const std::vector<Tensor>& tensors, int64_t dim = 0);
+// Views along dim (narrow), differentiable through them: pieces of split_size (the last
+// may be shorter), or of the given sizes, which must add up to the dim's size.
+std::vector<Tensor> split(const Tensor& t, int64_t split_size, int64_t dim = 0);
+std::vector<Tensor> split(const Tensor& t, const std::vector<int64_t>& sizes, int64_t dim = 0);
+// PyTorch's chunk: pieces of ceil(size / chunks), so possibly fewer than chunks.
+std::vector<Tensor> chunk(const Tensor& t, int64_t chunks, int64_t dim = 0);
+// min(max(t, min), max), at least one bound given; NaN propagates; the gradient is 1 on
+// the closed interval [min, max] and 0 outside it (and at NaN).
+Tensor clamp(const Tensor& t, std::optional<double> min, std::optional<double> max = std::nullopt);
+// t with value where the bool mask (broadcasting to t's shape) holds; gradient 0 there.
+Tensor masked_fill(const Tensor& t, const Tensor& mask, double value);
+// The entries of t where the bool mask holds (both broadcast together), as a 1-D tensor
+// in row-major order; the gradient scatters back to those entries.
+Tensor masked_select(const Tensor& t, const Tensor& mask);
+// {values, int64 indices} of the k largest (smallest) along dim, best first; NaN counts
+// as the largest, ties go to the lower index. Values are differentiable.
+std::pair<Tensor, Tensor> topk(const Tensor& t, int64_t k, int64_t dim = -1, bool largest = true, bool sorted = true);
+// The running sum along dim (int64 for bool and int64 t).
+Tensor cumsum(const Tensor& t, int64_t dim);
 
 // ---- operators -----------------------------------------------------------------------
 inline Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
