@@ -1,11 +1,18 @@
 #include "module.h"
 
+#include <cxxabi.h>
+
 #include <algorithm>
+#include <cstdlib>
+#include <iomanip>
+#include <memory>
+#include <typeinfo>
 #include <map>
 #include <ostream>
 #include <sstream>
 
 #include "../autograd/tape.h"
+#include "../tensor/memory.h"
 #include "../tensor/raw.h"
 
 namespace weft::nn {
@@ -24,10 +31,23 @@ bool has(const List& list, const std::string& name) {
 }
 }  // namespace
 
+// The class's own name, as PyTorch prints it: "ResNet" for a `struct ResNet : Module`
+// in any namespace (the compiler's mangled name, demangled, namespaces dropped).
+std::string Module::type_name() const {
+  int status = 0;
+  std::unique_ptr<char, void (*)(void*)> full(abi::__cxa_demangle(typeid(*this).name(), nullptr, nullptr, &status),
+                                              std::free);
+  std::string name = status == 0 && full ? full.get() : typeid(*this).name();
+  const size_t template_start = name.find('<');
+  const size_t colon = name.rfind("::", template_start);
+  return colon == std::string::npos ? name : name.substr(colon + 2);
+}
+
 std::string Module::repr() const {
-  if (children_.empty()) return "Module()";
+  const std::string name = type_name();
+  if (children_.empty()) return name + "()";
   std::ostringstream os;
-  os << "Module(\n";
+  os << name << "(\n";
   for (const auto& [name, child] : children_) {
     std::string r = child->repr();
     for (size_t p = r.find('\n'); p != std::string::npos; p = r.find('\n', p + 3)) r.replace(p, 1, "\n  ");
@@ -38,6 +58,53 @@ std::string Module::repr() const {
 }
 
 std::ostream& operator<<(std::ostream& os, const Module& m) { return os << m.repr(); }
+
+namespace {
+
+// "1,234,567"
+std::string grouped(int64_t n) {
+  std::string digits = std::to_string(n), out;
+  for (size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return out;
+}
+
+// Every module under `m` that holds parameters of its own, as (dotted name, module).
+void own_parameter_holders(const Module& m, const std::string& prefix,
+                           std::vector<std::pair<std::string, const Module*>>& out) {
+  int64_t own = m.num_parameters();
+  for (const auto& [name, child] : m.named_children()) own -= child->num_parameters();
+  if (own > 0 || m.named_children().empty()) out.emplace_back(prefix.empty() ? "(model)" : prefix, &m);
+  for (const auto& [name, child] : m.named_children())
+    own_parameter_holders(*child, prefix.empty() ? name : prefix + "." + name, out);
+}
+
+}  // namespace
+
+std::string summary(const Module& model) {
+  std::vector<std::pair<std::string, const Module*>> rows;
+  own_parameter_holders(model, "", rows);
+  size_t width = 5;
+  for (const auto& [name, _] : rows) width = std::max(width, name.size());
+  std::ostringstream os;
+  os << std::left << std::setw(int(width)) << "layer" << "  " << std::setw(20) << "type" << std::right
+     << std::setw(14) << "parameters" << "\n";
+  int64_t total = 0;
+  for (const auto& [name, m] : rows) {
+    int64_t own = m->num_parameters();
+    for (const auto& [n, child] : m->named_children()) own -= child->num_parameters();
+    total += own;
+    os << std::left << std::setw(int(width)) << name << "  " << std::setw(20) << m->type_name() << std::right
+       << std::setw(14) << grouped(own) << "\n";
+  }
+  int64_t bytes = 0;
+  for (const Tensor& p : model.parameters()) bytes += p.numel() * int64_t(element_size(p.dtype()));
+  os << std::left << std::setw(int(width)) << "total" << "  " << std::setw(20) << "" << std::right << std::setw(14)
+     << grouped(total) << "  (" << format_bytes(bytes) << ")\n";
+  return os.str();
+}
 
 Tensor& Module::register_parameter(const std::string& name, const Tensor& t) {
   check_name(name);

@@ -44,7 +44,11 @@ class Module {
   Tensor operator()(const Tensor& x) { return forward(x); }
 
   // "Linear(in_features=784, out_features=512, bias=true)"; containers print their tree.
+  // By default the class name and, indented, each child's repr: a module of your own
+  // prints as "ResNet(\n  (conv1): Conv2d(...)\n ...)" like PyTorch's.
   virtual std::string repr() const;
+  // The class's own name, without namespaces: "ResNet", "Linear".
+  std::string type_name() const;
 
   // ---- the tree ----------------------------------------------------------------------
   NamedTensors named_parameters(bool recurse = true) const;
@@ -119,6 +123,11 @@ class Module {
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
   bool training_ = true;
 };
+
+// A table of every leaf module and every module that holds parameters of its own
+// (dotted name, type, its own parameter count), then the total and its bytes: what a
+// model is made of, at a glance.
+std::string summary(const Module& model);
 
 // Prints repr().
 std::ostream& operator<<(std::ostream& os, const Module& m);

@@ -322,3 +322,36 @@ TEST_CASE("Linear's gradients inside a TransposedWeightScope are the plain ones"
   CHECK(allclose(a.bias.grad(), b.bias.grad(), 1e-5, 1e-6));
   CHECK(allclose(x.grad(), x2.grad(), 1e-5, 1e-6));
 }
+
+namespace summary_test {
+// A module of a user's own, in a namespace of its own: a residual block.
+struct Block : weft::nn::Module {
+  std::shared_ptr<weft::nn::Linear> fc;
+  std::shared_ptr<weft::nn::LayerNorm> norm;
+  weft::Tensor& gate;
+  Block()
+      : fc(register_module("fc", std::make_shared<weft::nn::Linear>(4, 4))),
+        norm(register_module("norm", std::make_shared<weft::nn::LayerNorm>(std::vector<int64_t>{4}))),
+        gate(register_parameter("gate", weft::ones({1}))) {}
+  weft::Tensor forward(const weft::Tensor& x) override { return x + norm->forward(fc->forward(x)) * gate; }
+};
+}  // namespace summary_test
+
+// Issue 19: a researcher's own module prints as itself, and summary() counts per layer.
+TEST_CASE("a custom module prints its class and children; summary counts parameters per layer", "[nn][summary]") {
+  summary_test::Block block;
+  CHECK(block.type_name() == "Block");
+  const std::string r = block.repr();
+  CHECK(r.rfind("Block(\n", 0) == 0);
+  CHECK_THAT(r, Catch::Matchers::Contains("  (fc): Linear(in_features=4, out_features=4, bias=true)"));
+  CHECK_THAT(r, Catch::Matchers::Contains("  (norm): LayerNorm((4), eps=1e-05, elementwise_affine=True)"));
+  const std::string s = nn::summary(block);
+  INFO(s);
+  CHECK_THAT(s, Catch::Matchers::Contains("(model)  Block                            1"));  // its own gate
+  CHECK_THAT(s, Catch::Matchers::Contains("fc       Linear                          20"));
+  CHECK_THAT(s, Catch::Matchers::Contains("norm     LayerNorm                        8"));
+  CHECK_THAT(s, Catch::Matchers::Contains("total                                    29  (116 B)"));
+  auto net = std::make_shared<nn::Sequential>();
+  net->add<nn::Linear>(784, 512), net->add<nn::ReLU>();
+  CHECK_THAT(nn::summary(*net), Catch::Matchers::Contains("0      Linear                     401,920\n1      ReLU                             0"));
+}
