@@ -10,12 +10,10 @@
 
 namespace weft::nn {
 
-class BatchNorm2d : public Module {
+// What BatchNorm1d and BatchNorm2d share: the parameters, the running statistics and
+// the forward over the given dims.
+class BatchNorm : public Module {
  public:
-  explicit BatchNorm2d(int64_t num_features, double eps = 1e-5, double momentum = 0.1, bool affine = true);
-  Tensor forward(const Tensor& x) override;
-  std::string repr() const override;
-
   Tensor& weight;  // gamma (C), ones at start; undefined without affine
   Tensor& bias;    // beta (C), zeros at start
   Tensor& running_mean;
@@ -24,24 +22,35 @@ class BatchNorm2d : public Module {
   const int64_t num_features;
   const double eps, momentum;
 
+ protected:
+  BatchNorm(const char* name, int64_t num_features, double eps, double momentum, bool affine);
+  // x normalised per channel (dim 1) over `over`; `per_channel` broadcasts a (C) vector
+  // against x: (1, C, 1, ...).
+  Tensor normalize(const Tensor& x, const Shape& over, const Shape& per_channel);
+  std::string describe() const;  // "BatchNorm2d(64, eps=1e-05, momentum=0.1)"
+
+ private:
+  const char* name_;
+};
+
+class BatchNorm2d : public BatchNorm {
+ public:
+  explicit BatchNorm2d(int64_t num_features, double eps = 1e-5, double momentum = 0.1, bool affine = true)
+      : BatchNorm("BatchNorm2d", num_features, eps, momentum, affine) {}
+  Tensor forward(const Tensor& x) override;
+  std::string repr() const override { return describe(); }
+
   std::shared_ptr<Module> make_fresh() const override {
     return std::make_shared<BatchNorm2d>(num_features, eps, momentum, weight.defined());
   }
 };
 
-class BatchNorm1d : public Module {
+class BatchNorm1d : public BatchNorm {
  public:
-  explicit BatchNorm1d(int64_t num_features, double eps = 1e-5, double momentum = 0.1, bool affine = true);
+  explicit BatchNorm1d(int64_t num_features, double eps = 1e-5, double momentum = 0.1, bool affine = true)
+      : BatchNorm("BatchNorm1d", num_features, eps, momentum, affine) {}
   Tensor forward(const Tensor& x) override;
-  std::string repr() const override;
-
-  Tensor& weight;  // gamma (C), ones at start; undefined without affine
-  Tensor& bias;    // beta (C), zeros at start
-  Tensor& running_mean;
-  Tensor& running_var;
-  Tensor& num_batches_tracked;
-  const int64_t num_features;
-  const double eps, momentum;
+  std::string repr() const override { return describe(); }
 
   std::shared_ptr<Module> make_fresh() const override {
     return std::make_shared<BatchNorm1d>(num_features, eps, momentum, weight.defined());

@@ -30,6 +30,13 @@ std::shared_ptr<nn::Sequential> model_from_seed() {
 
 Tensor ce(const Tensor& out, const Tensor& y) { return nn::cross_entropy(out, y); }
 
+// The same GEMM kernels in every process (see test_mpi_ddp.cpp), for the test's life.
+struct PinGemm {
+  std::string before = gemm_backend_setting();
+  PinGemm() { set_gemm_backend("eigen"); }
+  ~PinGemm() { set_gemm_backend(before); }
+};
+
 }  // namespace
 
 TEST_CASE("mpi pipeline: stages as processes train bit for bit like one device", "[pipeline][mpi]") {
@@ -40,11 +47,7 @@ TEST_CASE("mpi pipeline: stages as processes train bit for bit like one device",
     return;
   }
   ThreadLimit one(1);
-  struct Pin {  // the same GEMM kernels in every process (see test_mpi_ddp.cpp)
-    std::string before = gemm_backend_setting();
-    Pin() { set_gemm_backend("eigen"); }
-    ~Pin() { set_gemm_backend(before); }
-  } pin;
+  PinGemm pin;
   for (const std::string schedule : {"gpipe", "1f1b"}) {
     const int m = 4;
     auto ref = model_from_seed();
@@ -95,11 +98,7 @@ TEST_CASE("mpi grid: pipeline stages x data-parallel replicas train bit for bit 
   const int n = world->size(), P = n % 2 == 0 ? 2 : 1, R = n / P;
   const int replica = world->rank() / P, s = world->rank() % P;
   ThreadLimit one(1);
-  struct Pin {  // the same GEMM kernels in every process (see test_mpi_ddp.cpp)
-    std::string before = gemm_backend_setting();
-    Pin() { set_gemm_backend("eigen"); }
-    ~Pin() { set_gemm_backend(before); }
-  } pin;
+  PinGemm pin;
   auto pipe = world->split(replica, s), data = world->split(s, replica);
   CHECK(pipe->trace_rank() == world->rank());
   for (const auto& [schedule, v] : std::vector<std::pair<std::string, int>>{{"1f1b", 1}, {"zb1", 1}, {"interleaved", 2}}) {
