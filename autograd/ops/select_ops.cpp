@@ -87,8 +87,22 @@ std::vector<Tensor> chunk(const Tensor& t, int64_t chunks, int64_t dim) {
 // out = min(max(t, min), max) elementwise, t's shape. NaN propagates (from t and from a
 // NaN bound, as PyTorch's), and min > max gives max everywhere. The gradient passes
 // where min <= t <= max (the closed interval; 0 at NaN) and is 0 elsewhere.
+namespace {
+
+// An integer tensor takes only integral, finite scalars: PyTorch would promote the result
+// to float; weft keeps the dtype and says so rather than truncate -1.5 to -1.
+void check_scalar_fits(const char* op, const char* what, const Tensor& t, double v) {
+  WEFT_CHECK(is_floating(t.dtype()) || (std::isfinite(v) && v == std::trunc(v)), op, ": ", what, " ", v,
+             " does not fit the ", dtype_name(t.dtype()), " tensor of shape ", t.shape(),
+             " (weft does not promote it to float; convert the tensor first)");
+}
+
+}  // namespace
+
 Tensor clamp(const Tensor& t, std::optional<double> min, std::optional<double> max) {
   WEFT_CHECK(min || max, "clamp: at least one of min and max must be given");
+  if (min) check_scalar_fits("clamp", "min", t, *min);
+  if (max) check_scalar_fits("clamp", "max", t, *max);
   Tensor out = t;
   if (min) out = raw::binary_scalar(raw::Binary::Maximum, out, *min);
   if (max) out = raw::binary_scalar(raw::Binary::Minimum, out, *max);
@@ -118,6 +132,7 @@ Tensor masked_fill(const Tensor& t, const Tensor& mask, double value) {
   }
   WEFT_CHECK(fits, "masked_fill: the mask of shape ", mask.shape(), " does not broadcast to the tensor's shape ",
              t.shape());
+  check_scalar_fits("masked_fill", "value", t, value);
   Tensor out = raw::where(mask, scalar_like(t, value), t);
   if (!needs_recording(t)) return out;
   return record("masked_fill", out, {t}, {mask}, [](const BackwardArgs& g) -> Grads {

@@ -78,6 +78,9 @@ std::pair<Tensor, Tensor> topk(const Tensor& a_in, int64_t k, int64_t dim, bool 
   const int64_t size = a_in.dim() == 0 ? 1 : a_in.shape()[d];
   WEFT_CHECK(k >= 0 && k <= size, "topk: k ", k, " is out of range for dim ", d, " of size ", size, " in shape ",
              a_in.shape());
+  // A 0-d result has one element whatever k is, so k = 0 would leave it unwritten
+  // (PyTorch returns the input there, a quirk weft does not copy).
+  WEFT_CHECK(a_in.dim() > 0 || k == 1, "topk: a 0-d tensor takes k = 1, got k = ", k);
   WEFT_CHECK(a_in.dtype() != kBool, "topk: not supported for bool tensors");
   Tensor a = contiguous(a_in);
   Shape sh = a.shape();

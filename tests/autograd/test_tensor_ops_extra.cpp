@@ -98,6 +98,11 @@ TEST_CASE("clamp: values, NaN, boundary gradients", "[ops_extra][clamp]") {
   CHECK(same(vec(clamp(x.detach(), kNaN, 1.0)), {kNaN, kNaN, kNaN, kNaN, kNaN, kNaN}));
   CHECK(vec(clamp(tensor<int64_t>({-5, 0, 5}), -1.0, 1.0)) == std::vector<double>{-1, 0, 1});
   CHECK(clamp(tensor<int64_t>({-5, 0, 5}), -1.0, 1.0).dtype() == kInt64);
+  // No silent truncation of a scalar an integer tensor cannot hold.
+  REQUIRE_THROWS_WITH(clamp(tensor<int64_t>({-5, 0, 5}), -1.5), Catch::Contains("clamp: min -1.5 does not fit"));
+  REQUIRE_THROWS_WITH(masked_fill(tensor<int64_t>({1, 2}), tensor<int64_t>({1, 0}).to(kBool), kNaN),
+                      Catch::Contains("masked_fill: value nan does not fit"));
+  REQUIRE_THROWS_WITH(topk(full({}, 3.0), 0, 0), Catch::Contains("topk: a 0-d tensor takes k = 1, got k = 0"));
 
   const Tensor lo = vals({-3, 1.5, 0}, {3}, true);
   clamp(lo, 1.0).sum().backward();
