@@ -2,6 +2,8 @@
 
 #include <cmath>
 #include <limits>
+#include <map>
+#include <tuple>
 
 #include "../autograd/functions.h"
 #include "../tensor/error.h"
@@ -11,12 +13,19 @@ namespace weft::nn {
 
 namespace {
 
-// The (L, S) additive causal mask: 0 where j <= i, -inf above the diagonal.
+// The (L, S) additive causal mask: 0 where j <= i, -inf above the diagonal. Made once
+// per (L, S, dtype, device) and thread, not on every forward: on a GPU it would
+// otherwise be a host loop and a copy per attention layer per step.
 Tensor causal_mask(int64_t L, int64_t S, DType dtype, Device device) {
-  std::vector<float> m(size_t(L * S), 0.0f);
-  for (int64_t i = 0; i < L; ++i)
-    for (int64_t j = i + 1; j < S; ++j) m[size_t(i * S + j)] = -std::numeric_limits<float>::infinity();
-  return tensor(m, {L, S}).to(dtype).to(device);
+  thread_local std::map<std::tuple<int64_t, int64_t, int, int, int>, Tensor> cache;  // (L, S, dtype, device)
+  Tensor& mask = cache[{L, S, int(dtype), int(device.kind), int(device.index)}];
+  if (!mask.defined()) {
+    std::vector<float> m(size_t(L * S), 0.0f);
+    for (int64_t i = 0; i < L; ++i)
+      for (int64_t j = i + 1; j < S; ++j) m[size_t(i * S + j)] = -std::numeric_limits<float>::infinity();
+    mask = tensor(m, {L, S}).to(dtype).to(device);
+  }
+  return mask;
 }
 
 // (B, T, E) -> (B, heads, T, E / heads)

@@ -71,12 +71,18 @@ std::string grouped(int64_t n) {
   return out;
 }
 
-// Every module under `m` that holds parameters of its own, as (dotted name, module).
-void own_parameter_holders(const Module& m, const std::string& prefix,
-                           std::vector<std::pair<std::string, const Module*>>& out) {
+// One row of summary(): a module's dotted name and its own parameter count.
+struct SummaryRow {
+  std::string name;
+  const Module* module;
+  int64_t own;
+};
+
+// Every leaf under `m`, and every module that holds parameters of its own.
+void own_parameter_holders(const Module& m, const std::string& prefix, std::vector<SummaryRow>& out) {
   int64_t own = m.num_parameters();
   for (const auto& [name, child] : m.named_children()) own -= child->num_parameters();
-  if (own > 0 || m.named_children().empty()) out.emplace_back(prefix.empty() ? "(model)" : prefix, &m);
+  if (own > 0 || m.named_children().empty()) out.push_back({prefix.empty() ? "(model)" : prefix, &m, own});
   for (const auto& [name, child] : m.named_children())
     own_parameter_holders(*child, prefix.empty() ? name : prefix + "." + name, out);
 }
@@ -84,20 +90,18 @@ void own_parameter_holders(const Module& m, const std::string& prefix,
 }  // namespace
 
 std::string summary(const Module& model) {
-  std::vector<std::pair<std::string, const Module*>> rows;
+  std::vector<SummaryRow> rows;
   own_parameter_holders(model, "", rows);
   size_t width = 5;
-  for (const auto& [name, _] : rows) width = std::max(width, name.size());
+  for (const SummaryRow& r : rows) width = std::max(width, r.name.size());
   std::ostringstream os;
   os << std::left << std::setw(int(width)) << "layer" << "  " << std::setw(20) << "type" << std::right
      << std::setw(14) << "parameters" << "\n";
   int64_t total = 0;
-  for (const auto& [name, m] : rows) {
-    int64_t own = m->num_parameters();
-    for (const auto& [n, child] : m->named_children()) own -= child->num_parameters();
-    total += own;
-    os << std::left << std::setw(int(width)) << name << "  " << std::setw(20) << m->type_name() << std::right
-       << std::setw(14) << grouped(own) << "\n";
+  for (const SummaryRow& r : rows) {
+    total += r.own;
+    os << std::left << std::setw(int(width)) << r.name << "  " << std::setw(20) << r.module->type_name() << std::right
+       << std::setw(14) << grouped(r.own) << "\n";
   }
   int64_t bytes = 0;
   for (const Tensor& p : model.parameters()) bytes += p.numel() * int64_t(element_size(p.dtype()));
