@@ -6,8 +6,8 @@
 
 #include "../../cuda/cuda.h"
 #include "../../parallel/comm/nccl_communicator.h"
+#include "../../train/loop.h"
 #include "flags.h"
-#include "loop.h"
 #include "resume.h"
 
 namespace weft::samples {
@@ -119,7 +119,7 @@ class GraphedStep {
   static constexpr int kWarmup = 3;
 
   GraphedStep(nn::Module& model, optim::Optimizer& opt, double smoothing)
-      : opt_(opt), eager_(plain_step(model, opt, smoothing)) {}
+      : opt_(opt), eager_(train::plain_step(model, opt, smoothing)) {}
 
   Tensor run(const std::optional<data::Batch>& b) {
     const Tensor &x = b->x, &y = b->y;
@@ -140,7 +140,7 @@ class GraphedStep {
 
  private:
   optim::Optimizer& opt_;
-  StepFn eager_;
+  train::StepFn eager_;
   std::unique_ptr<cuda::Graph> graph_;
   Tensor x_, y_, loss_;
   Shape shape_;
@@ -170,23 +170,23 @@ int run(const std::string& name, Config& c, const std::function<std::shared_ptr<
   const FashionMnist mnist = load_data(c);
   // References, not a structured binding: the epoch_end lambda uses `test`, and clang 14
   // (the sanitizer build, which compiles this file for the tests) refuses to capture one.
-  const data::TensorDataset &train = mnist.train, &test = mnist.test;
+  const data::TensorDataset &train_set = mnist.train, &test = mnist.test;
 
   std::shared_ptr<nn::Module> model = make_model();
   model->to(device);
   auto opt = make_optimizer(c.r, model->parameters());
-  data::DataLoader loader(train, {.batch_size = c.r.batch_size, .shuffle = true, .seed = c.seed});
+  data::DataLoader loader(train_set, {.batch_size = c.r.batch_size, .shuffle = true, .seed = c.seed});
   optim::CosineWarmupLR schedule = make_schedule(c.r, *opt, loader.num_batches());
   std::printf("%s: %lld parameters, %lld training samples, %d threads, device %s\n", name.c_str(),
-              static_cast<long long>(model->num_parameters()), static_cast<long long>(train.size()), num_threads(),
+              static_cast<long long>(model->num_parameters()), static_cast<long long>(train_set.size()), num_threads(),
               device.str().c_str());
   const int start_epoch = c.resume.empty() ? 0 : resume(c.resume, *model, *opt, schedule, loader.num_batches());
 
-  Loop loop{.opt = *opt, .schedule = schedule, .loader = loader, .device = device, .epochs = c.r.epochs,
-            .loss_every = device.is_cuda() ? 25 : 1};
+  train::Loop loop{.opt = *opt, .schedule = schedule, .loader = loader, .device = device, .epochs = c.r.epochs,
+                   .loss_every = device.is_cuda() ? 25 : 1};
   GraphedStep graphed(*model, *opt, c.r.label_smoothing);
   if (c.cuda_graph) loop.step = [&](const std::optional<data::Batch>& b) { return graphed.run(b); };
-  else loop.step = plain_step(*model, *opt, c.r.label_smoothing);
+  else loop.step = train::plain_step(*model, *opt, c.r.label_smoothing);
 
   int64_t mallocs_before = 0;  // on a GPU: cudaMalloc calls before the epoch, to show the allocator's caching
   loop.epoch_begin = [&](int) {
@@ -207,7 +207,7 @@ int run(const std::string& name, Config& c, const std::function<std::shared_ptr<
                              checkpoint_metadata(name, epoch + 1, schedule, loader.num_batches()));
   };
 
-  const Throughput t = loop.run(start_epoch);
+  const train::Throughput t = loop.run(start_epoch);
   if (start_epoch >= c.r.epochs) accuracy = evaluate(*model, test, device);
   std::printf("test_accuracy=%.4f train_samples_per_s=%.1f\n", accuracy, t.samples_per_s());
   return 0;

@@ -1,6 +1,7 @@
-// What the training samples share around the loop (loop.h): the common flags, the
-// data, evaluation, and train_main, the whole of train_mlp and train_cnn. train_ddp and
-// train_pruned use the pieces (flags, data, evaluation) and run the loop themselves.
+// What the training samples share around weft's training loop (train/loop.h): the
+// common flags, the data, evaluation, and train_main, the whole of train_mlp and
+// train_cnn. train_ddp and train_pruned use the pieces (flags, data, evaluation) and run
+// the loop themselves.
 #pragma once
 
 #include <functional>

@@ -2,10 +2,10 @@
 
 #include <chrono>
 
-#include "../../cuda/cuda.h"
+#include "../cuda/cuda.h"
 #include "progress.h"
 
-namespace weft::samples {
+namespace weft::train {
 
 StepFn plain_step(nn::Module& model, optim::Optimizer& opt, double label_smoothing) {
   return [&model, &opt, label_smoothing](const std::optional<data::Batch>& b) {
@@ -64,4 +64,4 @@ Throughput Loop::run(int first_epoch) {
   return total;
 }
 
-}  // namespace weft::samples
+}  // namespace weft::train

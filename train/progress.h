@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <string>
 
-namespace weft::samples {
+namespace weft::train {
 
 class ProgressBar {
  public:
@@ -27,4 +27,4 @@ class ProgressBar {
   std::chrono::steady_clock::time_point start_, last_draw_;
 };
 
-}  // namespace weft::samples
+}  // namespace weft::train

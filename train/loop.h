@@ -23,11 +23,11 @@
 #include <optional>
 #include <string>
 
-#include "../../data/data.h"
-#include "../../nn/nn.h"
-#include "../../optim/optim.h"
+#include "../data/data.h"
+#include "../nn/nn.h"
+#include "../optim/optim.h"
 
-namespace weft::samples {
+namespace weft::train {
 
 // Samples trained and seconds spent training (evaluation excluded), over all epochs.
 struct Throughput {
@@ -78,4 +78,4 @@ struct Loop {
 // backward, opt.step(). Always given a batch (one process never runs a step without).
 StepFn plain_step(nn::Module& model, optim::Optimizer& opt, double label_smoothing);
 
-}  // namespace weft::samples
+}  // namespace weft::train

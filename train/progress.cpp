@@ -4,7 +4,7 @@
 
 #include <cstdio>
 
-namespace weft::samples {
+namespace weft::train {
 
 namespace {
 double seconds_since(std::chrono::steady_clock::time_point t) {
@@ -57,4 +57,4 @@ double ProgressBar::finish() {
   return elapsed > 0 ? samples_ / elapsed : 0;
 }
 
-}  // namespace weft::samples
+}  // namespace weft::train
