@@ -11,8 +11,9 @@ std::shared_ptr<nn::Sequential> small_mlp(uint64_t seed = 3) {
       std::make_shared<nn::Linear>(8, 16), std::make_shared<nn::ReLU>(), std::make_shared<nn::Linear>(16, 4)});
 }
 
-// `steps` optimizer steps on a fixed synthetic classification stream.
-void train(nn::Module& m, optim::Optimizer& opt, int steps, int seed = 0) {
+// `steps` optimizer steps on a fixed synthetic classification stream. (Not named
+// train: with `using namespace weft` that would be ambiguous with namespace weft::train.)
+void train_steps(nn::Module& m, optim::Optimizer& opt, int steps, int seed = 0) {
   for (int i = 0; i < steps; ++i) {
     Generator g(1000 + seed + i);
     Tensor x = randn({16, 8}, {}, g);
@@ -41,10 +42,10 @@ int64_t count_zeros(const Tensor& t) {
 // returns the number of pruned weights that are non-zero at the end.
 template <class Opt>
 void check_masks_hold(Opt& opt, nn::Sequential& model, prune::Pruner& pruner) {
-  train(model, opt, 5);
+  train_steps(model, opt, 5);
   prune::magnitude(pruner, 0.7);
   pruner.attach(opt);
-  train(model, opt, 60, 7);
+  train_steps(model, opt, 60, 7);
   for (size_t i = 0; i < pruner.size(); ++i) {
     INFO(pruner.name(i));
     REQUIRE(count_zeros(pruner.mask(i)) == std::llround(0.7 * pruner.weight(i).numel()));
@@ -77,13 +78,13 @@ TEST_CASE("without the optimizer hook, momentum revives pruned weights", "[prune
   auto model = small_mlp();
   optim::SGD opt(model->parameters(), {.lr = 0.1, .momentum = 0.9});
   prune::Pruner pruner(*model);
-  train(*model, opt, 5);
+  train_steps(*model, opt, 5);
   prune::magnitude(pruner, 0.7);
-  train(*model, opt, 3, 7);  // not attached
+  train_steps(*model, opt, 3, 7);  // not attached
   CHECK_FALSE(zero_where_pruned(pruner.weight(0), pruner.mask(0)));
   // Attaching restores the invariant from the next step on.
   pruner.attach(opt);
-  train(*model, opt, 1, 20);
+  train_steps(*model, opt, 1, 20);
   CHECK(zero_where_pruned(pruner.weight(0), pruner.mask(0)));
 }
 
@@ -261,7 +262,7 @@ TEST_CASE("masks round-trip through checkpoints and load strictly", "[prune]") {
   prune::magnitude(pruner, 0.6);
   optim::AdamW opt(model->parameters(), {.lr = 0.01});
   pruner.attach(opt);
-  train(*model, opt, 3);
+  train_steps(*model, opt, 3);
   optim::save_checkpoint(dir.file("p.safetensors"), *model, &opt);
 
   // A model pruned the same way (any mask) loads it, and gets the saved masks.
