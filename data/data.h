@@ -6,3 +6,4 @@
 #include "distributed_sampler.h"
 #include "device_stager.h"
 #include "idx.h"
+#include "text.h"
