@@ -10,6 +10,7 @@ WEFT_PACKAGES=(
   nlohmann-json3-dev                 # safetensors headers
   libcli11-dev                       # command lines of the samples and benchmarks
   dataset-fashion-mnist              # /usr/share/datasets/fashion-mnist/*.gz
+  fortunes                           # /usr/share/games/fortunes: train_charlm's text (2.4 MB of English)
   libopenmpi-dev openmpi-bin         # the MPI communicator
   clang libclang-rt-14-dev           # a second compiler, with its sanitizer runtimes
 )
