@@ -126,19 +126,6 @@ double train_ranks(const LmConfig& c, const Corpus& data, std::shared_ptr<nn::Se
 
 // ---- pipeline ------------------------------------------------------------------------
 
-// Stages 0 and p-1 each hold a copy of the tied embedding (charlm.h): after the
-// backward, each adds the other's gradient, so both apply the same update.
-void tied_grad_exchange(Communicator& comm, const Tensor& weight) {
-  const int p = comm.size(), peer = comm.rank() == 0 ? p - 1 : 0;
-  constexpr int kTag = 7001;  // after train_step: no pipeline message is in flight
-  Tensor other = empty_like(weight.grad());
-  auto sent = comm.isend(weight.grad(), peer, kTag);
-  comm.recv(other, peer, kTag);
-  sent->wait();
-  autograd::NoGradGuard no_grad;
-  weight.grad().add_(other);
-}
-
 // One stage of --stages, on logical device cpu:s. Returns tokens/s (on the last stage).
 double train_stage(const LmConfig& c, const Corpus& data, parallel::ShardedSequential& sharded,
                    std::shared_ptr<Communicator> comm, int threads) {
@@ -165,7 +152,7 @@ double train_stage(const LmConfig& c, const Corpus& data, parallel::ShardedSeque
     const Tensor y = w.narrow(1, 1, c.model.seq_len).contiguous().to(dev);
     opt.zero_grad();
     const double loss = stage.train_step(schedule_, first ? x : Tensor(), last ? y : Tensor(), loss_fn);
-    if (tied.defined()) tied_grad_exchange(*comm, tied);
+    if (tied.defined()) lm::exchange_tied_grad(*comm, tied);
     // Clipping needs the norm over the whole model: the stages' squared norms, summed.
     double sq = 0;
     for (const Tensor& param : block->parameters()) {

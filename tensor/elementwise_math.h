@@ -233,17 +233,19 @@ template <class T>
 constexpr T kGeluKappa = T(0.044715);
 }  // namespace act
 
-// x * Phi(x), Phi the standard normal CDF
+// x * Phi(x), Phi the standard normal CDF. Float on the CPU uses erf_fast (host_device.h),
+// as PyTorch's vectorised CPU kernel does: within 1.5e-7 of erf, and 10x faster than
+// glibc's erff, which a transformer's MLP would otherwise spend a sixth of its step in.
 template <class T>
 struct Gelu {
-  WEFT_HD T operator()(T x) const { return x * T(0.5) * (T(1) + hd::erf(x * act::kSqrt1_2<T>)); }
+  WEFT_HD T operator()(T x) const { return x * T(0.5) * (T(1) + hd::erf_fast(x * act::kSqrt1_2<T>)); }
 };
 // d/dx x Phi(x) = Phi(x) + x phi(x)
 template <class T>
 struct GeluBackward {
   WEFT_HD T operator()(T g, T x) const {
-    const T cdf = T(0.5) * (T(1) + hd::erf(x * act::kSqrt1_2<T>));
-    const T pdf = act::kInvSqrt2Pi<T> * hd::exp(x * x * T(-0.5));
+    const T cdf = T(0.5) * (T(1) + hd::erf_fast(x * act::kSqrt1_2<T>));
+    const T pdf = act::kInvSqrt2Pi<T> * hd::exp_fast(x * x * T(-0.5));
     return g * (cdf + x * pdf);
   }
 };

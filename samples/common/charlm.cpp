@@ -64,6 +64,19 @@ std::shared_ptr<Head> head_of(const nn::Sequential& model) {
   return head;
 }
 
+void exchange_tied_grad(parallel::Communicator& comm, const Tensor& weight) {
+  const int p = comm.size(), peer = comm.rank() == 0 ? p - 1 : 0;
+  WEFT_CHECK(p > 1 && (comm.rank() == 0 || comm.rank() == p - 1) && weight.grad().defined(),
+             "charlm::exchange_tied_grad: runs on the first and last of several stages, after a backward");
+  constexpr int kTag = 7001;
+  Tensor other = empty_like(weight.grad());
+  auto sent = comm.isend(weight.grad(), peer, kTag);
+  comm.recv(other, peer, kTag);
+  sent->wait();
+  autograd::NoGradGuard no_grad;
+  weight.grad().add_(other);  // both ranks: g_embed + g_head (the same sum, in either order)
+}
+
 Tensor lm_loss(const Tensor& logits, const Tensor& targets) {
   return nn::cross_entropy(logits.reshape({-1, logits.size(-1)}), targets.reshape({-1}));
 }

@@ -81,6 +81,12 @@ std::shared_ptr<nn::Sequential> make_model(const Config& c);
 // The head of a model make_model built (its last module).
 std::shared_ptr<Head> head_of(const nn::Sequential& model);
 
+// Pipeline stages 0 and p-1 of `comm` each hold a copy of the tied embedding (Embed's
+// weight, and the untied Head's): after the backward, each adds the other's gradient,
+// so both copies take the same step. Call it on those two stages only, when no other
+// message between them is in flight.
+void exchange_tied_grad(parallel::Communicator& comm, const Tensor& weight);
+
 // Mean cross-entropy of logits (B, T, V) against targets (B, T).
 Tensor lm_loss(const Tensor& logits, const Tensor& targets);
 

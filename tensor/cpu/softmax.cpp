@@ -9,6 +9,7 @@
 #include "../backend.h"
 #include "../raw.h"
 #include "loops.h"
+#include "../host_device.h"
 
 namespace weft::raw {
 
@@ -58,8 +59,41 @@ Tensor rowwise(const char* op, const Tensor& a, int64_t dim, bool log, F f) {
   return from_rows(out, r.perm);
 }
 
+// 16 partial results, one per lane, so that the compiler vectorises a reduction it may
+// not reorder by itself; the order is fixed, so the result does not depend on threads.
+template <class F>
+float reduce16(const float* x, int64_t n, float init, F op) {
+  float acc[16];
+  for (float& a : acc) a = init;
+  int64_t j = 0;
+  for (; j + 16 <= n; j += 16)
+    for (int k = 0; k < 16; ++k) acc[k] = op(acc[k], x[j + k]);
+  for (; j < n; ++j) acc[0] = op(acc[0], x[j]);
+  float r = init;
+  for (float a : acc) r = op(r, a);
+  return r;
+}
+
+// One row. float: exp_fast (host_device.h) into y, a lane-wise sum, then one scaling
+// pass -- what PyTorch's CPU softmax does with its vectorised exp. double: exp in
+// double. The max is subtracted first, so exp never overflows, and masked entries
+// (-inf, a causal mask) come out exactly 0.
 template <class T>
 void softmax_row(const T* x, T* y, int64_t n, bool log) {
+  if constexpr (std::is_same_v<T, float>) {
+    const float mx = reduce16(x, n, -std::numeric_limits<float>::infinity(),
+                              [](float a, float b) { return a > b ? a : b; });
+    for (int64_t j = 0; j < n; ++j) y[j] = hd::exp_fast(x[j] - mx);
+    const float sum = reduce16(y, n, 0.0f, [](float a, float b) { return a + b; });
+    if (log) {
+      const float log_sum = std::log(sum);
+      for (int64_t j = 0; j < n; ++j) y[j] = (x[j] - mx) - log_sum;
+    } else {
+      const float inv = 1.0f / sum;
+      for (int64_t j = 0; j < n; ++j) y[j] *= inv;
+    }
+    return;
+  }
   T mx = -std::numeric_limits<T>::infinity();
   for (int64_t j = 0; j < n; ++j) mx = std::max(mx, x[j]);
   double sum = 0;
