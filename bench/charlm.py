@@ -44,6 +44,16 @@ def read_corpus(path):
     return open(path, "rb").read()
 
 
+class Embed(nn.Module):
+    def __init__(self, vocab, seq_len, d):
+        super().__init__()
+        self.tok_emb = nn.Embedding(vocab, d)
+        self.pos_emb = nn.Embedding(seq_len, d)
+
+    def forward(self, idx):
+        return self.tok_emb(idx) + self.pos_emb.weight[:idx.shape[1]]
+
+
 class Block(nn.Module):
     def __init__(self, d, heads):
         super().__init__()
@@ -54,10 +64,10 @@ class Block(nn.Module):
         self.attn.in_proj_bias = nn.Parameter(torch.empty(3 * d))
         self.attn.out_proj = nn.Linear(d, d)
         self.ln2 = nn.LayerNorm(d)
-        self.mlp = nn.Sequential()
-        self.mlp.add_module("fc", nn.Linear(d, 4 * d))
-        self.mlp.add_module("gelu", nn.GELU())
-        self.mlp.add_module("proj", nn.Linear(4 * d, d))
+        self.fc = nn.Linear(d, 4 * d)
+        self.proj = nn.Linear(4 * d, d)
+        nn.init.xavier_uniform_(self.attn.in_proj_weight)  # nn.MultiheadAttention's
+        nn.init.zeros_(self.attn.in_proj_bias)
 
     def attention(self, x):
         B, T, E = x.shape
@@ -68,22 +78,25 @@ class Block(nn.Module):
 
     def forward(self, x):
         x = x + self.attention(self.ln1(x))
-        return x + self.mlp(self.ln2(x))
+        return x + self.proj(F.gelu(self.fc(self.ln2(x))))
 
 
-class CharLM(nn.Module):
-    def __init__(self, vocab, seq_len, d, layers, heads):
+class Head(nn.Module):
+    def __init__(self, d, embed):
         super().__init__()
-        self.tok_emb = nn.Embedding(vocab, d)
-        self.pos_emb = nn.Embedding(seq_len, d)
-        self.blocks = nn.Sequential(*[Block(d, heads) for _ in range(layers)])
         self.ln_f = nn.LayerNorm(d)
+        self.embed = [embed]  # a list: not a submodule, so its weight is not listed twice
 
-    def forward(self, idx):
-        T = idx.shape[1]
-        x = self.tok_emb(idx) + self.pos_emb.weight[:T]
-        x = self.ln_f(self.blocks(x))
-        return x @ self.tok_emb.weight.t()  # tied: the output head is the embedding
+    def forward(self, x):
+        return self.ln_f(x) @ self.embed[0].tok_emb.weight.t()  # tied: the output head is the embedding
+
+
+def CharLM(vocab, seq_len, d, layers, heads):
+    """An nn.Sequential named as train_charlm's: 0 = Embed, 1..L = Block, L+1 = Head."""
+    embed = Embed(vocab, seq_len, d)
+    for e in (embed.tok_emb, embed.pos_emb):
+        nn.init.normal_(e.weight, 0.0, 0.02)
+    return nn.Sequential(embed, *[Block(d, heads) for _ in range(layers)], Head(d, embed))
 
 
 def main():

@@ -48,7 +48,7 @@ struct LmConfig {
   int64_t warmup = 30;
   uint64_t seed = 0;
   int threads = 0;
-  int64_t val_windows = 64, eval_every = 0;
+  int64_t val_windows = 64, eval_every = 0, log_every = 0;
   int64_t sample_length = 400, top_k = 0;
   double temperature = 0.8;
   std::string prompt = "The ", save_init, checkpoint;
@@ -114,7 +114,10 @@ double train_ranks(const LmConfig& c, const Corpus& data, std::shared_ptr<nn::Se
     optim::clip_grad_norm(model->parameters(), c.clip);
     t.opt->step();
     t.schedule->step();
-    if (lead) bar.update(c.batch_size, loss.item<double>());
+    const double l = loss.item<double>();  // rank 0's share of the batch
+    if (lead) bar.update(c.batch_size, l);
+    if (lead && c.log_every > 0 && (step % c.log_every == 0 || step + 1 == c.steps))
+      std::printf("\nstep=%lld loss=%.6f\n", static_cast<long long>(step), l);
     if (lead && c.eval_every > 0 && (step + 1) % c.eval_every == 0 && step + 1 < c.steps)
       std::printf("\nstep %lld: val_loss=%.4f\n", static_cast<long long>(step + 1),
                   lm::evaluate(*model, data.val, c.model.seq_len, c.val_windows, c.batch_size, kCPU));
@@ -171,6 +174,8 @@ double train_stage(const LmConfig& c, const Corpus& data, parallel::ShardedSeque
     opt.step();
     schedule.step();
     if (last) bar.update(c.batch_size, loss);
+    if (last && c.log_every > 0 && (step % c.log_every == 0 || step + 1 == c.steps))
+      std::printf("\nstep=%lld loss=%.6f\n", static_cast<long long>(step), loss);
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (last) bar.finish();
@@ -216,6 +221,7 @@ int main(int argc, char** argv) {
   app.add_option("--threads", c.threads, "intra-op threads (per rank or stage); 0: all cores shared out")->check(CLI::NonNegativeNumber);
   app.add_option("--val-windows", c.val_windows, "validation windows")->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--eval-every", c.eval_every, "print the validation loss every N steps (0: at the end only)")->capture_default_str();
+  app.add_option("--log-every", c.log_every, "print `step=N loss=L` every N steps (0: never)")->check(CLI::NonNegativeNumber);
   app.add_option("--sample-length", c.sample_length, "characters to generate at the end (0: none)")->capture_default_str();
   app.add_option("--temperature", c.temperature, "of the sampling")->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--top-k", c.top_k, "sample among the k likeliest characters (0: all)")->capture_default_str();
