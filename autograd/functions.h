@@ -72,6 +72,11 @@ Tensor matmul(const Tensor& a, const Tensor& b);
 // gradient goes to w.
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b = Tensor(), const Tensor& w_t = Tensor());
 Tensor softmax(const Tensor& a, int64_t dim);
+// Layer normalisation over the last n elements of each row, with the optional affine w
+// and b (n elements each), in one fused CPU kernel forward and backward
+// (tensor/cpu/layer_norm.cpp). x must be a contiguous float or double CPU tensor:
+// nn::LayerNorm calls it there and composes ordinary ops everywhere else.
+Tensor fused_layer_norm(const Tensor& x, int64_t n, const Tensor& w, const Tensor& b, double eps);
 Tensor log_softmax(const Tensor& a, int64_t dim);
 Tensor gather(const Tensor& a, int64_t dim, const Tensor& index);
 Tensor index_select(const Tensor& a, int64_t dim, const Tensor& index);

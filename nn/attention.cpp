@@ -47,7 +47,10 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
              " must be (..., L, E), (..., S, E) and (..., S, Ev)");
   WEFT_CHECK(!(is_causal && attn_mask.defined()), "scaled_dot_product_attention: pass attn_mask or is_causal, not both");
   const int64_t L = q.size(-2), S = k.size(-2);
-  Tensor scores = weft::matmul(q, k.transpose(-2, -1)) * scale.value_or(1.0 / std::sqrt(double(q.size(-1))));  // (..., L, S)
+  // The scale goes on q (..., L, E) rather than on the scores (..., L, S): the same
+  // product up to rounding, and a pass over L x E instead of L x S elements each way.
+  const double s = scale.value_or(1.0 / std::sqrt(double(q.size(-1))));
+  Tensor scores = weft::matmul(q * s, k.transpose(-2, -1));  // (..., L, S)
   if (is_causal) {
     scores = scores + causal_mask(L, S, scores.dtype(), scores.device());
   } else if (attn_mask.defined() && attn_mask.dtype() == kBool) {

@@ -58,6 +58,16 @@ LayerNorm::LayerNorm(std::vector<int64_t> shape, double eps_, bool affine)
 
 Tensor LayerNorm::forward(const Tensor& x) {
   check_trailing("LayerNorm", x, normalized_shape);
+  // On the CPU, one fused kernel each way (autograd/functions.h, fused_layer_norm);
+  // elsewhere the composition, which every device runs.
+  const bool fused = x.device().is_cpu() && (x.dtype() == kFloat32 || x.dtype() == kFloat64) &&
+                     (!weight.defined() || (weight.dtype() == x.dtype() && weight.device() == x.device()));
+  if (fused) {
+    int64_t n = 1;
+    for (int64_t d : normalized_shape) n *= d;
+    return weft::fused_layer_norm(x.contiguous(), n, weight.defined() ? weight.contiguous() : Tensor(),
+                                  bias.defined() ? bias.contiguous() : Tensor(), eps);
+  }
   Tensor y = layer_norm(x, int64_t(normalized_shape.size()), eps);
   return weight.defined() ? y * weight + bias : y;  // (.., *shape) broadcast against (*shape)
 }

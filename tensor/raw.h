@@ -129,6 +129,19 @@ void addmm_(const Tensor& c, const Tensor& a, const Tensor& b);
 // deep-mlp). nn::Linear keeps such a copy (nn/linear.h). Other devices ignore it.
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& w_t = Tensor());
 
+// ---- layer normalisation (CPU, fused: tensor/cpu/layer_norm.cpp) ---------------------
+// Over the last n elements of each row of a contiguous float/double CPU tensor; w and b
+// (n elements) may be undefined. mean and rstd (one per row) are what backward needs.
+struct LayerNormOut {
+  Tensor y, mean, rstd;
+};
+LayerNormOut layer_norm(const Tensor& x, int64_t n, const Tensor& w, const Tensor& b, double eps);
+struct LayerNormGrads {
+  Tensor dx, dw, db;  // undefined where not asked for
+};
+LayerNormGrads layer_norm_backward(const Tensor& gy, const Tensor& x, int64_t n, const Tensor& w, const Tensor& mean,
+                                   const Tensor& rstd, bool want_x, bool want_w, bool want_b);
+
 // ---- softmax family ---------------------------------------------------------------
 Tensor softmax(const Tensor& a, int64_t dim);
 Tensor log_softmax(const Tensor& a, int64_t dim);

@@ -59,6 +59,17 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& w
   });
 }
 
+Tensor fused_layer_norm(const Tensor& x, int64_t n, const Tensor& w, const Tensor& b, double eps) {
+  raw::LayerNormOut out = raw::layer_norm(x, n, w, b, eps);
+  if (!autograd::needs_recording({&x, &w, &b})) return out.y;
+  return record("layer_norm", out.y, {x, w, b}, {x, w, out.mean, out.rstd}, [n](const BackwardArgs& g) -> Grads {
+    const Tensor &x = g.saved[0], &w = g.saved[1], &mean = g.saved[2], &rstd = g.saved[3];
+    raw::LayerNormGrads d = raw::layer_norm_backward(g.grad, x, n, w, mean, rstd, g.needs_grad[0], g.needs_grad[1],
+                                                     g.needs_grad[2]);
+    return {d.dx, d.dw, d.db};
+  });
+}
+
 Tensor softmax(const Tensor& a, int64_t dim) {
   Tensor out = raw::softmax(a, dim);
   if (!needs_recording(a)) return out;

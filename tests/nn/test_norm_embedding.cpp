@@ -60,6 +60,37 @@ TEST_CASE("LayerNorm and RMSNorm follow their definitions over the last dims", "
   REQUIRE_THROWS_WITH(ln(leaf({2, 3}, 1)), Contains("LayerNorm((4)): input (2,3) must end in (4)"));
 }
 
+TEST_CASE("LayerNorm's fused CPU kernel: gradcheck through x, w and b; float equals the composition", "[nn][norm]") {
+  // Through all three inputs, in double (the kernel's own backward, not the composition's).
+  REQUIRE_GRADCHECK([](const V& v) { return weft::fused_layer_norm(v[0], 12, v[1], v[2], 1e-5); },
+                    {leaf({2, 3, 4}, 11), leaf({12}, 12), leaf({12}, 13)});
+  REQUIRE_GRADCHECK([](const V& v) { return weft::fused_layer_norm(v[0], 5, Tensor(), Tensor(), 1e-5); }, {leaf({3, 5}, 14)});
+  // float32, a non-contiguous input (LayerNorm makes it contiguous), 37 rows of 40 (a
+  // partial block of columns for the weight gradient): values and all three gradients
+  // against the composition of ordinary ops.
+  nn::LayerNorm ln({40});
+  randomise(ln, 15);
+  const Tensor base = leaf({40, 37}, 16).detach().to(kFloat32), up = leaf({37, 40}, 17).detach().to(kFloat32);
+  auto run = [&](bool fused) {
+    ln.zero_grad();
+    Tensor x = base.clone().requires_grad_(true);
+    const Tensor xt = x.t();  // (37, 40), not contiguous
+    const Tensor y = fused ? ln(xt) : nn::layer_norm(xt, 1, 1e-5) * ln.weight + ln.bias;
+    (y * up).sum().backward();
+    return std::vector<std::vector<float>>{y.to_vector<float>(), x.grad().to_vector<float>(),
+                                           ln.weight.grad().to_vector<float>(), ln.bias.grad().to_vector<float>()};
+  };
+  const auto fused = run(true), composed = run(false);
+  for (size_t k = 0; k < fused.size(); ++k) {
+    INFO("output " << k << " (y, dx, dw, db)");
+    REQUIRE_THAT(fused[k], Catch::Matchers::Approx(composed[k]).epsilon(1e-4).margin(2e-5));
+  }
+  REQUIRE_THROWS_WITH(weft::fused_layer_norm(zeros({3, 4}).t(), 3, Tensor(), Tensor(), 1e-5),
+                      Contains("layer_norm: needs a contiguous float or double CPU tensor"));
+  REQUIRE_THROWS_WITH(weft::fused_layer_norm(zeros({3, 4}), 4, zeros({3}), Tensor(), 1e-5),
+                      Contains("weight and bias must be contiguous float32 tensors of 4 elements"));
+}
+
 TEST_CASE("GroupNorm normalises each group of channels; BatchNorm1d each channel over the batch", "[nn][norm]") {
   nn::GroupNorm gn(2, 4);
   gn.to(kFloat64);
