@@ -96,6 +96,8 @@ double train_ranks(const LmConfig& c, const Corpus& data, std::shared_ptr<nn::Se
                    std::shared_ptr<Communicator> comm) {
   const int rank = comm ? comm->rank() : 0, world = comm ? comm->size() : 1;
   const bool lead = rank == 0;
+  // Ranks share the cores (threads, or processes on this machine): each gets its part.
+  ThreadLimit limit(c.threads > 0 ? c.threads : std::max(1, num_threads() / world));
   std::unique_ptr<parallel::DistributedDataParallel> ddp;
   if (comm) ddp = std::make_unique<parallel::DistributedDataParallel>(model, comm, parallel::DDPOptions{.bucket_cap_mb = 1});
   Trainer t(c, model, optim::decay_groups(*model, c.weight_decay));
@@ -240,7 +242,6 @@ int main(int argc, char** argv) {
     std::shared_ptr<Communicator> mpi;
     if (c.backend == "mpi") mpi = samples::mpi_world();
     const bool lead = !mpi || mpi->rank() == 0;
-    if (c.threads > 0 && c.stages == 1 && c.replicas == 1) set_num_threads(c.threads);
     const Corpus data = load_corpus(c.corpus);
     c.model.vocab = data.text.vocab_size();
     default_generator().manual_seed(c.seed);
@@ -262,9 +263,7 @@ int main(int argc, char** argv) {
     } else if (c.replicas > 1) {
       std::vector<std::shared_ptr<nn::Sequential>> models{model};
       for (int r = 1; r < c.replicas; ++r) models.push_back(lm::make_model(c.model));  // DDP broadcasts rank 0's
-      const int per_rank = c.threads > 0 ? c.threads : std::max(1, num_threads() / c.replicas);
       parallel::run_ranks(c.replicas, [&](const std::shared_ptr<Communicator>& comm) {
-        ThreadLimit limit(per_rank);
         const double tps = train_ranks(c, data, models[size_t(comm->rank())], comm);
         if (comm->rank() == 0) tokens_per_s = tps;
       });
@@ -273,7 +272,14 @@ int main(int argc, char** argv) {
     }
     if (!lead) return 0;
     const double val = lm::evaluate(*model, data.val, c.model.seq_len, c.val_windows, c.batch_size, kCPU);
-    if (!c.checkpoint.empty()) nn::save_safetensors(c.checkpoint, model->state_dict());
+    if (!c.checkpoint.empty()) {
+      // Under the unpipelined keys: a pipeline's head copy of the tied weight (equal to
+      // the embedding's) is left out, so any run of this sample loads the file.
+      nn::NamedTensors state;
+      for (const auto& kv : model->state_dict())
+        if (lm::head_of(*model)->tied() || !kv.second.is_same(lm::head_of(*model)->weight())) state.push_back(kv);
+      nn::save_safetensors(c.checkpoint, state);
+    }
     if (c.sample_length > 0) {
       Generator gen(c.seed + 1);
       std::printf("\n---- sample (temperature %.2f) ----\n%s\n----\n", c.temperature,
