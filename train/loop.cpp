@@ -3,7 +3,6 @@
 #include <chrono>
 
 #include "../cuda/cuda.h"
-#include "progress.h"
 
 namespace weft::train {
 
@@ -45,13 +44,14 @@ int64_t run_steps(Loop& loop, data::DeviceStager& stager, ProgressBar* bar) {
 }  // namespace
 
 Throughput Loop::run(int first_epoch) {
-  WEFT_CHECK(step, "samples::Loop: the step hook is not set");
+  WEFT_CHECK(step, "train::Loop: the step hook is not set");
   Throughput total;
   data::DeviceStager stager(device);  // on the CPU it hands each batch through
   for (int epoch = first_epoch; epoch < epochs; ++epoch) {
     loader.set_epoch(epoch);  // the shuffle depends on (seed, epoch) alone: resumed runs match
     std::optional<ProgressBar> bar;
-    if (show_progress) bar.emplace(detail::str(label, "epoch ", epoch + 1, "/", epochs), loader.num_batches());
+    if (show_progress)
+      bar.emplace(detail::str(label, "epoch ", epoch + 1, "/", epochs), loader.num_batches(), progress);
     if (epoch_begin) epoch_begin(epoch);
     const auto t0 = std::chrono::steady_clock::now();
     total.samples += run_steps(*this, stager, bar ? &*bar : nullptr);

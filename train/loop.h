@@ -1,21 +1,36 @@
-// The one training loop of the samples: epochs of steps over a DataLoader, each step
-// followed by the learning-rate schedule, with a progress bar and a count of the
-// samples per second. What differs between the samples comes in as hooks:
+// A training loop: epochs of steps over a DataLoader, each step followed by the
+// learning-rate schedule, with a progress line (progress.h) and a count of the samples
+// per second. You bring the step and, if you need them, hooks around it; the loop does
+// the bookkeeping every training program repeats (set the loader's epoch, copy each
+// batch to the device, step the schedule, time the epoch, draw the bar).
 //
-//   sample        step                     around the step           end of an epoch
-//   train_mlp/cnn plain_step, or a CUDA    -                         evaluate, checkpoint
-//                 graph of it
-//   train_ddp     forward and backward     ranks_in_step: DDP's      evaluate on all ranks,
-//                 through DDP, all-reduce  join (uneven inputs)      checkpoint on rank 0
-//   train_pruned  plain_step               pruning schedules,        evaluate, sparsity,
-//                                          RigL's drop and grow      checkpoint
+//   optim::AdamW opt(model->parameters(), {.lr = 1e-3});
+//   optim::CosineWarmupLR schedule(opt, 100, epochs * loader.num_batches());
+//   train::Loop loop{.opt = opt, .schedule = schedule, .loader = loader, .device = device,
+//                    .epochs = epochs, .step = train::plain_step(*model, opt, 0.1)};
+//   loop.epoch_end = [&](int epoch) { std::printf("epoch %d: %.4f\n", epoch + 1, my_eval()); };
+//   train::Throughput t = loop.run();   // t.samples_per_s()
 //
-// A sample fills in what it needs and runs it:
+// The order within run(), for each epoch e = first_epoch .. epochs-1:
 //
-//   samples::Loop loop{.opt = *opt, .schedule = schedule, .loader = loader, .device = device,
-//                      .epochs = r.epochs, .step = samples::plain_step(*model, *opt, r.label_smoothing)};
-//   loop.epoch_end = [&](int epoch) { std::printf("%.4f\n", samples::evaluate(*model, test, device)); };
-//   samples::Throughput t = loop.run();
+//   loader.set_epoch(e); epoch_begin(e)
+//   for each batch:  ranks_in_step(has_batch) -- 0 ends the epoch
+//                    before_step(steps taken)  step(batch)  schedule.step()
+//                    after_step(steps taken)   progress bar
+//   finish the bar; epoch_end(e)
+//
+// weft's sample programs are all built on it; what differs between them comes in as
+// hooks, which shows what each hook is for:
+//
+//   sample         step                     around the step           end of an epoch
+//   train_mlp/cnn  plain_step, or a CUDA    -                         evaluate, checkpoint
+//                  graph of it
+//   train_ddp      forward and backward     ranks_in_step: DDP's      evaluate on all ranks,
+//                  through DDP, all-reduce  join (uneven inputs)      checkpoint on rank 0
+//   train_pruned   plain_step               pruning schedules,        evaluate, sparsity,
+//                                           RigL's drop and grow      checkpoint
+//   train_pipeline one pipelined step of    epoch_begin: a barrier    evaluate, the bubble,
+//                  this rank's stage                                  checkpoint
 #pragma once
 
 #include <cstdint>
@@ -26,10 +41,12 @@
 #include "../data/data.h"
 #include "../nn/nn.h"
 #include "../optim/optim.h"
+#include "progress.h"
 
 namespace weft::train {
 
-// Samples trained and seconds spent training (evaluation excluded), over all epochs.
+// Samples trained (of all ranks: see ranks_in_step) and seconds spent training
+// (epoch_begin and epoch_end, where evaluation goes, excluded), over all epochs.
 struct Throughput {
   int64_t samples = 0;
   double seconds = 0;
@@ -42,31 +59,33 @@ struct Throughput {
 using StepFn = std::function<Tensor(const std::optional<data::Batch>&)>;
 
 struct Loop {
-  // What it drives. The sample builds these (and loads a checkpoint into them).
+  // What it drives. The caller builds these (and loads a checkpoint into them).
   optim::Optimizer& opt;         // read only: the hooks get opt.steps_taken()
   optim::LRScheduler& schedule;  // stepped after every optimizer step
   data::DataLoader& loader;
   Device device;                 // where each batch is copied before its step
   int epochs;                    // run() trains epochs first_epoch .. epochs-1
 
-  // The progress line.
+  // The progress line (progress.h), one bar per epoch.
   std::string label = "";        // put before "epoch e/E", e.g. "round 2/4 "
-  bool show_progress = true;     // train_ddp: rank 0 only
+  bool show_progress = true;     // data parallel: usually rank 0 only
+  ProgressOptions progress = {};  // where it goes (stdout), plain quarter lines or not
   // Read the loss back for the bar every N steps. On a GPU each read waits until the
-  // GPU has caught up with the host, so the trainer reads every 25th there.
+  // GPU has caught up with the host: train_mlp and train_cnn read every 25th there.
   int64_t loss_every = 1;
 
   // Hooks. `step` is required; the others may stay empty.
   StepFn step = {};
   // How many ranks take part in the step about to run, given whether this process has
   // a batch for it; 0 ends the epoch. Empty: 1 with a batch, 0 without (one process).
-  // train_ddp answers with DistributedDataParallel::join, so that a rank out of data
-  // keeps joining the others' all-reduces until every rank is.
+  // Data parallel with uneven inputs answers with DistributedDataParallel::join, so that
+  // a rank out of data keeps joining the others' all-reduces (its step gets no batch)
+  // until every rank is out.
   std::function<int(bool has_batch)> ranks_in_step = {};
   // Just before `step`, and just after it and the LR schedule's step, with the number of
-  // optimizer steps taken so far (train_pruned: pruning, RigL's drop and grow).
+  // optimizer steps taken so far (opt.steps_taken()): pruning schedules, logging.
   std::function<void(int64_t steps_taken)> before_step = {}, after_step = {};
-  // Before an epoch's clock starts (train_ddp: a barrier, so that all ranks start
+  // Before an epoch's clock starts (data parallel: a barrier, so that all ranks start
   // together), and after it stops and the bar is finished (evaluation, checkpoints).
   std::function<void(int epoch)> epoch_begin = {}, epoch_end = {};
 
@@ -74,8 +93,9 @@ struct Loop {
   Throughput run(int first_epoch = 0);
 };
 
-// The plain step: zero_grad, cross-entropy (with label smoothing) of model(x) and y,
-// backward, opt.step(). Always given a batch (one process never runs a step without).
+// The plain step of a classifier: zero_grad, cross-entropy (with label smoothing) of
+// model(x) (N, classes) and y (N) int64, backward, opt.step(). Returns the loss (0-d).
+// Needs a batch: a data-parallel rank out of data needs a step of its own.
 StepFn plain_step(nn::Module& model, optim::Optimizer& opt, double label_smoothing);
 
 }  // namespace weft::train

@@ -2,7 +2,7 @@
 
 #include <unistd.h>
 
-#include <cstdio>
+#include <algorithm>
 
 namespace weft::train {
 
@@ -18,9 +18,10 @@ std::string clock(double s) {
 }
 }  // namespace
 
-ProgressBar::ProgressBar(std::string label, int64_t total)
-    : label_(std::move(label)), total_(total), tty_(isatty(STDOUT_FILENO) != 0),
-      start_(std::chrono::steady_clock::now()), last_draw_(start_) {
+ProgressBar::ProgressBar(std::string label, int64_t total, const ProgressOptions& options)
+    : label_(std::move(label)), out_(options.out ? options.out : stdout), total_(total),
+      tty_(!options.plain && isatty(fileno(out_)) != 0), start_(std::chrono::steady_clock::now()),
+      last_draw_(start_) {
   next_plain_ = total_ / 4;
 }
 
@@ -40,15 +41,16 @@ void ProgressBar::draw(bool final_draw) {
   last_draw_ = std::chrono::steady_clock::now();
   const double elapsed = seconds_since(start_);
   const double rate = elapsed > 0 ? samples_ / elapsed : 0;
-  const double eta = done_ > 0 ? elapsed / done_ * (total_ - done_) : 0;
+  const double eta = done_ > 0 ? elapsed / done_ * std::max<int64_t>(total_ - done_, 0) : 0;
   constexpr int kWidth = 30;
-  const int filled = total_ > 0 ? static_cast<int>(kWidth * done_ / total_) : kWidth;
+  const int filled = total_ > 0 ? static_cast<int>(kWidth * std::min(done_, total_) / total_) : kWidth;
   std::string bar(filled, '=');
   if (filled < kWidth) bar += '>' + std::string(kWidth - filled - 1, ' ');
-  std::printf("%s%s [%s] %lld/%lld loss %.4f  %.0f samples/s  %s %s%s", tty_ ? "\r" : "", label_.c_str(),
-              bar.c_str(), static_cast<long long>(done_), static_cast<long long>(total_), loss_avg_, rate,
-              final_draw ? "took" : "ETA", clock(final_draw ? elapsed : eta).c_str(), tty_ && !final_draw ? "" : "\n");
-  std::fflush(stdout);
+  // On a terminal: back to the line's start and overwrite it; the final draw ends it.
+  std::fprintf(out_, "%s%s [%s] %lld/%lld loss %.4f  %.0f samples/s  %s %s%s", tty_ ? "\r" : "", label_.c_str(),
+               bar.c_str(), static_cast<long long>(done_), static_cast<long long>(total_), loss_avg_, rate,
+               final_draw ? "took" : "ETA", clock(final_draw ? elapsed : eta).c_str(), tty_ && !final_draw ? "" : "\n");
+  std::fflush(out_);
 }
 
 double ProgressBar::finish() {
