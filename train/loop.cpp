@@ -23,8 +23,13 @@ namespace {
 int64_t run_steps(Loop& loop, data::DeviceStager& stager, ProgressBar* bar) {
   int64_t samples = 0;
   double shown_loss = 0;
+  // Once the loader's pass has ended, a rank that ranks_in_step keeps in the epoch steps
+  // without a batch: asking the loader again would start its next pass (another epoch).
+  bool out_of_data = false;
   for (int64_t i = 0;; ++i) {
-    std::optional<data::Batch> b = loop.loader.next();
+    std::optional<data::Batch> b;
+    if (!out_of_data) b = loop.loader.next();
+    out_of_data = !b;
     const int ranks = loop.ranks_in_step ? loop.ranks_in_step(b.has_value()) : (b ? 1 : 0);
     if (ranks == 0) break;
     if (b) b->x = stager.stage(b->x, 0), b->y = stager.stage(b->y, 1);
@@ -32,7 +37,7 @@ int64_t run_steps(Loop& loop, data::DeviceStager& stager, ProgressBar* bar) {
     const Tensor loss = loop.step(b);
     loop.schedule.step();
     if (loop.after_step) loop.after_step(loop.opt.steps_taken());
-    if (i % loop.loss_every == 0) shown_loss = loss.defined() ? loss.item<double>() : 0.0;
+    if (i % loop.loss_every == 0 && loss.defined()) shown_loss = loss.item<double>();  // none without a batch
     // Every rank that took part had a batch of (about) this one's size.
     const int64_t step_samples = (b ? b->size() : 0) * ranks;
     samples += step_samples;

@@ -157,6 +157,31 @@ TEST_CASE("ranks_in_step returning 0 ends an epoch early", "[train]") {
   CHECK(t.samples == 2 * 2 * 2);
 }
 
+TEST_CASE("a rank out of data steps without a batch while ranks_in_step keeps it in", "[train]") {
+  Setup s(4);  // this rank: 2 batches an epoch; the other rank (pretended): 4
+  optim::StepLR schedule(*s.opt, 1000);
+  const train::StepFn plain = train::plain_step(*s.model, *s.opt, 0.0);
+  std::vector<bool> had_batch;
+  int without = 0;
+  train::Loop loop{.opt = *s.opt, .schedule = schedule, .loader = s.loader, .device = kCPU, .epochs = 1,
+                   .show_progress = false};
+  // What DistributedDataParallel::join would answer: both ranks while this one has data,
+  // then the other alone for two more steps, then none.
+  loop.ranks_in_step = [&](bool has_batch) { return has_batch ? 2 : (++without <= 2 ? 1 : 0); };
+  loop.step = [&](const std::optional<data::Batch>& b) {
+    had_batch.push_back(b.has_value());
+    if (b) return plain(b);
+    s.opt->zero_grad();  // no gradient of its own: DDP would bring the others' here
+    s.opt->step();
+    return Tensor();
+  };
+  const train::Throughput t = loop.run();
+  CHECK(had_batch == std::vector<bool>{true, true, false, false});
+  CHECK(s.loader.epoch() == 1);  // one pass only: the loader was not asked to start epoch 1's
+  CHECK(s.opt->steps_taken() == 4);
+  CHECK(t.samples == 2 * 4 + 2 * 4);  // counted from this rank's batches: none in the last two steps
+}
+
 TEST_CASE("plain_step lowers the loss of a linear classifier on separable data", "[train]") {
   Setup s(4);
   optim::StepLR schedule(*s.opt, 1000);  // constant lr 0.5
