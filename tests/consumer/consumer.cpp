@@ -96,6 +96,35 @@ void cuda_checks(bool expect_disabled, int expect_gpu /* -1: don't care */) {
   }
 }
 
+// train/ from the installed headers: two epochs of train::plain_step on four points
+// through train::Loop, its progress bar written as plain lines into a temporary file.
+void train_checks() {
+  using namespace weft;
+  manual_seed(0);
+  const data::TensorDataset points(tensor(std::vector<float>{-1, -2, 1, 2}, {4, 1}),
+                                   tensor(std::vector<int64_t>{0, 0, 1, 1}));
+  data::DataLoader loader(points, {.batch_size = 2});
+  nn::Linear model(1, 2);
+  optim::SGD opt(model.parameters(), {.lr = 0.5});
+  optim::StepLR schedule(opt, 100);
+  std::FILE* out = std::tmpfile();
+  if (!out) {
+    check(false, "tmpfile() for the progress bar");
+    return;
+  }
+  train::Loop loop{.opt = opt, .schedule = schedule, .loader = loader, .device = kCPU, .epochs = 2,
+                   .progress = {.out = out, .plain = true}, .step = train::plain_step(model, opt, 0.0)};
+  const train::Throughput t = loop.run();
+  check(t.samples == 8 && opt.steps_taken() == 4, "train::Loop: 2 epochs of 2 steps, 8 samples");
+  std::rewind(out);
+  char line[256] = {};
+  std::string text;
+  while (std::fgets(line, sizeof line, out)) text += line;
+  std::fclose(out);
+  check(text.find("epoch 2/2 [") != std::string::npos && text.find("samples/s") != std::string::npos,
+        "train::ProgressBar wrote its lines into the given file");
+}
+
 }  // namespace
 
 // The numeric version macros agree with the string, and work in #if.
@@ -125,6 +154,7 @@ int main(int argc, char** argv) {
   try {
     version_checks();
     autograd_checks();
+    train_checks();
     cuda_checks(expect_disabled, expect_gpu);
   } catch (const std::exception& e) {
     std::printf("  FAIL  unexpected exception: %s\n", e.what());
