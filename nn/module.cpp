@@ -59,6 +59,47 @@ std::string Module::repr() const {
 
 std::ostream& operator<<(std::ostream& os, const Module& m) { return os << m.repr(); }
 
+// ---- forward of one tensor or of several -------------------------------------------------
+
+namespace {
+// The module whose default forward(x) is waiting on its own forward_many, on this
+// thread. When the default forward_many is then reached for that same module, the
+// module overrides neither: without this check the two defaults would call each other
+// until the stack overflowed.
+thread_local const Module* t_forward_waiting = nullptr;
+
+std::string tensors(size_t n) { return std::to_string(n) + (n == 1 ? " tensor" : " tensors"); }
+}  // namespace
+
+Tensor Module::forward(const Tensor& x) {
+  const Module* outer = std::exchange(t_forward_waiting, this);
+  struct Restore {
+    const Module* outer;
+    ~Restore() { t_forward_waiting = outer; }
+  } restore{outer};
+  Tensors out = forward_many({x});
+  if (out.size() != 1)
+    throw TensorCountError(detail::str(type_name(), ": forward(x) returns one tensor, but its forward_many returned ",
+                                       tensors(out.size()), "; call forward_many (or module(Tensors{...})) to get them all"));
+  return out[0];
+}
+
+Tensors Module::forward_many(const Tensors& inputs) {
+  WEFT_CHECK(t_forward_waiting != this, type_name(), " overrides neither forward(const Tensor&) nor ",
+             "forward_many(const Tensors&); a module must define one of them");
+  if (inputs.size() != 1)
+    throw TensorCountError(detail::str(type_name(), ": given ", tensors(inputs.size()),
+                                       ", but it takes one (it defines forward(const Tensor&) only; override ",
+                                       "forward_many(const Tensors&) to take several)"));
+  return {forward(inputs[0])};
+}
+
+void Module::expect_inputs(const Tensors& inputs, size_t n, const std::string& what) const {
+  if (inputs.size() != n)
+    throw TensorCountError(detail::str(type_name(), ": takes ", tensors(n), what.empty() ? "" : " ", what,
+                                       ", given ", inputs.size()));
+}
+
 namespace {
 
 // "1,234,567"

@@ -12,6 +12,34 @@
 //     Tensor forward(const Tensor& x) override { return (*fc2)((*fc1)(x).relu()); }
 //   };
 //
+// SEVERAL TENSORS IN AND OUT. A module whose forward takes or returns several tensors
+// overrides forward_many instead, and is called with a list:
+//
+//   struct Block : nn::Module {           // (x (B, T, E), mask (B, 1, T, T)) -> (y, mask)
+//     Tensors forward_many(const Tensors& in) override {
+//       expect_inputs(in, 2, "(x, mask)");
+//       return {in[0] + attn->attend(in[0], in[0], in[0], in[1]), in[1]};
+//     }
+//   };
+//   struct Model : nn::Module {           // x -> (logits, aux_loss)
+//     Tensors forward_many(const Tensors& in) override { ...; return {logits, aux}; }
+//   };
+//   Tensors ya = block({x, mask});        // the Tensors overload: two tensors in
+//   Tensor y = linear(x);                 // the Tensor overload
+//
+// The two meet in the defaults: forward_many of one tensor calls forward, and forward
+// calls forward_many and wants exactly one tensor back; so a one-tensor layer works
+// inside a container that passes lists (nn::Sequential), and a list-taking module can
+// still be called as m(x) when it maps one tensor to one. Overriding neither is an
+// error naming the module (not an endless recursion). Beware a braced list of ONE
+// tensor: m({x}) calls the Tensor overload (a braced single element initialises a
+// Tensor before a vector); write m(Tensors{x}) for the list.
+//
+// Why a name of its own rather than a second `forward` overload: in C++ a derived class
+// that overrides one overload of a name hides the others (name hiding), so every layer
+// overriding forward(const Tensor&) would lose forward(const Tensors&) from its
+// interface, and calls on it would quietly pick the wrong one or fail to compile.
+//
 // Parameters are leaf tensors with requires_grad; buffers (BatchNorm's running stats,
 // pruning masks) are saved and moved with the module but never trained.
 #pragma once
@@ -27,6 +55,15 @@
 namespace weft::nn {
 
 using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
+// Several tensors passed to or returned by a module at once: (x, mask), (logits, aux).
+using Tensors = std::vector<Tensor>;
+
+// A module given, or returning, a number of tensors it does not take. A weft::Error;
+// containers catch it to add which of their children it was.
+class TensorCountError : public Error {
+ public:
+  using Error::Error;
+};
 
 // A trainable tensor: a detached leaf with requires_grad on.
 inline Tensor Parameter(const Tensor& data) { return data.detach().requires_grad_(true); }
@@ -39,9 +76,14 @@ class Module {
   Module(const Module&) = delete;
   Module& operator=(const Module&) = delete;
 
-  // Most layers map one tensor to one; containers and models override this.
-  virtual Tensor forward(const Tensor& x) = 0;
+  // Most layers map one tensor to one and override this. The default calls
+  // forward_many({x}) and requires exactly one tensor back.
+  virtual Tensor forward(const Tensor& x);
+  // Modules taking or returning several tensors override this (see above). The default
+  // takes exactly one tensor and returns {forward(inputs[0])}.
+  virtual Tensors forward_many(const Tensors& inputs);
   Tensor operator()(const Tensor& x) { return forward(x); }
+  Tensors operator()(const Tensors& inputs) { return forward_many(inputs); }
 
   // "Linear(in_features=784, out_features=512, bias=true)"; containers print their tree.
   // By default the class name and, indented, each child's repr: a module of your own
@@ -113,6 +155,9 @@ class Module {
   void add_child(const std::string& name, std::shared_ptr<Module> m);
   // Called by train(); layers with train/eval behaviour need nothing more.
   virtual void on_train(bool) {}
+  // For a forward_many: throws TensorCountError naming this module, the count and, when
+  // given, what it takes ("(x, mask)") unless there are exactly n inputs.
+  void expect_inputs(const Tensors& inputs, size_t n, const std::string& what = "") const;
 
  private:
   void collect(const std::string& prefix, bool recurse, bool buffers, NamedTensors& out) const;

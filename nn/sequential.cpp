@@ -25,18 +25,31 @@ const MaxPool2d* relu_then_pool(const Module& a, const Module& b) {
 }  // namespace
 
 Tensor Sequential::forward(const Tensor& x) {
-  Tensor h = x;
+  Tensors out = forward_many({x});
+  if (out.size() != 1)
+    throw TensorCountError(detail::str("Sequential: forward(x) returns one tensor, but its last layer (", size() - 1,
+                                       ", ", layers_.back()->type_name(), ") returned ", out.size(),
+                                       "; call forward_many (or seq(Tensors{...})) to get them all"));
+  return out[0];
+}
+
+Tensors Sequential::forward_many(const Tensors& inputs) {
+  Tensors h = inputs;
   for (size_t i = 0; i < layers_.size(); ++i) {
     // CPU tensors only: on a GPU relu_max_pool2d runs the two kernels anyway, and its
     // backward would compute relu(x) a second time.
-    const MaxPool2d* pool = fuse_ && h.device().is_cpu() && i + 1 < layers_.size()
+    const MaxPool2d* pool = fuse_ && h.size() == 1 && h[0].device().is_cpu() && i + 1 < layers_.size()
                                 ? relu_then_pool(*layers_[i], *layers_[i + 1])
                                 : nullptr;
     if (pool) {
-      h = relu_max_pool2d(h, pool->params);
+      h = {relu_max_pool2d(h[0], pool->params)};
       ++i;  // the MaxPool2d ran too
-    } else {
-      h = layers_[i]->forward(h);
+      continue;
+    }
+    try {
+      h = layers_[i]->forward_many(h);
+    } catch (const TensorCountError& e) {  // which child, for a deep stack of blocks
+      throw TensorCountError(detail::str("Sequential layer ", i, " (", layers_[i]->type_name(), "): ", e.what()));
     }
   }
   return h;

@@ -1,5 +1,12 @@
 // Sequential: children applied in order; they are named "0", "1", ... like PyTorch's.
 //
+// Children may pass several tensors along (nn/module.h, forward_many): the list each
+// child returns is the next child's input, so a stack of transformer blocks mapping
+// (x, mask) -> (y, mask) chains like any other layers, and a one-tensor layer (Linear)
+// takes a list of exactly one. seq(x) puts one tensor in and wants one out;
+// seq(Tensors{x, mask}) passes the list and returns the last child's list. A child given
+// the wrong number of tensors fails with an error naming its index and type.
+//
 // One fusion: on the CPU, a ReLU directly followed by a MaxPool2d (the conv -> relu ->
 // pool block of nearly every CNN) runs as relu_max_pool2d, one pass instead of two. The
 // values and gradients are bit for bit those of the two layers (relu is applied to each
@@ -43,7 +50,8 @@ class Sequential : public Module {
     push_back(m);
     return m;
   }
-  Tensor forward(const Tensor& x) override;
+  Tensor forward(const Tensor& x) override;  // forward_many({x}), which must give one tensor
+  Tensors forward_many(const Tensors& inputs) override;
   std::string repr() const override;
   size_t size() const { return layers_.size(); }
   const std::shared_ptr<Module>& operator[](size_t i) const { return layers_.at(i); }

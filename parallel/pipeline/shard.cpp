@@ -148,11 +148,12 @@ ShardedSequential::ShardedSequential(std::shared_ptr<nn::Sequential> model, std:
   train(model_->is_training());
 }
 
-Tensor ShardedSequential::forward(const Tensor& x) {
-  Tensor h = x;
+nn::Tensors ShardedSequential::forward_many(const nn::Tensors& inputs) {
+  nn::Tensors h = inputs;
   for (size_t s = 0; s < stages_.size(); ++s) {
-    if (h.device() != devices_[s]) h = h.to(devices_[s]);  // recorded: the gradient goes back
-    h = stages_[s]->forward(h);
+    for (Tensor& t : h)
+      if (t.device() != devices_[s]) t = t.to(devices_[s]);  // recorded: the gradient goes back
+    h = stages_[s]->forward_many(h);
   }
   return h;
 }

@@ -21,6 +21,12 @@
 // model's state_dict has exactly the keys of the unsharded one: a checkpoint moves
 // between a sharded run, the samples and any other number of stages.
 //
+// Layers that pass several tensors along (nn/module.h, forward_many: transformer blocks
+// mapping (x, mask) to (y, mask)) shard the same way: each tensor of the list crosses a
+// stage boundary with Tensor::to, and sharded(Tensors{x, mask}) returns the last layer's
+// list. Balance::Time times each layer on one tensor, so such models are balanced by
+// layers, params or manual cuts.
+//
 // Logical CPU devices (cpu:0, cpu:1, ...) share host memory but are separate devices to
 // every op, so sharding runs, and is tested, on a machine without a GPU; the per-device
 // byte counts of tensor/memory.h show what each stage holds.
@@ -59,8 +65,9 @@ class ShardedSequential : public nn::Module {
   ShardedSequential(std::shared_ptr<nn::Sequential> model, std::vector<Device> devices,
                     std::vector<size_t> first_layer);
 
-  // x on any device; the result is on the last stage's device.
-  Tensor forward(const Tensor& x) override;
+  // x, or each tensor of a list, on any device; the result is on the last stage's
+  // device. (forward(x) is Module's: forward_many({x}), wanting one tensor back.)
+  nn::Tensors forward_many(const nn::Tensors& inputs) override;
   std::string repr() const override;
 
   size_t num_stages() const { return stages_.size(); }
