@@ -38,14 +38,49 @@ void DataParallel::sync_replicas() {
   }
 }
 
-double DataParallel::run_replica(size_t r, const Tensor& x, const Tensor& y, int64_t batch, const LossFn& loss_fn) {
+RowRanges DataParallel::shards(int64_t batch) const {
+  const size_t used = std::min<size_t>(replicas_.size(), static_cast<size_t>(batch));
+  RowRanges rows;
   int64_t begin = 0;
-  for (size_t q = 0; q < r; ++q) begin += shard_size(batch, replicas_.size(), q);
-  const int64_t n = shard_size(batch, replicas_.size(), r);
-  // Scatter: rows [begin, begin + n) of the batch, copied to this replica's device.
-  const Tensor xs = x.narrow(0, begin, n).to(devices_[r]);
+  for (size_t r = 0; r < used; ++r) {
+    const int64_t n = shard_size(batch, replicas_.size(), r);
+    rows.emplace_back(begin, begin + n);
+    begin += n;
+  }
+  return rows;
+}
+
+void DataParallel::on_replicas(size_t n, const std::function<void(size_t)>& work) {
+  const int limit = std::max(1, num_threads() / static_cast<int>(n));
+  const bool grad = autograd::is_grad_enabled();  // grad mode is per thread: pass it on
+  std::vector<std::exception_ptr> errors(n);
+  auto run = [&](size_t r) {
+    try {
+      ThreadLimit cap(limit);
+      autograd::set_grad_enabled(grad);
+      work(r);
+    } catch (...) {
+      errors[r] = std::current_exception();
+    }
+  };
+  std::vector<std::thread> threads;
+  for (size_t r = 1; r < n; ++r) threads.emplace_back(run, r);
+  run(0);
+  for (auto& t : threads) t.join();
+  for (auto& e : errors)
+    if (e) std::rethrow_exception(e);
+}
+
+double DataParallel::run_replica(size_t r, const nn::Tensors& inputs, const Tensor& y, const RowRanges& rows,
+                                 const MultiLossFn& loss_fn) {
+  const auto [begin, end] = rows[r];
+  const int64_t n = end - begin, batch = rows.back().second;
+  // Scatter: rows [begin, end) of every input and of the targets, copied to this
+  // replica's device.
+  nn::Tensors shard;
+  for (const Tensor& x : inputs) shard.push_back(x.narrow(0, begin, n).to(devices_[r]));
   const Tensor ys = y.narrow(0, begin, n).to(devices_[r]);
-  const Tensor loss = loss_fn((*replicas_[r])(xs), ys);
+  const Tensor loss = loss_fn((*replicas_[r])(shard), ys);
   WEFT_CHECK(loss.numel() == 1, "DataParallel: the loss function must return one element, got shape ", loss.shape());
   // The shard's mean loss weighted by its share of the batch: the weighted gradients of
   // all shards add up to the gradient of the batch's mean loss.
@@ -71,37 +106,48 @@ void DataParallel::reduce_gradients(size_t replicas_used) {
 }
 
 double DataParallel::forward_backward(const Tensor& x, const Tensor& y, const LossFn& loss_fn) {
-  const int64_t batch = x.size(0);
+  return forward_backward(nn::Tensors{x}, y,
+                          [&loss_fn](const nn::Tensors& out, const Tensor& target) { return loss_fn(out.at(0), target); });
+}
+
+double DataParallel::forward_backward(const nn::Tensors& inputs, const Tensor& y, const MultiLossFn& loss_fn) {
+  const int64_t batch = batch_rows(inputs, "DataParallel");
   WEFT_CHECK(batch >= 1, "DataParallel: the batch is empty");
   WEFT_CHECK(y.size(0) == batch, "DataParallel: inputs have ", batch, " samples but targets have ", y.size(0));
-  const size_t used = std::min<size_t>(replicas_.size(), static_cast<size_t>(batch));
+  const RowRanges rows = shards(batch);
   sync_replicas();
-  for (size_t r = 1; r < used; ++r) replicas_[r]->zero_grad();
+  for (size_t r = 1; r < rows.size(); ++r) replicas_[r]->zero_grad();
 
-  // Replica 0 runs on the calling thread, the others on threads of their own; each gets
-  // an equal slice of the cores this thread may use.
-  const int limit = std::max(1, num_threads() / static_cast<int>(used));
-  std::vector<double> losses(used, 0.0);
-  std::vector<std::exception_ptr> errors(used);
-  auto work = [&](size_t r) {
-    try {
-      ThreadLimit cap(limit);
-      losses[r] = run_replica(r, x, y, batch, loss_fn);
-    } catch (...) {
-      errors[r] = std::current_exception();
-    }
-  };
-  std::vector<std::thread> threads;
-  for (size_t r = 1; r < used; ++r) threads.emplace_back(work, r);
-  work(0);
-  for (auto& t : threads) t.join();
-  for (auto& e : errors)
-    if (e) std::rethrow_exception(e);
+  std::vector<double> losses(rows.size(), 0.0);
+  on_replicas(rows.size(), [&](size_t r) { losses[r] = run_replica(r, inputs, y, rows, loss_fn); });
 
-  reduce_gradients(used);
+  reduce_gradients(rows.size());
   double total = 0;
   for (double l : losses) total += l;
   return total;
+}
+
+nn::Tensors DataParallel::forward_many(const nn::Tensors& inputs) {
+  autograd::NoGradGuard no_grad;
+  const int64_t batch = batch_rows(inputs, "DataParallel");
+  WEFT_CHECK(batch >= 1, "DataParallel: the batch is empty");
+  const RowRanges rows = shards(batch);
+  sync_replicas();
+  const std::vector<nn::Tensors> pieces = scatter_rows(inputs, rows);
+  std::vector<nn::Tensors> outs(rows.size());
+  on_replicas(rows.size(), [&](size_t r) {
+    nn::Tensors shard;
+    for (const Tensor& t : pieces[r]) shard.push_back(t.to(devices_[r]));
+    outs[r] = (*replicas_[r])(shard);
+  });
+  return gather_rows(outs, rows, devices_[0], "DataParallel");
+}
+
+Tensor DataParallel::forward(const Tensor& x) {
+  nn::Tensors out = forward_many({x});
+  WEFT_CHECK(out.size() == 1, "DataParallel::forward: the module returned ", out.size(),
+             " tensors; call forward_many to get them all");
+  return out[0];
 }
 
 }  // namespace weft::parallel

@@ -38,6 +38,11 @@ Tensor DistributedDataParallel::forward(const Tensor& x) {
   return (*module_)(x);
 }
 
+nn::Tensors DistributedDataParallel::forward_many(const nn::Tensors& inputs) {
+  trace::Scope span("forward", "compute", comm_->trace_rank());
+  return (*module_)(inputs);
+}
+
 void DistributedDataParallel::backward(const Tensor& loss) {
   trace::Scope span("backward", "compute", comm_->trace_rank());
   loss.backward();

@@ -107,6 +107,11 @@ class DistributedDataParallel {
 
   Tensor forward(const Tensor& x);
   Tensor operator()(const Tensor& x) { return forward(x); }
+  // A module taking or returning several tensors (nn/module.h): ddp({x, mask}) gives
+  // the module's list, e.g. (logits, aux_loss). Nothing else differs: the gradients of
+  // whatever loss is built from the outputs are all-reduced as above.
+  nn::Tensors forward_many(const nn::Tensors& inputs);
+  nn::Tensors operator()(const nn::Tensors& inputs) { return forward_many(inputs); }
   // loss.backward(), recorded as a "backward" span on the timeline.
   void backward(const Tensor& loss);
 
