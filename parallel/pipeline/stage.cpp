@@ -14,6 +14,7 @@
 #include "../../tensor/generator.h"
 #include "../../tensor/memory.h"
 #include "../../tensor/thread_pool.h"
+#include "../batch_rows.h"
 #include "../trace.h"
 
 namespace weft::parallel::pipeline {
@@ -26,9 +27,6 @@ namespace {
 constexpr int kTagActivation = 7001, kTagGradient = 7002;
 int activation_tag(int chunk) { return kTagActivation + 2 * chunk; }
 int gradient_tag(int chunk) { return kTagGradient + 2 * chunk; }
-// An activation's header: dtype, number of dims, then up to kMaxDims sizes.
-constexpr int kMaxDims = 8;
-constexpr int64_t kHeaderLen = 2 + kMaxDims;
 
 double now_ms() {
   using namespace std::chrono;
@@ -52,6 +50,19 @@ std::vector<Tensor> split_rows(const Tensor& t, const std::vector<std::pair<int6
   return out;
 }
 
+// One root for a backward from several outputs at once: a one-element tensor whose
+// backward hands outs[i] exactly grads[i], the gradient the next stage sent for it, so
+// one walk of the tape covers them all (calling backward once per output would find the
+// graph they share already freed by the first).
+Tensor join_for_backward(const nn::Tensors& outs, const nn::Tensors& grads) {
+  const Tensor root = zeros({}, {.dtype = kFloat32, .device = outs[0].device()});
+  return autograd::record("pipeline_outputs", root, std::span<const Tensor>(outs), {},
+                          [grads](const autograd::BackwardArgs&) { return grads; });
+}
+
+// The wire's copy of t: contiguous, on `wire`, off the tape.
+Tensor on_wire(const Tensor& t, Device wire) { return t.detach().to(wire).contiguous(); }
+
 }  // namespace
 
 std::vector<std::pair<int64_t, int64_t>> microbatch_rows(int64_t n, int m) {
@@ -68,13 +79,15 @@ std::vector<std::pair<int64_t, int64_t>> microbatch_rows(int64_t n, int m) {
 
 // What a stage keeps of one microbatch between its F and its B.
 struct PipelineStage::InFlight {
-  Tensor input;  // stages > 0: a leaf whose .grad goes back to the previous stage
-  Tensor out;    // this stage's output (on the tape; a recomputed microbatch drops it after F)
-  Shape out_shape;  // its shape and dtype: B receives a gradient of that shape
-  DType out_dtype = kFloat32;
+  nn::Tensors inputs;  // stages > 0: leaves; those that want a gradient send their .grad back
+  std::vector<size_t> grad_inputs;  // which inputs those are
+  nn::Tensors outs;    // this stage's outputs (on the tape; a recomputed microbatch drops them after F)
+  // The outputs whose gradient the next stage sends back (their index, shape and dtype).
+  std::vector<size_t> grad_outputs;
+  std::vector<std::pair<Shape, DType>> grad_shapes;
   Tensor loss;   // last stage: this microbatch's share of the batch's mean loss
   autograd::DeferredGrads weights;  // a split backward's W, between its B and its W
-  // Recomputed microbatches: F ran without the tape; B runs it again from `input`,
+  // Recomputed microbatches: F ran without the tape; B runs it again from `inputs`,
   // drawing the same random numbers (`draws`), and the last stage its loss from these.
   bool recompute = false;
   DrawLog draws;
@@ -128,30 +141,41 @@ Device PipelineStage::wire() const {
   return device_.is_cuda() && comm_->backend() != "nccl" ? kCPU : device_;
 }
 
-// `chunk`'s output to the next virtual stage.
-void PipelineStage::send_activation(const Tensor& t_in, int chunk) {
-  const Tensor t = t_in.detach().to(wire()).contiguous();
-  WEFT_CHECK(t.dim() <= kMaxDims, "pipeline: an activation has ", t.dim(), " dims; at most ", kMaxDims, " cross");
-  std::vector<int64_t> h(kHeaderLen, 0);
-  h[0] = static_cast<int64_t>(t.dtype()), h[1] = t.dim();
-  for (int64_t d = 0; d < t.dim(); ++d) h[size_t(2 + d)] = t.size(d);
-  const Tensor header = tensor(h).to(wire());
-  const int to = virtual_stage(chunk) + 1, dst = to % num_stages(), tag = activation_tag(to / num_stages());
-  pending_sends_.emplace_back(comm_->isend(header, dst, tag), header);
-  pending_sends_.emplace_back(comm_->isend(t, dst, tag), t);
+// `chunk`'s outputs to the next virtual stage.
+void PipelineStage::send_activations(const nn::Tensors& ts, const std::vector<bool>& wants_grad, int64_t rows,
+                                     int chunk) {
+  nn::Tensors wired;
+  for (const Tensor& t : ts) wired.push_back(on_wire(t, wire()));
+  const int to = virtual_stage(chunk) + 1;
+  pipeline::send_activations(*comm_, wired, wants_grad, rows, to % num_stages(), activation_tag(to / num_stages()),
+                             pending_sends_);
 }
 
-// `chunk`'s input from the previous virtual stage.
-Tensor PipelineStage::receive_activation(int chunk) {
+Activations PipelineStage::receive_activations(int chunk) {
   const int src = (virtual_stage(chunk) - 1) % num_stages();
-  Tensor header = empty({kHeaderLen}, kInt64, wire());
-  comm_->recv(header, src, activation_tag(chunk));
-  const std::vector<int64_t> h = header.to(kCPU).to_vector<int64_t>();
-  WEFT_CHECK(h[1] >= 0 && h[1] <= kMaxDims, "pipeline: a corrupt activation header from stage ", src);
-  const Shape shape(std::vector<int64_t>(h.begin() + 2, h.begin() + 2 + h[1]));
-  Tensor t = empty(shape, static_cast<DType>(h[0]), wire());
-  comm_->recv(t, src, activation_tag(chunk));
-  return t;  // forward_action moves it to this stage's device
+  Activations a = pipeline::receive_activations(*comm_, src, activation_tag(chunk), wire());
+  for (Tensor& t : a.tensors)
+    if (t.device() != device_) t = t.to(device_);
+  return a;
+}
+
+// The gradients of `chunk`'s inputs that the previous virtual stage asked for, in order.
+void PipelineStage::send_input_gradients(const InFlight& f, int chunk) {
+  nn::Tensors grads;
+  for (size_t i : f.grad_inputs) {
+    Tensor g = f.inputs[i].grad();
+    if (!g.defined()) g = zeros_like(f.inputs[i]);  // the outputs did not depend on this input
+    grads.push_back(on_wire(g, wire()));
+  }
+  const int to = virtual_stage(chunk) - 1;
+  send_gradients(*comm_, grads, to % num_stages(), gradient_tag(to / num_stages()), pending_sends_);
+}
+
+nn::Tensors PipelineStage::run_chunk(int chunk, const nn::Tensors& inputs) {
+  nn::Tensors outs = (*chunks_[size_t(chunk)])(inputs);
+  WEFT_CHECK(!outs.empty(), "the layers returned no tensors");
+  for (size_t i = 0; i < outs.size(); ++i) WEFT_CHECK(outs[i].defined(), "the layers' output ", i, " is undefined");
+  return outs;
 }
 
 // Lets go of the sends that have completed: what they kept alive (an activation a
@@ -167,62 +191,91 @@ void PipelineStage::wait_sends() {
 
 // ---- the actions ---------------------------------------------------------------------------
 
-void PipelineStage::forward_action(const Action& a, InFlight& f, const std::vector<Tensor>& xs,
+void PipelineStage::forward_action(const Action& a, InFlight& f, const std::vector<nn::Tensors>& xs,
                                    const std::vector<Tensor>& ys, int64_t rows) {
   const int mb = a.microbatch, c = a.chunk;
-  Tensor in = model_input(c) ? xs[size_t(mb)] : receive_activation(c);  // waiting is not busy time
+  Activations in;  // waiting for it is not busy time
+  if (model_input(c)) in.tensors = xs[size_t(mb)], in.rows = xs[size_t(mb)][0].size(0);
+  else in = receive_activations(c);
   const double t0 = now_ms();
   trace::Scope span(span_name(a), "compute", comm_->trace_rank());
-  if (in.device() != device_) in = in.to(device_);
-  if (!model_input(c) && is_floating(in.dtype())) in.requires_grad_(true);  // its .grad goes back
-  f.input = in;
+  for (size_t i = 0; i < in.tensors.size(); ++i) {
+    Tensor& t = in.tensors[i];
+    if (t.device() != device_) t = t.to(device_);
+    if (!model_input(c) && in.wants_grad[i]) {  // its .grad goes back
+      t.requires_grad_(true);
+      f.grad_inputs.push_back(i);
+    }
+  }
+  f.inputs = in.tensors;
   f.recompute = recompute_ == Recompute::Always || (recompute_ == Recompute::ExceptLast && mb != microbatches_ - 1);
-  std::optional<autograd::NoGradGuard> no_tape;  // recomputed: nothing kept but the input
+  std::optional<autograd::NoGradGuard> no_tape;  // recomputed: nothing kept but the inputs
   std::optional<RecordDraws> record;
   if (f.recompute) no_tape.emplace(), record.emplace(f.draws);
-  f.out = (*chunks_[size_t(c)])(in);
+  f.outs = run_chunk(c, f.inputs);
   if (model_output(c)) {
     const Tensor& y = ys[size_t(mb)];
-    f.target = y.device() == f.out.device() ? y : y.to(f.out.device());
+    f.target = y.device() == f.outs[0].device() ? y : y.to(f.outs[0].device());
     f.share = double(y.size(0)) / double(rows);
-    f.loss = (*loss_)(f.out, f.target) * f.share;
+    f.loss = (*loss_)(f.outs, f.target) * f.share;
   } else {
-    send_activation(f.out, c);
+    // A gradient comes back for the floating-point outputs on the tape; without the tape
+    // (recomputed), for every floating-point output (messages.h).
+    std::vector<bool> wants_grad(f.outs.size());
+    for (size_t i = 0; i < f.outs.size(); ++i) {
+      const Tensor& t = f.outs[i];
+      wants_grad[i] = is_floating(t.dtype()) && (f.recompute || t.requires_grad());
+      if (wants_grad[i]) f.grad_outputs.push_back(i), f.grad_shapes.emplace_back(t.shape(), t.dtype());
+    }
+    send_activations(f.outs, wants_grad, in.rows, c);
   }
-  f.out_shape = f.out.shape(), f.out_dtype = f.out.dtype();
-  if (f.recompute) f.out = Tensor();  // B makes it again; until then only the input is kept
+  if (f.recompute) f.outs.clear();  // B makes them again; until then only the inputs are kept
   stats_.busy_ms += now_ms() - t0;
 }
 
+namespace {
+
+// The root of a microbatch's backward and its gradient: the one output that gets a
+// gradient back and needs it, or several of them joined; undefined when none does.
+std::pair<Tensor, Tensor> backward_root(const nn::Tensors& outs, const std::vector<size_t>& which,
+                                        const nn::Tensors& grads) {
+  nn::Tensors roots, root_grads;
+  for (size_t k = 0; k < which.size(); ++k)
+    if (outs[which[k]].requires_grad()) roots.push_back(outs[which[k]]), root_grads.push_back(grads[k]);
+  if (roots.empty()) return {};
+  if (roots.size() == 1) return {roots[0], root_grads[0]};
+  return {join_for_backward(roots, root_grads), Tensor()};
+}
+
+}  // namespace
+
 void PipelineStage::backward_action(const Action& a, InFlight& f, bool split) {
-  const int c = a.chunk, p = num_stages();
-  Tensor grad;
+  const int c = a.chunk;
+  nn::Tensors grads;
   if (!model_output(c)) {
-    grad = empty(f.out_shape, f.out_dtype, wire());
-    comm_->recv(grad, (virtual_stage(c) + 1) % p, gradient_tag(c));
-    grad = grad.to(device_);
+    grads = receive_gradients(*comm_, f.grad_shapes, (virtual_stage(c) + 1) % num_stages(), gradient_tag(c), wire());
+    for (Tensor& g : grads) g = g.to(device_);
   }
   const double t0 = now_ms();
   {
     trace::Scope span(span_name(a), "compute", comm_->trace_rank());
     if (f.recompute) recompute_forward(f, c);
-    const Tensor& root = model_output(c) ? f.loss : f.out;
+    const std::pair<Tensor, Tensor> root =
+        model_output(c) ? std::pair<Tensor, Tensor>(f.loss, Tensor()) : backward_root(f.outs, f.grad_outputs, grads);
     // Split (zero-bubble schedules): the input gradient now, the weights' at this
     // microbatch's W action (autograd::backward_deferring).
-    if (split && root.requires_grad())
-      f.weights = autograd::backward_deferring(root, grad, chunks_[size_t(c)]->parameters());
-    else if (root.requires_grad())
-      root.backward(grad);
-    if (!model_input(c)) {
-      Tensor g = f.input.grad();
-      if (!g.defined()) g = zeros_like(f.input);  // the output did not depend on the input
-      g = g.to(wire()).contiguous();
-      const int to = virtual_stage(c) - 1;
-      pending_sends_.emplace_back(comm_->isend(g, to % p, gradient_tag(to / p)), g);
+    if (root.first.defined() && root.first.requires_grad()) {
+      if (split) f.weights = autograd::backward_deferring(root.first, root.second, chunks_[size_t(c)]->parameters());
+      else root.first.backward(root.second);
     }
+    if (!model_input(c)) send_input_gradients(f, c);
   }
-  if (split) f.input = f.out = f.loss = Tensor();  // only what W needs stays, in f.weights
-  else f = InFlight{};                              // the microbatch's activations can go
+  if (split) {  // only what W needs stays, in f.weights
+    f.inputs.clear(), f.outs.clear();
+    f.loss = Tensor();
+  } else {
+    f = InFlight{};  // the microbatch's activations can go
+  }
   stats_.busy_ms += now_ms() - t0;
 }
 
@@ -231,8 +284,8 @@ void PipelineStage::backward_action(const Action& a, InFlight& f, bool split) {
 void PipelineStage::recompute_forward(InFlight& f, int chunk) {
   ReplayDraws replay(f.draws);
   nn::RecomputeGuard again;
-  f.out = (*chunks_[size_t(chunk)])(f.input);
-  if (model_output(chunk)) f.loss = (*loss_)(f.out, f.target) * f.share;
+  f.outs = run_chunk(chunk, f.inputs);
+  if (model_output(chunk)) f.loss = (*loss_)(f.outs, f.target) * f.share;
 }
 
 void PipelineStage::weight_action(const Action& a, InFlight& f) {
@@ -263,15 +316,26 @@ std::vector<size_t> last_gradient_actions(const std::vector<Action>& actions, in
 
 double PipelineStage::train_step(const PipelineSchedule& schedule, const Tensor& x, const Tensor& y,
                                  const LossFn& loss) {
+  const MultiLossFn one = [&loss](const nn::Tensors& outs, const Tensor& target) {
+    WEFT_CHECK(outs.size() == 1, "the layers returned ", outs.size(), " tensors but the loss takes one; pass a ",
+               "MultiLossFn to train_step to get them all");
+    return loss(outs[0], target);
+  };
+  return train_step(schedule, x.defined() ? nn::Tensors{x} : nn::Tensors{}, y, one);
+}
+
+double PipelineStage::train_step(const PipelineSchedule& schedule, const nn::Tensors& inputs, const Tensor& y,
+                                 const MultiLossFn& loss) {
   check_schedule(schedule);
   const int m = schedule.microbatches;
   std::optional<ThreadLimit> limit;
   if (intra_op_threads_ > 0) limit.emplace(intra_op_threads_);
-  std::vector<Tensor> xs, ys;
+  std::vector<nn::Tensors> xs;  // [microbatch][input]
+  std::vector<Tensor> ys;
   int64_t rows = 0;
   if (is_first()) {
-    WEFT_CHECK(x.defined() && x.dim() >= 1, "pipeline: stage 0 needs the input batch");
-    xs = split_rows(x, microbatch_rows(x.size(0), m));
+    WEFT_CHECK(!inputs.empty() && inputs[0].defined() && inputs[0].dim() >= 1, "pipeline: stage 0 needs the input batch");
+    xs = scatter_rows(inputs, microbatch_rows(batch_rows(inputs, "pipeline"), m));
   }
   if (is_last()) {
     WEFT_CHECK(y.defined() && y.dim() >= 1, "pipeline: the last stage needs the targets");
@@ -332,30 +396,50 @@ double PipelineStage::train_step(const PipelineSchedule& schedule, const Tensor&
 }
 
 Tensor PipelineStage::forward(const Tensor& x, int microbatches) {
+  const nn::Tensors out = forward(x.defined() ? nn::Tensors{x} : nn::Tensors{}, microbatches);
+  if (out.empty()) return Tensor();  // not the last stage
+  WEFT_CHECK(out.size() == 1, "pipeline: forward(x) returns one tensor, but the layers returned ", out.size(),
+             "; call forward with a list of inputs to get them all");
+  return out[0];
+}
+
+nn::Tensors PipelineStage::forward(const nn::Tensors& inputs, int microbatches) {
   autograd::NoGradGuard no_grad;
   std::optional<nn::TransposedWeightScope> keep_transposed;  // as in train_step
   if (microbatches > 1) keep_transposed.emplace();
   std::optional<ThreadLimit> limit;
   if (intra_op_threads_ > 0) limit.emplace(intra_op_threads_);
-  std::vector<Tensor> xs, outs;
-  if (is_first()) xs = split_rows(x, microbatch_rows(x.size(0), microbatches));
+  std::vector<nn::Tensors> xs, outs;
+  RowRanges rows;  // on the last stage: each microbatch's rows, from the headers
+  if (is_first()) {
+    WEFT_CHECK(!inputs.empty() && inputs[0].defined() && inputs[0].dim() >= 1, "pipeline: stage 0 needs the input batch");
+    xs = scatter_rows(inputs, microbatch_rows(batch_rows(inputs, "pipeline"), microbatches));
+  }
   // Chunk by chunk, every microbatch through each (GPipe's forward order): sends do not
   // block, so each stage's chunk c runs as soon as the previous virtual stage delivers.
   for (int c = 0; c < num_chunks(); ++c)
     for (int mb = 0; mb < microbatches; ++mb) {
       try {
-        Tensor in = model_input(c) ? xs[size_t(mb)] : receive_activation(c);
-        if (in.device() != device_) in = in.to(device_);
-        Tensor out = (*chunks_[size_t(c)])(in);
-        if (model_output(c)) outs.push_back(out);
-        else send_activation(out, c);
+        Activations in;
+        if (model_input(c)) in.tensors = xs[size_t(mb)], in.rows = xs[size_t(mb)][0].size(0);
+        else in = receive_activations(c);
+        for (Tensor& t : in.tensors)
+          if (t.device() != device_) t = t.to(device_);
+        nn::Tensors out = run_chunk(c, in.tensors);
+        if (model_output(c)) {
+          const int64_t start = rows.empty() ? 0 : rows.back().second;
+          rows.emplace_back(start, start + in.rows);
+          outs.push_back(std::move(out));
+        } else {
+          send_activations(out, std::vector<bool>(out.size(), false), in.rows, c);
+        }
       } catch (const std::exception& e) {
         throw Error(detail::str("pipeline stage ", stage(), " (", device_, "), forward (", mb,
                                 num_chunks() > 1 ? detail::str(", chunk ", c) : std::string(), "): ", e.what()));
       }
     }
   wait_sends();
-  return is_last() ? cat(outs, 0) : Tensor();
+  return is_last() ? gather_rows(outs, rows, device_, "pipeline forward") : nn::Tensors{};
 }
 
 }  // namespace weft::parallel::pipeline

@@ -22,12 +22,22 @@
 // device running the same microbatches in the same order with the same weights
 // (tests/parallel/pipeline/test_pipeline.cpp checks it).
 //
+// SEVERAL TENSORS PER MICROBATCH. The layers may take and return lists of tensors
+// (nn/module.h, forward_many): a transformer block's (x, mask), a model's (logits,
+// aux_loss). train_step(schedule, {x, mask}, y, loss) cuts every input into the same
+// microbatch rows (each needs the batch along dim 0: a shared mask is expanded to
+// (B, ...) first); each stage runs forward_many on its microbatch's list; the list
+// crosses to the next stage whole, and the loss (a MultiLossFn) gets the last stage's
+// list. Backward returns a gradient only for the tensors that need one -- floating-point
+// and on the tape: an integer id or bool mask crosses forward only. The sender marks
+// each tensor in its header, so the receiver never has to guess (messages.h).
+//
 // Only send/recv of the Communicator are used, so the same code runs stages as threads
 // of one process (the threads backend, each stage on its own cpu:k), as processes under
 // mpirun, or on GPUs. Sends are non-blocking (isend): two neighbours sending to each
 // other at the same time -- an activation one way, a gradient the other, as 1F1B does --
 // cannot deadlock. An activation crosses as a small header (dtype, shape) then its data,
-// so the receiver needs to know nothing in advance.
+// so the receiver needs to know nothing in advance (messages.h).
 //
 // ACTIVATION RECOMPUTATION (set_recompute, torchgpipe's modes): instead of keeping a
 // microbatch's activations from its F to its B, a stage keeps only its input, runs F
@@ -69,12 +79,15 @@
 #include "../../nn/module.h"
 #include "../comm/communicator.h"
 #include "../ddp.h"
+#include "messages.h"
 #include "schedule.h"
 
 namespace weft::parallel::pipeline {
 
 // (output, target) -> the mean loss over the microbatch's rows, a one-element tensor.
 using LossFn = std::function<Tensor(const Tensor& output, const Tensor& target)>;
+// The same for layers returning several tensors: (the last stage's outputs, target).
+using MultiLossFn = std::function<Tensor(const nn::Tensors& outputs, const Tensor& target)>;
 
 enum class Recompute { Never, ExceptLast, Always };
 // "never", "except_last" or "always"; throws naming the flag value otherwise.
@@ -107,6 +120,10 @@ class PipelineStage {
   // d(mean loss over the batch)/d(param) into the layers' .grad. Returns that mean loss
   // on the last stage, 0 elsewhere.
   double train_step(const PipelineSchedule& schedule, const Tensor& x, const Tensor& y, const LossFn& loss);
+  // The same with several input tensors, each cut into the same microbatches along dim 0
+  // (stage 0 reads them; others may pass {}), and a loss of the last stage's outputs.
+  double train_step(const PipelineSchedule& schedule, const nn::Tensors& xs, const Tensor& y,
+                    const MultiLossFn& loss);
 
   // Activation recomputation (above); Never by default.
   void set_recompute(Recompute r) { recompute_ = r; }
@@ -122,6 +139,10 @@ class PipelineStage {
   // Forward only, without the tape, in `microbatches` pieces: the output for the whole
   // batch on the last stage (undefined elsewhere). Evaluation uses it.
   Tensor forward(const Tensor& x, int microbatches);
+  // The same for several inputs and outputs: on the last stage each output for the
+  // whole batch, gathered like DataParallel's (parallel/batch_rows.h): concatenated
+  // along dim 0, a 0-d one averaged over the microbatches weighted by their rows.
+  nn::Tensors forward(const nn::Tensors& xs, int microbatches);
 
   int stage() const { return comm_->rank(); }
   int num_chunks() const { return int(chunks_.size()); }
@@ -137,9 +158,14 @@ class PipelineStage {
   int virtual_stage(int chunk) const { return chunk * num_stages() + stage(); }
   bool model_input(int chunk) const { return virtual_stage(chunk) == 0; }
   bool model_output(int chunk) const { return virtual_stage(chunk) == num_stages() * num_chunks() - 1; }
-  Tensor receive_activation(int chunk);
-  void send_activation(const Tensor& t, int chunk);
-  void forward_action(const Action& a, InFlight& f, const std::vector<Tensor>& xs, const std::vector<Tensor>& ys,
+  // A microbatch's list of activations from the previous virtual stage (messages.h),
+  // moved to this stage's device.
+  Activations receive_activations(int chunk);
+  void send_activations(const nn::Tensors& ts, const std::vector<bool>& wants_grad, int64_t rows, int chunk);
+  void send_input_gradients(const InFlight& f, int chunk);
+  // Chunk c's forward of one microbatch's list.
+  nn::Tensors run_chunk(int chunk, const nn::Tensors& inputs);
+  void forward_action(const Action& a, InFlight& f, const std::vector<nn::Tensors>& xs, const std::vector<Tensor>& ys,
                       int64_t rows);
   void backward_action(const Action& a, InFlight& f, bool split);
   void weight_action(const Action& a, InFlight& f);
@@ -156,10 +182,10 @@ class PipelineStage {
   std::shared_ptr<DistributedDataParallel> ddp_;
   Device device_;
   int intra_op_threads_;
-  std::vector<std::pair<WorkHandle, Tensor>> pending_sends_;  // each send's data stays alive
+  PendingSends pending_sends_;  // each send's data stays alive
   StageStats stats_;
   Recompute recompute_ = Recompute::Never;
-  const LossFn* loss_ = nullptr;  // during train_step: the loss a recomputed last stage needs
+  const MultiLossFn* loss_ = nullptr;  // during train_step: the loss a recomputed last stage needs
   int microbatches_ = 0;          // during train_step: the schedule's m
 };
 

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <catch2/catch.hpp>
 
+#include "../../nn/multi_tensor_models.h"
 #include "../parallel_helpers.h"
 #include "parallel/comm/mpi_communicator.h"
 #include "parallel/pipeline/pipeline.h"
@@ -157,5 +158,60 @@ TEST_CASE("mpi grid: pipeline stages x data-parallel replicas train bit for bit 
     }
     CHECK(checked > 0);
     world->barrier();
+  }
+}
+
+// Issue 19: stages passing several tensors per microbatch -- (x, mask) and (x, mask, aux)
+// cross the process boundaries, the bool mask forward only -- against one device.
+TEST_CASE("mpi pipeline: several tensors per microbatch train bit for bit like one device", "[pipeline][mpi][multi]") {
+  auto comm = weft::test::mpi_test_world();
+  const int p = comm->size(), s = comm->rank();
+  if (p < 2) {
+    WARN("one process: no pipeline to run");
+    return;
+  }
+  ThreadLimit one(1);
+  PinGemm pin;
+  for (const auto& [schedule, v] : std::vector<std::pair<std::string, int>>{{"1f1b", 1}, {"interleaved", 2}}) {
+    if (p * v > 4) continue;  // the model's 6 layers; interleaving on 2 stages only
+    const int m = 4;
+    auto ref = weft::test::make_masked_model();
+    std::vector<Device> devices;
+    for (int k = 0; k < p; ++k) devices.push_back(Device::cpu(k));
+    auto sharded = parallel::shard_interleaved(weft::test::make_masked_model(), devices, v);
+    const auto chunks = parallel::stage_chunks(*sharded, size_t(p), size_t(s));
+    pp::PipelineStage stage(comm, chunks, devices[size_t(s)]);
+    std::vector<Tensor> mine;
+    for (const auto& c : chunks)
+      for (const Tensor& t : c->parameters()) mine.push_back(t);
+    optim::AdamW opt(mine, {.lr = 1e-2});
+    optim::AdamW ref_opt(ref->parameters(), {.lr = 1e-2});
+    for (int step = 0; step < 2; ++step) {
+      const auto b = weft::test::masked_batch(9, uint64_t(step));
+      stage.train_step(pp::make_schedule(schedule, p, m, v), s == 0 ? nn::Tensors{b.x, b.mask} : nn::Tensors{},
+                       s == p - 1 ? b.y : Tensor(), weft::test::ce_plus_aux);
+      opt.step(), opt.zero_grad();
+      nn::TransposedWeightScope keep_transposed;  // as each stage keeps Linear's W^T for the step
+      for (const auto& [a, e] : pp::microbatch_rows(9, m))
+        (weft::test::ce_plus_aux((*ref)({b.x.narrow(0, a, e - a), b.mask.narrow(0, a, e - a)}), b.y.narrow(0, a, e - a)) *
+         (double(e - a) / 9.0))
+            .backward();
+      ref_opt.step(), ref_opt.zero_grad();
+    }
+    // This process's chunks against the same layers of the reference.
+    const auto got = sharded->named_parameters();
+    const auto want = ref->named_parameters();
+    const auto& first = sharded->first_layers();
+    int checked = 0;
+    for (size_t i = 0; i < got.size(); ++i) {
+      const size_t layer = std::stoul(got[i].first.substr(0, got[i].first.find('.')));
+      const size_t chunk = size_t(std::upper_bound(first.begin(), first.end(), layer) - first.begin()) - 1;
+      if (chunk % size_t(p) != size_t(s)) continue;
+      INFO(schedule << " stage " << s << " " << got[i].first);
+      CHECK(equal(got[i].second.to(kCPU), want[i].second));
+      ++checked;
+    }
+    CHECK(checked == int(mine.size()));  // every parameter this process holds (a lone AuxTally holds none)
+    comm->barrier();
   }
 }
