@@ -43,8 +43,8 @@ namespace {
 struct LmConfig {
   lm::Config model;
   std::string corpus = "/usr/share/games/fortunes";
-  int64_t steps = 600, batch_size = 16;
-  double lr = 1e-3, weight_decay = 0.1, clip = 1.0;
+  int64_t steps = 2000, batch_size = 16;
+  double lr = 2e-3, weight_decay = 0.1, clip = 1.0;
   int64_t warmup = 30;
   uint64_t seed = 0;
   int threads = 0;
