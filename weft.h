@@ -15,7 +15,7 @@
 #include "nn/nn.h"
 #include "optim/optim.h"
 #include "data/data.h"
-#include "train/train.h"
+#include "training/training.h"
 #include "parallel/comm/communicator.h"
 #include "prune/prune.h"
 #include "parallel/comm/threads_communicator.h"

@@ -29,7 +29,7 @@
 
 #include "../parallel/comm/mpi_communicator.h"
 #include "../parallel/pipeline/pipeline.h"
-#include "../train/progress.h"
+#include "../training/progress.h"
 #include "common/charlm.h"
 #include "common/trainer.h"
 
@@ -102,7 +102,7 @@ double train_ranks(const LmConfig& c, const Corpus& data, std::shared_ptr<nn::Se
   if (comm) ddp = std::make_unique<parallel::DistributedDataParallel>(model, comm, parallel::DDPOptions{.bucket_cap_mb = 1});
   Trainer t(c, model, optim::decay_groups(*model, c.weight_decay));
   lm::WindowSampler sampler(data.train, c.model.seq_len, c.seed);
-  train::ProgressBar bar("train", c.steps);
+  training::ProgressBar bar("train", c.steps);
   const int64_t skip = std::min<int64_t>(5, c.steps - 1);
   std::chrono::steady_clock::time_point start;
   for (int64_t step = 0; step < c.steps; ++step) {
@@ -146,7 +146,7 @@ double train_stage(const LmConfig& c, const Corpus& data, parallel::ShardedSeque
                             : last ? lm::head_of(*sharded.model())->weight() : Tensor();
   const pp::PipelineSchedule schedule_ = pp::make_schedule(c.schedule, p, c.microbatches);
   lm::WindowSampler sampler(data.train, c.model.seq_len, c.seed);
-  train::ProgressBar bar("train", c.steps);
+  training::ProgressBar bar("train", c.steps);
   auto loss_fn = [](const Tensor& out, const Tensor& y) { return lm::lm_loss(out, y); };
   const int64_t skip = std::min<int64_t>(5, c.steps - 1);
   std::chrono::steady_clock::time_point start;

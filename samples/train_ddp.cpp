@@ -14,7 +14,7 @@
 // rounding in the sums); N ranks at B process N times the samples per step (weak
 // scaling: that is what train_samples_per_s measures).
 //
-// The loop is weft's training loop (train/loop.h), with hooks that make it the
+// The loop is weft's training loop (training/loop.h), with hooks that make it the
 // uneven-inputs loop of parallel/ddp.h: join() first, so that a rank out of batches
 // never leaves the others waiting. Each rank runs its ops on cores / ranks-on-this-
 // machine intra-op threads (--rank-threads to choose), so ranks do not fight over the
@@ -36,7 +36,7 @@
 #include "../parallel/comm/mpi_communicator.h"
 #include "../parallel/comm/nccl_communicator.h"
 #include "../parallel/trace_gather.h"
-#include "../train/loop.h"
+#include "../training/loop.h"
 #include "common/flags.h"
 #include "common/models.h"
 #include "common/resume.h"
@@ -127,7 +127,7 @@ void train_rank(const DdpConfig& c, std::shared_ptr<Communicator> comm, std::sha
     return static_cast<double>(correct.item<int64_t>()) / static_cast<double>(n_test);
   };
 
-  train::Loop loop{.opt = *opt, .schedule = schedule, .loader = loader, .device = device, .epochs = r.epochs,
+  training::Loop loop{.opt = *opt, .schedule = schedule, .loader = loader, .device = device, .epochs = r.epochs,
                    .show_progress = lead};
   int64_t traced = 0;  // steps so far, for --trace-steps
   // Every rank joins every step, batch or not; 0 ranks with a batch ends the epoch on all.
@@ -161,7 +161,7 @@ void train_rank(const DdpConfig& c, std::shared_ptr<Communicator> comm, std::sha
     }
     comm->barrier();  // nobody races ahead of (or resumes from) a half-written checkpoint
   };
-  const train::Throughput t = loop.run(start_epoch);
+  const training::Throughput t = loop.run(start_epoch);
   if (start_epoch >= r.epochs) acc = accuracy();
   if (!c.trace.empty()) {
     parallel::gather_chrome_trace(*comm, c.trace);

@@ -49,7 +49,7 @@
 #include "../parallel/comm/mpi_communicator.h"
 #include "../parallel/pipeline/pipeline.h"
 #include "../parallel/trace_gather.h"
-#include "../train/loop.h"
+#include "../training/loop.h"
 #include "common/flags.h"
 #include "common/models.h"
 #include "common/resume.h"
@@ -221,7 +221,7 @@ void train_stage(const PipeConfig& c, const Rank& me, parallel::ShardedSequentia
   }
   auto loss_fn = [&](const Tensor& out, const Tensor& y) { return nn::cross_entropy(out, y, r.label_smoothing); };
 
-  train::Loop loop{.opt = *opt, .schedule = schedule, .loader = loader, .device = kCPU, .epochs = r.epochs,
+  training::Loop loop{.opt = *opt, .schedule = schedule, .loader = loader, .device = kCPU, .epochs = r.epochs,
                    .show_progress = last && lead};
   double busy = 0, wall = 0, allreduce = 0;
   int in_flight = 0;
@@ -279,7 +279,7 @@ void train_stage(const PipeConfig& c, const Rank& me, parallel::ShardedSequentia
       me.world->barrier();  // nobody runs ahead while the checkpoint is being read
     };
   }
-  const train::Throughput tp = loop.run(shared.start_epoch);
+  const training::Throughput tp = loop.run(shared.start_epoch);
   if (last && lead)
     std::printf("test_accuracy=%.4f train_samples_per_s=%.1f bubble=%.4f stages=%d replicas=%d\n", acc,
                 tp.samples_per_s() * c.replicas, bubble, p, c.replicas);

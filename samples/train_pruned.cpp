@@ -26,7 +26,7 @@
 #include <cstdio>
 #include <optional>
 
-#include "../train/loop.h"
+#include "../training/loop.h"
 #include "common/flags.h"
 #include "common/models.h"
 #include "common/trainer.h"
@@ -124,7 +124,7 @@ class Run {
   bool gemm_reported_ = false;
 };
 
-// One training run through weft's training loop (train/loop.h), with a fresh optimizer
+// One training run through weft's training loop (training/loop.h), with a fresh optimizer
 // (the Pruner keeps its pruned weights at zero through it) and LR schedule.
 void Run::train(const std::string& label, const std::function<void(int64_t)>& on_step,
                 const std::function<void(int64_t)>& before_backward) {
@@ -132,9 +132,9 @@ void Run::train(const std::string& label, const std::function<void(int64_t)>& on
   pruner_->attach(*opt_);
   data::DataLoader loader(*train_, {.batch_size = c_.r.batch_size, .shuffle = true, .seed = c_.seed});
   optim::CosineWarmupLR schedule = samples::make_schedule(c_.r, *opt_, loader.num_batches());
-  train::Loop loop{.opt = *opt_, .schedule = schedule, .loader = loader, .device = device_,
+  training::Loop loop{.opt = *opt_, .schedule = schedule, .loader = loader, .device = device_,
                    .epochs = c_.r.epochs, .label = label,
-                   .step = train::plain_step(*model_, *opt_, c_.r.label_smoothing),
+                   .step = training::plain_step(*model_, *opt_, c_.r.label_smoothing),
                    .before_step = before_backward, .after_step = on_step,
                    .epoch_end = [this](int epoch) { end_epoch(epoch); }};
   loop.run();

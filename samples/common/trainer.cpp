@@ -6,7 +6,7 @@
 
 #include "../../cuda/cuda.h"
 #include "../../parallel/comm/nccl_communicator.h"
-#include "../../train/loop.h"
+#include "../../training/loop.h"
 #include "flags.h"
 #include "resume.h"
 
@@ -119,7 +119,7 @@ class GraphedStep {
   static constexpr int kWarmup = 3;
 
   GraphedStep(nn::Module& model, optim::Optimizer& opt, double smoothing)
-      : opt_(opt), eager_(train::plain_step(model, opt, smoothing)) {}
+      : opt_(opt), eager_(training::plain_step(model, opt, smoothing)) {}
 
   Tensor run(const std::optional<data::Batch>& b) {
     const Tensor &x = b->x, &y = b->y;
@@ -140,7 +140,7 @@ class GraphedStep {
 
  private:
   optim::Optimizer& opt_;
-  train::StepFn eager_;
+  training::StepFn eager_;
   std::unique_ptr<cuda::Graph> graph_;
   Tensor x_, y_, loss_;
   Shape shape_;
@@ -182,11 +182,11 @@ int run(const std::string& name, Config& c, const std::function<std::shared_ptr<
               device.str().c_str());
   const int start_epoch = c.resume.empty() ? 0 : resume(c.resume, *model, *opt, schedule, loader.num_batches());
 
-  train::Loop loop{.opt = *opt, .schedule = schedule, .loader = loader, .device = device, .epochs = c.r.epochs,
+  training::Loop loop{.opt = *opt, .schedule = schedule, .loader = loader, .device = device, .epochs = c.r.epochs,
                    .loss_every = device.is_cuda() ? 25 : 1};
   GraphedStep graphed(*model, *opt, c.r.label_smoothing);
   if (c.cuda_graph) loop.step = [&](const std::optional<data::Batch>& b) { return graphed.run(b); };
-  else loop.step = train::plain_step(*model, *opt, c.r.label_smoothing);
+  else loop.step = training::plain_step(*model, *opt, c.r.label_smoothing);
 
   int64_t mallocs_before = 0;  // on a GPU: cudaMalloc calls before the epoch, to show the allocator's caching
   loop.epoch_begin = [&](int) {
@@ -207,7 +207,7 @@ int run(const std::string& name, Config& c, const std::function<std::shared_ptr<
                              checkpoint_metadata(name, epoch + 1, schedule, loader.num_batches()));
   };
 
-  const train::Throughput t = loop.run(start_epoch);
+  const training::Throughput t = loop.run(start_epoch);
   if (start_epoch >= c.r.epochs) accuracy = evaluate(*model, test, device);
   std::printf("test_accuracy=%.4f train_samples_per_s=%.1f\n", accuracy, t.samples_per_s());
   return 0;

@@ -1,4 +1,4 @@
-// What the training samples share around weft's training loop (train/loop.h): the
+// What the training samples share around weft's training loop (training/loop.h): the
 // common flags, the data, evaluation, and train_main, the whole of train_mlp and
 // train_cnn. train_ddp and train_pruned use the pieces (flags, data, evaluation) and run
 // the loop themselves.

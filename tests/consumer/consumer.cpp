@@ -96,8 +96,8 @@ void cuda_checks(bool expect_disabled, int expect_gpu /* -1: don't care */) {
   }
 }
 
-// train/ from the installed headers: two epochs of train::plain_step on four points
-// through train::Loop, its progress bar written as plain lines into a temporary file.
+// training/ from the installed headers: two epochs of training::plain_step on four points
+// through training::Loop, its progress bar written as plain lines into a temporary file.
 void train_checks() {
   using namespace weft;
   manual_seed(0);
@@ -112,17 +112,17 @@ void train_checks() {
     check(false, "tmpfile() for the progress bar");
     return;
   }
-  train::Loop loop{.opt = opt, .schedule = schedule, .loader = loader, .device = kCPU, .epochs = 2,
-                   .progress = {.out = out, .plain = true}, .step = train::plain_step(model, opt, 0.0)};
-  const train::Throughput t = loop.run();
-  check(t.samples == 8 && opt.steps_taken() == 4, "train::Loop: 2 epochs of 2 steps, 8 samples");
+  training::Loop loop{.opt = opt, .schedule = schedule, .loader = loader, .device = kCPU, .epochs = 2,
+                   .progress = {.out = out, .plain = true}, .step = training::plain_step(model, opt, 0.0)};
+  const training::Throughput t = loop.run();
+  check(t.samples == 8 && opt.steps_taken() == 4, "training::Loop: 2 epochs of 2 steps, 8 samples");
   std::rewind(out);
   char line[256] = {};
   std::string text;
   while (std::fgets(line, sizeof line, out)) text += line;
   std::fclose(out);
   check(text.find("epoch 2/2 [") != std::string::npos && text.find("samples/s") != std::string::npos,
-        "train::ProgressBar wrote its lines into the given file");
+        "training::ProgressBar wrote its lines into the given file");
 }
 
 }  // namespace

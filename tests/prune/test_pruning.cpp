@@ -11,8 +11,7 @@ std::shared_ptr<nn::Sequential> small_mlp(uint64_t seed = 3) {
       std::make_shared<nn::Linear>(8, 16), std::make_shared<nn::ReLU>(), std::make_shared<nn::Linear>(16, 4)});
 }
 
-// `steps` optimizer steps on a fixed synthetic classification stream. (Not named
-// train: with `using namespace weft` that would be ambiguous with namespace weft::train.)
+// `steps` optimizer steps on a fixed synthetic classification stream.
 void train_steps(nn::Module& m, optim::Optimizer& opt, int steps, int seed = 0) {
   for (int i = 0; i < steps; ++i) {
     Generator g(1000 + seed + i);

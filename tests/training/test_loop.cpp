@@ -1,4 +1,4 @@
-// train/: the epoch loop (loop.h) and the progress line (progress.h). The loop is checked
+// training/: the epoch loop (loop.h) and the progress line (progress.h). The loop is checked
 // through its hooks -- which run, in what order, with which step counts -- and by
 // training a tiny classifier with plain_step; the bar by reading back what it writes
 // into a temporary file.
@@ -81,8 +81,8 @@ TEST_CASE("Loop runs epochs first_epoch..epochs-1 and calls its hooks in order",
   LoggedLR schedule(*s.opt, log);
   std::FILE* out = std::tmpfile();
   REQUIRE(out != nullptr);
-  const train::StepFn plain = train::plain_step(*s.model, *s.opt, 0.0);
-  train::Loop loop{.opt = *s.opt, .schedule = schedule, .loader = s.loader, .device = kCPU, .epochs = 3,
+  const training::StepFn plain = training::plain_step(*s.model, *s.opt, 0.0);
+  training::Loop loop{.opt = *s.opt, .schedule = schedule, .loader = s.loader, .device = kCPU, .epochs = 3,
                    .label = "run A ", .progress = {.out = out}};
   loop.step = [&](const std::optional<data::Batch>& b) {
     log.push_back("step");
@@ -97,7 +97,7 @@ TEST_CASE("Loop runs epochs first_epoch..epochs-1 and calls its hooks in order",
   loop.after_step = [&](int64_t t) { log.push_back("after " + std::to_string(t)); };
   loop.epoch_end = [&](int e) { log.push_back("end " + std::to_string(e)); };
 
-  const train::Throughput t = loop.run(/*first_epoch=*/1);  // a run resumed at epoch 1: epochs 1 and 2
+  const training::Throughput t = loop.run(/*first_epoch=*/1);  // a run resumed at epoch 1: epochs 1 and 2
 
   const std::vector<std::string> want = {
       "begin 1", "before 0", "step", "schedule", "after 1", "before 1", "step", "schedule", "after 2", "end 1",
@@ -120,15 +120,15 @@ TEST_CASE("Loop runs epochs first_epoch..epochs-1 and calls its hooks in order",
 TEST_CASE("Loop without a step hook says so", "[train]") {
   Setup s(4);
   optim::StepLR schedule(*s.opt, 1);
-  train::Loop loop{.opt = *s.opt, .schedule = schedule, .loader = s.loader, .device = kCPU, .epochs = 1};
+  training::Loop loop{.opt = *s.opt, .schedule = schedule, .loader = s.loader, .device = kCPU, .epochs = 1};
   REQUIRE_THROWS_WITH(loop.run(), Catch::Contains("the step hook is not set"));
 }
 
 TEST_CASE("Throughput counts the samples of every rank in each step", "[train]") {
   Setup s(3);  // batches of 3, 3 and 2
   optim::StepLR schedule(*s.opt, 1000);
-  train::Loop loop{.opt = *s.opt, .schedule = schedule, .loader = s.loader, .device = kCPU, .epochs = 2,
-                   .show_progress = false, .step = train::plain_step(*s.model, *s.opt, 0.0)};
+  training::Loop loop{.opt = *s.opt, .schedule = schedule, .loader = s.loader, .device = kCPU, .epochs = 2,
+                   .show_progress = false, .step = training::plain_step(*s.model, *s.opt, 0.0)};
   CHECK(loop.run().samples == 16);  // 8 an epoch, the short last batch counted as it is
 
   // As if three data-parallel ranks each had a batch like this one in every step.
@@ -141,8 +141,8 @@ TEST_CASE("ranks_in_step returning 0 ends an epoch early", "[train]") {
   Setup s(2);  // 4 batches an epoch
   optim::StepLR schedule(*s.opt, 1000);
   int asked = 0, steps = 0, ends = 0;
-  const train::StepFn plain = train::plain_step(*s.model, *s.opt, 0.0);
-  train::Loop loop{.opt = *s.opt, .schedule = schedule, .loader = s.loader, .device = kCPU, .epochs = 2,
+  const training::StepFn plain = training::plain_step(*s.model, *s.opt, 0.0);
+  training::Loop loop{.opt = *s.opt, .schedule = schedule, .loader = s.loader, .device = kCPU, .epochs = 2,
                    .show_progress = false};
   loop.step = [&](const std::optional<data::Batch>& b) {
     ++steps;
@@ -151,7 +151,7 @@ TEST_CASE("ranks_in_step returning 0 ends an epoch early", "[train]") {
   loop.epoch_begin = [&](int) { asked = 0; };
   loop.ranks_in_step = [&](bool has_batch) { return has_batch && ++asked <= 2 ? 1 : 0; };  // 2 steps an epoch
   loop.epoch_end = [&](int) { ++ends; };
-  const train::Throughput t = loop.run();
+  const training::Throughput t = loop.run();
   CHECK(steps == 2 * 2);
   CHECK(ends == 2);  // the epoch still ends properly
   CHECK(t.samples == 2 * 2 * 2);
@@ -160,10 +160,10 @@ TEST_CASE("ranks_in_step returning 0 ends an epoch early", "[train]") {
 TEST_CASE("a rank out of data steps without a batch while ranks_in_step keeps it in", "[train]") {
   Setup s(4);  // this rank: 2 batches an epoch; the other rank (pretended): 4
   optim::StepLR schedule(*s.opt, 1000);
-  const train::StepFn plain = train::plain_step(*s.model, *s.opt, 0.0);
+  const training::StepFn plain = training::plain_step(*s.model, *s.opt, 0.0);
   std::vector<bool> had_batch;
   int without = 0;
-  train::Loop loop{.opt = *s.opt, .schedule = schedule, .loader = s.loader, .device = kCPU, .epochs = 1,
+  training::Loop loop{.opt = *s.opt, .schedule = schedule, .loader = s.loader, .device = kCPU, .epochs = 1,
                    .show_progress = false};
   // What DistributedDataParallel::join would answer: both ranks while this one has data,
   // then the other alone for two more steps, then none.
@@ -175,7 +175,7 @@ TEST_CASE("a rank out of data steps without a batch while ranks_in_step keeps it
     s.opt->step();
     return Tensor();
   };
-  const train::Throughput t = loop.run();
+  const training::Throughput t = loop.run();
   CHECK(had_batch == std::vector<bool>{true, true, false, false});
   CHECK(s.loader.epoch() == 1);  // one pass only: the loader was not asked to start epoch 1's
   CHECK(s.opt->steps_taken() == 4);
@@ -186,8 +186,8 @@ TEST_CASE("plain_step lowers the loss of a linear classifier on separable data",
   Setup s(4);
   optim::StepLR schedule(*s.opt, 1000);  // constant lr 0.5
   const double before = full_loss(*s.model);
-  train::Loop loop{.opt = *s.opt, .schedule = schedule, .loader = s.loader, .device = kCPU, .epochs = 25,
-                   .show_progress = false, .step = train::plain_step(*s.model, *s.opt, 0.0)};
+  training::Loop loop{.opt = *s.opt, .schedule = schedule, .loader = s.loader, .device = kCPU, .epochs = 25,
+                   .show_progress = false, .step = training::plain_step(*s.model, *s.opt, 0.0)};
   loop.run();
   const double after = full_loss(*s.model);
   INFO("cross-entropy before " << before << ", after 50 steps " << after);
@@ -204,7 +204,7 @@ TEST_CASE("plain_step lowers the loss of a linear classifier on separable data",
   }
   data::Batch all;
   all.x = d.x(), all.y = d.y();
-  const Tensor loss = train::plain_step(*s.model, *s.opt, 0.2)(all);
+  const Tensor loss = training::plain_step(*s.model, *s.opt, 0.2)(all);
   CHECK(loss.dim() == 0);
   CHECK(loss.item<double>() == Approx(want).epsilon(1e-6));
 }
@@ -212,7 +212,7 @@ TEST_CASE("plain_step lowers the loss of a linear classifier on separable data",
 TEST_CASE("ProgressBar in plain mode prints a line at each quarter and one at the end", "[train]") {
   std::FILE* out = std::tmpfile();
   REQUIRE(out != nullptr);
-  train::ProgressBar bar("epoch 1/2", 8, {.out = out, .plain = true});
+  training::ProgressBar bar("epoch 1/2", 8, {.out = out, .plain = true});
   for (int i = 0; i < 8; ++i) bar.update(16, 0.5);
   const double rate = bar.finish();
   CHECK(rate > 0);
@@ -238,7 +238,7 @@ TEST_CASE("ProgressBar in plain mode prints a line at each quarter and one at th
 TEST_CASE("ProgressBar draws plain lines into a file even unasked (not a terminal)", "[train]") {
   std::FILE* out = std::tmpfile();
   REQUIRE(out != nullptr);
-  train::ProgressBar bar("x", 4, {.out = out});
+  training::ProgressBar bar("x", 4, {.out = out});
   for (int i = 0; i < 4; ++i) bar.update(1, 1.0);
   bar.finish();
   const std::string text = read_back(out);

@@ -1,7 +1,7 @@
 // A live progress line for a loop of a known number of steps: a bar, the running loss,
 // samples per second and the time left (at the end: the time it took).
 //
-//   train::ProgressBar bar("epoch 1/5", loader.num_batches());
+//   training::ProgressBar bar("epoch 1/5", loader.num_batches());
 //   while (auto b = loader.next()) bar.update(b->size(), step(*b));
 //   const double samples_per_s = bar.finish();
 //
@@ -20,7 +20,7 @@
 #include <cstdio>
 #include <string>
 
-namespace weft::train {
+namespace weft::training {
 
 struct ProgressOptions {
   std::FILE* out = stdout;  // where the line is written (not closed by the bar)
@@ -48,4 +48,4 @@ class ProgressBar {
   std::chrono::steady_clock::time_point start_, last_draw_;
 };
 
-}  // namespace weft::train
+}  // namespace weft::training

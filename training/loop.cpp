@@ -4,7 +4,7 @@
 
 #include "../cuda/cuda.h"
 
-namespace weft::train {
+namespace weft::training {
 
 StepFn plain_step(nn::Module& model, optim::Optimizer& opt, double label_smoothing) {
   return [&model, &opt, label_smoothing](const std::optional<data::Batch>& b) {
@@ -49,7 +49,7 @@ int64_t run_steps(Loop& loop, data::DeviceStager& stager, ProgressBar* bar) {
 }  // namespace
 
 Throughput Loop::run(int first_epoch) {
-  WEFT_CHECK(step, "train::Loop: the step hook is not set");
+  WEFT_CHECK(step, "training::Loop: the step hook is not set");
   Throughput total;
   data::DeviceStager stager(device);  // on the CPU it hands each batch through
   for (int epoch = first_epoch; epoch < epochs; ++epoch) {
@@ -69,4 +69,4 @@ Throughput Loop::run(int first_epoch) {
   return total;
 }
 
-}  // namespace weft::train
+}  // namespace weft::training

@@ -6,10 +6,10 @@
 //
 //   optim::AdamW opt(model->parameters(), {.lr = 1e-3});
 //   optim::CosineWarmupLR schedule(opt, 100, epochs * loader.num_batches());
-//   train::Loop loop{.opt = opt, .schedule = schedule, .loader = loader, .device = device,
-//                    .epochs = epochs, .step = train::plain_step(*model, opt, 0.1)};
+//   training::Loop loop{.opt = opt, .schedule = schedule, .loader = loader, .device = device,
+//                    .epochs = epochs, .step = training::plain_step(*model, opt, 0.1)};
 //   loop.epoch_end = [&](int epoch) { std::printf("epoch %d: %.4f\n", epoch + 1, my_eval()); };
-//   train::Throughput t = loop.run();   // t.samples_per_s()
+//   training::Throughput t = loop.run();   // t.samples_per_s()
 //
 // The order within run(), for each epoch e = first_epoch .. epochs-1:
 //
@@ -43,7 +43,7 @@
 #include "../optim/optim.h"
 #include "progress.h"
 
-namespace weft::train {
+namespace weft::training {
 
 // Samples trained (of all ranks: see ranks_in_step) and seconds spent training
 // (epoch_begin and epoch_end, where evaluation goes, excluded), over all epochs.
@@ -98,4 +98,4 @@ struct Loop {
 // Needs a batch: a data-parallel rank out of data needs a step of its own.
 StepFn plain_step(nn::Module& model, optim::Optimizer& opt, double label_smoothing);
 
-}  // namespace weft::train
+}  // namespace weft::training

@@ -4,7 +4,7 @@
 
 #include <algorithm>
 
-namespace weft::train {
+namespace weft::training {
 
 namespace {
 double seconds_since(std::chrono::steady_clock::time_point t) {
@@ -59,4 +59,4 @@ double ProgressBar::finish() {
   return elapsed > 0 ? samples_ / elapsed : 0;
 }
 
-}  // namespace weft::train
+}  // namespace weft::training
