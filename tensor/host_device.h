@@ -55,7 +55,9 @@ inline float bits_to_float(int32_t i) {
   return f;
 }
 inline float exp_fast_host(float x) {
-  const float xc = x < -103.9f ? -103.9f : (x > 88.7228394f ? 88.7228394f : x);
+  // Clamped so that n below fits an int; NaN fails both tests and becomes -103.9 here
+  // (converting NaN to int is undefined behaviour) and is put back at the end.
+  const float xc = x > -103.9f ? (x < 88.7228394f ? x : 88.7228394f) : -103.9f;
   // n = round(x / ln 2): adding and subtracting 1.5 * 2^23 rounds to an integer in the
   // float unit itself (floorf would not vectorise).
   const float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
