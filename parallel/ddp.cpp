@@ -13,6 +13,10 @@ DistributedDataParallel::DistributedDataParallel(std::shared_ptr<nn::Module> mod
   WEFT_CHECK(comm_ != nullptr, "DistributedDataParallel: the communicator is null");
   WEFT_CHECK(opt_.bucket_cap_mb > 0, "DistributedDataParallel: bucket_cap_mb must be positive, got ",
              opt_.bucket_cap_mb);
+  WEFT_CHECK(!(opt_.deterministic && opt_.comm_hook), "DistributedDataParallel: deterministic mode makes its own "
+             "rank-order sum; it cannot be combined with a comm hook (", opt_.comm_hook ? opt_.comm_hook->name() : "",
+             ")");
+  hook_ = opt_.comm_hook ? opt_.comm_hook : std::make_shared<AllReduceHook>();
   contributors_ = comm_->size();
   verify_same_parameters(*module_, *comm_);
   // Every replica starts from rank 0's values (and buffers: BatchNorm's running stats).
@@ -72,18 +76,19 @@ void DistributedDataParallel::build_buckets() {
 void DistributedDataParallel::on_grad_ready(size_t bucket) {
   if (!sync_enabled_) return;  // no_sync(): accumulate locally
   if (!buckets_[bucket].mark_ready()) return;
-  if (opt_.overlap && !opt_.deterministic) launch_ready_buckets();
+  if (opt_.overlap && !opt_.deterministic && hook_->asynchronous()) launch_ready_buckets();
 }
 
-void DistributedDataParallel::launch(GradientBucket& b) {
+void DistributedDataParallel::launch(size_t bucket) {
+  GradientBucket& b = buckets_[bucket];
   trace::Scope span("launch bucket", "ddp", comm_->trace_rank(),
                     trace::enabled() ? detail::str(b.numel(), " float32") : std::string());
   b.pack(/*zeros=*/!has_data_);
-  b.work = comm_->allreduce_async(b.flat(), ReduceOp::Sum);
+  b.work = hook_->reduce(bucket, b, *comm_);  // the default: allreduce_async(b.flat(), Sum)
 }
 
 void DistributedDataParallel::launch_ready_buckets() {
-  while (next_launch_ < buckets_.size() && buckets_[next_launch_].ready()) launch(buckets_[next_launch_++]);
+  while (next_launch_ < buckets_.size() && buckets_[next_launch_].ready()) launch(next_launch_++);
 }
 
 // The deterministic reduction: every rank gathers all ranks' buckets and adds them in
@@ -110,13 +115,14 @@ void DistributedDataParallel::synchronize() {
     } else {
       // Buckets backward did not launch: overlap off, a rank without data, or
       // parameters that took no part in the loss. Still in bucket order.
-      while (next_launch_ < buckets_.size()) launch(buckets_[next_launch_++]);
+      while (next_launch_ < buckets_.size()) launch(next_launch_++);
       for (auto& b : buckets_) {
-        b.work->wait();
+        if (b.work) b.work->wait();  // synchronous hooks are done already
         b.work.reset();
       }
     }
     for (auto& b : buckets_) b.unpack(static_cast<double>(contributors_));
+    hook_->end_step();
   } catch (...) {
     reset_round();
     throw;

@@ -71,6 +71,13 @@
 // ddp.module().state_dict() (or optim::save_checkpoint(path, ddp.module(), &opt)) with
 // exactly the keys a single-process run would write.
 //
+// COMMUNICATION HOOKS. How a bucket is reduced is a CommHook (parallel/comm_hook.h),
+// PyTorch's comm hooks: the default all-reduces float32 exactly and asynchronously, as
+// described above; make_comm_hook("bf16" | "fp16" | "powersgd:R" | "topk:F") compresses
+// the traffic, runs after backward (synchronous: no overlap) and leaves an approximate
+// sum that DDP divides by the contributing ranks as usual. Give each rank its own hook
+// (they keep per-bucket state); comm_hook().stats() counts the bytes sent.
+//
 // TIMELINE. With tracing on (parallel::trace::enable(), parallel/trace.h), each rank
 // records on its compute lane "forward", "backward" (when run through ddp.backward(loss)),
 // a short "launch bucket" slice inside backward where each bucket's all-reduce is
@@ -85,6 +92,7 @@
 
 #include "../nn/module.h"
 #include "comm/communicator.h"
+#include "comm_hook.h"
 #include "gradient_bucket.h"
 
 namespace weft::parallel {
@@ -93,6 +101,8 @@ struct DDPOptions {
   double bucket_cap_mb = 25;   // the most gradient bytes per bucket, in MiB
   bool overlap = true;         // launch each bucket's all-reduce during backward
   bool deterministic = false;  // fixed rank-order sum (see above); implies no overlap
+  // How buckets are reduced (comm_hook.h); null: the exact async all-reduce. One per rank.
+  std::shared_ptr<CommHook> comm_hook;
 };
 
 class DistributedDataParallel {
@@ -143,11 +153,12 @@ class DistributedDataParallel {
   Communicator& comm() { return *comm_; }
   const std::vector<GradientBucket>& buckets() const { return buckets_; }
   const DDPOptions& options() const { return opt_; }
+  CommHook& comm_hook() { return *hook_; }  // the default AllReduceHook when none was given
 
  private:
   void build_buckets();
   void on_grad_ready(size_t bucket);
-  void launch(GradientBucket& b);
+  void launch(size_t bucket);
   void launch_ready_buckets();  // in order, as far as the ready ones go
   void fixed_order_mean(GradientBucket& b);
   void reset_round();
@@ -155,6 +166,7 @@ class DistributedDataParallel {
   std::shared_ptr<nn::Module> module_;
   std::shared_ptr<Communicator> comm_;
   DDPOptions opt_;
+  std::shared_ptr<CommHook> hook_;
   std::vector<GradientBucket> buckets_;
   std::vector<std::pair<Tensor, int>> hooks_;  // (parameter, hook id) to remove at the end
   size_t next_launch_ = 0;  // buckets [0, next_launch_) are launched this round

@@ -52,6 +52,9 @@ class GradientBucket {
   void unpack(double divisor);
 
   const Tensor& flat() const { return flat_; }  // (numel) float32
+  // views()[k]: parameter k's slice of flat(), shaped like the parameter (the layout a
+  // communication hook reads to treat each parameter's gradient as a matrix).
+  const std::vector<Tensor>& views() const { return views_; }
   const std::vector<size_t>& indices() const { return indices_; }  // into the module's parameters()
   int64_t numel() const { return flat_.numel(); }
   int64_t bytes() const { return flat_.numel() * 4; }

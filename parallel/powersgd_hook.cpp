@@ -1,0 +1,156 @@
+#include "powersgd_hook.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "../tensor/creation.h"
+#include "../tensor/generator.h"
+
+namespace weft::parallel {
+
+namespace {
+
+// The small dense products, on row-major float arrays: m is (rows, cols), p (rows, r),
+// q (cols, r). Plain loops: r is a handful, so these cost a few passes over m.
+
+// p = m q
+void m_times_q(const float* m, const float* q, float* p, int64_t rows, int64_t cols, int r) {
+  std::fill(p, p + rows * r, 0.0f);
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t j = 0; j < cols; ++j) {
+      const float a = m[i * cols + j];
+      for (int c = 0; c < r; ++c) p[i * r + c] += a * q[j * r + c];
+    }
+}
+
+// q = m^T p
+void mt_times_p(const float* m, const float* p, float* q, int64_t rows, int64_t cols, int r) {
+  std::fill(q, q + cols * r, 0.0f);
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t j = 0; j < cols; ++j) {
+      const float a = m[i * cols + j];
+      for (int c = 0; c < r; ++c) q[j * r + c] += a * p[i * r + c];
+    }
+}
+
+// out = base - p q^T (base may be null: out = p q^T)
+void p_times_qt(const float* base, const float* p, const float* q, float* out, int64_t rows, int64_t cols, int r) {
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t j = 0; j < cols; ++j) {
+      float s = 0;
+      for (int c = 0; c < r; ++c) s += p[i * r + c] * q[j * r + c];
+      out[i * cols + j] = base ? base[i * cols + j] - s : s;
+    }
+}
+
+// Gram-Schmidt on p's r columns. The epsilon keeps a zero column (a zero gradient) from
+// dividing by zero; PyTorch's hook does the same.
+void orthonormalise(float* p, int64_t rows, int r) {
+  for (int c = 0; c < r; ++c) {
+    for (int prev = 0; prev < c; ++prev) {
+      double dot = 0;
+      for (int64_t i = 0; i < rows; ++i) dot += static_cast<double>(p[i * r + c]) * p[i * r + prev];
+      for (int64_t i = 0; i < rows; ++i) p[i * r + c] -= static_cast<float>(dot) * p[i * r + prev];
+    }
+    double norm = 0;
+    for (int64_t i = 0; i < rows; ++i) norm += static_cast<double>(p[i * r + c]) * p[i * r + c];
+    const auto scale = static_cast<float>(1.0 / (std::sqrt(norm) + 1e-8));
+    for (int64_t i = 0; i < rows; ++i) p[i * r + c] *= scale;
+  }
+}
+
+}  // namespace
+
+PowerSGDHook::PowerSGDHook(int rank, uint64_t seed) : rank_(rank), seed_(seed) {
+  WEFT_CHECK(rank >= 1, "PowerSGDHook: the rank must be >= 1, got ", rank);
+}
+
+PowerSGDHook::State& PowerSGDHook::state_for(size_t index, const GradientBucket& bucket) {
+  auto it = states_.find(index);
+  if (it != states_.end()) return it->second;
+  State s;
+  s.residual.assign(static_cast<size_t>(bucket.numel()), 0.0f);
+  int64_t offset = 0;
+  for (size_t k = 0; k < bucket.views().size(); ++k) {
+    const Tensor& v = bucket.views()[k];
+    Matrix m{.offset = offset, .rows = v.numel(), .cols = 1, .rank = 0, .q = {}};
+    if (v.dim() >= 2) {
+      m.rows = v.shape()[0];
+      m.cols = v.numel() / m.rows;
+      m.rank = static_cast<int>(std::min<int64_t>({rank_, m.rows, m.cols}));
+      // The same seed on every rank: the same starting Q without a broadcast.
+      Generator gen(seed_ + 1000003 * index + k);
+      m.q = randn({m.cols, m.rank}, {}, gen).to_vector<float>();
+    }
+    s.matrices.push_back(std::move(m));
+    offset += v.numel();
+  }
+  return states_.emplace(index, std::move(s)).first->second;
+}
+
+WorkHandle PowerSGDHook::reduce(size_t index, GradientBucket& bucket, Communicator& comm) {
+  const Tensor& flat = bucket.flat();
+  WEFT_CHECK(flat.device().is_cpu(), "comm hook ", name(), ": CPU tensors only (the bucket is on ", flat.device(),
+             "); use the default all-reduce on GPUs");
+  State& s = state_for(index, bucket);
+  float* g = flat.data<float>();
+  float* res = s.residual.data();
+  // Error feedback: g becomes M = grad + residual, for every matrix (vectors have none).
+  for (const Matrix& m : s.matrices)
+    if (m.rank > 0)
+      for (int64_t i = 0; i < m.rows * m.cols; ++i) g[m.offset + i] += res[m.offset + i];
+
+  // First message: every matrix's P = M Q, then the vectors as they are.
+  int64_t p_len = 0, q_len = 0;
+  for (const Matrix& m : s.matrices) {
+    p_len += m.rank > 0 ? m.rows * m.rank : m.rows;
+    q_len += m.cols * m.rank;
+  }
+  Tensor p_all = empty({p_len}, {}), q_all = empty({std::max<int64_t>(q_len, 1)}, {});
+  float* P = p_all.data<float>();
+  float* Q = q_all.data<float>();
+  for (int64_t pos = 0; const Matrix& m : s.matrices) {
+    if (m.rank > 0) m_times_q(g + m.offset, m.q.data(), P + pos, m.rows, m.cols, m.rank);
+    else std::copy(g + m.offset, g + m.offset + m.rows, P + pos);
+    pos += m.rank > 0 ? m.rows * m.rank : m.rows;
+  }
+  comm.allreduce(p_all, ReduceOp::Sum);
+
+  // Second message: Q = M^T P with P orthonormal; the residual is what P Q^T misses here.
+  for (int64_t pos = 0, qpos = 0; const Matrix& m : s.matrices) {
+    if (m.rank > 0) {
+      float* p = P + pos;
+      orthonormalise(p, m.rows, m.rank);
+      mt_times_p(g + m.offset, p, Q + qpos, m.rows, m.cols, m.rank);
+      p_times_qt(g + m.offset, p, Q + qpos, res + m.offset, m.rows, m.cols, m.rank);
+      qpos += m.cols * m.rank;
+    }
+    pos += m.rank > 0 ? m.rows * m.rank : m.rows;
+  }
+  if (q_len > 0) comm.allreduce(q_all, ReduceOp::Sum);
+  const int ranks = comm.size();
+  count(ring_allreduce_bytes(p_len * 4, ranks) + (q_len > 0 ? ring_allreduce_bytes(q_len * 4, ranks) : 0),
+        bucket.numel(), ranks);
+
+  // The sum over ranks: P Q^T per matrix, the all-reduced values per vector. Q stays.
+  for (int64_t pos = 0, qpos = 0; Matrix& m : s.matrices) {
+    if (m.rank > 0) {
+      p_times_qt(nullptr, P + pos, Q + qpos, g + m.offset, m.rows, m.cols, m.rank);
+      std::copy(Q + qpos, Q + qpos + m.cols * m.rank, m.q.begin());
+      qpos += m.cols * m.rank;
+      pos += m.rows * m.rank;
+    } else {
+      std::copy(P + pos, P + pos + m.rows, g + m.offset);
+      pos += m.rows;
+    }
+  }
+  return nullptr;
+}
+
+Tensor PowerSGDHook::residual(size_t index) const {
+  auto it = states_.find(index);
+  if (it == states_.end()) return Tensor();
+  return tensor(it->second.residual, {static_cast<int64_t>(it->second.residual.size())});
+}
+
+}  // namespace weft::parallel

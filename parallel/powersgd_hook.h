@@ -1,0 +1,66 @@
+// PowerSGDHook: low-rank gradient compression (Vogels, Karimireddy and Jaggi, "PowerSGD:
+// Practical Low-Rank Gradient Compression for Distributed Optimization", 2019), a
+// communication hook for DDP (comm_hook.h).
+//
+// Each parameter of dim >= 2 in a bucket is seen as a matrix M (rows = its first dim,
+// columns = the rest: a conv weight (O,C,kH,kW) is (O, C*kH*kW)); per step and per matrix,
+// with rank r' = min(r, rows, cols):
+//   M = grad + residual                     error feedback: what earlier steps left out
+//   P = M Q                 (rows, r')      Q (cols, r') from the previous step (warm start)
+//   all-reduce P (sum);  orthonormalise P's columns (Gram-Schmidt)
+//   Q = M^T P               (cols, r')
+//   residual = M - P Q^T                    this rank's part the approximation misses
+//   all-reduce Q (sum);  sum over ranks ~ P Q^T;  keep Q for the next step
+// Since P is the same on every rank, sum_r P (M_r^T P)^T = P (sum_r Q_r)^T: the approximation
+// of the sum is the sum of each rank's approximation, and for every rank
+//   (its share of the applied sum) + (new residual) == grad + (old residual)
+// exactly, up to float rounding. So nothing is lost, only delayed. With r' = rows, P's
+// orthonormal columns span everything and the result is exact (the same when r' = cols
+// and the summed M has full column rank).
+//
+// Vectors (biases, norms' scales) are few bytes: they are all-reduced uncompressed, in
+// the same message as the P's. Q starts as Gaussian noise from a seed that depends only
+// on (bucket, parameter), so it is the same on every rank without a broadcast.
+//
+// BYTES: two float32 all-reduces per bucket, of sum(rows * r') + the vectors and of
+// sum(cols * r'): for a (rows, cols) matrix, (rows + cols) r' floats instead of rows*cols.
+// Synchronous (two dependent collectives and work between them): no overlap with backward.
+// CPU tensors only.
+#pragma once
+
+#include <map>
+#include <vector>
+
+#include "comm_hook.h"
+
+namespace weft::parallel {
+
+class PowerSGDHook : public CommHook {
+ public:
+  explicit PowerSGDHook(int rank, uint64_t seed = 0x9053d);
+  std::string name() const override { return "powersgd:" + std::to_string(rank_); }
+  WorkHandle reduce(size_t index, GradientBucket& bucket, Communicator& comm) override;
+
+  // The bucket's residual memory, laid out like its flat buffer (0 where vectors sit);
+  // undefined before the bucket's first reduce.
+  Tensor residual(size_t index) const;
+
+ private:
+  // One parameter of a bucket, seen as a (rows, cols) matrix; rank 0: a vector, not compressed.
+  struct Matrix {
+    int64_t offset, rows, cols;
+    int rank;
+    std::vector<float> q;  // (cols, rank), row-major: the warm start
+  };
+  struct State {
+    std::vector<Matrix> matrices;
+    std::vector<float> residual;  // (bucket numel)
+  };
+  State& state_for(size_t index, const GradientBucket& bucket);
+
+  int rank_;
+  uint64_t seed_;
+  std::map<size_t, State> states_;
+};
+
+}  // namespace weft::parallel
