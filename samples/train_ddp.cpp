@@ -5,6 +5,8 @@
 //   train_ddp --model mlp --replicas 4 --trace ddp.json           # timeline for Perfetto
 //   mpirun -np 2 train_ddp --model cnn --backend nccl             # one process per GPU
 //   train_ddp --model cnn --backend nccl --replicas 1             # one GPU, no MPI needed
+//   train_ddp --model cnn --comm-hook powersgd:4                  # compressed gradients
+//   train_ddp --algorithm ps --staleness 2 --replicas 4           # asynchronous parameter server
 //
 // Every rank builds the same model, wraps it in DistributedDataParallel (which checks
 // the models agree and broadcasts rank 0's parameters), and reads its own share of each
@@ -22,8 +24,18 @@
 // checkpoints -- with the unwrapped model's keys, so train_mlp or train_cnn (and a
 // plain model) can load them.
 //
+// --comm-hook picks how DDP reduces each gradient bucket (parallel/comm_hook.h): none
+// (the exact float32 all-reduce), bf16, fp16, powersgd:R or topk:F; rank 0 then prints
+// the bytes it sent per step next to what float32 would have sent.
+//
+// --algorithm ps trains without DDP, through the asynchronous parameter server
+// (parallel/algorithms/async_parameter_server.h): every rank pushes its gradient to the
+// server (extra threads of rank 0), which runs the recipe's optimizer, and pulls the
+// parameters back; --staleness S lets a rank run at most S steps ahead of the slowest
+// (-1: no bound, 0: the synchronous server). See train_rank_ps below.
+//
 // The last line is `test_accuracy=<a> train_samples_per_s=<s> world_size=<N>`, where s
-// counts the samples of all ranks.
+// counts the samples of all ranks (then comm_bytes_per_step, or the staleness).
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <cstdlib>
@@ -31,6 +43,7 @@
 #include <optional>
 #include <thread>
 
+#include "../parallel/algorithms/async_parameter_server.h"
 #include "../parallel/ddp.h"
 #include "../cuda/cuda.h"
 #include "../parallel/comm/mpi_communicator.h"
@@ -63,6 +76,9 @@ struct DdpConfig {
   int trace_steps = 40;       // how many steps of the first epoch to record
   bool mpi_polled = false;    // MPI: non-blocking collectives polled by weft (see mpi_communicator.h)
   double timeout_s = parallel::kDefaultTimeout.count() / 1000.0;  // --timeout: of every collective
+  std::string comm_hook = "none";  // parallel::make_comm_hook's spelling
+  std::string algorithm = "ddp";   // ddp | ps
+  int staleness = -1;              // ps: the bound S (-1 none, 0 synchronous)
 };
 
 std::shared_ptr<nn::Module> make_model(const std::string& model) {
@@ -93,8 +109,11 @@ void train_rank(const DdpConfig& c, std::shared_ptr<Communicator> comm, std::sha
                             : kCPU;
   model->to(device);
 
-  parallel::DistributedDataParallel ddp(
-      model, comm, {.bucket_cap_mb = c.bucket_mb, .overlap = !c.no_overlap, .deterministic = c.deterministic});
+  parallel::DistributedDataParallel ddp(model, comm,
+                                        {.bucket_cap_mb = c.bucket_mb,
+                                         .overlap = !c.no_overlap,
+                                         .deterministic = c.deterministic,
+                                         .comm_hook = parallel::make_comm_hook(c.comm_hook)});  // one per rank
   auto opt = samples::make_optimizer(r, model->parameters());
   auto sampler = std::make_shared<data::DistributedSampler>(data.train.size(), world, rank,
                                                             data::DistributedSamplerOptions{.seed = c.t.seed});
@@ -102,11 +121,12 @@ void train_rank(const DdpConfig& c, std::shared_ptr<Communicator> comm, std::sha
   optim::CosineWarmupLR schedule = samples::make_schedule(r, *opt, loader.num_batches());
   if (lead)
     std::printf("train_ddp: %s, %lld parameters, backend %s, world_size %d, %d intra-op thread%s per rank, "
-                "batch %lld per rank (global %lld), %zu gradient bucket%s, overlap %s%s\n",
+                "batch %lld per rank (global %lld), %zu gradient bucket%s, overlap %s%s, comm hook %s\n",
                 c.model.c_str(), static_cast<long long>(model->num_parameters()), comm->backend().c_str(), world,
                 threads, threads == 1 ? "" : "s", static_cast<long long>(r.batch_size),
                 static_cast<long long>(r.batch_size * world), ddp.buckets().size(), ddp.buckets().size() == 1 ? "" : "s",
-                c.no_overlap || c.deterministic ? "off" : "on", c.deterministic ? ", deterministic" : "");
+                c.no_overlap || c.deterministic || !ddp.comm_hook().asynchronous() ? "off" : "on",
+                c.deterministic ? ", deterministic" : "", ddp.comm_hook().name().c_str());
 
   int start_epoch = 0;
   if (!c.t.resume.empty()) {  // every rank reads the same file: same parameters, same optimizer state
@@ -168,8 +188,122 @@ void train_rank(const DdpConfig& c, std::shared_ptr<Communicator> comm, std::sha
     if (lead) std::printf("trace of the first %d steps written to %s (open it at https://ui.perfetto.dev)\n",
                           c.trace_steps, c.trace.c_str());
   }
+  if (lead) {
+    const parallel::CommStats& cs = ddp.comm_hook().stats();
+    std::printf("test_accuracy=%.4f train_samples_per_s=%.1f world_size=%d comm_hook=%s comm_bytes_per_step=%.0f "
+                "float32_bytes_per_step=%.0f compression=%.2f\n",
+                acc, t.samples_per_s(), world, ddp.comm_hook().name().c_str(), cs.bytes_per_step(),
+                cs.steps ? static_cast<double>(cs.float32_bytes) / static_cast<double>(cs.steps) : 0.0,
+                cs.compression());
+  }
+}
+
+// The server's optimizer for --algorithm ps: the recipe's (AdamW with warmup and cosine
+// decay), over its own copy of the parameters, called by the server under its lock.
+// Each update moves the parameters count/world of a step: one step of the mean gradient
+// when a whole clock arrives together (staleness 0: exactly the synchronous step), a
+// 1/world step per gradient otherwise, so that any bound S makes the same progress per
+// epoch. The schedule follows the clocks: after k * world gradients, step k's rate.
+parallel::ServerUpdate server_optimizer(const samples::Recipe& r, int64_t steps_per_epoch) {
+  struct State {
+    std::vector<Tensor> master;  // leaves the optimizer steps
+    std::unique_ptr<optim::Optimizer> opt;
+    std::unique_ptr<optim::CosineWarmupLR> schedule;
+    int64_t gradients = 0;  // applied so far
+  };
+  auto st = std::make_shared<State>();
+  return [st, r, steps_per_epoch](const std::vector<Tensor>& params, const std::vector<Tensor>& grad_sum, int count,
+                                  int world) {
+    ThreadLimit limit(1);  // the server shares rank 0's cores with its training
+    if (!st->opt) {
+      for (const Tensor& p : params) st->master.push_back(p.detach().clone().requires_grad_());
+      st->opt = samples::make_optimizer(r, st->master);
+      st->schedule = std::make_unique<optim::CosineWarmupLR>(samples::make_schedule(r, *st->opt, steps_per_epoch));
+    }
+    st->opt->set_lr(st->schedule->lr_at(st->gradients / world) * count / world);
+    for (size_t i = 0; i < params.size(); ++i) st->master[i].set_grad(grad_sum[i] * (1.0 / count));
+    st->opt->step();
+    st->gradients += count;
+    for (size_t i = 0; i < params.size(); ++i) {  // the server's parameters, as sgd_update writes them
+      std::copy_n(st->master[i].data<float>(), params[i].numel(), params[i].data<float>());
+      params[i].storage()->bump_version();
+    }
+  };
+}
+
+// --algorithm ps: each rank trains on its own batches and, instead of DDP's all-reduce,
+// pushes its gradient to the parameter server and pulls the server's parameters back
+// (AsyncParameterServer::step). The ranks meet only at the ends of epochs (a barrier,
+// then every rank pulls the same parameters and scores its slice of the test set).
+void train_rank_ps(const DdpConfig& c, std::shared_ptr<Communicator> comm, std::shared_ptr<nn::Module> model,
+                   const samples::FashionMnist& data) {
+  comm->set_timeout(samples::collective_timeout(c.timeout_s));
+  const int rank = comm->rank(), world = comm->size();
+  const bool lead = rank == 0;  // and the server
+  ThreadLimit limit(c.rank_threads > 0 ? c.rank_threads : std::max(1, num_threads() / local_ranks(c, *comm)));
+  const samples::Recipe& r = c.t.r;
+  auto sampler = std::make_shared<data::DistributedSampler>(data.train.size(), world, rank,
+                                                            data::DistributedSamplerOptions{.seed = c.t.seed});
+  data::DataLoader loader(data.train, {.batch_size = r.batch_size, .sampler = sampler});
+  const std::vector<Tensor> params = model->parameters();
+  parallel::AsyncParameterServer ps(*comm, params, server_optimizer(r, loader.num_batches()),
+                                    {.staleness = c.staleness});
+  ps.pull();  // every rank starts from the server's (rank 0's) parameters
+  // The loop's optimizer and schedule: this rank's, never stepped by it (the server steps
+  // its own); they keep the bar's learning rate and the loop's step count.
+  auto opt = samples::make_optimizer(r, params);
+  optim::CosineWarmupLR schedule = samples::make_schedule(r, *opt, loader.num_batches());
   if (lead)
-    std::printf("test_accuracy=%.4f train_samples_per_s=%.1f world_size=%d\n", acc, t.samples_per_s(), world);
+    std::printf("train_ddp: %s, %lld parameters, parameter server on rank 0, world_size %d, staleness %s, "
+                "batch %lld per rank\n",
+                c.model.c_str(), static_cast<long long>(model->num_parameters()), world,
+                c.staleness < 0 ? "unbounded (asynchronous)" : std::to_string(c.staleness).c_str(),
+                static_cast<long long>(r.batch_size));
+
+  const int64_t n_test = data.test.size();
+  const data::TensorDataset my_test = data.test.slice(n_test * rank / world, n_test * (rank + 1) / world);
+  training::Loop loop{.opt = *opt, .schedule = schedule, .loader = loader, .device = kCPU, .epochs = r.epochs,
+                      .show_progress = lead};
+  loop.ranks_in_step = [&](bool has_batch) { return has_batch ? world : 0; };  // samples of all ranks
+  loop.step = [&](const std::optional<data::Batch>& b) {
+    model->zero_grad();
+    Tensor loss = nn::cross_entropy((*model)(b->x), b->y, r.label_smoothing);
+    loss.backward();
+    std::vector<Tensor> grads;
+    for (const Tensor& p : params) grads.push_back(p.grad().defined() ? p.grad() : zeros_like(p));
+    ps.step(grads);  // push; the pull writes the server's parameters into the model
+    return loss;
+  };
+  loop.epoch_begin = [&](int) { comm->barrier(); };
+  double acc = 0;
+  parallel::StalenessStats before;
+  loop.epoch_end = [&](int epoch) {
+    comm->barrier();  // every rank's last gradient is in
+    ps.pull();
+    Tensor correct = tensor(std::vector<int64_t>{samples::count_correct(*model, my_test, kCPU)});
+    comm->allreduce(correct, parallel::ReduceOp::Sum);
+    acc = static_cast<double>(correct.item<int64_t>()) / static_cast<double>(n_test);
+    if (lead) {
+      const parallel::StalenessStats now = ps.stats(), e = now.since(before);
+      before = now;
+      std::printf("epoch %d: test_accuracy=%.4f staleness mean %.2f max %lld over %lld gradients\n", epoch + 1, acc,
+                  e.mean(), static_cast<long long>(e.max), static_cast<long long>(e.count));
+    }
+  };
+  const training::Throughput t = loop.run();
+  ps.finish();
+  if (!c.trace.empty()) {
+    parallel::gather_chrome_trace(*comm, c.trace);
+    if (lead) std::printf("trace written to %s (ps_apply spans carry each gradient's staleness)\n", c.trace.c_str());
+  }
+  if (lead) {
+    const parallel::StalenessStats s = ps.stats();
+    std::string hist;
+    for (size_t k = 0; k < s.histogram.size(); ++k) hist += detail::str(k ? "," : "", k, ":", s.histogram[k]);
+    std::printf("test_accuracy=%.4f train_samples_per_s=%.1f world_size=%d algorithm=ps staleness_bound=%d "
+                "staleness_mean=%.3f staleness_max=%lld staleness_histogram=%s\n",
+                acc, t.samples_per_s(), world, c.staleness, s.mean(), static_cast<long long>(s.max), hist.c_str());
+  }
 }
 
 // `replicas` rank threads in this process (--backend threads, or nccl without mpirun:
@@ -184,7 +318,8 @@ void run_threads(const DdpConfig& c, const samples::FashionMnist& data, const Wr
   std::vector<std::shared_ptr<nn::Module>> models;
   for (int r = 0; r < c.replicas; ++r) models.push_back(make_model(c.model));
   parallel::run_ranks(c.replicas, [&](const std::shared_ptr<Communicator>& comm) {
-    train_rank(c, wrap(comm), models[comm->rank()], data);
+    if (c.algorithm == "ps") train_rank_ps(c, wrap(comm), models[comm->rank()], data);
+    else train_rank(c, wrap(comm), models[comm->rank()], data);
   }, samples::collective_timeout(c.timeout_s));
 }
 
@@ -237,6 +372,23 @@ int main(int argc, char** argv) {
       ->check(samples::whole_number(0))
       ->capture_default_str();
   app.add_flag("--mpi-polled", c.mpi_polled, "mpi: MPI_Iallreduce polled by weft instead of MPI_Allreduce");
+  app.add_option("--comm-hook", c.comm_hook, "how gradients are reduced: none, bf16, fp16, powersgd:R, topk:F")
+      ->check([](const std::string& spec) {
+        try {
+          parallel::make_comm_hook(spec);
+          return std::string();
+        } catch (const std::exception& e) {
+          return std::string(e.what());
+        }
+      })
+      ->capture_default_str();
+  app.add_option("--algorithm", c.algorithm, "ddp (all-reduce) or ps (asynchronous parameter server on rank 0)")
+      ->check(CLI::IsMember({"ddp", "ps"}))
+      ->capture_default_str();
+  app.add_option("--staleness", c.staleness, "ps: a rank runs at most S steps ahead of the slowest (-1: no bound, "
+                 "0: synchronous)")
+      ->check(CLI::Range(-1, 1 << 30))
+      ->capture_default_str();
   samples::add_timeout_flag(app, c.timeout_s);
   CLI11_PARSE(app, argc, argv);
   try {
@@ -246,6 +398,16 @@ int main(int argc, char** argv) {
                "steps on the host); train_mlp and train_cnn take it");
     WEFT_CHECK(c.t.device == "cpu", "train_ddp: --device ", c.t.device,
                " is not supported; the ranks are the devices (threads/mpi on the CPU, nccl on GPUs)");
+    WEFT_CHECK(c.comm_hook == "none" || c.backend != "nccl", "train_ddp: --comm-hook ", c.comm_hook,
+               " works on CPU buckets only; with --backend nccl use none");
+    WEFT_CHECK(c.comm_hook == "none" || !c.deterministic, "train_ddp: --comm-hook ", c.comm_hook,
+               " and --deterministic do not combine (deterministic mode makes its own rank-order sum)");
+    WEFT_CHECK(c.algorithm == "ddp" || c.backend != "nccl", "train_ddp: --algorithm ps runs on the CPU backends "
+               "(threads or mpi), not nccl");
+    WEFT_CHECK(c.algorithm == "ddp" || (c.t.checkpoint.empty() && c.t.resume.empty()),
+               "train_ddp: --algorithm ps does not write or resume checkpoints (the optimizer state lives in "
+               "the server's threads)");
+    WEFT_CHECK(c.algorithm == "ps" || app.count("--staleness") == 0, "train_ddp: --staleness needs --algorithm ps");
     if (c.t.threads > 0) set_num_threads(c.t.threads);
     manual_seed(c.t.seed);
     if (!c.trace.empty()) parallel::trace::enable();
@@ -258,7 +420,8 @@ int main(int argc, char** argv) {
       auto comm = c.backend == "mpi" ? mpi_world(c) : nccl_world(c);
       try {
         const samples::FashionMnist data = samples::load_data(c.t);
-        train_rank(c, comm, make_model(c.model), data);
+        if (c.algorithm == "ps") train_rank_ps(c, comm, make_model(c.model), data);
+        else train_rank(c, comm, make_model(c.model), data);
       } catch (const std::exception& e) {
         // An error on this rank alone (it cannot read the data, say) must not leave the
         // others waiting in their next collective until the timeout: tell them, naming
