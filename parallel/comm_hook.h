@@ -11,13 +11,14 @@
 //
 // The hooks (one instance per rank: several of them keep per-bucket state):
 //   AllReduceHook        exact float32 all-reduce, asynchronous: overlaps backward (default)
-//   HalfPrecisionHook    bf16 or fp16 values, allgathered, summed in float32   (half_hook.h)
+//   HalfPrecisionHook    bf16 or fp16 messages in a ring, added in float32      (half_hook.h)
 //   PowerSGDHook         rank-r P Q^T with error feedback and warm start     (powersgd_hook.h)
 //   TopKHook             the k largest |g| as (index, value), error feedback (topk_hook.h)
 //
 // SYNCHRONOUS HOOKS. The communicators offer only all-reduce and broadcast as async
-// operations. The compressing hooks need an allgather, or two all-reduces with work in
-// between, so they run blocking, in synchronize(), after backward: they do not overlap.
+// operations. The compressing hooks need their own ring, an allgather, or two
+// all-reduces with work in between, so they run blocking, in synchronize(), after
+// backward: they do not overlap.
 // asynchronous() says which kind a hook is; DDP launches only asynchronous hooks inside
 // backward.
 //
@@ -28,8 +29,8 @@
 //   allgather of B bytes from each rank:        (p-1)   * B
 // next to what the float32 all-reduce of the same bucket would send. At p = 2 both are B:
 // the counts are then just the payloads. An allgather-based hook's bytes grow with p
-// while an all-reduce's stay under 2B: bf16 by allgather halves the traffic at p = 2,
-// equals float32's at p = 4 and loses beyond. stats() sums over steps.
+// while an all-reduce's stay under 2B: top-k's pairs pay off only while p * k stays
+// well under n. stats() sums over steps.
 #pragma once
 
 #include <cstdint>

@@ -6,21 +6,21 @@
 //   fp16: 5-bit exponent, 10 mantissa bits: error at most 2^-11, but values above 65504
 //         become inf and those below 2^-24 become 0 (no loss scaling here).
 //
-// HOW THE SUM IS TAKEN. weft has no 16-bit dtype and the communicators reduce only
-// float32, float64 and int64, and adding 16-bit patterns as integers is meaningless. So
-// the 16-bit values travel packed four to an int64 (a bit pattern the communicators only
-// move, never add), by ALLGATHER; every rank then decodes all ranks' values and adds them
-// in float32, in rank order:
-//     sum = ((h(g_0) + h(g_1)) + h(g_2)) + ...        (h = round to 16 bits and back)
-// The same expression on every rank: all ranks get identical gradients, and the result
-// is reproducible (like DDP's deterministic mode). Only the rounding of each rank's
-// values to 16 bits is lost; the sum itself is float32.
+// HOW THE SUM IS TAKEN. A ring all-reduce (parallel/algorithms/ring_allreduce.h) whose
+// messages are 16-bit: weft has no 16-bit dtype and the communicators add only float32,
+// float64 and int64, so the values travel packed four to an int64 (a bit pattern the
+// communicators only move, never add) and the hook does the adding itself, in float32:
+//   reduce-scatter: each hop sends a chunk's partial sum rounded to 16 bits; the
+//                   receiver adds it to its own float32 values
+//   the owner of each finished chunk rounds it to 16 bits once more
+//   all-gather:     those 16-bit chunks go round the ring, decoded into place
+// as NCCL's bf16 all-reduce does. A partial sum is rounded at each of the p-1 hops (the
+// error grows with p, about p * 2^-8 relative for bf16); every rank decodes the same
+// bits, so all ranks get identical gradients, and the result is reproducible.
 //
-// BYTES. This rank sends its packed bucket, 2 bytes per value (plus at most 6 bytes of
-// padding to fill the last int64), to each of the p-1 others in a ring allgather:
-// (p-1) * 2n bytes against the float32 all-reduce's 2 (p-1)/p * 4n. Half at p = 2, equal
-// at p = 4, more beyond: a 16-bit all-reduce (NCCL's, or PyTorch's fp16 hook) would halve
-// the traffic at any p, but needs a communicator that adds 16-bit values.
+// BYTES. Half the float32 ring's at any p: each of the 2 (p-1) hops sends a chunk of
+// ceil(n/4)/p words of 8 bytes, 2 (p-1)/p * 2n bytes against 2 (p-1)/p * 4n (plus at
+// most 6 bytes of padding in the last word).
 #pragma once
 
 #include <cstdint>
@@ -42,6 +42,7 @@ class HalfPrecisionHook : public CommHook {
   WorkHandle reduce(size_t index, GradientBucket& bucket, Communicator& comm) override;
 
  private:
+  static constexpr int kTag = 7350;  // its ring's messages
   HalfFormat format_;
 };
 
