@@ -4,5 +4,6 @@
 #include "adam.h"
 #include "optimizer.h"
 #include "checkpoint.h"
+#include "grad_scaler.h"
 #include "scheduler.h"
 #include "sgd.h"
