@@ -86,12 +86,13 @@ AsyncParameterServer::~AsyncParameterServer() {
   }
 }
 
-// Worker -> server: a header {kind, read_version} (and for a push, the gradients);
+// Worker -> server: a header {kind, read_version} and, for a push, the gradients;
 // server -> worker: a header {version} and the parameters (not for kDone).
-int64_t AsyncParameterServer::request(Kind kind, int64_t read_version) {
+int64_t AsyncParameterServer::request(Kind kind, int64_t read_version, const std::vector<Tensor>& grads) {
   const int s = options_.server, tag = options_.tag;
   Tensor header = tensor(std::vector<int64_t>{int64_t(kind), read_version});
   comm_.send(header, s, tag);
+  for (const Tensor& g : grads) comm_.send(g, s, tag + 1);
   if (kind == kDone) return version_;
   Tensor version = tensor(std::vector<int64_t>{0});
   comm_.recv(version, s, tag + 2);
@@ -116,18 +117,7 @@ int64_t AsyncParameterServer::step(const std::vector<Tensor>& grads) {
                dtype_name(grads[i].dtype()), ", its parameter ", params_[i].shape(), " ",
                dtype_name(params_[i].dtype()), " (contiguous, on the CPU)");
   trace::Scope scope("ps_step", "ps", comm_.trace_rank());
-  const int s = options_.server, tag = options_.tag;
-  Tensor header = tensor(std::vector<int64_t>{int64_t(kPush), version_});
-  comm_.send(header, s, tag);
-  for (const Tensor& g : grads) comm_.send(g, s, tag + 1);
-  Tensor version = tensor(std::vector<int64_t>{0});
-  comm_.recv(version, s, tag + 2);
-  for (const Tensor& p : params_) {
-    comm_.recv(p, s, tag + 3);
-    p.storage()->bump_version();
-  }
-  version_ = version.item<int64_t>();
-  return version_;
+  return request(kPush, version_, grads);
 }
 
 void AsyncParameterServer::finish() {

@@ -109,7 +109,8 @@ class AsyncParameterServer {
 
  private:
   enum Kind : int64_t { kPush = 0, kPull = 1, kDone = 2 };
-  int64_t request(Kind kind, int64_t read_version);  // a worker's message and its reply
+  // A worker's message (with its gradients, for a push) and the server's reply.
+  int64_t request(Kind kind, int64_t read_version, const std::vector<Tensor>& grads = {});
   void serve(int q);                                 // a server thread: worker q's requests
   void on_push(int q, int64_t read_version);         // under mu_
   int64_t min_clock() const;                         // under mu_: the version V
