@@ -102,7 +102,7 @@ double train_ranks(const LmConfig& c, const Corpus& data, std::shared_ptr<nn::Se
   if (comm) ddp = std::make_unique<parallel::DistributedDataParallel>(model, comm, parallel::DDPOptions{.bucket_cap_mb = 1});
   Trainer t(c, model, optim::decay_groups(*model, c.weight_decay));
   lm::WindowSampler sampler(data.train, c.model.seq_len, c.seed);
-  training::ProgressBar bar("train", c.steps);
+  training::ProgressBar bar("train", c.steps, {.unit = "tokens"});
   const int64_t skip = std::min<int64_t>(5, c.steps - 1);
   std::chrono::steady_clock::time_point start;
   for (int64_t step = 0; step < c.steps; ++step) {
@@ -117,7 +117,7 @@ double train_ranks(const LmConfig& c, const Corpus& data, std::shared_ptr<nn::Se
     t.opt->step();
     t.schedule->step();
     const double l = loss.item<double>();  // rank 0's share of the batch
-    if (lead) bar.update(c.batch_size, l);
+    if (lead) bar.update(c.batch_size * c.model.seq_len, l);
     if (lead && c.log_every > 0 && (step % c.log_every == 0 || step + 1 == c.steps))
       std::printf("\nstep=%lld loss=%.6f\n", static_cast<long long>(step), l);
     if (lead && c.eval_every > 0 && (step + 1) % c.eval_every == 0 && step + 1 < c.steps)
@@ -146,7 +146,7 @@ double train_stage(const LmConfig& c, const Corpus& data, parallel::ShardedSeque
                             : last ? lm::head_of(*sharded.model())->weight() : Tensor();
   const pp::PipelineSchedule schedule_ = pp::make_schedule(c.schedule, p, c.microbatches);
   lm::WindowSampler sampler(data.train, c.model.seq_len, c.seed);
-  training::ProgressBar bar("train", c.steps);
+  training::ProgressBar bar("train", c.steps, {.unit = "tokens"});
   auto loss_fn = [](const Tensor& out, const Tensor& y) { return lm::lm_loss(out, y); };
   const int64_t skip = std::min<int64_t>(5, c.steps - 1);
   std::chrono::steady_clock::time_point start;
@@ -175,7 +175,7 @@ double train_stage(const LmConfig& c, const Corpus& data, parallel::ShardedSeque
     }
     opt.step();
     schedule.step();
-    if (last) bar.update(c.batch_size, loss);
+    if (last) bar.update(c.batch_size * c.model.seq_len, loss);
     if (last && c.log_every > 0 && (step % c.log_every == 0 || step + 1 == c.steps))
       std::printf("\nstep=%lld loss=%.6f\n", static_cast<long long>(step), loss);
   }

@@ -19,7 +19,7 @@ std::string clock(double s) {
 }  // namespace
 
 ProgressBar::ProgressBar(std::string label, int64_t total, const ProgressOptions& options)
-    : label_(std::move(label)), out_(options.out ? options.out : stdout), total_(total),
+    : label_(std::move(label)), unit_(options.unit.empty() ? "samples" : options.unit), out_(options.out ? options.out : stdout), total_(total),
       tty_(!options.plain && isatty(fileno(out_)) != 0), start_(std::chrono::steady_clock::now()),
       last_draw_(start_) {
   next_plain_ = total_ / 4;
@@ -47,8 +47,8 @@ void ProgressBar::draw(bool final_draw) {
   std::string bar(filled, '=');
   if (filled < kWidth) bar += '>' + std::string(kWidth - filled - 1, ' ');
   // On a terminal: back to the line's start and overwrite it; the final draw ends it.
-  std::fprintf(out_, "%s%s [%s] %lld/%lld loss %.4f  %.0f samples/s  %s %s%s", tty_ ? "\r" : "", label_.c_str(),
-               bar.c_str(), static_cast<long long>(done_), static_cast<long long>(total_), loss_avg_, rate,
+  std::fprintf(out_, "%s%s [%s] %lld/%lld loss %.4f  %.0f %s/s  %s %s%s", tty_ ? "\r" : "", label_.c_str(),
+               bar.c_str(), static_cast<long long>(done_), static_cast<long long>(total_), loss_avg_, rate, unit_.c_str(),
                final_draw ? "took" : "ETA", clock(final_draw ? elapsed : eta).c_str(), tty_ && !final_draw ? "" : "\n");
   std::fflush(out_);
 }

@@ -11,6 +11,8 @@
 //
 //   epoch 1/5 [=======>                      ] 25/100 loss 1.2345  51234 samples/s  ETA 0:03
 //
+// (ProgressOptions::unit names what update() counts: {.unit = "tokens"} shows tokens/s.)
+//
 // The line goes to `out` (stdout unless given): a researcher's program can send it to
 // stderr or a log file, and a test can read it back.
 #pragma once
@@ -25,12 +27,13 @@ namespace weft::training {
 struct ProgressOptions {
   std::FILE* out = stdout;  // where the line is written (not closed by the bar)
   bool plain = false;       // quarter lines even when `out` is a terminal
+  std::string unit = "samples";  // what update() counts: "tokens" shows tokens/s
 };
 
 class ProgressBar {
  public:
   ProgressBar(std::string label, int64_t total_steps, const ProgressOptions& options = {});
-  // Called after each step with that step's sample count and loss. The loss shown is a
+  // Called after each step with that step's sample count (in options.unit) and loss. The loss shown is a
   // moving average, steadier than any one step's.
   void update(int64_t samples, double loss);
   // Draws the last line (ending it, on a terminal) and returns the mean samples/s since
@@ -40,7 +43,7 @@ class ProgressBar {
  private:
   void draw(bool final_draw);
 
-  std::string label_;
+  std::string label_, unit_;
   std::FILE* out_;
   int64_t total_, done_ = 0, samples_ = 0, next_plain_ = 0;
   double loss_avg_ = 0;

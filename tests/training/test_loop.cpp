@@ -246,3 +246,17 @@ TEST_CASE("ProgressBar draws plain lines into a file even unasked (not a termina
   CHECK(text.find('\r') == std::string::npos);
   CHECK(lines_of(text).size() == 4);  // after steps 1, 2 and 3, and finish()
 }
+
+TEST_CASE("ProgressBar names its unit: tokens/s for a language model", "[train]") {
+  std::FILE* out = std::tmpfile();
+  REQUIRE(out != nullptr);
+  training::ProgressBar bar("train", 2, {.out = out, .unit = "tokens"});
+  bar.update(16 * 128, 4.2);
+  bar.update(16 * 128, 4.1);
+  bar.finish();
+  const std::string text = read_back(out);
+  std::fclose(out);
+  INFO(text);
+  CHECK(text.find(" tokens/s ") != std::string::npos);
+  CHECK(text.find("samples/s") == std::string::npos);
+}
