@@ -47,13 +47,14 @@ struct RankResult {
 
 // Runs `steps` reduces of one bucket of kShapes on n rank threads with the hook that
 // make_hook gives each rank.
-std::vector<RankResult> reduce_on_ranks(int n, int steps, const std::function<std::shared_ptr<CommHook>()>& make_hook) {
+std::vector<RankResult> reduce_on_ranks(int n, int steps, const std::function<std::shared_ptr<CommHook>()>& make_hook,
+                                        const std::vector<Shape>& shapes = kShapes) {
   std::vector<RankResult> results(static_cast<size_t>(n));
   require_no_errors(run_on_ranks(n, kDefaultTimeout, [&](std::shared_ptr<Communicator> comm) {
     const int r = comm->rank();
     std::vector<Tensor> params;
     std::vector<size_t> indices;
-    for (const Shape& s : kShapes) {
+    for (const Shape& s : shapes) {
       params.push_back(zeros(s).requires_grad_());
       indices.push_back(indices.size());
     }
@@ -149,6 +150,21 @@ TEST_CASE("bf16 and fp16 hooks: the sum within 16-bit rounding, half float32's b
         CHECK(res[0].stats.compression() == Approx(184.0 / 96).epsilon(0.01));  // 2x but for the padding
       }
     }
+}
+
+TEST_CASE("bf16 hook: a bucket smaller than the ring (empty chunks) still sums", "[comm_hooks][parallel]") {
+  // 3 values = 1 packed word among 4 ranks: chunks of 1, 0, 0 and 0 words.
+  const auto res = reduce_on_ranks(4, 1, [] { return std::make_shared<HalfPrecisionHook>(HalfFormat::BFloat16); },
+                                   {{3}});
+  require_same_on_all_ranks(res);
+  for (size_t i = 0; i < 3; ++i) {
+    double exact = 0, magnitude = 0;
+    for (int r = 0; r < 4; ++r) {
+      exact += rank_grad(3, r, 0)[i];
+      magnitude += std::abs(rank_grad(3, r, 0)[i]);
+    }
+    CHECK(std::abs(res[0].sums[0][i] - exact) <= magnitude * std::ldexp(1.0, -8) * 4 + 1e-5);
+  }
 }
 
 TEST_CASE("PowerSGD is exact when its rank reaches the matrices' rows", "[comm_hooks][parallel]") {
