@@ -27,6 +27,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "../tensor/half.h"
 #include "../tensor/raw.h"
 
 namespace weft::nn {
@@ -105,28 +106,6 @@ bool is_other_safetensors_dtype(std::string_view s) {
   return std::find(std::begin(kOthers), std::end(kOthers), s) != std::end(kOthers);
 }
 
-// IEEE half -> float: exponent rebiased from 15 to 127; subnormal halves become normal
-// floats (every half is exactly a float).
-float half_to_float(uint16_t h) {
-  const uint32_t sign = uint32_t(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, frac = h & 0x3ff;
-  uint32_t bits;
-  if (exp == 0x1f) {
-    bits = sign | 0x7f800000u | (frac << 13);  // inf, NaN (payload kept)
-  } else if (exp != 0) {
-    bits = sign | ((exp + 112) << 23) | (frac << 13);
-  } else if (frac == 0) {
-    bits = sign;  // +-0
-  } else {  // subnormal: frac x 2^-24
-    int e = -1;
-    uint32_t f = frac;
-    do ++e, f <<= 1; while ((f & 0x400) == 0);
-    bits = sign | uint32_t(112 - e) << 23 | ((f & 0x3ff) << 13);
-  }
-  float out;
-  std::memcpy(&out, &bits, 4);
-  return out;
-}
-
 // `n` elements of file dtype `from` at `src` into `dst` (float32 or int64).
 void convert(const Converted& from, const uint8_t* src, uint64_t n, void* dst) {
   if (from.name == "I32") {
@@ -142,12 +121,7 @@ void convert(const Converted& from, const uint8_t* src, uint64_t n, void* dst) {
   for (uint64_t i = 0; i < n; ++i) {
     uint16_t v;
     std::memcpy(&v, src + 2 * i, 2);
-    if (from.name == "F16") {
-      out[i] = half_to_float(v);
-    } else {  // BF16: the top half of a float's bits
-      const uint32_t bits = uint32_t(v) << 16;
-      std::memcpy(&out[i], &bits, 4);
-    }
+    out[i] = from.name == "F16" ? half::fp16_to_float(v) : half::bf16_to_float(v);
   }
 }
 

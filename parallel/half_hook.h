@@ -31,7 +31,8 @@ namespace weft::parallel {
 
 enum class HalfFormat { BFloat16, Float16 };
 
-// One float32 to 16 bits and back, rounding to nearest even (NaN stays NaN).
+// One float32 to 16 bits and back, rounding to nearest even (NaN stays NaN): the
+// conversions of tensor/half.h, chosen by format.
 uint16_t float_to_half(float f, HalfFormat format);
 float half_to_float(uint16_t h, HalfFormat format);
 
