@@ -239,6 +239,8 @@ int main(int argc, char** argv) {
   try {
     WEFT_CHECK(c.stages == 1 || (c.replicas == 1 && c.backend == "threads"),
                "--stages runs the stages as threads; it does not combine with --replicas or --backend mpi here");
+    WEFT_CHECK(c.warmup < c.steps, "--warmup ", c.warmup, " must be below --steps ", c.steps,
+               " (the learning rate warms up, then decays over the remaining steps)");
     std::shared_ptr<Communicator> mpi;
     if (c.backend == "mpi") mpi = samples::mpi_world();
     const bool lead = !mpi || mpi->rank() == 0;

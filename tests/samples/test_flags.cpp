@@ -124,6 +124,7 @@ TEST_CASE("each sample refuses bad values of its own flags, and documents --time
       {"train_ddp", "--rank-threads -1", "--rank-threads", "-1"},
       {"train_ddp", "--backend gloo", "--backend", "gloo"},
       {"train_ddp", "--comm-hook powersgd:0", "--comm-hook", "powersgd:0"},
+      {"train_charlm", "--steps 12", "--warmup 30", "--steps 12"},
       {"train_ddp", "--comm-hook topk:2", "--comm-hook", "topk:2"},
       {"train_ddp", "--comm-hook bf16 --deterministic", "--comm-hook bf16", "--deterministic"},
       {"train_ddp", "--algorithm gossip", "--algorithm", "gossip"},
@@ -154,8 +155,9 @@ TEST_CASE("each sample refuses bad values of its own flags, and documents --time
   };
   for (const Case& k : cases) {
     INFO(k.sample << " " << k.args);
-    // --limit and --epochs keep the run short should a check be missing.
-    const std::string extra = k.sample == "ring_allreduce" ? "" : " --limit 64 --epochs 1";
+    // --limit and --epochs keep the run short should a check be missing (train_charlm
+    // checks before it reads its corpus).
+    const std::string extra = k.sample == "ring_allreduce" || k.sample == "train_charlm" ? "" : " --limit 64 --epochs 1";
     const auto run = run_sample(k.sample, k.args + extra);
     INFO(run.second);
     CHECK(run.first != 0);
