@@ -198,43 +198,48 @@ void train_rank(const DdpConfig& c, std::shared_ptr<Communicator> comm, std::sha
   }
 }
 
-// The server's optimizer for --algorithm ps: the recipe's (AdamW with warmup and cosine
-// decay), over its own copy of the parameters, called by the server under its lock.
-// Each update moves the parameters count/world of a step: one step of the mean gradient
-// when a whole clock arrives together (staleness 0: exactly the synchronous step), a
-// 1/world step per gradient otherwise, so that any bound S makes the same progress per
-// epoch. The schedule follows the clocks: after k * world gradients, step k's rate.
-parallel::ServerUpdate server_optimizer(const samples::Recipe& r, int64_t steps_per_epoch) {
-  struct State {
-    std::vector<Tensor> master;  // leaves the optimizer steps
-    std::unique_ptr<optim::Optimizer> opt;
-    std::unique_ptr<optim::CosineWarmupLR> schedule;
-    int64_t gradients = 0;  // applied so far
-  };
-  auto st = std::make_shared<State>();
-  return [st, r, steps_per_epoch](const std::vector<Tensor>& params, const std::vector<Tensor>& grad_sum, int count,
-                                  int world) {
+// The server's optimizer for --algorithm ps (rank 0 only): the recipe's (AdamW with warmup
+// and cosine decay), over its own copy of the parameters, applied by the server under
+// its lock. Each update moves the parameters count/world of a step: one step of the mean
+// gradient when a whole clock arrives together (staleness 0: exactly the synchronous
+// step), a 1/world step per gradient otherwise, so that any bound S makes the same
+// progress per epoch. The schedule follows the clocks: after k * world gradients, step
+// k's rate. Made before the server starts, so that --resume can load its state.
+struct ServerOptimizer {
+  std::vector<Tensor> master;  // leaves the optimizer steps, in the model's parameter order
+  std::unique_ptr<optim::Optimizer> opt;
+  std::unique_ptr<optim::CosineWarmupLR> schedule;
+  int64_t gradients = 0;  // applied so far
+
+  ServerOptimizer(const samples::Recipe& r, const std::vector<Tensor>& params, int64_t steps_per_epoch) {
+    for (const Tensor& p : params) master.push_back(p.detach().clone().requires_grad_());
+    opt = samples::make_optimizer(r, master);
+    schedule = std::make_unique<optim::CosineWarmupLR>(samples::make_schedule(r, *opt, steps_per_epoch));
+  }
+  // After a checkpoint was loaded into the model (params) and into opt: start from its
+  // parameters, `clocks` steps into the schedule.
+  void resume(const std::vector<Tensor>& params, int64_t clocks, int world) {
+    for (size_t i = 0; i < params.size(); ++i) std::copy_n(params[i].data<float>(), params[i].numel(), master[i].data<float>());
+    gradients = clocks * world;
+  }
+  void apply(const std::vector<Tensor>& params, const std::vector<Tensor>& grad_sum, int count, int world) {
     ThreadLimit limit(1);  // the server shares rank 0's cores with its training
-    if (!st->opt) {
-      for (const Tensor& p : params) st->master.push_back(p.detach().clone().requires_grad_());
-      st->opt = samples::make_optimizer(r, st->master);
-      st->schedule = std::make_unique<optim::CosineWarmupLR>(samples::make_schedule(r, *st->opt, steps_per_epoch));
-    }
-    st->opt->set_lr(st->schedule->lr_at(st->gradients / world) * count / world);
-    for (size_t i = 0; i < params.size(); ++i) st->master[i].set_grad(grad_sum[i] * (1.0 / count));
-    st->opt->step();
-    st->gradients += count;
+    opt->set_lr(schedule->lr_at(gradients / world) * count / world);
+    for (size_t i = 0; i < params.size(); ++i) master[i].set_grad(grad_sum[i] * (1.0 / count));
+    opt->step();
+    gradients += count;
     for (size_t i = 0; i < params.size(); ++i) {  // the server's parameters, as sgd_update writes them
-      std::copy_n(st->master[i].data<float>(), params[i].numel(), params[i].data<float>());
+      std::copy_n(master[i].data<float>(), params[i].numel(), params[i].data<float>());
       params[i].storage()->bump_version();
     }
-  };
-}
+  }
+};
 
 // --algorithm ps: each rank trains on its own batches and, instead of DDP's all-reduce,
 // pushes its gradient to the parameter server and pulls the server's parameters back
 // (AsyncParameterServer::step). The ranks meet only at the ends of epochs (a barrier,
-// then every rank pulls the same parameters and scores its slice of the test set).
+// then every rank pulls the same parameters and scores its slice of the test set, and
+// rank 0 checkpoints the server's parameters and optimizer state).
 void train_rank_ps(const DdpConfig& c, std::shared_ptr<Communicator> comm, std::shared_ptr<nn::Module> model,
                    const samples::FashionMnist& data) {
   comm->set_timeout(samples::collective_timeout(c.timeout_s));
@@ -246,13 +251,30 @@ void train_rank_ps(const DdpConfig& c, std::shared_ptr<Communicator> comm, std::
                                                             data::DistributedSamplerOptions{.seed = c.t.seed});
   data::DataLoader loader(data.train, {.batch_size = r.batch_size, .sampler = sampler});
   const std::vector<Tensor> params = model->parameters();
-  parallel::AsyncParameterServer ps(*comm, params, server_optimizer(r, loader.num_batches()),
-                                    {.staleness = c.staleness});
-  ps.pull();  // every rank starts from the server's (rank 0's) parameters
   // The loop's optimizer and schedule: this rank's, never stepped by it (the server steps
   // its own); they keep the bar's learning rate and the loop's step count.
   auto opt = samples::make_optimizer(r, params);
   optim::CosineWarmupLR schedule = samples::make_schedule(r, *opt, loader.num_batches());
+  std::shared_ptr<ServerOptimizer> server;
+  if (lead) server = std::make_shared<ServerOptimizer>(r, params, loader.num_batches());
+  int start_epoch = 0;
+  if (!c.t.resume.empty()) {  // rank 0 loads the optimizer's state into the server's
+    const samples::ResumePoint rp = samples::read_resume_point(
+        c.t.resume, optim::load_checkpoint(c.t.resume, *model, lead ? server->opt.get() : nullptr));
+    start_epoch = rp.epoch;
+    const std::string warning = samples::resume_schedule(rp, schedule, start_epoch * loader.num_batches(),
+                                                         loader.num_batches());
+    if (lead) {
+      server->resume(params, schedule.last_step(), world);
+      if (!warning.empty()) std::fprintf(stderr, "%s\n", warning.c_str());
+      std::printf("resumed from %s at epoch %d\n", c.t.resume.c_str(), start_epoch);
+    }
+  }
+  parallel::ServerUpdate update = [server](const std::vector<Tensor>& p, const std::vector<Tensor>& g, int count,
+                                           int n) { server->apply(p, g, count, n); };
+  parallel::AsyncParameterServer ps(*comm, params, lead ? update : parallel::ServerUpdate(parallel::sgd_update(0)),
+                                    {.staleness = c.staleness});  // (only rank 0's update runs)
+  ps.pull();  // every rank starts from the server's (rank 0's) parameters
   if (lead)
     std::printf("train_ddp: %s, %lld parameters, parameter server on rank 0, world_size %d, staleness %s, "
                 "batch %lld per rank\n",
@@ -289,8 +311,17 @@ void train_rank_ps(const DdpConfig& c, std::shared_ptr<Communicator> comm, std::
       std::printf("epoch %d: test_accuracy=%.4f staleness mean %.2f max %lld over %lld gradients\n", epoch + 1, acc,
                   e.mean(), static_cast<long long>(e.max), static_cast<long long>(e.count));
     }
+    if (lead && !c.t.checkpoint.empty()) {
+      // The model holds the server's parameters (just pulled); the optimizer's state is
+      // read under the server's lock, though between epochs nobody pushes.
+      optim::Metadata meta = samples::checkpoint_metadata("train_ddp", epoch + 1, schedule, loader.num_batches());
+      meta["world_size"] = std::to_string(world);
+      meta["algorithm"] = "ps";
+      ps.with_server_locked([&] { optim::save_checkpoint(c.t.checkpoint, *model, server->opt.get(), meta); });
+    }
+    comm->barrier();  // nobody races ahead of (or resumes from) a half-written checkpoint
   };
-  const training::Throughput t = loop.run();
+  const training::Throughput t = loop.run(start_epoch);
   ps.finish();
   if (!c.trace.empty()) {
     parallel::gather_chrome_trace(*comm, c.trace);
@@ -404,9 +435,6 @@ int main(int argc, char** argv) {
                " and --deterministic do not combine (deterministic mode makes its own rank-order sum)");
     WEFT_CHECK(c.algorithm == "ddp" || c.backend != "nccl", "train_ddp: --algorithm ps runs on the CPU backends "
                "(threads or mpi), not nccl");
-    WEFT_CHECK(c.algorithm == "ddp" || (c.t.checkpoint.empty() && c.t.resume.empty()),
-               "train_ddp: --algorithm ps does not write or resume checkpoints (the optimizer state lives in "
-               "the server's threads)");
     WEFT_CHECK(c.algorithm == "ps" || app.count("--staleness") == 0, "train_ddp: --staleness needs --algorithm ps");
     if (c.t.threads > 0) set_num_threads(c.t.threads);
     manual_seed(c.t.seed);

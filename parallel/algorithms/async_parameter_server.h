@@ -106,6 +106,12 @@ class AsyncParameterServer {
   StalenessStats stats() const;
   // Server rank: the server's own parameters (read them after finish()).
   const std::vector<Tensor>& server_params() const { return server_params_; }
+  // Server rank: runs fn while no gradient is being applied (under the server's lock),
+  // e.g. to save the update function's optimizer state between epochs.
+  void with_server_locked(const std::function<void()>& fn) const {
+    std::lock_guard lock(mu_);
+    fn();
+  }
 
  private:
   enum Kind : int64_t { kPush = 0, kPull = 1, kDone = 2 };

@@ -130,7 +130,6 @@ TEST_CASE("each sample refuses bad values of its own flags, and documents --time
       {"train_ddp", "--algorithm gossip", "--algorithm", "gossip"},
       {"train_ddp", "--staleness 2", "--staleness", "--algorithm ps"},
       {"train_ddp", "--staleness -2", "--staleness", "-2"},
-      {"train_ddp", "--algorithm ps --checkpoint ps.safetensors", "--algorithm ps", "checkpoints"},
       {"train_pipeline", "--stages 0", "--stages", "'0'"},
       {"train_pipeline", "--microbatches 0", "--microbatches", "'0'"},
       {"train_pipeline", "--timeout -1", "--timeout", "-1"},
