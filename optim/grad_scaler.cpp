@@ -67,9 +67,10 @@ void GradScaler::update() {
   if (found_inf_) {
     scale_ *= options_.backoff_factor;
     growth_tracker_ = 0;
-  } else if (++growth_tracker_ == options_.growth_interval) {
+  } else if (++growth_tracker_ >= options_.growth_interval) {  // >=: a loaded tracker may exceed it
+    // Never past float32's range (as PyTorch): a float32 loss times it would be inf.
     const double grown = scale_ * options_.growth_factor;
-    if (std::isfinite(grown)) scale_ = grown;
+    if (std::isfinite(static_cast<float>(grown))) scale_ = grown;
     growth_tracker_ = 0;
   }
   stage_ = Stage::Ready;

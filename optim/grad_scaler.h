@@ -23,11 +23,15 @@
 // one, S is multiplied by growth_factor (2). So S settles just below the overflow point,
 // halving on the rare step that overflows.
 //
+// One optimizer per scaler (PyTorch's GradScaler can serve several, stepping each and
+// backing off if any found an inf): step() twice before update() is an error here.
+//
 // The scaler works on any dtype and device: with float32 gradients (weft has no float16
 // yet) it is exact arithmetic on powers of two and changes no result, but it still
 // catches a step whose gradients went inf or NaN and skips it, which is what the tests
 // drive it with. Data parallel: call it after ddp.synchronize(), so that every rank sees
-// the same summed gradients and takes the same decision. A skipped step does not count
+// the same summed gradients and takes the same decision (the compressing comm hooks make
+// a bucket NaN on every rank when any rank's gradient overflowed, for this). A skipped step does not count
 // in opt.steps_taken(); a schedule stepped every iteration still advances (PyTorch warns
 // about this; weft leaves it to the caller).
 #pragma once

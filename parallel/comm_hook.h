@@ -4,8 +4,10 @@
 // DDP hands the hook a bucket whose flat buffer (parallel/gradient_bucket.h) holds THIS
 // rank's float32 gradients; when the hook's work is done the buffer must hold the SUM
 // over ranks (exactly or approximately), the same on every rank. DDP then divides by the
-// number of contributing ranks, as it always has: a hook never needs to know about
-// join() and uneven inputs, and "sum" composes with every compression below.
+// number of contributing ranks, as it always has: the exact and 16-bit hooks need not
+// know about join() and uneven inputs. (The error-feedback hooks, PowerSGD and top-k,
+// still add and send a rank's residual when that rank had no batch, so their sum then
+// holds a little more than the contributors' gradients; it is approximate anyway.)
 //
 //   DistributedDataParallel ddp(model, comm, {.comm_hook = make_comm_hook("powersgd:4")});
 //

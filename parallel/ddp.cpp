@@ -13,9 +13,11 @@ DistributedDataParallel::DistributedDataParallel(std::shared_ptr<nn::Module> mod
   WEFT_CHECK(comm_ != nullptr, "DistributedDataParallel: the communicator is null");
   WEFT_CHECK(opt_.bucket_cap_mb > 0, "DistributedDataParallel: bucket_cap_mb must be positive, got ",
              opt_.bucket_cap_mb);
-  WEFT_CHECK(!(opt_.deterministic && opt_.comm_hook), "DistributedDataParallel: deterministic mode makes its own "
-             "rank-order sum; it cannot be combined with a comm hook (", opt_.comm_hook ? opt_.comm_hook->name() : "",
-             ")");
+  // The default hook (AllReduceHook, "none") is what deterministic mode replaces; any
+  // other does its own reduction, which deterministic mode cannot.
+  const bool compressing = opt_.comm_hook && !dynamic_cast<const AllReduceHook*>(opt_.comm_hook.get());
+  WEFT_CHECK(!(opt_.deterministic && compressing), "DistributedDataParallel: deterministic mode makes its own "
+             "rank-order sum; it cannot be combined with the comm hook ", compressing ? opt_.comm_hook->name() : "");
   hook_ = opt_.comm_hook ? opt_.comm_hook : std::make_shared<AllReduceHook>();
   contributors_ = comm_->size();
   verify_same_parameters(*module_, *comm_);

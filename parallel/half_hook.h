@@ -3,8 +3,8 @@
 // Each float32 is rounded to 16 bits (round to nearest, ties to even):
 //   bf16: float32's 8-bit exponent, 7 stored mantissa bits: float32's range, relative
 //         rounding error at most 2^-8;
-//   fp16: 5-bit exponent, 10 mantissa bits: error at most 2^-11, but values above 65504
-//         become inf and those below 2^-24 become 0 (no loss scaling here).
+//   fp16: 5-bit exponent, 10 mantissa bits: error at most 2^-11, but values from 65520 up
+//         become inf and those of magnitude 2^-25 or less become 0 (no loss scaling here).
 //
 // HOW THE SUM IS TAKEN. A ring all-reduce (parallel/algorithms/ring_allreduce.h) whose
 // messages are 16-bit: weft has no 16-bit dtype and the communicators add only float32,

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "../tensor/creation.h"
 #include "../tensor/generator.h"
@@ -43,15 +44,17 @@ void p_times_qt(const float* base, const float* p, const float* q, float* out, i
     }
 }
 
-// Gram-Schmidt on p's r columns. The epsilon keeps a zero column (a zero gradient) from
-// dividing by zero; PyTorch's hook does the same.
+// Gram-Schmidt on p's r columns, each projection done twice ("twice is enough": one
+// pass in float32 leaves a nearly dependent column visibly non-orthogonal). The epsilon
+// keeps a zero column (a zero gradient) from dividing by zero; PyTorch's hook does the same.
 void orthonormalise(float* p, int64_t rows, int r) {
   for (int c = 0; c < r; ++c) {
-    for (int prev = 0; prev < c; ++prev) {
-      double dot = 0;
-      for (int64_t i = 0; i < rows; ++i) dot += static_cast<double>(p[i * r + c]) * p[i * r + prev];
-      for (int64_t i = 0; i < rows; ++i) p[i * r + c] -= static_cast<float>(dot) * p[i * r + prev];
-    }
+    for (int pass = 0; pass < 2; ++pass)
+      for (int prev = 0; prev < c; ++prev) {
+        double dot = 0;
+        for (int64_t i = 0; i < rows; ++i) dot += static_cast<double>(p[i * r + c]) * p[i * r + prev];
+        for (int64_t i = 0; i < rows; ++i) p[i * r + c] -= static_cast<float>(dot) * p[i * r + prev];
+      }
     double norm = 0;
     for (int64_t i = 0; i < rows; ++i) norm += static_cast<double>(p[i * r + c]) * p[i * r + c];
     const auto scale = static_cast<float>(1.0 / (std::sqrt(norm) + 1e-8));
@@ -74,10 +77,14 @@ PowerSGDHook::State& PowerSGDHook::state_for(size_t index, const GradientBucket&
   for (size_t k = 0; k < bucket.views().size(); ++k) {
     const Tensor& v = bucket.views()[k];
     Matrix m{.offset = offset, .rows = v.numel(), .cols = 1, .rank = 0, .q = {}};
-    if (v.dim() >= 2) {
-      m.rows = v.shape()[0];
-      m.cols = v.numel() / m.rows;
-      m.rank = static_cast<int>(std::min<int64_t>({rank_, m.rows, m.cols}));
+    const int64_t rows = v.dim() >= 2 ? v.shape()[0] : 0, cols = rows > 0 ? v.numel() / rows : 0;
+    const int64_t r = std::min<int64_t>({rank_, rows, cols});
+    // Compressed only where P and Q are smaller than the matrix (PowerSGD at rank r sends
+    // (rows + cols) r floats): a small or thin matrix goes as it is, with the vectors.
+    if (rows > 0 && cols > 0 && (rows + cols) * r < rows * cols) {
+      m.rows = rows;
+      m.cols = cols;
+      m.rank = static_cast<int>(r);
       // The same seed on every rank: the same starting Q without a broadcast.
       Generator gen(seed_ + 1000003 * index + k);
       m.q = randn({m.cols, m.rank}, {}, gen).to_vector<float>();
@@ -93,6 +100,8 @@ WorkHandle PowerSGDHook::reduce(size_t index, GradientBucket& bucket, Communicat
   WEFT_CHECK(flat.device().is_cpu(), "comm hook ", name(), ": CPU tensors only (the bucket is on ", flat.device(),
              "); use the default all-reduce on GPUs");
   State& s = state_for(index, bucket);
+  WEFT_CHECK(static_cast<int64_t>(s.residual.size()) == bucket.numel(), "comm hook ", name(), ": bucket ", index,
+             " has ", bucket.numel(), " values but had ", s.residual.size(), " before; use one hook per DDP (and rank)");
   float* g = flat.data<float>();
   float* res = s.residual.data();
   // Error feedback: g becomes M = grad + residual, for every matrix (vectors have none).
@@ -115,6 +124,17 @@ WorkHandle PowerSGDHook::reduce(size_t index, GradientBucket& bucket, Communicat
     pos += m.rank > 0 ? m.rows * m.rank : m.rows;
   }
   comm.allreduce(p_all, ReduceOp::Sum);
+  const int ranks = comm.size();
+  // An inf or NaN anywhere (a rank's overflowing gradient: GradScaler's skipped step)
+  // reaches every rank's summed P. Then nothing is compressed, the residual and Q stay as
+  // they were, and the bucket is NaN on every rank, so every rank's scaler skips the step.
+  bool finite = true;
+  for (int64_t i = 0; i < p_len && finite; ++i) finite = std::isfinite(P[i]);
+  if (!finite) {
+    std::fill(g, g + bucket.numel(), std::numeric_limits<float>::quiet_NaN());
+    count(ring_allreduce_bytes(p_len * 4, ranks), bucket.numel(), ranks);
+    return nullptr;
+  }
 
   // Second message: Q = M^T P with P orthonormal; the residual is what P Q^T misses here.
   for (int64_t pos = 0, qpos = 0; const Matrix& m : s.matrices) {
@@ -128,7 +148,6 @@ WorkHandle PowerSGDHook::reduce(size_t index, GradientBucket& bucket, Communicat
     pos += m.rank > 0 ? m.rows * m.rank : m.rows;
   }
   if (q_len > 0) comm.allreduce(q_all, ReduceOp::Sum);
-  const int ranks = comm.size();
   count(ring_allreduce_bytes(p_len * 4, ranks) + (q_len > 0 ? ring_allreduce_bytes(q_len * 4, ranks) : 0),
         bucket.numel(), ranks);
 

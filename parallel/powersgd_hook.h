@@ -19,7 +19,15 @@
 // and the summed M has full column rank).
 //
 // Vectors (biases, norms' scales) are few bytes: they are all-reduced uncompressed, in
-// the same message as the P's. Q starts as Gaussian noise from a seed that depends only
+// the same message as the P's; so is a matrix too small or thin to gain, where
+// (rows + cols) r' >= rows cols (PyTorch's hook has a min_compression_rate for this).
+//
+// INF AND NaN. A rank whose gradient overflowed (a GradScaler step about to be skipped)
+// makes the summed P non-finite on every rank; then the bucket becomes NaN everywhere,
+// so every rank's scaler skips, and the residual and Q stay as they were -- one bad step
+// does not poison the memory. Unlike PyTorch's hook, there are no warm-up iterations of
+// plain all-reduce (start_powerSGD_iter) and P is orthonormalised by Gram-Schmidt, done
+// twice, rather than QR. Q starts as Gaussian noise from a seed that depends only
 // on (bucket, parameter), so it is the same on every rank without a broadcast.
 //
 // BYTES: two float32 all-reduces per bucket, of sum(rows * r') + the vectors and of

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
+#include <limits>
 #include <numeric>
 
 #include "../tensor/creation.h"
@@ -27,33 +28,56 @@ WorkHandle TopKHook::reduce(size_t index, GradientBucket& bucket, Communicator& 
   WEFT_CHECK(n < (int64_t{1} << 32), "TopKHook: a bucket of ", n, " values does not fit 32-bit indices");
   std::vector<float>& res = residuals_[index];
   if (res.empty()) res.assign(static_cast<size_t>(n), 0.0f);
+  WEFT_CHECK(static_cast<int64_t>(res.size()) == n, "comm hook ", name(), ": bucket ", index, " has ", n,
+             " values but had ", res.size(), " before; use one hook per DDP (and rank)");
   float* g = flat.data<float>();
-  for (int64_t i = 0; i < n; ++i) res[i] += g[i];  // res is now m = grad + residual
-
-  // The k largest |m|; comparing (|m|, -index) makes the choice unique.
-  std::vector<int64_t> order(static_cast<size_t>(n));
-  std::iota(order.begin(), order.end(), 0);
-  std::nth_element(order.begin(), order.begin() + (k - 1), order.end(), [&res](int64_t a, int64_t b) {
-    const float fa = std::abs(res[a]), fb = std::abs(res[b]);
-    return fa > fb || (fa == fb && a < b);
-  });
-  Tensor pairs = empty({k}, {.dtype = kInt64});
-  auto* w = reinterpret_cast<uint64_t*>(pairs.data<int64_t>());
-  for (int64_t j = 0; j < k; ++j) {
-    const int64_t i = order[j];
-    w[j] = (static_cast<uint64_t>(i) << 32) | std::bit_cast<uint32_t>(res[i]);
-    res[i] = 0.0f;  // sent: nothing of it is left over
+  // m = grad + residual, in a copy: the residual changes only if every rank's gradient is
+  // finite (see the last word below).
+  std::vector<float> m(res);
+  bool finite = true;
+  for (int64_t i = 0; i < n; ++i) {
+    finite = finite && std::isfinite(g[i]);
+    m[i] += g[i];
   }
 
+  // Words 0..k-1: the k largest |m| as (index, value), comparing (|m|, -index) so the
+  // choice is unique; word k: 1 when this rank's gradient holds an inf or NaN (then its
+  // pairs are not chosen: NaN has no order).
+  Tensor pairs = zeros({k + 1}, {.dtype = kInt64});
+  auto* w = reinterpret_cast<uint64_t*>(pairs.data<int64_t>());
+  std::vector<int64_t> order;
+  if (finite) {
+    order.resize(static_cast<size_t>(n));
+    std::iota(order.begin(), order.end(), 0);
+    std::nth_element(order.begin(), order.begin() + (k - 1), order.end(), [&m](int64_t a, int64_t b) {
+      const float fa = std::abs(m[a]), fb = std::abs(m[b]);
+      return fa > fb || (fa == fb && a < b);
+    });
+    for (int64_t j = 0; j < k; ++j) w[j] = (static_cast<uint64_t>(order[j]) << 32) | std::bit_cast<uint32_t>(m[order[j]]);
+  }
+  w[k] = finite ? 0 : 1;
+
   const int p = comm.size();
-  Tensor all = empty({k * p}, {.dtype = kInt64});
+  Tensor all = empty({(k + 1) * p}, {.dtype = kInt64});
   comm.allgather(pairs, all);
-  count(ring_allgather_bytes(k * 8, p), n, p);
+  count(ring_allgather_bytes((k + 1) * 8, p), n, p);
 
   const auto* aw = reinterpret_cast<const uint64_t*>(all.data<int64_t>());
+  for (int q = 0; q < p; ++q)
+    if (aw[q * (k + 1) + k] != 0) {
+      // Some rank overflowed: every rank gets a NaN bucket (its GradScaler skips the step)
+      // and keeps its residual as it was.
+      std::fill(g, g + n, std::numeric_limits<float>::quiet_NaN());
+      return nullptr;
+    }
+  for (int64_t j = 0; j < k; ++j) m[order[j]] = 0.0f;  // sent: nothing of it is left over
+  res = std::move(m);
   std::fill(g, g + n, 0.0f);
-  for (int64_t j = 0; j < k * p; ++j)  // rank order: the same sum on every rank
-    g[aw[j] >> 32] += std::bit_cast<float>(static_cast<uint32_t>(aw[j] & 0xFFFFFFFFu));
+  for (int q = 0; q < p; ++q)  // rank order: the same sum on every rank
+    for (int64_t j = 0; j < k; ++j) {
+      const uint64_t word = aw[q * (k + 1) + j];
+      g[word >> 32] += std::bit_cast<float>(static_cast<uint32_t>(word & 0xFFFFFFFFu));
+    }
   return nullptr;
 }
 

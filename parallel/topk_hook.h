@@ -10,10 +10,13 @@
 // size, so every rank sends the same count, as allgather needs.
 //
 // ENCODING AND BYTES. A pair is one int64: the index in the high 32 bits, the float32's
-// bit pattern in the low 32 (a bit pattern the communicators only move). This rank sends
-// its 8k bytes to each of the p-1 others in a ring allgather, (p-1) * 8k, against the
-// float32 all-reduce's 2 (p-1)/p * 4n: at p = 2 and F = 0.01, 50 times fewer. Synchronous
-// (an allgather): no overlap with backward. CPU tensors only.
+// bit pattern in the low 32 (a bit pattern the communicators only move); one more word
+// says whether this rank's gradient held an inf or NaN (then every rank's bucket becomes
+// NaN, so a GradScaler skips the step everywhere, and the residuals stay as they were).
+// This rank sends its 8 (k+1) bytes to each of the p-1 others in a ring allgather,
+// (p-1) * 8 (k+1), against the float32 all-reduce's 2 (p-1)/p * 4n: at p = 2 and
+// F = 0.01, about 50 times fewer. Synchronous (an allgather): no overlap with backward.
+// CPU tensors only.
 #pragma once
 
 #include <map>

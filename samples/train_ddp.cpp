@@ -94,6 +94,16 @@ int local_ranks(const DdpConfig& c, const Communicator& comm) {
   return comm.size();
 }
 
+// A checkpoint of --algorithm ps holds the server's optimizer, whose steps count
+// gradients (world per clock unless staleness is 0), not DDP's steps: each algorithm
+// resumes only its own checkpoints (one without the field is DDP's, or train_mlp's).
+void check_resume_algorithm(const std::string& path, const optim::Metadata& meta, const std::string& algorithm) {
+  const auto it = meta.find("algorithm");
+  const std::string saved = it == meta.end() ? "ddp" : it->second;
+  WEFT_CHECK(saved == algorithm, path, ": saved by train_ddp --algorithm ", saved, ", so this --algorithm ",
+             algorithm, " run cannot resume it (resume with --algorithm ", saved, ")");
+}
+
 // What one rank does, start to end. Returns on every rank at the same time.
 void train_rank(const DdpConfig& c, std::shared_ptr<Communicator> comm, std::shared_ptr<nn::Module> model,
                 const samples::FashionMnist& data) {
@@ -113,7 +123,9 @@ void train_rank(const DdpConfig& c, std::shared_ptr<Communicator> comm, std::sha
                                         {.bucket_cap_mb = c.bucket_mb,
                                          .overlap = !c.no_overlap,
                                          .deterministic = c.deterministic,
-                                         .comm_hook = parallel::make_comm_hook(c.comm_hook)});  // one per rank
+                                         // one per rank; none: DDP's own exact all-reduce
+                                         .comm_hook = c.comm_hook == "none" ? nullptr
+                                                                            : parallel::make_comm_hook(c.comm_hook)});
   auto opt = samples::make_optimizer(r, model->parameters());
   auto sampler = std::make_shared<data::DistributedSampler>(data.train.size(), world, rank,
                                                             data::DistributedSamplerOptions{.seed = c.t.seed});
@@ -130,8 +142,9 @@ void train_rank(const DdpConfig& c, std::shared_ptr<Communicator> comm, std::sha
 
   int start_epoch = 0;
   if (!c.t.resume.empty()) {  // every rank reads the same file: same parameters, same optimizer state
-    const samples::ResumePoint rp =
-        samples::read_resume_point(c.t.resume, optim::load_checkpoint(c.t.resume, ddp.module(), opt.get()));
+    const optim::Metadata meta = optim::load_checkpoint(c.t.resume, ddp.module(), opt.get());
+    check_resume_algorithm(c.t.resume, meta, "ddp");
+    const samples::ResumePoint rp = samples::read_resume_point(c.t.resume, meta);
     start_epoch = rp.epoch;
     const std::string warning = samples::resume_schedule(rp, schedule, opt->steps_taken(), loader.num_batches());
     if (lead && !warning.empty()) std::fprintf(stderr, "%s\n", warning.c_str());
@@ -190,11 +203,16 @@ void train_rank(const DdpConfig& c, std::shared_ptr<Communicator> comm, std::sha
   }
   if (lead) {
     const parallel::CommStats& cs = ddp.comm_hook().stats();
-    std::printf("test_accuracy=%.4f train_samples_per_s=%.1f world_size=%d comm_hook=%s comm_bytes_per_step=%.0f "
-                "float32_bytes_per_step=%.0f compression=%.2f\n",
-                acc, t.samples_per_s(), world, ddp.comm_hook().name().c_str(), cs.bytes_per_step(),
-                cs.steps ? static_cast<double>(cs.float32_bytes) / static_cast<double>(cs.steps) : 0.0,
-                cs.compression());
+    if (c.deterministic) {  // the rank-order allgather bypasses the hooks and their counts
+      std::printf("test_accuracy=%.4f train_samples_per_s=%.1f world_size=%d deterministic=1\n", acc,
+                  t.samples_per_s(), world);
+    } else {
+      std::printf("test_accuracy=%.4f train_samples_per_s=%.1f world_size=%d comm_hook=%s comm_bytes_per_step=%.0f "
+                  "float32_bytes_per_step=%.0f compression=%.2f\n",
+                  acc, t.samples_per_s(), world, ddp.comm_hook().name().c_str(), cs.bytes_per_step(),
+                  cs.steps ? static_cast<double>(cs.float32_bytes) / static_cast<double>(cs.steps) : 0.0,
+                  cs.compression());
+    }
   }
 }
 
@@ -259,8 +277,9 @@ void train_rank_ps(const DdpConfig& c, std::shared_ptr<Communicator> comm, std::
   if (lead) server = std::make_shared<ServerOptimizer>(r, params, loader.num_batches());
   int start_epoch = 0;
   if (!c.t.resume.empty()) {  // rank 0 loads the optimizer's state into the server's
-    const samples::ResumePoint rp = samples::read_resume_point(
-        c.t.resume, optim::load_checkpoint(c.t.resume, *model, lead ? server->opt.get() : nullptr));
+    const optim::Metadata meta = optim::load_checkpoint(c.t.resume, *model, lead ? server->opt.get() : nullptr);
+    check_resume_algorithm(c.t.resume, meta, "ps");
+    const samples::ResumePoint rp = samples::read_resume_point(c.t.resume, meta);
     start_epoch = rp.epoch;
     const std::string warning = samples::resume_schedule(rp, schedule, start_epoch * loader.num_batches(),
                                                          loader.num_batches());
@@ -321,7 +340,15 @@ void train_rank_ps(const DdpConfig& c, std::shared_ptr<Communicator> comm, std::
     }
     comm->barrier();  // nobody races ahead of (or resumes from) a half-written checkpoint
   };
-  const training::Throughput t = loop.run(start_epoch);
+  training::Throughput t;
+  try {
+    t = loop.run(start_epoch);
+  } catch (const std::exception& e) {
+    // Before ps unwinds: the other ranks and rank 0's server threads wait for this rank's
+    // messages; aborting tells them why, at once (MPI: ends the job with this message).
+    if (world > 1) comm->abort(e.what());
+    throw;
+  }
   ps.finish();
   if (!c.trace.empty()) {
     parallel::gather_chrome_trace(*comm, c.trace);
@@ -422,6 +449,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   samples::add_timeout_flag(app, c.timeout_s);
   CLI11_PARSE(app, argc, argv);
+  if (c.comm_hook.empty()) c.comm_hook = "none";
   try {
     // The recipe follows --model unless a flag set it.
     samples::apply_recipe(app, samples::recipe_for(c.model), c.t.r);
@@ -436,6 +464,9 @@ int main(int argc, char** argv) {
     WEFT_CHECK(c.algorithm == "ddp" || c.backend != "nccl", "train_ddp: --algorithm ps runs on the CPU backends "
                "(threads or mpi), not nccl");
     WEFT_CHECK(c.algorithm == "ps" || app.count("--staleness") == 0, "train_ddp: --staleness needs --algorithm ps");
+    for (const char* ddp_only : {"--comm-hook", "--deterministic", "--no-overlap", "--bucket-mb"})
+      WEFT_CHECK(c.algorithm == "ddp" || app.count(ddp_only) == 0, "train_ddp: ", ddp_only,
+                 " is a DDP flag; --algorithm ps sends whole gradients to the server");
     if (c.t.threads > 0) set_num_threads(c.t.threads);
     manual_seed(c.t.seed);
     if (!c.trace.empty()) parallel::trace::enable();

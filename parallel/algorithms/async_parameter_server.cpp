@@ -1,6 +1,7 @@
 #include "async_parameter_server.h"
 
 #include <algorithm>
+#include <exception>
 #include <limits>
 
 #include "../comm/reduce.h"
@@ -80,6 +81,11 @@ AsyncParameterServer::AsyncParameterServer(Communicator& comm, std::vector<Tenso
 }
 
 AsyncParameterServer::~AsyncParameterServer() {
+  // An exception is unwinding this rank before it finished: the other ranks (and this
+  // rank's server threads) wait for messages it will never send. Tell them first, or
+  // finish() below would wait for them until the timeout.
+  if (!finished_ && std::uncaught_exceptions() > 0)
+    comm_.abort(detail::str("rank ", comm_.rank(), " left the parameter server with an error before finish()"));
   try {
     finish();
   } catch (...) {
@@ -104,7 +110,10 @@ int64_t AsyncParameterServer::request(Kind kind, int64_t read_version, const std
   return version_;
 }
 
-int64_t AsyncParameterServer::pull() { return request(kPull, version_); }
+int64_t AsyncParameterServer::pull() {
+  WEFT_CHECK(!finished_, "AsyncParameterServer::pull after finish() (this worker's server thread has stopped)");
+  return request(kPull, version_);
+}
 
 int64_t AsyncParameterServer::step(const std::vector<Tensor>& grads) {
   WEFT_CHECK(!finished_, "AsyncParameterServer::step after finish()");

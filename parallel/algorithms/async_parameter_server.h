@@ -36,7 +36,13 @@
 // "from rank q, staleness s, version V" as its args, and a worker's wait for the bound
 // is a span "ps_wait".
 //
-// Over MPI the server threads need MPI_THREAD_MULTIPLE; the tests use the threads backend.
+// Over MPI the server threads call MPI beside the training thread: with MPI_THREAD_MULTIPLE
+// directly, otherwise serialised and polled by the MPI communicator (mpi_communicator.h).
+// tests/parallel/test_mpi_comm.cpp runs it under mpirun.
+//
+// ERRORS. A server thread that fails aborts the communicator, so the workers' next
+// receive fails with its message; a rank destroyed by an exception before finish()
+// aborts it too (on MPI that ends the job), instead of leaving the others waiting.
 #pragma once
 
 #include <condition_variable>

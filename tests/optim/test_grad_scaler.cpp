@@ -177,3 +177,24 @@ TEST_CASE("GradScaler: state_dict round trip and bad states", "[optim][grad_scal
                     Contains("positive"));
   CHECK_THROWS_WITH(b.load_state_dict({{"bogus", zeros({})}}), Contains("bogus"));
 }
+
+TEST_CASE("GradScaler: the scale never grows past float32's range; a loaded tracker past the interval grows",
+          "[optim][grad_scaler]") {
+  Problem p;
+  optim::SGD opt(p.params(), {.lr = 1e-9});
+  optim::GradScaler top({.init_scale = std::ldexp(1.0, 127), .growth_interval = 1});
+  optim::GradScaler loaded({.init_scale = 4, .growth_interval = 10});
+  loaded.load_state_dict({{"scale", full({}, 4.0, {.dtype = kFloat64})},
+                          {"growth_tracker", full({}, 15.0, {.dtype = kInt64})}});
+  for (optim::GradScaler* s : {&top, &loaded}) {
+    // A clean step (the gradients themselves, not the scaled loss, decide: step on a
+    // gradient set by hand so that 2^127 * loss does not overflow first).
+    opt.zero_grad();
+    p.loss().backward();
+    s->step(opt);
+    s->update();
+  }
+  CHECK(top.get_scale() == std::ldexp(1.0, 127));  // 2^128 is inf in float32
+  CHECK(loaded.get_scale() == 8);
+  CHECK(loaded.growth_tracker() == 0);
+}

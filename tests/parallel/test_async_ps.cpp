@@ -224,6 +224,11 @@ TEST_CASE("async ps: a model's parameters (requiring gradients) train through it
     for (int s = 0; s < 3; ++s) ps.step({ones({4, 3}), ones({3})});
     ps.finish();
     after[size_t(c.rank())] = p[1].detach().to_vector<float>();
+    try {
+      ps.pull();
+      after[size_t(c.rank())].clear();  // (a pull after finish must throw)
+    } catch (const Error&) {
+    }
   });
   Generator gen(3);
   randn({4, 3}, {}, gen);
@@ -250,5 +255,31 @@ TEST_CASE("async ps: a failing server update reaches the workers as an error, no
                                 std::chrono::milliseconds(20000)),
                       Catch::Matchers::Contains("the update blew up"));
     CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(10));  // not the timeout
+  }
+}
+
+TEST_CASE("async ps: a rank that fails mid-training stops the others at once, not at the timeout",
+          "[parallel][async_ps]") {
+  for (int failing : {0, 1}) {  // the server's own rank, then a worker
+    INFO("rank " << failing << " fails");
+    const auto start = std::chrono::steady_clock::now();
+    CHECK_THROWS_WITH(run_ranks(3,
+                                [&](Communicator& c) {
+                                  std::vector<Tensor> p = start_params(0);
+                                  AsyncParameterServer ps(c, p, sgd_update(0.01), {.staleness = 1});
+                                  ps.pull();
+                                  for (int s = 0; s < 50; ++s) {
+                                    if (c.rank() == failing && s == 3) throw Error("rank fell over");
+                                    ps.step(make_grads(p, c.rank(), s));
+                                  }
+                                  ps.finish();
+                                },
+                                std::chrono::milliseconds(20000)),
+                      // The first error run_ranks sees is the failing rank's own or another
+                      // rank's, naming it: its ps aborted the group while unwinding.
+                      Catch::Matchers::Contains("rank fell over") ||
+                          Catch::Matchers::Contains(detail::str("rank ", failing,
+                                                                " left the parameter server with an error")));
+    CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(10));
   }
 }

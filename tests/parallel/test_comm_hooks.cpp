@@ -4,6 +4,7 @@
 // steps, and DDP training with every hook.
 #include <bit>
 #include <cmath>
+#include <limits>
 
 #include "parallel_helpers.h"
 
@@ -214,8 +215,8 @@ TEST_CASE("PowerSGD and top-k: applied sums plus residuals equal the true sums",
         // updates converge to the true sum.
         CHECK(std::sqrt(residual_norm / true_norm) < 0.25);
         // Bytes: PowerSGD sends (6+5) + 4 + (3+4) floats per all-reduce pair instead of 46;
-        // top-k sends ceil(4.6) = 5 pairs of 8 bytes.
-        const int64_t per_step = std::string(c.name) == "topk:0.1" ? ring_allgather_bytes(5 * 8, n)
+        // top-k sends ceil(4.6) = 5 pairs of 8 bytes and its inf/NaN flag word.
+        const int64_t per_step = std::string(c.name) == "topk:0.1" ? ring_allgather_bytes(6 * 8, n)
                                                                    : ring_allreduce_bytes((6 + 4 + 3) * 4, n) +
                                                                          ring_allreduce_bytes((5 + 4) * 4, n);
         CHECK(res[0].stats.bytes_sent == kSteps * per_step);
@@ -225,7 +226,7 @@ TEST_CASE("PowerSGD and top-k: applied sums plus residuals equal the true sums",
 
 TEST_CASE("DDP with every comm hook: identical parameters on every rank", "[comm_hooks][ddp][parallel]") {
   constexpr int kSteps = 3, kBatch = 12;
-  for (const char* spec : {"none", "bf16", "fp16", "powersgd:2", "topk:0.3"})
+  for (const char* spec : {"none", "bf16", "fp16", "powersgd:2", "topk:0.2"})
     for (int n : {2, 3}) {
       DYNAMIC_SECTION(spec << ", " << n << " ranks") {
         auto initial = weft::test::make_tiny_mlp();
@@ -255,5 +256,72 @@ TEST_CASE("DDP refuses a comm hook in deterministic mode", "[comm_hooks][ddp][pa
     CHECK_THROWS_WITH(DistributedDataParallel(weft::test::make_tiny_mlp(), comm,
                                               {.deterministic = true, .comm_hook = make_comm_hook("bf16")}),
                       Contains("deterministic"));
+  }));
+}
+
+TEST_CASE("PowerSGD and top-k: one rank's inf makes the bucket NaN everywhere and keeps the residuals",
+          "[comm_hooks][parallel]") {
+  for (const char* spec : {"powersgd:1", "topk:0.1"})
+    for (float bad : {std::numeric_limits<float>::infinity(), std::numeric_limits<float>::quiet_NaN()}) {
+      DYNAMIC_SECTION(spec << ", injected " << bad) {
+        const int n = 3, steps = 4, bad_step = 2;
+        struct Seen {
+          std::vector<float> before, after;  // the residual around the bad step
+          std::vector<std::vector<float>> sums;
+        };
+        std::vector<Seen> seen(n);
+        require_no_errors(run_on_ranks(n, kDefaultTimeout, [&](std::shared_ptr<Communicator> comm) {
+          const int r = comm->rank();
+          std::vector<Tensor> params;
+          std::vector<size_t> indices;
+          for (const Shape& s : kShapes) {
+            params.push_back(zeros(s).requires_grad_());
+            indices.push_back(indices.size());
+          }
+          GradientBucket bucket(indices, params);
+          auto hook = make_comm_hook(spec);
+          auto residual = [&] {
+            if (auto* p = dynamic_cast<PowerSGDHook*>(hook.get())) return p->residual(0).to_vector<float>();
+            return dynamic_cast<TopKHook*>(hook.get())->residual(0).to_vector<float>();
+          };
+          Seen& me = seen[size_t(r)];
+          for (int s = 0; s < steps; ++s) {
+            std::vector<float> g = rank_grad(bucket.numel(), r, s);
+            if (s == bad_step && r == 1) g[7] = bad;  // rank 1 overflows in one entry
+            std::copy(g.begin(), g.end(), bucket.flat().data<float>());
+            if (s == bad_step) me.before = residual();
+            hook->reduce(0, bucket, *comm);
+            if (s == bad_step) me.after = residual();
+            me.sums.push_back(bucket.flat().to_vector<float>());
+          }
+        }));
+        for (int r = 0; r < n; ++r) {
+          INFO("rank " << r);
+          CHECK(seen[size_t(r)].before == seen[size_t(r)].after);  // the bad step left no trace
+          for (float v : seen[size_t(r)].sums[bad_step]) CHECK(std::isnan(v));
+          for (int s : {0, 1, 3})
+            for (float v : seen[size_t(r)].sums[size_t(s)]) CHECK(std::isfinite(v));
+        }
+      }
+    }
+}
+
+TEST_CASE("PowerSGD: empty and thin parameters go uncompressed", "[comm_hooks][parallel]") {
+  // (0, 3) and (3, 0) hold nothing; (2, 40) at rank 4 would send (2 + 40) 4 > 80 floats.
+  const std::vector<Shape> shapes = {{0, 3}, {5}, {3, 0}, {2, 40}};
+  const auto res = reduce_on_ranks(2, 2, [] { return std::make_shared<PowerSGDHook>(4); }, shapes);
+  require_same_on_all_ranks(res);
+  for (int s = 0; s < 2; ++s)
+    for (size_t i = 0; i < res[0].sums[size_t(s)].size(); ++i) {
+      const double exact = double(rank_grad(85, 0, s)[i]) + rank_grad(85, 1, s)[i];
+      CHECK(res[0].sums[size_t(s)][i] == Approx(exact).margin(1e-4));  // exact: nothing compressed
+    }
+}
+
+TEST_CASE("DDP deterministic mode takes the default hook, explicit or not", "[comm_hooks][ddp][parallel]") {
+  require_no_errors(run_on_ranks(2, kDefaultTimeout, [&](std::shared_ptr<Communicator> comm) {
+    DistributedDataParallel a(weft::test::make_tiny_mlp(), comm, {.deterministic = true});
+    DistributedDataParallel b(weft::test::make_tiny_mlp(), comm,
+                              {.deterministic = true, .comm_hook = make_comm_hook("none")});
   }));
 }

@@ -130,6 +130,8 @@ TEST_CASE("each sample refuses bad values of its own flags, and documents --time
       {"train_ddp", "--algorithm gossip", "--algorithm", "gossip"},
       {"train_ddp", "--staleness 2", "--staleness", "--algorithm ps"},
       {"train_ddp", "--staleness -2", "--staleness", "-2"},
+      {"train_ddp", "--algorithm ps --comm-hook bf16", "--comm-hook", "--algorithm ps"},
+      {"train_ddp", "--algorithm ps --bucket-mb 4", "--bucket-mb", "--algorithm ps"},
       {"train_pipeline", "--stages 0", "--stages", "'0'"},
       {"train_pipeline", "--microbatches 0", "--microbatches", "'0'"},
       {"train_pipeline", "--timeout -1", "--timeout", "-1"},

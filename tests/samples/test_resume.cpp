@@ -161,4 +161,9 @@ TEST_CASE("train_ddp --algorithm ps checkpoints the server's optimizer and resum
   const Tensor* step_b = nn::load_safetensors(b).find("optim.step");
   REQUIRE(step_b != nullptr);
   CHECK(step_b->item<int64_t>() == 4);
+  // Its optimizer counts the server's steps, not DDP's: DDP refuses to resume it.
+  const auto as_ddp = run_program(bin, "--model mlp --replicas 2 --limit 256 --epochs 2 --resume " + a);
+  INFO(as_ddp.second);
+  CHECK(as_ddp.first != 0);
+  CHECK_THAT(as_ddp.second, Contains("saved by train_ddp --algorithm ps"));
 }
