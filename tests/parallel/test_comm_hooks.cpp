@@ -32,6 +32,18 @@ void require_no_errors(const std::vector<std::string>& errors) {
 // matrix to PowerSGD): 30 + 4 + 12 = 46 values.
 const std::vector<Shape> kShapes = {{6, 5}, {4}, {3, 2, 2}};
 
+// One bucket's parameters, zeros of `shapes`, and the indices of all of them.
+std::vector<Tensor> zero_params(const std::vector<Shape>& shapes) {
+  std::vector<Tensor> params;
+  for (const Shape& s : shapes) params.push_back(zeros(s).requires_grad_());
+  return params;
+}
+std::vector<size_t> all_indices(const std::vector<Tensor>& params) {
+  std::vector<size_t> indices(params.size());
+  for (size_t i = 0; i < indices.size(); ++i) indices[i] = i;
+  return indices;
+}
+
 // Rank r's gradients at `step`: a common part (so sums grow over steps) plus noise.
 std::vector<float> rank_grad(int64_t n, int rank, int step) {
   Generator gen(1000 + 37 * static_cast<uint64_t>(step) + static_cast<uint64_t>(rank));
@@ -53,13 +65,8 @@ std::vector<RankResult> reduce_on_ranks(int n, int steps, const std::function<st
   std::vector<RankResult> results(static_cast<size_t>(n));
   require_no_errors(run_on_ranks(n, kDefaultTimeout, [&](std::shared_ptr<Communicator> comm) {
     const int r = comm->rank();
-    std::vector<Tensor> params;
-    std::vector<size_t> indices;
-    for (const Shape& s : shapes) {
-      params.push_back(zeros(s).requires_grad_());
-      indices.push_back(indices.size());
-    }
-    GradientBucket bucket(indices, params);
+    const std::vector<Tensor> params = zero_params(shapes);
+    GradientBucket bucket(all_indices(params), params);
     std::shared_ptr<CommHook> hook = make_hook();
     RankResult& out = results[static_cast<size_t>(r)];
     for (int s = 0; s < steps; ++s) {
@@ -272,13 +279,8 @@ TEST_CASE("PowerSGD and top-k: one rank's inf makes the bucket NaN everywhere an
         std::vector<Seen> seen(n);
         require_no_errors(run_on_ranks(n, kDefaultTimeout, [&](std::shared_ptr<Communicator> comm) {
           const int r = comm->rank();
-          std::vector<Tensor> params;
-          std::vector<size_t> indices;
-          for (const Shape& s : kShapes) {
-            params.push_back(zeros(s).requires_grad_());
-            indices.push_back(indices.size());
-          }
-          GradientBucket bucket(indices, params);
+          const std::vector<Tensor> params = zero_params(kShapes);
+          GradientBucket bucket(all_indices(params), params);
           auto hook = make_comm_hook(spec);
           auto residual = [&] {
             if (auto* p = dynamic_cast<PowerSGDHook*>(hook.get())) return p->residual(0).to_vector<float>();
