@@ -94,6 +94,25 @@ int local_ranks(const DdpConfig& c, const Communicator& comm) {
   return comm.size();
 }
 
+// Intra-op threads for each rank: --rank-threads, or this machine's cores shared among
+// the ranks it runs.
+int rank_threads(const DdpConfig& c, const Communicator& comm) {
+  return c.rank_threads > 0 ? c.rank_threads : std::max(1, num_threads() / local_ranks(c, comm));
+}
+
+// The test set scored by all ranks: each its slice, one all-reduce adds the counts.
+struct ShardedTest {
+  data::TensorDataset mine;
+  int64_t total;
+  ShardedTest(const data::TensorDataset& test, int rank, int world)
+      : mine(test.slice(test.size() * rank / world, test.size() * (rank + 1) / world)), total(test.size()) {}
+  double accuracy(Communicator& comm, nn::Module& model, Device device) const {
+    Tensor correct = tensor(std::vector<int64_t>{samples::count_correct(model, mine, device)});
+    comm.allreduce(correct, parallel::ReduceOp::Sum);
+    return static_cast<double>(correct.item<int64_t>()) / static_cast<double>(total);
+  }
+};
+
 // A checkpoint of --algorithm ps holds the server's optimizer, whose steps count
 // gradients (world per clock unless staleness is 0), not DDP's steps: each algorithm
 // resumes only its own checkpoints (one without the field is DDP's, or train_mlp's).
@@ -110,7 +129,7 @@ void train_rank(const DdpConfig& c, std::shared_ptr<Communicator> comm, std::sha
   comm->set_timeout(samples::collective_timeout(c.timeout_s));  // nccl: its own communicator's too
   const int rank = comm->rank(), world = comm->size();
   const bool lead = rank == 0;
-  const int threads = c.rank_threads > 0 ? c.rank_threads : std::max(1, num_threads() / local_ranks(c, *comm));
+  const int threads = rank_threads(c, *comm);
   ThreadLimit limit(threads);
   const samples::Recipe& r = c.t.r;
   // nccl: the model, its gradients and each batch live on this rank's GPU.
@@ -152,13 +171,8 @@ void train_rank(const DdpConfig& c, std::shared_ptr<Communicator> comm, std::sha
   }
 
   // Each rank scores its slice of the test set; one all-reduce adds the counts.
-  const int64_t n_test = data.test.size();
-  const data::TensorDataset my_test = data.test.slice(n_test * rank / world, n_test * (rank + 1) / world);
-  auto accuracy = [&] {
-    Tensor correct = tensor(std::vector<int64_t>{samples::count_correct(ddp.module(), my_test, device)});
-    comm->allreduce(correct, parallel::ReduceOp::Sum);
-    return static_cast<double>(correct.item<int64_t>()) / static_cast<double>(n_test);
-  };
+  const ShardedTest test(data.test, rank, world);
+  auto accuracy = [&] { return test.accuracy(*comm, ddp.module(), device); };
 
   training::Loop loop{.opt = *opt, .schedule = schedule, .loader = loader, .device = device, .epochs = r.epochs,
                    .show_progress = lead};
@@ -263,7 +277,7 @@ void train_rank_ps(const DdpConfig& c, std::shared_ptr<Communicator> comm, std::
   comm->set_timeout(samples::collective_timeout(c.timeout_s));
   const int rank = comm->rank(), world = comm->size();
   const bool lead = rank == 0;  // and the server
-  ThreadLimit limit(c.rank_threads > 0 ? c.rank_threads : std::max(1, num_threads() / local_ranks(c, *comm)));
+  ThreadLimit limit(rank_threads(c, *comm));
   const samples::Recipe& r = c.t.r;
   auto sampler = std::make_shared<data::DistributedSampler>(data.train.size(), world, rank,
                                                             data::DistributedSamplerOptions{.seed = c.t.seed});
@@ -289,10 +303,10 @@ void train_rank_ps(const DdpConfig& c, std::shared_ptr<Communicator> comm, std::
       std::printf("resumed from %s at epoch %d\n", c.t.resume.c_str(), start_epoch);
     }
   }
+  // Only the server rank's update runs (its server is non-null there).
   parallel::ServerUpdate update = [server](const std::vector<Tensor>& p, const std::vector<Tensor>& g, int count,
                                            int n) { server->apply(p, g, count, n); };
-  parallel::AsyncParameterServer ps(*comm, params, lead ? update : parallel::ServerUpdate(parallel::sgd_update(0)),
-                                    {.staleness = c.staleness});  // (only rank 0's update runs)
+  parallel::AsyncParameterServer ps(*comm, params, update, {.staleness = c.staleness});
   ps.pull();  // every rank starts from the server's (rank 0's) parameters
   if (lead)
     std::printf("train_ddp: %s, %lld parameters, parameter server on rank 0, world_size %d, staleness %s, "
@@ -301,8 +315,7 @@ void train_rank_ps(const DdpConfig& c, std::shared_ptr<Communicator> comm, std::
                 c.staleness < 0 ? "unbounded (asynchronous)" : std::to_string(c.staleness).c_str(),
                 static_cast<long long>(r.batch_size));
 
-  const int64_t n_test = data.test.size();
-  const data::TensorDataset my_test = data.test.slice(n_test * rank / world, n_test * (rank + 1) / world);
+  const ShardedTest test(data.test, rank, world);
   training::Loop loop{.opt = *opt, .schedule = schedule, .loader = loader, .device = kCPU, .epochs = r.epochs,
                       .show_progress = lead};
   loop.ranks_in_step = [&](bool has_batch) { return has_batch ? world : 0; };  // samples of all ranks
@@ -321,9 +334,7 @@ void train_rank_ps(const DdpConfig& c, std::shared_ptr<Communicator> comm, std::
   loop.epoch_end = [&](int epoch) {
     comm->barrier();  // every rank's last gradient is in
     ps.pull();
-    Tensor correct = tensor(std::vector<int64_t>{samples::count_correct(*model, my_test, kCPU)});
-    comm->allreduce(correct, parallel::ReduceOp::Sum);
-    acc = static_cast<double>(correct.item<int64_t>()) / static_cast<double>(n_test);
+    acc = test.accuracy(*comm, *model, kCPU);
     if (lead) {
       const parallel::StalenessStats now = ps.stats(), e = now.since(before);
       before = now;
