@@ -7,11 +7,13 @@
 
 #include <algorithm>
 #include <csignal>
+#include <cstdio>
 #include <functional>
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "weft.h"
@@ -31,6 +33,20 @@ inline Tensor positive_leaf(const Shape& shape, uint64_t seed = 1) {
 }
 
 inline std::vector<double> vec(const Tensor& t) { return t.to_vector<double>(); }
+
+// Runs `program args` through the shell, for at most `seconds`: its exit status (-1 when
+// killed by a signal) and its output, stderr included.
+inline std::pair<int, std::string> run_program(const std::string& program, const std::string& args,
+                                               int seconds = 300) {
+  const std::string cmd = "timeout " + std::to_string(seconds) + " " + program + " " + args + " 2>&1";
+  FILE* pipe = ::popen(cmd.c_str(), "r");
+  if (!pipe) return {-1, "popen failed: " + cmd};
+  std::string out;
+  char buf[4096];
+  while (size_t n = std::fread(buf, 1, sizeof buf, pipe)) out.append(buf, n);
+  const int status = ::pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
 
 // Runs f in a forked child process and returns the message it returns, so a test can
 // set process-wide limits (rlimits) there without touching the test process. Returns

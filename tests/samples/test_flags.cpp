@@ -43,14 +43,7 @@ fs::path sample_path(const std::string& name) {
 // Runs a sample (bounded: 120 s, and a small run should a check be missing); its exit
 // status and its output, stdout and stderr together.
 std::pair<int, std::string> run_sample(const std::string& name, const std::string& args) {
-  const std::string cmd = "timeout 120 " + sample_path(name).string() + " " + args + " 2>&1";
-  FILE* pipe = ::popen(cmd.c_str(), "r");
-  REQUIRE(pipe);
-  std::string out;
-  char buf[4096];
-  while (size_t n = std::fread(buf, 1, sizeof buf, pipe)) out.append(buf, n);
-  const int status = ::pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+  return test::run_program(sample_path(name).string(), args, 120);
 }
 
 }  // namespace

@@ -22,17 +22,6 @@ std::string resume_error(const optim::Metadata& meta) {
   }
   return "";
 }
-
-// Runs `bin` with `args` (300 s at most): its exit status and its output, stderr included.
-std::pair<int, std::string> run_program(const fs::path& bin, const std::string& args) {
-  const std::string cmd = "timeout 300 " + bin.string() + " " + args + " 2>&1";
-  FILE* pipe = ::popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  while (size_t n = std::fread(buf, 1, sizeof buf, pipe)) out.append(buf, n);
-  const int status = ::pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
 }  // namespace
 
 TEST_CASE("a resumed run follows the schedule its flags ask for, and says when it differs", "[samples][resume]") {
@@ -115,7 +104,9 @@ TEST_CASE("train_mlp --resume with a longer --epochs warns and trains on; bad me
     return;
   }
   test::TempDir dir;
-  auto run = [&](const std::string& args) { return run_program(bin, "--limit 256 --threads 2 " + args); };
+  auto run = [&](const std::string& args) {
+    return test::run_program(bin.string(), "--limit 256 --threads 2 " + args);
+  };
   const std::string b = dir.file("B.safetensors");
   const auto first = run("--epochs 1 --checkpoint " + b);
   INFO(first.second);
@@ -144,7 +135,7 @@ TEST_CASE("train_ddp --algorithm ps checkpoints the server's optimizer and resum
   // 2 workers at staleness 0, 256 samples: 1 clock = 1 server step of batch 2 x 64.
   const std::string args = "--model mlp --replicas 2 --limit 256 --batch-size 64 --algorithm ps --staleness 0 ";
   const std::string a = dir.file("A.safetensors"), b = dir.file("B.safetensors");
-  const auto first = run_program(bin, args + "--epochs 1 --checkpoint " + a);
+  const auto first = test::run_program(bin.string(), args + "--epochs 1 --checkpoint " + a);
   INFO(first.second);
   REQUIRE(first.first == 0);
   const nn::SafeTensors fa = nn::load_safetensors(a);
@@ -153,7 +144,7 @@ TEST_CASE("train_ddp --algorithm ps checkpoints the server's optimizer and resum
   REQUIRE(step_a != nullptr);
   CHECK(step_a->item<int64_t>() == 2);  // 128 samples per worker, 2 clocks
 
-  const auto second = run_program(bin, args + "--epochs 2 --resume " + a + " --checkpoint " + b);
+  const auto second = test::run_program(bin.string(), args + "--epochs 2 --resume " + a + " --checkpoint " + b);
   INFO(second.second);
   REQUIRE(second.first == 0);
   CHECK_THAT(second.second, Contains("resumed from") && Contains("epoch 2: test_accuracy"));
@@ -162,7 +153,7 @@ TEST_CASE("train_ddp --algorithm ps checkpoints the server's optimizer and resum
   REQUIRE(step_b != nullptr);
   CHECK(step_b->item<int64_t>() == 4);
   // Its optimizer counts the server's steps, not DDP's: DDP refuses to resume it.
-  const auto as_ddp = run_program(bin, "--model mlp --replicas 2 --limit 256 --epochs 2 --resume " + a);
+  const auto as_ddp = test::run_program(bin.string(), "--model mlp --replicas 2 --limit 256 --epochs 2 --resume " + a);
   INFO(as_ddp.second);
   CHECK(as_ddp.first != 0);
   CHECK_THAT(as_ddp.second, Contains("saved by train_ddp --algorithm ps"));
