@@ -28,18 +28,19 @@ std::pair<int64_t, int64_t> value_range(int64_t words, int64_t n_values, int n, 
   return {std::min(4 * b, n_values), std::min(4 * e, n_values)};
 }
 
-// Values [first, last) of g, rounded to 16 bits, into packed words starting at word
-// first/4 of w (value i in bits [16 (i%4), 16 (i%4) + 16) of word i/4).
+// Values [first, last) of g (first a multiple of 4: chunks start on a word), rounded to
+// 16 bits, into packed words from w[0] (value i in bits [16 (i%4), 16 (i%4) + 16) of
+// word (i - first)/4; the padding of a last partial word is 0).
 void encode(const float* g, int64_t first, int64_t last, uint64_t* w, HalfFormat f) {
-  for (int64_t i = first; i < last; ++i) w[i / 4 - first / 4] &= ~(uint64_t{0xFFFF} << (16 * (i % 4)));
+  std::fill(w, w + (last - first + 3) / 4, uint64_t{0});
   for (int64_t i = first; i < last; ++i)
-    w[i / 4 - first / 4] |= static_cast<uint64_t>(float_to_half(g[i], f)) << (16 * (i % 4));
+    w[(i - first) / 4] |= static_cast<uint64_t>(float_to_half(g[i], f)) << (16 * (i % 4));
 }
 
 // The 16-bit values of words w into g[first, last): added (reduce-scatter) or stored.
 void decode(const uint64_t* w, int64_t first, int64_t last, float* g, HalfFormat f, bool add) {
   for (int64_t i = first; i < last; ++i) {
-    const float v = half_to_float(static_cast<uint16_t>(w[i / 4 - first / 4] >> (16 * (i % 4))), f);
+    const float v = half_to_float(static_cast<uint16_t>(w[(i - first) / 4] >> (16 * (i % 4))), f);
     g[i] = add ? g[i] + v : v;
   }
 }

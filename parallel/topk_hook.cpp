@@ -31,9 +31,11 @@ WorkHandle TopKHook::reduce(size_t index, GradientBucket& bucket, Communicator& 
   WEFT_CHECK(static_cast<int64_t>(res.size()) == n, "comm hook ", name(), ": bucket ", index, " has ", n,
              " values but had ", res.size(), " before; use one hook per DDP (and rank)");
   float* g = flat.data<float>();
-  // m = grad + residual, in a copy: the residual changes only if every rank's gradient is
-  // finite (see the last word below).
-  std::vector<float> m(res);
+  // m = grad + residual, in the scratch buffer: the residual changes only if every
+  // rank's gradient is finite (see the last word below). The buffers are the hook's, so
+  // a step allocates nothing of the bucket's size.
+  std::vector<float>& m = scratch_;
+  m.assign(res.begin(), res.end());
   bool finite = true;
   for (int64_t i = 0; i < n; ++i) {
     finite = finite && std::isfinite(g[i]);
@@ -45,7 +47,7 @@ WorkHandle TopKHook::reduce(size_t index, GradientBucket& bucket, Communicator& 
   // pairs are not chosen: NaN has no order).
   Tensor pairs = zeros({k + 1}, {.dtype = kInt64});
   auto* w = reinterpret_cast<uint64_t*>(pairs.data<int64_t>());
-  std::vector<int64_t> order;
+  std::vector<int64_t>& order = order_;
   if (finite) {
     order.resize(static_cast<size_t>(n));
     std::iota(order.begin(), order.end(), 0);
@@ -71,7 +73,7 @@ WorkHandle TopKHook::reduce(size_t index, GradientBucket& bucket, Communicator& 
       return nullptr;
     }
   for (int64_t j = 0; j < k; ++j) m[order[j]] = 0.0f;  // sent: nothing of it is left over
-  res = std::move(m);
+  std::swap(res, m);  // the old residual becomes the next step's scratch
   std::fill(g, g + n, 0.0f);
   for (int q = 0; q < p; ++q)  // rank order: the same sum on every rank
     for (int64_t j = 0; j < k; ++j) {

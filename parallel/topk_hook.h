@@ -40,6 +40,8 @@ class TopKHook : public CommHook {
  private:
   double fraction_;
   std::map<size_t, std::vector<float>> residuals_;
+  std::vector<float> scratch_;   // reduce()'s grad + residual, reused across buckets and steps
+  std::vector<int64_t> order_;   // reduce()'s index order for the selection
 };
 
 }  // namespace weft::parallel
