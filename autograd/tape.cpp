@@ -111,6 +111,12 @@ void check_grad_shape(const TapeEntry& e, size_t i, const Tensor& g, const Shape
              ", expected ", want, " (a bug in the op's backward)");
 }
 
+// A gradient takes its input's floating dtype, as in PyTorch: an op that mixes a bfloat16
+// and a float32 input (a residual add under autocast) sends each its own type back.
+void match_dtype(Tensor& g, DType want) {
+  if (g.defined() && g.dtype() != want && is_floating(g.dtype()) && is_floating(want)) g = raw::to_dtype(g, want);
+}
+
 // The leaf's .grad when a backward closure may add into it in place (BackwardArgs::
 // grad_into): defined, contiguous, and shaped, typed and placed like the leaf.
 Tensor accumulation_target(const TensorImpl& leaf) {
@@ -345,10 +351,12 @@ void run_entry(Tape& tape, TapeEntry& e, Owed& owed, Deferral* deferral) {
     if (in.leaf) {
       if (later[i] && deferred) continue;  // its DeferredWork delivers it
       if (grads[i].defined()) check_grad_shape(e, i, grads[i], in.leaf->shape);
+      match_dtype(grads[i], in.leaf->dtype);
       add_to_leaf(in.leaf, grads[i], owed);
     } else if (in.producer >= 0 && grads[i].defined()) {
       TapeEntry* p = tape.at(in.producer);
       check_grad_shape(e, i, grads[i], p->out_shape);
+      match_dtype(grads[i], p->out_dtype);
       accumulate(p->grad, grads[i]);
     }
   }

@@ -4,6 +4,7 @@
 #include <atomic>
 
 #include "error.h"
+#include "half_backend.h"
 
 namespace weft {
 
@@ -112,5 +113,9 @@ DeviceBackend& backend(Device d) {
     if (DeviceBackend* b = cuda::builtin_backend()) return *b;
   throw Error(detail::str("weft was built without CUDA (no backend for ", d, ")"));
 }
+
+bool routed(const Tensor& t) { return !t.device().is_cpu() || is_half(t.dtype()); }
+
+DeviceBackend& backend_for(const Tensor& t) { return is_half(t.dtype()) ? half_backend() : backend(t.device()); }
 
 }  // namespace weft

@@ -155,4 +155,10 @@ DeviceBackend* register_backend(DeviceKind kind, DeviceBackend* b);
 // naming the device when there is none: "weft was built without CUDA (no backend for cuda:0)".
 DeviceBackend& backend(Device d);
 
+// Whether a raw op leaves its CPU loops for a backend: t lives on another device, or t is
+// a 16-bit float, which every device computes through float32 (half_backend.h).
+bool routed(const Tensor& t);
+// The backend a routed op calls: half_backend() for a 16-bit float, else backend(device).
+DeviceBackend& backend_for(const Tensor& t);
+
 }  // namespace weft

@@ -1,4 +1,5 @@
-// bfloat16 and IEEE float16 as 16-bit patterns, converted to and from float32.
+// bfloat16 and IEEE float16: the 16-bit patterns, their conversions to and from float32,
+// and the C++ types weft::bfloat16 / weft::float16 that tensors of those dtypes hold.
 //
 //   bf16: float32's sign and 8-bit exponent, 7 stored mantissa bits (float32's range,
 //         relative rounding error at most 2^-8);
@@ -8,17 +9,84 @@
 // To 16 bits: round to nearest, ties to even; NaN stays NaN; fp16 overflows to inf from
 // 65520 up. To float32: exact (every 16-bit value is a float32).
 //
-// weft has no 16-bit tensor dtype yet; these serve the safetensors loader (BF16 and F16
-// files) and the bf16/fp16 communication hook (parallel/half_hook.h).
+// How ops compute on 16-bit tensors: each value is widened to float32, the float32
+// kernel runs, and the result is rounded once to the 16-bit type (half_backend.h). That
+// is what PyTorch's CPU kernels do element by element, so results match it; sums, means
+// and matrix products accumulate in float32. The conversions are inline because every
+// op on a 16-bit tensor runs them over whole tensors.
 #pragma once
 
+#include <bit>
+#include <cmath>
 #include <cstdint>
 
 namespace weft::half {
 
-uint16_t float_to_bf16(float f);
-float bf16_to_float(uint16_t h);
-uint16_t float_to_fp16(float f);
-float fp16_to_float(uint16_t h);
+// bf16 is float32's top 16 bits. Rounding: add 0x7FFF plus the lowest kept bit, so that
+// an exact tie (low half 0x8000) rounds up only when the kept part is odd.
+inline uint16_t float_to_bf16(float f) {
+  const auto x = std::bit_cast<uint32_t>(f);
+  if (f != f) return static_cast<uint16_t>((x >> 16) | 0x0040);  // NaN: keep it a NaN
+  return static_cast<uint16_t>((x + 0x7FFF + ((x >> 16) & 1)) >> 16);
+}
+
+inline float bf16_to_float(uint16_t h) { return std::bit_cast<float>(static_cast<uint32_t>(h) << 16); }
+
+inline uint16_t float_to_fp16(float f) {
+  const auto x = std::bit_cast<uint32_t>(f);
+  const auto sign = static_cast<uint16_t>((x >> 16) & 0x8000);
+  const uint32_t a = x & 0x7FFFFFFF;
+  if (a > 0x7F800000) return sign | 0x7E00;   // NaN
+  if (a >= 0x477FF000) return sign | 0x7C00;  // >= 65520 (or inf): rounds to inf
+  if (a < 0x38800000) {
+    // Below 2^-14, fp16's subnormals: multiples of 2^-24. Scaling by 2^24 is exact and
+    // nearbyint rounds to even (the default rounding mode); 1024 lands on 2^-14, correctly.
+    const float units = std::nearbyint(std::bit_cast<float>(a) * 16777216.0f);
+    return sign | static_cast<uint16_t>(units);
+  }
+  // Normal: rebias the exponent (127 -> 15), then round 23 mantissa bits to 10; a carry
+  // out of the mantissa moves into the exponent, which is the right answer.
+  const uint32_t r = a - (112u << 23);
+  return sign | static_cast<uint16_t>((r + 0xFFF + ((r >> 13) & 1)) >> 13);
+}
+
+inline float fp16_to_float(uint16_t h) {
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000) << 16;
+  const uint32_t exp = (h >> 10) & 0x1F, mant = h & 0x3FF;
+  if (exp == 0) {  // zero or subnormal: mant * 2^-24, exact in float32
+    const float v = static_cast<float>(mant) / 16777216.0f;
+    return sign ? -v : v;
+  }
+  if (exp == 31) return std::bit_cast<float>(sign | 0x7F800000 | (mant << 13));  // inf, NaN (payload kept)
+  return std::bit_cast<float>(sign | ((exp + 112) << 23) | (mant << 13));
+}
 
 }  // namespace weft::half
+
+namespace weft {
+
+// The element types of kBFloat16 and kFloat16 tensors: 16 bits, built from any
+// arithmetic value by rounding through float32 (explicitly: a narrowing is never
+// silent) and read back as float32 (implicitly: widening is exact). No arithmetic of
+// their own: `a + b` adds the float32 values.
+struct bfloat16 {
+  uint16_t bits = 0;
+  bfloat16() = default;
+  template <class T>
+  explicit bfloat16(T v) : bits(half::float_to_bf16(static_cast<float>(v))) {}
+  operator float() const { return half::bf16_to_float(bits); }
+  static bfloat16 from_bits(uint16_t b) { bfloat16 h; h.bits = b; return h; }
+};
+
+struct float16 {
+  uint16_t bits = 0;
+  float16() = default;
+  template <class T>
+  explicit float16(T v) : bits(half::float_to_fp16(static_cast<float>(v))) {}
+  operator float() const { return half::fp16_to_float(bits); }
+  static float16 from_bits(uint16_t b) { float16 h; h.bits = b; return h; }
+};
+
+static_assert(sizeof(bfloat16) == 2 && sizeof(float16) == 2);
+
+}  // namespace weft

@@ -39,7 +39,7 @@ T Tensor::item() const {
              " elements); item() needs exactly one");
   // A GPU value is copied back first (which waits for the GPU to get there).
   const Tensor c = device().is_cpu() ? *this : raw::to_device(*this, kCPU);
-  return dispatch_all(dtype(), [&]<class S>() { return static_cast<T>(*static_cast<S*>(c.raw_data())); });
+  return dispatch_storage(dtype(), [&]<class S>() { return static_cast<T>(*static_cast<S*>(c.raw_data())); });
 }
 
 template <class T>

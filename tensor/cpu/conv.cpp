@@ -339,8 +339,11 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2d
   if (out.numel() == 0) return out;
   const Tensor xc = contiguous(x), wc = contiguous(w);
   const Tensor bc = bias.defined() ? contiguous(bias) : Tensor();
+  if (routed(x)) {
+    backend_for(x).conv2d(out, xc, wc, bc, p);
+    return out;
+  }
   dispatch_floating(x.dtype(), "conv2d", [&]<class T>() {
-    if (!x.device().is_cpu()) return backend(x.device()).conv2d(out, xc, wc, bc, p);
     conv_forward<T>(xc.data<T>(), wc.data<T>(), bc.defined() ? bc.data<T>() : nullptr, out.data<T>(), g);
   });
   return out;
@@ -358,8 +361,11 @@ Tensor conv2d_backward_input(const Tensor& grad, const Tensor& w, const Shape& x
     return gx;
   }
   const Tensor gc = contiguous(grad), wc = contiguous(w);
+  if (routed(grad)) {
+    backend_for(grad).conv2d_backward_input(gx, gc, wc, p);
+    return gx;
+  }
   dispatch_floating(grad.dtype(), "conv2d_backward_input", [&]<class T>() {
-    if (!grad.device().is_cpu()) return backend(grad.device()).conv2d_backward_input(gx, gc, wc, p);
     conv_backward_input<T>(gc.data<T>(), wc.data<T>(), gx.data<T>(), g);
   });
   return gx;
@@ -377,8 +383,8 @@ Tensor conv2d_backward_weight(const Tensor& grad, const Tensor& x, const Shape& 
   if (bias_grad) *bias_grad = empty({g.K}, grad.dtype(), grad.device());
   if (gw.numel() > 0) {
     const Tensor gc = contiguous(grad), xc = contiguous(x);
-    dispatch_floating(grad.dtype(), "conv2d_backward_weight", [&]<class T>() {
-      if (!grad.device().is_cpu()) return backend(grad.device()).conv2d_backward_weight(gw, gc, xc, p);
+    if (routed(grad)) backend_for(grad).conv2d_backward_weight(gw, gc, xc, p);
+    else dispatch_floating(grad.dtype(), "conv2d_backward_weight", [&]<class T>() {
       bias_done = conv_backward_weight<T>(gc.data<T>(), xc.data<T>(), gw.data<T>(),
                                           bias_grad ? bias_grad->data<T>() : nullptr, g);
     });

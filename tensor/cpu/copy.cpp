@@ -109,8 +109,8 @@ void copy_(const Tensor& dst, const Tensor& src) {
     dst.storage()->bump_version();
     return;
   }
-  dispatch_all(dst.dtype(), [&]<class D>() {
-    dispatch_all(src.dtype(), [&]<class S>() {
+  dispatch_storage(dst.dtype(), [&]<class D>() {
+    dispatch_storage(src.dtype(), [&]<class S>() {
       cpu::for_each<2>(dst.shape(), {&dst, &src}, [](const std::array<char*, 2>& p, int64_t n, const std::array<int64_t, 2>& s) {
         if constexpr (std::is_same_v<D, S>) {
           if (s[0] == sizeof(D) && s[1] == sizeof(S)) {
@@ -134,7 +134,7 @@ void fill_(const Tensor& dst, double value) {
     dst.storage()->bump_version();
     return;
   }
-  dispatch_all(dst.dtype(), [&]<class T>() {
+  dispatch_storage(dst.dtype(), [&]<class T>() {
     const T v = static_cast<T>(value);
     cpu::for_each<1>(dst.shape(), {&dst}, [v](const std::array<char*, 1>& p, int64_t n, const std::array<int64_t, 1>& s) {
       for (int64_t i = 0; i < n; ++i) *reinterpret_cast<T*>(p[0] + i * s[0]) = v;

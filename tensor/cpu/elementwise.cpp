@@ -71,6 +71,35 @@ void check_same(const char* op, const Tensor& a, const Tensor& b) {
              b.dtype(), " ", b.shape());
 }
 
+// Whether a and b mix a 16-bit float with another floating dtype. Those promote (to
+// promote_floating's dtype) where check_same would refuse, as in PyTorch, so that a
+// bfloat16 activation meets a float32 one under autocast; float32 with float64 is still
+// refused, as weft always has.
+bool mixes_half(const Tensor& a, const Tensor& b) {
+  return a.defined() && b.defined() && a.dtype() != b.dtype() && is_floating(a.dtype()) && is_floating(b.dtype()) &&
+         (is_half(a.dtype()) || is_half(b.dtype()));
+}
+
+namespace {
+// An in-place op's source, checked against dst: a 16-bit source for a wider destination
+// is widened (exactly); a 16-bit destination takes any floating source (the half backend
+// computes in float32 and rounds into dst).
+Tensor in_place_source(const char* op, const Tensor& dst, const Tensor& src) {
+  if (!mixes_half(dst, src)) {
+    check_same(op, dst, src);
+    return src;
+  }
+  WEFT_CHECK(dst.device() == src.device(), op, ": tensors are on different devices, ", dst.device(), " ",
+             dst.shape(), " and ", src.device(), " ", src.shape());
+  return is_half(dst.dtype()) ? src : to_dtype(src, dst.dtype());
+}
+
+std::pair<Tensor, Tensor> promoted(const Tensor& a, const Tensor& b) {
+  const DType t = promote_floating(a.dtype(), b.dtype());
+  return {to_dtype(a, t), to_dtype(b, t)};
+}
+}  // namespace
+
 void check_cpu(const char* op, const Tensor& a) {
   WEFT_CHECK(a.defined(), op, ": the input tensor is undefined");
   WEFT_CHECK(a.device().is_cpu(), op, ": no CUDA kernel in this build for a tensor on ", a.device());
@@ -84,11 +113,15 @@ void check_writable(const char* op, const Tensor& dst) {
 }
 
 Tensor binary(Binary op, const Tensor& a, const Tensor& b) {
+  if (mixes_half(a, b)) {
+    const auto [pa, pb] = promoted(a, b);
+    return binary(op, pa, pb);
+  }
   const char* name = binary_name(op);
   check_same(name, a, b);
   Tensor out = empty(broadcast_shapes(name, a.shape(), b.shape()), a.dtype(), a.device());
-  if (!a.device().is_cpu()) {
-    backend(a.device()).binary(op, out, a, b);
+  if (routed(a)) {
+    backend_for(a).binary(op, out, a, b);
     return out;
   }
   dispatch_numeric(a.dtype(), name, [&]<class T>() {
@@ -103,8 +136,8 @@ Tensor binary_scalar(Binary op, const Tensor& a, double s) {
   const char* name = binary_name(op);
   check_defined(name, a);
   Tensor out = empty(a.shape(), a.dtype(), a.device());
-  if (!a.device().is_cpu()) {
-    backend(a.device()).binary_scalar(op, out, a, s, /*scalar_first=*/false);
+  if (routed(a)) {
+    backend_for(a).binary_scalar(op, out, a, s, /*scalar_first=*/false);
     return out;
   }
   dispatch_numeric(a.dtype(), name, [&]<class T>() {
@@ -115,9 +148,9 @@ Tensor binary_scalar(Binary op, const Tensor& a, double s) {
 }
 Tensor scalar_binary(Binary op, double s, const Tensor& a) {
   check_defined(binary_name(op), a);
-  if (!a.device().is_cpu()) {  // the scalar rides in the kernel's arguments, not in a 0-d tensor
+  if (routed(a)) {  // the scalar rides in the kernel's arguments, not in a 0-d tensor
     Tensor out = empty(a.shape(), a.dtype(), a.device());
-    backend(a.device()).binary_scalar(op, out, a, s, /*scalar_first=*/true);
+    backend_for(a).binary_scalar(op, out, a, s, /*scalar_first=*/true);
     return out;
   }
   return binary(op, scalar_like(a, s), a);
@@ -126,8 +159,8 @@ Tensor scalar_binary(Binary op, double s, const Tensor& a) {
 Tensor unary(Unary op, const Tensor& a) {
   check_defined("unary", a);
   Tensor out = empty(a.shape(), a.dtype(), a.device());
-  if (!a.device().is_cpu()) {
-    backend(a.device()).unary(op, out, a);
+  if (routed(a)) {
+    backend_for(a).unary(op, out, a);
     return out;
   }
   dispatch_numeric(a.dtype(), "unary", [&]<class T>() {
@@ -137,10 +170,14 @@ Tensor unary(Unary op, const Tensor& a) {
 }
 
 Tensor compare(Compare op, const Tensor& a, const Tensor& b) {
+  if (mixes_half(a, b)) {
+    const auto [pa, pb] = promoted(a, b);
+    return compare(op, pa, pb);
+  }
   check_same("compare", a, b);
   Tensor out = empty(broadcast_shapes("compare", a.shape(), b.shape()), kBool, a.device());
-  if (!a.device().is_cpu()) {
-    backend(a.device()).compare(op, out, a, b);
+  if (routed(a)) {
+    backend_for(a).compare(op, out, a, b);
     return out;
   }
   dispatch_all(a.dtype(), [&]<class T>() {
@@ -151,23 +188,27 @@ Tensor compare(Compare op, const Tensor& a, const Tensor& b) {
 
 Tensor compare_scalar(Compare op, const Tensor& a, double s) {
   check_defined("compare", a);
-  if (!a.device().is_cpu()) {
+  if (routed(a)) {
     Tensor out = empty(a.shape(), kBool, a.device());
-    backend(a.device()).compare_scalar(op, out, a, s);
+    backend_for(a).compare_scalar(op, out, a, s);
     return out;
   }
   return compare(op, a, scalar_like(a, s));
 }
 
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
+  if (mixes_half(a, b)) {
+    const auto [pa, pb] = promoted(a, b);
+    return where(cond, pa, pb);
+  }
   check_same("where", a, b);
   WEFT_CHECK(cond.dtype() == kBool, "where: the condition must be a bool tensor, got ", cond.dtype());
   WEFT_CHECK(cond.device() == a.device(), "where: the condition is on ", cond.device(), ", the values on ",
              a.device());
   const Shape shape = broadcast_shapes("where", broadcast_shapes("where", cond.shape(), a.shape()), b.shape());
   Tensor out = empty(shape, a.dtype(), a.device());
-  if (!a.device().is_cpu()) {
-    backend(a.device()).where(out, cond, a, b);
+  if (routed(a)) {
+    backend_for(a).where(out, cond, a, b);
     return out;
   }
   dispatch_all(a.dtype(), [&]<class T>() {
@@ -181,14 +222,14 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   return out;
 }
 
-void binary_(Binary op, const Tensor& dst, const Tensor& src) {
+void binary_(Binary op, const Tensor& dst, const Tensor& src_in) {
   const char* name = binary_name(op);
-  check_same(name, dst, src);
+  const Tensor src = in_place_source(name, dst, src_in);
   check_writable(name, dst);
   WEFT_CHECK(broadcast_shapes(name, dst.shape(), src.shape()) == dst.shape(), name, "_: in-place result of shape ",
              broadcast_shapes(name, dst.shape(), src.shape()), " does not fit the destination ", dst.shape());
-  if (!dst.device().is_cpu()) {
-    backend(dst.device()).binary(op, dst, dst, src);
+  if (routed(dst)) {
+    backend_for(dst).binary(op, dst, dst, src);
     dst.storage()->bump_version();
     return;
   }
@@ -201,21 +242,21 @@ void binary_(Binary op, const Tensor& dst, const Tensor& src) {
 void binary_scalar_(Binary op, const Tensor& dst, double s) {
   check_defined(binary_name(op), dst);
   check_writable(binary_name(op), dst);
-  if (!dst.device().is_cpu()) {
-    backend(dst.device()).binary_scalar(op, dst, dst, s, /*scalar_first=*/false);
+  if (routed(dst)) {
+    backend_for(dst).binary_scalar(op, dst, dst, s, /*scalar_first=*/false);
     dst.storage()->bump_version();
     return;
   }
   binary_(op, dst, scalar_like(dst, s));
 }
 
-void axpy_(const Tensor& dst, double alpha, const Tensor& src) {
-  check_same("axpy_", dst, src);
+void axpy_(const Tensor& dst, double alpha, const Tensor& src_in) {
+  const Tensor src = in_place_source("axpy_", dst, src_in);
   check_writable("axpy_", dst);
   WEFT_CHECK(broadcast_shapes("axpy_", dst.shape(), src.shape()) == dst.shape(), "axpy_: source ", src.shape(),
              " does not broadcast to the destination ", dst.shape());
-  if (!dst.device().is_cpu()) {
-    backend(dst.device()).axpy(dst, alpha, src);
+  if (routed(dst)) {
+    backend_for(dst).axpy(dst, alpha, src);
     dst.storage()->bump_version();
     return;
   }
@@ -231,8 +272,8 @@ Tensor activation_backward(Activation act, const Tensor& grad, const Tensor& out
   const char* name = ew::activation_backward_name(act);
   check_same(name, grad, out);
   Tensor gi = empty(grad.shape(), grad.dtype(), grad.device());
-  if (!grad.device().is_cpu()) {
-    backend(grad.device()).activation_backward(act, gi, grad, out);
+  if (routed(grad)) {
+    backend_for(grad).activation_backward(act, gi, grad, out);
     return gi;
   }
   dispatch_floating(grad.dtype(), name, [&]<class T>() {
@@ -252,8 +293,8 @@ Tensor input_activation(InputActivation act, const Tensor& x, const ActivationPa
   const char* name = ew::input_activation_name(act, /*backward=*/false);
   check_defined(name, x);
   Tensor out = empty(x.shape(), x.dtype(), x.device());
-  if (!x.device().is_cpu()) {
-    backend(x.device()).input_activation(act, p, out, x);
+  if (routed(x)) {
+    backend_for(x).input_activation(act, p, out, x);
     return out;
   }
   dispatch_floating(x.dtype(), name, [&]<class T>() {
@@ -269,8 +310,8 @@ Tensor input_activation_backward(InputActivation act, const Tensor& grad, const 
   WEFT_CHECK(grad.shape() == x.shape(), name, ": the gradient ", grad.shape(), " and the input ", x.shape(),
              " differ in shape");
   Tensor gi = empty(x.shape(), x.dtype(), x.device());
-  if (!x.device().is_cpu()) {
-    backend(x.device()).input_activation_backward(act, p, gi, grad, x);
+  if (routed(x)) {
+    backend_for(x).input_activation_backward(act, p, gi, grad, x);
     return gi;
   }
   dispatch_floating(x.dtype(), name, [&]<class T>() {

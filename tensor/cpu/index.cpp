@@ -54,8 +54,8 @@ Tensor gather(const Tensor& a, int64_t dim, const Tensor& index_in) {
   check_gather_shapes("gather", a.shape(), d, index_in.shape());
   const Tensor index = contiguous(index_in);
   Tensor out = empty(index.shape(), a.dtype(), a.device());
-  if (!a.device().is_cpu()) {
-    backend(a.device()).gather(out, a, d, index);
+  if (routed(a)) {
+    backend_for(a).gather(out, a, d, index);
     return out;
   }
   const int64_t* ip = index.data<int64_t>();
@@ -81,8 +81,8 @@ Tensor scatter_add(const Shape& shape, int64_t dim, const Tensor& index_in, cons
   const Tensor index = contiguous(index_in), src = contiguous(src_in);
   Tensor out = empty(shape, src.dtype(), src.device());
   fill_(out, 0);
-  if (!out.device().is_cpu()) {
-    backend(out.device()).scatter_add(out, d, index, src);
+  if (routed(out)) {
+    backend_for(out).scatter_add(out, d, index, src);
     return out;
   }
   const Strides st = out.strides();
@@ -107,8 +107,8 @@ Tensor index_select(const Tensor& a_in, int64_t dim, const Tensor& index_in) {
   Shape sh = a.shape();
   sh[d] = index.numel();
   Tensor out = empty(sh, a.dtype(), a.device());
-  if (!a.device().is_cpu()) {
-    backend(a.device()).index_select(out, a, d, index);
+  if (routed(a)) {
+    backend_for(a).index_select(out, a, d, index);
     return out;
   }
   const int64_t* ip = index.data<int64_t>();
@@ -125,8 +125,8 @@ Tensor index_add(const Shape& shape, int64_t dim, const Tensor& index_in, const 
              " does not match ", index.numel(), " indices into ", shape, " along dim ", d);
   Tensor out = empty(shape, src.dtype(), src.device());
   fill_(out, 0);
-  if (!out.device().is_cpu()) {
-    backend(out.device()).index_add(out, d, index, src);
+  if (routed(out)) {
+    backend_for(out).index_add(out, d, index, src);
     return out;
   }
   const int64_t* ip = index.data<int64_t>();

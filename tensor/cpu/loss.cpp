@@ -33,8 +33,8 @@ std::pair<Tensor, Tensor> cross_entropy(const Tensor& logits_in, const Tensor& t
   const int64_t n = logits.shape()[0], c = logits.shape()[1];
   Tensor probs = empty(logits.shape(), logits.dtype(), logits.device());
   Tensor loss = empty({}, logits.dtype(), logits.device());
-  if (!logits.device().is_cpu()) {
-    backend(logits.device()).cross_entropy(loss, probs, logits, target, eps);
+  if (routed(logits)) {
+    backend_for(logits).cross_entropy(loss, probs, logits, target, eps);
     return {loss, probs};
   }
   const int64_t* y = target.data<int64_t>();
@@ -73,9 +73,9 @@ Tensor cross_entropy_backward(const Tensor& grad, const Tensor& probs, const Ten
   check_ce("cross_entropy_backward", probs, target, eps);
   const int64_t n = probs.shape()[0], c = probs.shape()[1];
   Tensor gi = empty(probs.shape(), probs.dtype(), probs.device());
-  if (!probs.device().is_cpu()) {
+  if (routed(probs)) {
     WEFT_CHECK(grad.defined() && grad.numel() == 1, "cross_entropy_backward: the gradient must hold one value");
-    backend(probs.device()).cross_entropy_backward(gi, to_device(grad, probs.device()), probs, target, eps);
+    backend_for(probs).cross_entropy_backward(gi, to_device(grad, probs.device()), probs, target, eps);
     return gi;
   }
   const Tensor tc = contiguous(target);

@@ -91,11 +91,11 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
   ea.push_back(n), ea.push_back(k), eb.push_back(k), eb.push_back(m);
   const Tensor A = views::reshape(views::expand(a, ea), {-1, n, k}), B = views::reshape(views::expand(b, eb), {-1, k, m});
   const int64_t nb = batch.numel();
+  if (routed(a)) {
+    for (int64_t i = 0; i < nb; ++i) backend_for(a).gemm(views::select(views::view(out, {nb, n, m}), 0, i), views::select(A, 0, i), views::select(B, 0, i));
+    return views::view(out, result_shape(batch, n, m, a_vec, b_vec));
+  }
   dispatch_floating(a.dtype(), "matmul", [&]<class T>() {
-    if (!a.device().is_cpu()) {
-      for (int64_t i = 0; i < nb; ++i) backend(a.device()).gemm(views::select(views::view(out, {nb, n, m}), 0, i), views::select(A, 0, i), views::select(B, 0, i));
-      return;
-    }
     T* o = out.data<T>();
     if (nb == 1) {
       gemm_rows<T>(views::select(A, 0, 0), views::select(B, 0, 0), o, true);
@@ -116,7 +116,7 @@ void addmm_(const Tensor& c, const Tensor& a, const Tensor& b) {
              "addmm_: ", c.shape(), " += ", a.shape(), " @ ", b.shape(), ": the shapes do not fit");
   WEFT_CHECK(c.is_contiguous(), "addmm_: the destination ", c.shape(), " must be contiguous");
   check_writable("addmm_", c);
-  if (!c.device().is_cpu()) {  // no fused form on other devices yet: a product, then a sum
+  if (routed(c)) {  // no fused form on other devices yet: a product, then a sum
     axpy_(c, 1.0, matmul(a, b));
     return;
   }
@@ -146,8 +146,9 @@ Tensor linear(const Tensor& x_in, const Tensor& w, const Tensor& bias, const Ten
   Tensor out = empty({n, out_f}, x.dtype(), x.device());
   // (in, out): the caller's row-major copy, or a column-major view of w (no copy)
   const Tensor wt = w_t.defined() ? w_t.detach() : views::t(w);
-  dispatch_floating(x.dtype(), "linear", [&]<class T>() {
-    if (!x.device().is_cpu()) return backend(x.device()).linear(out, x, w.detach(), bias.defined() ? bias.detach() : Tensor());
+  if (routed(x)) {
+    backend_for(x).linear(out, x, w.detach(), bias.defined() ? bias.detach() : Tensor());
+  } else dispatch_floating(x.dtype(), "linear", [&]<class T>() {
     T* o = out.data<T>();
     const Operand a = as_operand(x), b = as_operand(wt);
     const Tensor bc = bias.defined() ? contiguous(bias) : Tensor();

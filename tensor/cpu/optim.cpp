@@ -113,10 +113,10 @@ void sgd_step_(const std::vector<Tensor>& params, const std::vector<Tensor>& gra
   WEFT_CHECK(bufs.empty() || h.momentum > 0, "SGD: momentum buffers given but momentum is ", h.momentum);
   const std::vector<Tensor> grads = contiguous_all(grads_in);
   const Device dev = params[0].device();
-  if (!dev.is_cpu()) {
+  if (routed(params[0])) {
     SgdHyper hd = h;
     hd.lr_device = device_scalar(h.lr_device, h.lr, dev);
-    backend(dev).sgd_step(params, grads, bufs, hd);
+    backend_for(params[0]).sgd_step(params, grads, bufs, hd);
   } else {
     for (size_t i = 0; i < params.size(); ++i) {
       dispatch_floating(params[i].dtype(), "SGD", [&]<class T>() {
@@ -144,11 +144,11 @@ void adam_step_(const std::vector<Tensor>& params, const std::vector<Tensor>& gr
   WEFT_CHECK(h.step >= 1, "Adam: the step number is 1-based, got ", h.step);
   const std::vector<Tensor> grads = contiguous_all(grads_in);
   const Device dev = params[0].device();
-  if (!dev.is_cpu()) {
+  if (routed(params[0])) {
     AdamHyper hd = h;
     hd.lr_device = device_scalar(h.lr_device, h.lr, dev);
     hd.step_device = device_scalar(h.step_device, double(h.step), dev);
-    backend(dev).adam_step(params, grads, exp_avg, exp_avg_sq, hd);
+    backend_for(params[0]).adam_step(params, grads, exp_avg, exp_avg_sq, hd);
   } else {
     for (size_t i = 0; i < params.size(); ++i) {
       dispatch_floating(params[i].dtype(), "Adam", [&]<class T>() {

@@ -212,10 +212,10 @@ Tensor max_pool(const char* op, const Tensor& x, const Pool2dParams& p) {
   check_floating(op, x);
   const PoolGeom g = pool_geometry(op, x.shape(), p);
   Tensor out = empty({g.N, g.C, g.Ho, g.Wo}, x.dtype(), x.device());
-  if (!x.device().is_cpu()) {
+  if (routed(x)) {
     // Not fused on the GPU, which has bandwidth to spare: relu, then the pooling kernel.
     // (Its backward computes relu(x) again, so nn::Sequential fuses on the CPU only.)
-    if (out.numel()) backend(x.device()).max_pool2d(out, Relu ? unary(Unary::Relu, x) : x, p);
+    if (out.numel()) backend_for(x).max_pool2d(out, Relu ? unary(Unary::Relu, x) : x, p);
     return out;
   }
   const Tensor xc = contiguous(x);
@@ -236,9 +236,9 @@ Tensor max_pool_backward(const char* op, const Tensor& grad, const Tensor& x, co
   WEFT_CHECK(grad.shape() == expect, op, ": grad ", grad.shape(), " does not match the output ", expect, " of input ",
              x.shape());
   Tensor gx = empty(x.shape(), x.dtype(), x.device());
-  if (!x.device().is_cpu()) {  // unfused, as in forward: relu(x) again, pool's backward, relu's
+  if (routed(x)) {  // unfused, as in forward: relu(x) again, pool's backward, relu's
     const Tensor r = Relu ? unary(Unary::Relu, x) : x;
-    if (gx.numel()) backend(x.device()).max_pool2d_backward(gx, grad, r, p);
+    if (gx.numel()) backend_for(x).max_pool2d_backward(gx, grad, r, p);
     return Relu ? relu_backward(gx, r) : gx;
   }
   const Tensor gc = contiguous(grad), xc = contiguous(x);
@@ -269,8 +269,8 @@ Tensor max_pool2d_indices(const Tensor& x, const Pool2dParams& p) {
   check_floating("max_pool2d_indices", x);
   const PoolGeom g = pool_geometry("max_pool2d_indices", x.shape(), p);
   Tensor arg = empty({g.N, g.C, g.Ho, g.Wo}, kInt64, x.device());
-  if (!x.device().is_cpu()) {
-    if (arg.numel()) backend(x.device()).max_pool2d_indices(arg, x, p);
+  if (routed(x)) {
+    if (arg.numel()) backend_for(x).max_pool2d_indices(arg, x, p);
     return arg;
   }
   const Tensor xc = contiguous(x);
@@ -303,8 +303,8 @@ Tensor avg_pool2d(const Tensor& x, const Pool2dParams& p) {
              ": average pooling has no dilation, got ", pair_str(p.dilation));
   const PoolGeom g = pool_geometry("avg_pool2d", x.shape(), p);
   Tensor out = empty({g.N, g.C, g.Ho, g.Wo}, x.dtype(), x.device());
-  if (!x.device().is_cpu()) {
-    if (out.numel()) backend(x.device()).avg_pool2d(out, x, p);
+  if (routed(x)) {
+    if (out.numel()) backend_for(x).avg_pool2d(out, x, p);
     return out;
   }
   const Tensor xc = contiguous(x);
@@ -328,8 +328,8 @@ Tensor avg_pool2d_backward(const Tensor& grad, const Shape& x_shape, const Pool2
   WEFT_CHECK(grad.shape() == expect, "avg_pool2d_backward: grad ", grad.shape(), " does not match the output ", expect,
              " of input ", x_shape);
   Tensor gx = empty(x_shape, grad.dtype(), grad.device());
-  if (!grad.device().is_cpu()) {
-    if (gx.numel()) backend(grad.device()).avg_pool2d_backward(gx, grad, p);
+  if (routed(grad)) {
+    if (gx.numel()) backend_for(grad).avg_pool2d_backward(gx, grad, p);
     return gx;
   }
   fill_(gx, 0.0);

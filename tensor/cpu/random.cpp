@@ -27,7 +27,7 @@ void fill_random(const Tensor& dst, Generator& gen, const char* op, F f, G devic
   const int64_t n = buf.numel();
   const uint64_t base = gen.reserve(static_cast<uint64_t>(n));
   const uint64_t seed = gen.seed();
-  dispatch_all(dst.dtype(), [&]<class T>() {
+  dispatch_storage(dst.dtype(), [&]<class T>() {
     T* p = static_cast<T*>(buf.raw_data());
     parallel_for(0, n, 16384, [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i) p[i] = static_cast<T>(f(random_math::philox(seed, base + i)));
@@ -42,21 +42,21 @@ void uniform_(const Tensor& dst, double lo, double hi, Generator& gen) {
   WEFT_CHECK(lo <= hi, "uniform_: lo ", lo, " is above hi ", hi);
   fill_random(
       dst, gen, "uniform_", [=](const random_math::Words& r) { return random_math::uniform(r, lo, hi); },
-      [&](uint64_t seed, uint64_t base) { backend(dst.device()).uniform(dst, lo, hi, seed, base); });
+      [&](uint64_t seed, uint64_t base) { backend_for(dst).uniform(dst, lo, hi, seed, base); });
 }
 
 void normal_(const Tensor& dst, double mean, double std, Generator& gen) {
   WEFT_CHECK(std >= 0, "normal_: std must be >= 0, got ", std);
   fill_random(
       dst, gen, "normal_", [=](const random_math::Words& r) { return random_math::normal(r, mean, std); },
-      [&](uint64_t seed, uint64_t base) { backend(dst.device()).normal(dst, mean, std, seed, base); });
+      [&](uint64_t seed, uint64_t base) { backend_for(dst).normal(dst, mean, std, seed, base); });
 }
 
 void bernoulli_(const Tensor& dst, double p, Generator& gen) {
   WEFT_CHECK(p >= 0 && p <= 1, "bernoulli_: p must be in [0, 1], got ", p);
   fill_random(
       dst, gen, "bernoulli_", [=](const random_math::Words& r) { return random_math::bernoulli(r, p); },
-      [&](uint64_t seed, uint64_t base) { backend(dst.device()).bernoulli(dst, p, seed, base); });
+      [&](uint64_t seed, uint64_t base) { backend_for(dst).bernoulli(dst, p, seed, base); });
 }
 
 }  // namespace weft::raw

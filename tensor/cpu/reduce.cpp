@@ -159,8 +159,8 @@ Tensor reduce(Reduce op, const Tensor& a, const Shape& dims, bool keepdim) {
     fill_(out, op == Reduce::Mean ? std::nan("") : 0.0);
     return out;
   }
-  if (!a.device().is_cpu()) {
-    backend(a.device()).reduce(op, keepdim_view(out, a, mask), a, mask_dims(a, mask));
+  if (routed(a)) {
+    backend_for(a).reduce(op, keepdim_view(out, a, mask), a, mask_dims(a, mask));
     return out;
   }
   // The reduced dims are a leading block: add whole rows (bias gradients, batch means).
@@ -201,8 +201,8 @@ Tensor argreduce(bool is_max, const Tensor& a, int64_t dim, bool keepdim) {
   const int64_t n = a.dim() > 0 ? a.shape()[d] : 1;
   WEFT_CHECK(n > 0, name, ": cannot reduce over dim ", d, " of size 0 in shape ", a.shape());
   Tensor out = empty(output_shape(a, mask, keepdim), kInt64, a.device());
-  if (!a.device().is_cpu()) {
-    backend(a.device()).argreduce(is_max, keepdim_view(out, a, mask), a, d);
+  if (routed(a)) {
+    backend_for(a).argreduce(is_max, keepdim_view(out, a, mask), a, d);
     return out;
   }
   Tensor rows = rows_view(a, mask);

@@ -49,8 +49,8 @@ Tensor cumsum(const Tensor& a_in, int64_t dim, bool reverse) {
   Tensor out = empty(a.shape(), a.dtype(), a.device());
   if (a.numel() == 0) return out;
   const Lines l = lines_of(a.shape(), d);
-  if (!a.device().is_cpu()) {
-    backend(a.device()).cumsum(out, a, l.outer, l.n, l.inner, reverse);
+  if (routed(a)) {
+    backend_for(a).cumsum(out, a, l.outer, l.n, l.inner, reverse);
     return out;
   }
   dispatch_numeric(a.dtype(), "cumsum", [&]<class T>() {
@@ -88,8 +88,8 @@ std::pair<Tensor, Tensor> topk(const Tensor& a_in, int64_t k, int64_t dim, bool 
   Tensor values = empty(sh, a.dtype(), a.device()), indices = empty(sh, kInt64, a.device());
   const Lines l = lines_of(a.shape(), d);
   if (values.numel() == 0) return {values, indices};
-  if (!a.device().is_cpu()) {
-    backend(a.device()).topk(values, indices, a, l.outer, l.n, l.inner, k, largest);
+  if (routed(a)) {
+    backend_for(a).topk(values, indices, a, l.outer, l.n, l.inner, k, largest);
     return {values, indices};
   }
   dispatch_numeric(a.dtype(), "topk", [&]<class T>() {

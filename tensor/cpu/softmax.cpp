@@ -43,9 +43,9 @@ template <class T, class F>
 Tensor rowwise(const char* op, const Tensor& a, int64_t dim, bool log, F f) {
   cpu::check_defined(op, a);
   const int64_t d = wrap_dim(op, dim, a.dim());
-  if (!a.device().is_cpu()) {
+  if (routed(a)) {
     Tensor out = empty(a.shape(), a.dtype(), a.device());
-    backend(a.device()).softmax(out, a, d, log);
+    backend_for(a).softmax(out, a, d, log);
     return out;
   }
   Rows r = to_rows(a, d);
@@ -114,9 +114,9 @@ Tensor rowwise2(const char* op, const Tensor& grad, const Tensor& out, int64_t d
   check_same(op, grad, out);
   WEFT_CHECK(grad.shape() == out.shape(), op, ": gradient ", grad.shape(), " and output ", out.shape(), " differ");
   const int64_t d = wrap_dim(op, dim, out.dim());
-  if (!out.device().is_cpu()) {
+  if (routed(out)) {
     Tensor gi = empty(out.shape(), out.dtype(), out.device());
-    backend(out.device()).softmax_backward(gi, grad, out, d, log);
+    backend_for(out).softmax_backward(gi, grad, out, d, log);
     return gi;
   }
   Rows rg = to_rows(grad, d), ro = to_rows(out, d);
@@ -130,23 +130,27 @@ Tensor rowwise2(const char* op, const Tensor& grad, const Tensor& out, int64_t d
   return from_rows(gi, rg.perm);
 }
 
+// The dtype whose loops rowwise / rowwise2 instantiate: a's own, or any (float) for a
+// routed tensor, which goes to its backend before a loop reads an element.
+DType loop_dtype(const Tensor& a) { return a.defined() && routed(a) ? kFloat32 : a.dtype(); }
+
 }  // namespace
 
 Tensor softmax(const Tensor& a, int64_t dim) {
-  return dispatch_floating(a.dtype(), "softmax", [&]<class T>() {
+  return dispatch_floating(loop_dtype(a), "softmax", [&]<class T>() {
     return rowwise<T>("softmax", a, dim, false, [](const T* x, T* y, int64_t n) { softmax_row(x, y, n, false); });
   });
 }
 
 Tensor log_softmax(const Tensor& a, int64_t dim) {
-  return dispatch_floating(a.dtype(), "log_softmax", [&]<class T>() {
+  return dispatch_floating(loop_dtype(a), "log_softmax", [&]<class T>() {
     return rowwise<T>("log_softmax", a, dim, true, [](const T* x, T* y, int64_t n) { softmax_row(x, y, n, true); });
   });
 }
 
 // dx = y * (g - sum(g * y))
 Tensor softmax_backward(const Tensor& grad, const Tensor& out, int64_t dim) {
-  return dispatch_floating(grad.dtype(), "softmax_backward", [&]<class T>() {
+  return dispatch_floating(loop_dtype(out), "softmax_backward", [&]<class T>() {
     return rowwise2<T>("softmax_backward", grad, out, dim, false, [](const T* g, const T* y, T* o, int64_t n) {
       double dot = 0;
       for (int64_t j = 0; j < n; ++j) dot += double(g[j]) * y[j];
@@ -157,7 +161,7 @@ Tensor softmax_backward(const Tensor& grad, const Tensor& out, int64_t dim) {
 
 // dx = g - exp(y) * sum(g)
 Tensor log_softmax_backward(const Tensor& grad, const Tensor& out, int64_t dim) {
-  return dispatch_floating(grad.dtype(), "log_softmax_backward", [&]<class T>() {
+  return dispatch_floating(loop_dtype(out), "log_softmax_backward", [&]<class T>() {
     return rowwise2<T>("log_softmax_backward", grad, out, dim, true, [](const T* g, const T* y, T* o, int64_t n) {
       double s = 0;
       for (int64_t j = 0; j < n; ++j) s += g[j];
