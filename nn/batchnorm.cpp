@@ -1,5 +1,6 @@
 #include "batchnorm.h"
 
+#include "../autograd/autocast.h"
 #include "../autograd/functions.h"
 #include "../autograd/tape.h"
 #include "../tensor/raw.h"
@@ -19,7 +20,10 @@ BatchNorm::BatchNorm(const char* name, int64_t c, double eps, double momentum, b
   WEFT_CHECK(c > 0, name, ": num_features must be positive, got ", c);
 }
 
-Tensor BatchNorm::normalize(const Tensor& x, const Shape& over, const Shape& per_channel) {
+// On autocast's float32 list: batch statistics of 16-bit values, and running statistics
+// updated with them, would lose too much.
+Tensor BatchNorm::normalize(const Tensor& x_in, const Shape& over, const Shape& per_channel) {
+  const Tensor x = autocast::to_float32(x_in);
   Tensor mean, var;
   if (is_training()) {
     const int64_t n = x.numel() / num_features;

@@ -2,6 +2,7 @@
 
 #include <limits>
 
+#include "../autograd/autocast.h"
 #include "../autograd/functions.h"
 #include "../tensor/error.h"
 
@@ -33,14 +34,17 @@ double machine_epsilon(DType dt) {
 
 }  // namespace
 
-Tensor layer_norm(const Tensor& x, int64_t dims, double eps) {
+// layer_norm and rms_norm are on autocast's float32 list.
+Tensor layer_norm(const Tensor& x_in, int64_t dims, double eps) {
+  const Tensor x = autocast::to_float32(x_in);
   const Shape over = last_dims(x.dim(), dims);
   const Tensor centred = x - x.mean(over, /*keepdim=*/true);
   const Tensor var = (centred * centred).mean(over, true);  // biased, as PyTorch normalises
   return centred / (var + eps).sqrt();
 }
 
-Tensor rms_norm(const Tensor& x, int64_t dims, double eps) {
+Tensor rms_norm(const Tensor& x_in, int64_t dims, double eps) {
+  const Tensor x = autocast::to_float32(x_in);
   const Shape over = last_dims(x.dim(), dims);
   return x / ((x * x).mean(over, true) + eps).sqrt();
 }
@@ -56,7 +60,8 @@ LayerNorm::LayerNorm(std::vector<int64_t> shape, double eps_, bool affine)
   for (int64_t d : normalized_shape) WEFT_CHECK(d > 0, "LayerNorm: normalized_shape ", Shape(normalized_shape), " must be positive");
 }
 
-Tensor LayerNorm::forward(const Tensor& x) {
+Tensor LayerNorm::forward(const Tensor& x_in) {
+  const Tensor x = autocast::to_float32(x_in);  // autocast's float32 list: here, so the fused kernel runs
   check_trailing("LayerNorm", x, normalized_shape);
   // On the CPU, one fused kernel each way (autograd/functions.h, fused_layer_norm);
   // elsewhere the composition, which every device runs.

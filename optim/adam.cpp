@@ -25,8 +25,8 @@ void Adam::update(const std::vector<size_t>& idx, int64_t t) {
   const AdamOptions& o = options;
   std::vector<Tensor> ps, gs, ms, vs;
   for (size_t i : idx) {
-    ps.push_back(params()[i]);
-    gs.push_back(params()[i].grad());
+    ps.push_back(param(i));
+    gs.push_back(grad(i));
     ms.push_back(state(i, "exp_avg"));
     vs.push_back(state(i, "exp_avg_sq"));
   }

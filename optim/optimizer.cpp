@@ -42,6 +42,31 @@ Optimizer::Optimizer(std::vector<ParamGroup> groups, double lr) : lr_(lr) {
     }
   }
   state_.resize(params_.size());
+  master_.resize(params_.size());
+}
+
+void Optimizer::refresh_masters(const std::vector<size_t>& idx) {
+  for (size_t i : idx) {
+    if (!is_half(params_[i].dtype())) continue;
+    Master& m = master_[i];
+    if (!m.value.defined() || m.version != params_[i].version()) {
+      m.value = raw::to_dtype(params_[i].detach(), kFloat32);
+      m.version = params_[i].version();
+    }
+  }
+}
+
+void Optimizer::write_back_masters(const std::vector<size_t>& idx) {
+  for (size_t i : idx) {
+    if (!master_[i].value.defined()) continue;
+    raw::copy_(params_[i], master_[i].value);  // rounds to 16 bits
+    master_[i].version = params_[i].version();
+  }
+}
+
+Tensor Optimizer::grad(size_t i) const {
+  const Tensor g = params_[i].grad();
+  return master_[i].value.defined() ? raw::to_dtype(g, kFloat32) : g;
 }
 
 std::vector<ParamGroup> decay_groups(const nn::Module& model, double weight_decay) {
@@ -53,7 +78,8 @@ std::vector<ParamGroup> decay_groups(const nn::Module& model, double weight_deca
 Tensor& Optimizer::state(size_t i, const std::string& name) {
   for (auto& [n, t] : state_[i])
     if (n == name) return t;
-  state_[i].emplace_back(name, zeros(params_[i].shape(), {.dtype = params_[i].dtype(), .device = params_[i].device()}));
+  const DType dt = is_half(params_[i].dtype()) ? kFloat32 : params_[i].dtype();
+  state_[i].emplace_back(name, zeros(params_[i].shape(), {.dtype = dt, .device = params_[i].device()}));
   return state_[i].back().second;
 }
 
@@ -85,7 +111,11 @@ void Optimizer::step() {
     if (it == batches.end()) it = batches.insert(batches.end(), {key, {}});
     it->second.push_back(i);
   }
-  for (const auto& batch : batches) update(batch.second, step_count_);
+  for (const auto& batch : batches) {
+    refresh_masters(batch.second);
+    update(batch.second, step_count_);
+    write_back_masters(batch.second);
+  }
   for (auto& hook : post_step_) hook(*this);
 }
 
@@ -108,8 +138,10 @@ void Optimizer::zero_grad(bool set_to_none) { autograd::zero_grad(params_, set_t
 nn::NamedTensors Optimizer::state_dict() const {
   nn::NamedTensors out;
   out.emplace_back("step", full({}, static_cast<double>(step_count_), {.dtype = kInt64}));
-  for (size_t i = 0; i < state_.size(); ++i)
+  for (size_t i = 0; i < state_.size(); ++i) {
     for (const auto& [name, t] : state_[i]) out.emplace_back(std::to_string(i) + "." + name, t);
+    if (master_[i].value.defined()) out.emplace_back(std::to_string(i) + ".master", master_[i].value);
+  }
   return out;
 }
 
@@ -147,12 +179,18 @@ void Optimizer::load_state_dict(const nn::NamedTensors& saved) {
   std::vector<std::string> unexpected, missing, wrong;
   std::vector<std::vector<std::string>> present(params_.size());  // the buffers given, per parameter
   std::optional<int64_t> step;
+  std::vector<std::pair<size_t, Tensor>> masters;  // "<i>.master" of 16-bit parameters
   for (const auto& [key, t] : saved) {
     if (key == "step") {
       step = saved_step(t);
       continue;
     }
     const auto [i, name] = split_state_key(key);
+    if (name == "master" && size_t(i) < params_.size() && is_half(params_[size_t(i)].dtype()) &&
+        t.shape() == params_[size_t(i)].shape()) {
+      masters.emplace_back(size_t(i), t);
+      continue;
+    }
     if (i < 0 || std::find(names.begin(), names.end(), name) == names.end()) unexpected.push_back(key);
     else if (size_t(i) >= params_.size())
       wrong.push_back(detail::str(key, " names parameter ", i, " but there are ", params_.size()));
@@ -183,9 +221,14 @@ void Optimizer::load_state_dict(const nn::NamedTensors& saved) {
   for (const auto& [key, t] : saved) {
     if (key == "step") continue;
     const auto [i, name] = split_state_key(key);
+    if (name == "master") continue;
     Tensor& dst = state(size_t(i), name);
     raw::copy_(dst, t);
   }
+  // A saved master copy goes on only while its parameter stays as it is now (loaded
+  // before this, as a checkpoint restores the model first); see refresh_masters.
+  for (auto& m : master_) m = Master{};
+  for (const auto& [i, t] : masters) master_[i] = {raw::to_dtype(t, kFloat32).clone(), params_[i].version()};
 }
 
 void Optimizer::check_state_keys(const std::vector<std::string>& unexpected, const std::vector<std::string>& missing,

@@ -21,6 +21,16 @@
 // PyTorch would give every group the same floor. The groups' settings are hyper-
 // parameters, not state: a checkpoint holds the per-parameter state, indexed over all
 // groups' parameters in order, and the program makes the same groups again.
+//
+// 16-BIT PARAMETERS (float32 master weights). A bfloat16 or float16 parameter is updated
+// through a float32 copy the optimizer keeps (its "master" state): the update reads the
+// gradient widened to float32, changes the master copy, and the parameter receives the
+// master rounded to 16 bits. Updating the 16-bit value itself would lose every step
+// smaller than half its last bit (lr * grad below 2^-9 of a bfloat16 weight vanishes).
+// The state buffers (momentum, Adam moments) of such a parameter are float32 too. When
+// the parameter changes outside the optimizer (loaded, pruned), the master copy starts
+// again from it. A model kept in float32 under Autocast (autograd/autocast.h) needs none
+// of this: its parameters are the master weights.
 #pragma once
 
 #include <functional>
@@ -106,7 +116,13 @@ class Optimizer {
   // Parameter i's learning rate as a 1-element float32 tensor on `device`, kept equal to
   // lr_of(i): a GPU kernel reads it there, so a replayed CUDA graph follows set_lr().
   const Tensor& lr_on(Device device, size_t i);
-  // A zero-initialised state buffer for parameter i, created on first use.
+  // What update() reads and writes for parameter i: the parameter itself, or the float32
+  // master copy of a 16-bit parameter (above).
+  const Tensor& param(size_t i) const { return master_[i].value.defined() ? master_[i].value : params_[i]; }
+  // Parameter i's gradient, widened to float32 for a 16-bit parameter.
+  Tensor grad(size_t i) const;
+  // A zero-initialised state buffer for parameter i (float32 for a 16-bit parameter),
+  // created on first use.
   Tensor& state(size_t i, const std::string& name);
   bool has_state(size_t i, const std::string& name) const;
 
@@ -125,6 +141,15 @@ class Optimizer {
   std::vector<size_t> group_of_;  // per parameter
   std::vector<Group> groups_;
   std::vector<std::vector<std::pair<std::string, Tensor>>> state_;
+  // A 16-bit parameter's float32 copy, and the parameter's version when the two last
+  // agreed (a different version: the parameter was changed outside, start again from it).
+  struct Master {
+    Tensor value;
+    uint64_t version = 0;
+  };
+  std::vector<Master> master_;  // per parameter; undefined for float32 and float64 ones
+  void refresh_masters(const std::vector<size_t>& idx);
+  void write_back_masters(const std::vector<size_t>& idx);
   std::vector<std::function<void(Optimizer&)>> post_step_;
   double lr_;
   int64_t step_count_ = 0;

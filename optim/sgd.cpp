@@ -38,8 +38,8 @@ void SGD::step_group(const std::vector<size_t>& idx, bool first) {
   const SGDOptions& o = options;
   std::vector<Tensor> ps, gs, bufs;
   for (size_t i : idx) {
-    ps.push_back(params()[i]);
-    gs.push_back(params()[i].grad());
+    ps.push_back(param(i));
+    gs.push_back(grad(i));
     if (o.momentum > 0) bufs.push_back(state(i, "momentum_buffer"));
   }
   const Device dev = ps[0].device();

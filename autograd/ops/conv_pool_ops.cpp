@@ -5,6 +5,7 @@
 // other), max pooling keeps its input, average pooling keeps nothing but
 // shapes, and dropout keeps its scaled mask.
 #include "../../tensor/creation.h"
+#include "../autocast.h"
 #include "../functions.h"
 #include "../tape.h"
 
@@ -17,7 +18,9 @@ using Grads = std::vector<Tensor>;
 
 // x (N,C,H,W), w (K,C/groups,kh,kw), b (K) or undefined -> out (N,K,Ho,Wo)
 //   dx = conv_transpose(grad, w), dw = sum_n grad_n (x) cols(x_n), db = grad summed over N, Ho, Wo
-Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dParams& p) {
+Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, const Conv2dParams& p) {
+  // autocast's lower-precision list
+  const Tensor x = autocast::lower(x_in), w = autocast::lower(w_in), b = autocast::lower(b_in);
   Tensor out = raw::conv2d(x, w, b, p);
   if (!needs_recording({&x, &w, &b})) return out;
   return record("conv2d", out, {x, w, b}, {x, w},

@@ -1,5 +1,6 @@
 // matmul, softmax, log_softmax, gather, index_select and their backward.
 #include "../../tensor/creation.h"
+#include "../autocast.h"
 #include "../functions.h"
 #include "../tape.h"
 
@@ -17,7 +18,8 @@ Tensor mT(const Tensor& t) { return t.detach().transpose(-2, -1); }
 
 // a (..., n, k) @ b (..., k, m) -> (..., n, m);  da = g @ b^T,  db = a^T @ g
 // 1-D operands are promoted to (1, k) / (k, 1) for the formulas and folded back after.
-Tensor matmul(const Tensor& a, const Tensor& b) {
+Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
+  const Tensor a = autocast::lower(a_in), b = autocast::lower(b_in);  // autocast's lower-precision list
   Tensor out = raw::matmul(a, b);
   if (!needs_recording(a, b)) return out;
   return record("matmul", out, {a, b}, {a, b}, [](const BackwardArgs& g) -> Grads {
@@ -41,7 +43,10 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
 // x (..., in), w (out, in), b (out) -> (..., out)
 // dx = g @ w,  dw = g^T @ x,  db = sum of g over rows: one tape entry, three GEMM-sized ops.
 // When w already has a .grad (a later microbatch), dw is added into it by the GEMM.
-Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& w_t) {
+Tensor linear(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, const Tensor& w_t_in) {
+  // Autocast's lower-precision list; a cached float32 transpose of w no longer fits then.
+  const Tensor x = autocast::lower(x_in), w = autocast::lower(w_in), b = autocast::lower(b_in);
+  const Tensor w_t = w.is_same(w_in) ? w_t_in : Tensor();
   Tensor out = raw::linear(x, w, b, w_t);
   if (!autograd::needs_recording({&x, &w, &b})) return out;
   return record("linear", out, {x, w, b}, {x, w}, [](const BackwardArgs& g) -> Grads {
@@ -59,7 +64,8 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& w
   });
 }
 
-Tensor fused_layer_norm(const Tensor& x, int64_t n, const Tensor& w, const Tensor& b, double eps) {
+Tensor fused_layer_norm(const Tensor& x_in, int64_t n, const Tensor& w, const Tensor& b, double eps) {
+  const Tensor x = autocast::to_float32(x_in);  // autocast's float32 list
   raw::LayerNormOut out = raw::layer_norm(x, n, w, b, eps);
   if (!autograd::needs_recording({&x, &w, &b})) return out.y;
   return record("layer_norm", out.y, {x, w, b}, {x, w, out.mean, out.rstd}, [n](const BackwardArgs& g) -> Grads {
@@ -70,7 +76,8 @@ Tensor fused_layer_norm(const Tensor& x, int64_t n, const Tensor& w, const Tenso
   });
 }
 
-Tensor softmax(const Tensor& a, int64_t dim) {
+Tensor softmax(const Tensor& a_in, int64_t dim) {
+  const Tensor a = autocast::to_float32(a_in);  // autocast's float32 list
   Tensor out = raw::softmax(a, dim);
   if (!needs_recording(a)) return out;
   return record("softmax", out, {a}, {out}, [dim](const BackwardArgs& g) -> Grads {
@@ -78,7 +85,8 @@ Tensor softmax(const Tensor& a, int64_t dim) {
   });
 }
 
-Tensor log_softmax(const Tensor& a, int64_t dim) {
+Tensor log_softmax(const Tensor& a_in, int64_t dim) {
+  const Tensor a = autocast::to_float32(a_in);  // autocast's float32 list
   Tensor out = raw::log_softmax(a, dim);
   if (!needs_recording(a)) return out;
   return record("log_softmax", out, {a}, {out}, [dim](const BackwardArgs& g) -> Grads {
