@@ -50,15 +50,20 @@ inline uint16_t float_to_fp16(float f) {
   return sign | static_cast<uint16_t>((r + 0xFFF + ((r >> 13) & 1)) >> 13);
 }
 
+// Branch-free, so that a loop over a tensor vectorises. Shifted left by 17, the
+// exponent and mantissa bits land where float32's are, 4 bits too high:
+//   normal (and inf/NaN): shift them into place, add 224 to the exponent so that 31
+//     (inf/NaN) becomes 255, and multiply by 2^-112 -- together the rebias 15 -> 127,
+//     exact, with inf and NaN unchanged by the multiplication;
+//   zero and subnormal (exponent 0): the mantissa m is the value m * 2^-24; put it in the
+//     mantissa of 0.5 (exponent 126) and subtract 0.5, which leaves m * 2^-24 exactly.
 inline float fp16_to_float(uint16_t h) {
-  const uint32_t sign = static_cast<uint32_t>(h & 0x8000) << 16;
-  const uint32_t exp = (h >> 10) & 0x1F, mant = h & 0x3FF;
-  if (exp == 0) {  // zero or subnormal: mant * 2^-24, exact in float32
-    const float v = static_cast<float>(mant) / 16777216.0f;
-    return sign ? -v : v;
-  }
-  if (exp == 31) return std::bit_cast<float>(sign | 0x7F800000 | (mant << 13));  // inf, NaN (payload kept)
-  return std::bit_cast<float>(sign | ((exp + 112) << 23) | (mant << 13));
+  const uint32_t w = static_cast<uint32_t>(h) << 16;
+  const uint32_t sign = w & 0x80000000u, two_w = w + w;  // two_w: sign shifted out
+  const float normal = std::bit_cast<float>((two_w >> 4) + (224u << 23)) * 0x1.0p-112f;
+  const float subnormal = std::bit_cast<float>((two_w >> 17) | (126u << 23)) - 0.5f;
+  const uint32_t bits = two_w < (1u << 27) ? std::bit_cast<uint32_t>(subnormal) : std::bit_cast<uint32_t>(normal);
+  return std::bit_cast<float>(sign | bits);
 }
 
 }  // namespace weft::half

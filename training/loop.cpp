@@ -2,6 +2,7 @@
 
 #include <chrono>
 
+#include "../autograd/autocast.h"
 #include "../cuda/cuda.h"
 
 namespace weft::training {
@@ -12,6 +13,23 @@ StepFn plain_step(nn::Module& model, optim::Optimizer& opt, double label_smoothi
     Tensor loss = nn::cross_entropy(model(b->x), b->y, label_smoothing);
     loss.backward();
     opt.step();
+    return loss;
+  };
+}
+
+StepFn autocast_step(nn::Module& model, optim::Optimizer& opt, double label_smoothing, DType precision,
+                     optim::GradScaler& scaler) {
+  if (precision == kFloat32) return plain_step(model, opt, label_smoothing);
+  return [&model, &opt, &scaler, label_smoothing, precision](const std::optional<data::Batch>& b) {
+    opt.zero_grad();
+    Tensor loss;
+    {
+      Autocast ac(precision);
+      loss = nn::cross_entropy(model(b->x), b->y, label_smoothing);  // float32: on autocast's float32 list
+    }
+    scaler.scale(loss).backward();
+    scaler.step(opt);
+    scaler.update();
     return loss;
   };
 }

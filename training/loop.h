@@ -98,4 +98,12 @@ struct Loop {
 // Needs a batch: a data-parallel rank out of data needs a step of its own.
 StepFn plain_step(nn::Module& model, optim::Optimizer& opt, double label_smoothing);
 
+// The same step in mixed precision: the forward and the loss under Autocast(precision)
+// (autograd/autocast.h), backward and the update outside it, on the float32 parameters.
+// precision is kBFloat16 or kFloat16 (kFloat32 gives plain_step). `scaler` (outliving the
+// StepFn) scales the loss and skips a step whose gradients overflowed: what float16
+// needs; pass a disabled scaler for bfloat16.
+StepFn autocast_step(nn::Module& model, optim::Optimizer& opt, double label_smoothing, DType precision,
+                     optim::GradScaler& scaler);
+
 }  // namespace weft::training

@@ -80,6 +80,11 @@ void add_flags(CLI::App& app, Config& c) {
   app.add_option("--resume", c.resume, "resume from this checkpoint")->check(CLI::ExistingFile);
   app.add_option("--limit", c.limit, "train on the first N samples only (0: all)")->check(whole_number<int64_t>(0));
   app.add_flag("--cuda-graph", c.cuda_graph, "capture the training step as a CUDA graph and replay it (GPU only)");
+  app.add_option_function<std::string>(
+         "--precision", [&c](const std::string& p) { c.precision = parse_dtype(p); },
+         "fp32, or bf16 / fp16: mixed precision (autocast, float32 master weights; fp16 with loss scaling)")
+      ->check(CLI::IsMember({"fp32", "bf16", "fp16"}))
+      ->default_str("fp32");
 }
 
 void apply_recipe(const CLI::App& app, const Recipe& recipe, Recipe& r) {
@@ -166,6 +171,7 @@ int run(const std::string& name, Config& c, const std::function<std::shared_ptr<
   manual_seed(c.seed);
   const Device device(c.device);
   WEFT_CHECK(!c.cuda_graph || device.is_cuda(), "--cuda-graph needs --device cuda");
+  WEFT_CHECK(!c.cuda_graph || c.precision == kFloat32, "--cuda-graph runs the float32 step only (drop --precision)");
   if (device.is_cuda()) cuda::set_device(device.index);  // kernels run on the current device
   const FashionMnist mnist = load_data(c);
   // References, not a structured binding: the epoch_end lambda uses `test`, and clang 14
@@ -177,16 +183,22 @@ int run(const std::string& name, Config& c, const std::function<std::shared_ptr<
   auto opt = make_optimizer(c.r, model->parameters());
   data::DataLoader loader(train_set, {.batch_size = c.r.batch_size, .shuffle = true, .seed = c.seed});
   optim::CosineWarmupLR schedule = make_schedule(c.r, *opt, loader.num_batches());
-  std::printf("%s: %lld parameters, %lld training samples, %d threads, device %s\n", name.c_str(),
+  std::printf("%s: %lld parameters, %lld training samples, %d threads, device %s, precision %s\n", name.c_str(),
               static_cast<long long>(model->num_parameters()), static_cast<long long>(train_set.size()), num_threads(),
-              device.str().c_str());
+              device.str().c_str(), is_half(c.precision) ? dtype_name(c.precision) : "float32");
   const int start_epoch = c.resume.empty() ? 0 : resume(c.resume, *model, *opt, schedule, loader.num_batches());
 
   training::Loop loop{.opt = *opt, .schedule = schedule, .loader = loader, .device = device, .epochs = c.r.epochs,
                    .loss_every = device.is_cuda() ? 25 : 1};
   GraphedStep graphed(*model, *opt, c.r.label_smoothing);
+  optim::GradScaler scaler({.enabled = c.precision == kFloat16});  // float16's gradients underflow without it
   if (c.cuda_graph) loop.step = [&](const std::optional<data::Batch>& b) { return graphed.run(b); };
-  else loop.step = training::plain_step(*model, *opt, c.r.label_smoothing);
+  else loop.step = training::autocast_step(*model, *opt, c.r.label_smoothing, c.precision, scaler);
+  // The model is evaluated in the precision it trains in.
+  auto test_accuracy = [&] {
+    Autocast ac(is_half(c.precision) ? c.precision : kBFloat16, is_half(c.precision));
+    return evaluate(*model, test, device);
+  };
 
   int64_t mallocs_before = 0;  // on a GPU: cudaMalloc calls before the epoch, to show the allocator's caching
   loop.epoch_begin = [&](int) {
@@ -198,8 +210,10 @@ int run(const std::string& name, Config& c, const std::function<std::shared_ptr<
       std::printf("epoch %d: %s; cudaMalloc calls this epoch: %lld\n", epoch + 1,
                   cuda::memory_summary(device.index).c_str(),
                   static_cast<long long>(cuda::memory_stats(device.index).malloc_calls - mallocs_before));
-    accuracy = evaluate(*model, test, device);
-    std::printf("epoch %d: test_accuracy=%.4f lr=%.2e\n", epoch + 1, accuracy, opt->lr());
+    accuracy = test_accuracy();
+    std::printf("epoch %d: test_accuracy=%.4f lr=%.2e%s\n", epoch + 1, accuracy, opt->lr(),
+                scaler.is_enabled() ? detail::str(" loss_scale=", scaler.get_scale(), " skipped_steps=",
+                                                  scaler.skipped_steps()).c_str() : "");
     // Which CPU GEMM kernels ran, once the first epoch has met every shape (tensor/kernels.h).
     if (epoch == start_epoch && !device.is_cuda()) std::printf("%s\n", gemm_report().c_str());
     if (!c.checkpoint.empty())
@@ -208,7 +222,7 @@ int run(const std::string& name, Config& c, const std::function<std::shared_ptr<
   };
 
   const training::Throughput t = loop.run(start_epoch);
-  if (start_epoch >= c.r.epochs) accuracy = evaluate(*model, test, device);
+  if (start_epoch >= c.r.epochs) accuracy = test_accuracy();
   std::printf("test_accuracy=%.4f train_samples_per_s=%.1f\n", accuracy, t.samples_per_s());
   return 0;
 }

@@ -27,10 +27,14 @@ struct Config {
   std::string checkpoint, resume;
   int64_t limit = 0;  // train on the first N samples only (quick runs)
   bool cuda_graph = false;  // capture the step as a CUDA graph (GPU only)
+  // --precision: fp32, or bf16 / fp16 for mixed precision (Autocast over the forward and
+  // the loss, float32 master weights; fp16 adds loss scaling). Evaluation runs the same way.
+  DType precision = kFloat32;
 };
 
 // --epochs --batch-size --lr --optimizer --weight-decay --label-smoothing --threads
-// --seed --data --device --checkpoint --resume --limit, with c's values as defaults.
+// --seed --data --device --checkpoint --resume --limit --precision, with c's values as
+// defaults.
 // Each value is checked as it is parsed (flags.h): CLI::ValidationError names the flag
 // and the value; a --checkpoint that cannot be written is one.
 void add_flags(CLI::App& app, Config& c);

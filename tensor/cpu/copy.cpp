@@ -90,6 +90,30 @@ bool copy_transposed(const Tensor& dst, const Tensor& src) {
   return done;
 }
 
+// float32 <-> 16 bits between contiguous tensors of one shape: the conversion every op on
+// a 16-bit tensor runs on its inputs and output (half_backend.h), as a plain loop over
+// raw pointers that the compiler vectorises, split over the threads. False when dst = src
+// is not that case.
+bool convert_contiguous(const Tensor& dst, const Tensor& src) {
+  const DType d = dst.dtype(), s = src.dtype();
+  if (!(is_half(d) && s == kFloat32) && !(d == kFloat32 && is_half(s))) return false;
+  if (!(dst.shape() == src.shape()) || !dst.is_contiguous() || !src.is_contiguous()) return false;
+  const int64_t n = dst.numel();
+  auto run = [&](auto convert, auto* out, const auto* in) {
+    parallel_for(0, n, 32768, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) out[i] = convert(in[i]);
+    });
+  };
+  // Lambdas, not function pointers, so that the conversion inlines into the loop.
+  auto* h_out = static_cast<uint16_t*>(dst.raw_data());
+  const auto* h_in = static_cast<const uint16_t*>(src.raw_data());
+  if (d == kBFloat16) run([](float f) { return half::float_to_bf16(f); }, h_out, src.data<float>());
+  else if (d == kFloat16) run([](float f) { return half::float_to_fp16(f); }, h_out, src.data<float>());
+  else if (s == kBFloat16) run([](uint16_t h) { return half::bf16_to_float(h); }, dst.data<float>(), h_in);
+  else run([](uint16_t h) { return half::fp16_to_float(h); }, dst.data<float>(), h_in);
+  return true;
+}
+
 }  // namespace
 
 void copy_(const Tensor& dst, const Tensor& src) {
@@ -105,7 +129,7 @@ void copy_(const Tensor& dst, const Tensor& src) {
     dst.storage()->bump_version();
     return;
   }
-  if (copy_transposed(dst, src)) {
+  if (convert_contiguous(dst, src) || copy_transposed(dst, src)) {
     dst.storage()->bump_version();
     return;
   }

@@ -66,6 +66,24 @@ TEST_CASE("16-bit conversion rounds to nearest even and keeps inf and NaN", "[ha
   CHECK(tensor({0.1f}).to(kBFloat16).item<float>() == half::bf16_to_float(half::float_to_bf16(0.1f)));
 }
 
+TEST_CASE("every float16 bit pattern widens exactly and rounds back to itself", "[half]") {
+  for (uint32_t h = 0; h < 65536; ++h) {
+    const uint32_t e = (h >> 10) & 0x1F, m = h & 0x3FF;
+    const double mag = e == 0 ? std::ldexp(double(m), -24) : std::ldexp(1.0 + m / 1024.0, int(e) - 15);
+    const float got = half::fp16_to_float(static_cast<uint16_t>(h));
+    if (e == 31) {
+      if (m == 0) REQUIRE(std::isinf(got));
+      else REQUIRE(std::isnan(got));
+    } else {
+      INFO("bits " << h);
+      REQUIRE(double(got) == ((h & 0x8000) ? -mag : mag));
+      REQUIRE(half::float_to_fp16(got) == h);
+    }
+    const float b = half::bf16_to_float(static_cast<uint16_t>(h));
+    if (!std::isnan(b)) REQUIRE(half::float_to_bf16(b) == h);
+  }
+}
+
 TEST_CASE("16-bit tensors print their values and dtype", "[half]") {
   const std::string s = to_string(tensor({1.5f, -2.f}).to(kBFloat16));
   CHECK_THAT(s, Catch::Contains("1.5") && Catch::Contains("-2") && Catch::Contains("dtype=bfloat16"));
