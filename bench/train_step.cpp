@@ -5,7 +5,9 @@
 //        fc 128, ReLU, fc 10                           (samples::make_cnn)
 //
 // Each step is what the samples do: zero_grad, forward, cross_entropy (label smoothing
-// 0.1), backward, AdamW step (lr 2e-3, weight decay 0.05), on real Fashion-MNIST batches
+// 0.1), backward, AdamW step (lr 2e-3, weight decay 0.05), on real Fashion-MNIST batches;
+// with --precision bf16 or fp16, the forward and the loss under Autocast (and for fp16
+// a GradScaler), as `train_mlp --precision` runs them,
 // (normalised with the training set's mean and std). The batches are prepared before the
 // clock starts -- batch k is training samples [k*B, (k+1)*B), cycling over --batches of
 // them -- so the data loader is not timed, and bench/train_step.py, the PyTorch twin,
@@ -20,6 +22,7 @@
 //
 //   train_step --model mlp|cnn [--threads N] [--batch-size 128] [--steps S] [--warmup W]
 //              [--repeats R] [--batches K] [--data DIR] [--seed S] [--gemm auto|eigen|openblas|onednn]
+//              [--precision fp32|bf16|fp16]
 // prints one JSON line on stdout (for bench/run_train_bench.sh) and a readable summary
 // on stderr, with the GEMM kernels that ran (tensor/kernels.h) and, with --gemm-table,
 // the time of each candidate on each shape class measured.
@@ -52,6 +55,7 @@ struct Args {
   std::string data = data::kFashionMnistDir;
   std::string gemm;  // set_gemm_backend's argument; empty: WEFT_GEMM, else auto
   bool gemm_table = false;
+  std::string precision = "fp32";  // fp32, or bf16 / fp16: forward and loss under Autocast
 };
 
 [[noreturn]] void usage(const char* msg) {
@@ -59,7 +63,7 @@ struct Args {
   std::fprintf(stderr,
                "usage: train_step --model mlp|cnn [--threads N] [--batch-size B] [--steps S] [--warmup W]\n"
                "                  [--repeats R] [--batches K] [--data DIR] [--seed S]\n"
-               "                  [--gemm auto|eigen|openblas|onednn] [--gemm-table]\n");
+               "                  [--gemm auto|eigen|openblas|onednn] [--gemm-table] [--precision fp32|bf16|fp16]\n");
   std::exit(2);
 }
 
@@ -95,9 +99,11 @@ Args parse(int argc, char** argv) {
     else if (flag == "--data") a.data = v;
     else if (flag == "--seed") a.seed = std::strtoull(v, nullptr, 10);
     else if (flag == "--gemm") a.gemm = v;
+    else if (flag == "--precision") a.precision = v;
     else usage(("unknown flag " + flag).c_str());
   }
   if (a.model != "mlp" && a.model != "cnn") usage("--model must be mlp or cnn");
+  if (a.precision != "fp32" && a.precision != "bf16" && a.precision != "fp16") usage("--precision must be fp32, bf16 or fp16");
   if (a.steps <= 0) a.steps = a.model == "mlp" ? 200 : 30;
   if (a.warmup < 0) a.warmup = a.model == "mlp" ? 20 : 5;
   if (a.threads < 1 || a.batch_size < 1 || a.repeats < 1 || a.batches < 1) usage("counts must be >= 1");
@@ -156,6 +162,9 @@ int main(int argc, char** argv) {
     std::shared_ptr<nn::Module> model = make_model(a.model);
     optim::AdamW opt(model->parameters(), {.lr = 2e-3, .weight_decay = 0.05});
     const double label_smoothing = 0.1;
+    const DType precision = parse_dtype(a.precision);
+    const bool half = is_half(precision);
+    optim::GradScaler scaler({.enabled = precision == kFloat16});
 
     double fwd_ms = 0, bwd_ms = 0, opt_ms = 0;
     double last_loss = 0;
@@ -165,11 +174,16 @@ int main(int argc, char** argv) {
       const auto t0 = Clock::now();
       opt.zero_grad();
       const auto t1 = Clock::now();
-      Tensor loss = nn::cross_entropy((*model)(b.x), b.y, label_smoothing);
+      Tensor loss;
+      {
+        Autocast ac(half ? precision : kBFloat16, half);
+        loss = nn::cross_entropy((*model)(b.x), b.y, label_smoothing);
+      }
       const auto t2 = Clock::now();
-      loss.backward();
+      scaler.scale(loss).backward();
       const auto t3 = Clock::now();
-      opt.step();
+      scaler.step(opt);
+      scaler.update();
       const auto t4 = Clock::now();
       fwd_ms = ms_between(t1, t2);
       bwd_ms = ms_between(t2, t3);
@@ -198,18 +212,18 @@ int main(int argc, char** argv) {
 
     const double rate = median(rates);
     std::printf(
-        "{\"impl\": \"weft\", \"version\": \"%s\", \"model\": \"%s\", \"threads\": %d, \"batch_size\": %lld, "
+        "{\"impl\": \"weft\", \"version\": \"%s\", \"model\": \"%s\", \"precision\": \"%s\", \"threads\": %d, \"batch_size\": %lld, "
         "\"steps\": %d, \"repeats\": %d, \"samples_per_s\": %.2f, \"samples_per_s_all\": %s, "
         "\"step_ms\": %.4f, \"cpu_ms_per_step\": %.4f, \"forward_ms\": %.4f, \"backward_ms\": %.4f, "
         "\"optimizer_ms\": %.4f, \"loss\": %.6f, \"gemm\": \"%s\"}\n",
-        WEFT_VERSION, a.model.c_str(), num_threads(), static_cast<long long>(B), a.steps, a.repeats, rate,
+        WEFT_VERSION, a.model.c_str(), a.precision.c_str(), num_threads(), static_cast<long long>(B), a.steps, a.repeats, rate,
         json_list(rates).c_str(), 1e3 * static_cast<double>(B) / rate, median(cpu_ms_per_step), median(fwd),
         median(bwd), median(upd), last_loss, json_escaped(gemm_report()).c_str());
     std::fprintf(stderr,
-                 "weft %s %s, %d thread(s), batch %lld: %.0f samples/s (%.2f ms/step; runs: %s)\n"
+                 "weft %s %s %s, %d thread(s), batch %lld: %.0f samples/s (%.2f ms/step; runs: %s)\n"
                  "  per step (median): forward %.3f ms, backward %.3f ms, optimizer %.3f ms; "
                  "process CPU %.3f ms; last loss %.4f\n  %s\n",
-                 WEFT_VERSION, a.model.c_str(), num_threads(), static_cast<long long>(B), rate,
+                 WEFT_VERSION, a.model.c_str(), a.precision.c_str(), num_threads(), static_cast<long long>(B), rate,
                  1e3 * static_cast<double>(B) / rate, json_list(rates).c_str(), median(fwd), median(bwd), median(upd),
                  median(cpu_ms_per_step), last_loss, gemm_report().c_str());
     if (a.gemm_table) std::fprintf(stderr, "%s", gemm_decision_table().c_str());

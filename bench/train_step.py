@@ -99,6 +99,10 @@ def bench(a):
     model = make_model(a.model)
     opt = make_optimizer(model, a.fused)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=0.1)
+    # --precision bf16 / fp16: torch.autocast on the CPU over forward and loss (and a
+    # GradScaler for fp16), as weft's Autocast in bench/train_step.cpp.
+    dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[a.precision]
+    scaler = torch.amp.GradScaler("cpu", enabled=a.precision == "fp16")
     step = [0]
     phase = [0.0, 0.0, 0.0]
 
@@ -108,11 +112,13 @@ def bench(a):
         t0 = time.perf_counter()
         opt.zero_grad()
         t1 = time.perf_counter()
-        loss = loss_fn(model(bx), by)
+        with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
+            loss = loss_fn(model(bx), by)
         t2 = time.perf_counter()
-        loss.backward()
+        scaler.scale(loss).backward()
         t3 = time.perf_counter()
-        opt.step()
+        scaler.step(opt)
+        scaler.update()
         t4 = time.perf_counter()
         phase[0], phase[1], phase[2] = (t2 - t1) * 1e3, (t3 - t2) * 1e3, ((t1 - t0) + (t4 - t3)) * 1e3
         return loss
@@ -134,7 +140,8 @@ def bench(a):
         cpu_ms.append(1e3 * (time.process_time() - c0) / a.steps)
     rate = statistics.median(rates)
     out = {
-        "impl": "torch", "version": torch.__version__, "model": a.model, "fused_adamw": a.fused,
+        "impl": "torch", "version": torch.__version__, "model": a.model, "precision": a.precision,
+        "fused_adamw": a.fused,
         "threads": torch.get_num_threads(),
         "batch_size": B, "steps": a.steps, "repeats": a.repeats, "samples_per_s": round(rate, 2),
         "samples_per_s_all": [round(r, 2) for r in rates], "step_ms": 1e3 * B / rate,
@@ -158,6 +165,10 @@ def rss_epoch(a):
     model = make_model("mlp")
     opt = make_optimizer(model)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=0.1)
+    # --precision bf16 / fp16: torch.autocast on the CPU over forward and loss (and a
+    # GradScaler for fp16), as weft's Autocast in bench/train_step.cpp.
+    dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[a.precision]
+    scaler = torch.amp.GradScaler("cpu", enabled=a.precision == "fp16")
     B = 128
     n = x.shape[0]
     steps = math.ceil(n / B)
@@ -200,6 +211,7 @@ def main():
     p.add_argument("--batches", type=int, default=16, help="distinct batches to cycle over")
     p.add_argument("--data", default=DATA)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
     p.add_argument("--fused", action="store_true", help="AdamW(fused=True) instead of the default")
     p.add_argument("--rss-epoch", action="store_true", help="one train_mlp-like epoch, then print peak RSS")
     a = p.parse_args()

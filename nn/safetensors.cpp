@@ -70,26 +70,27 @@ const char* safetensors_dtype(DType dt) {
     case DType::Float64: return "F64";
     case DType::Int64: return "I64";
     case DType::Bool: return "BOOL";
+    case DType::BFloat16: return "BF16";
+    case DType::Float16: return "F16";
   }
   throw Error("safetensors: unknown weft dtype");
 }
 
 std::optional<DType> weft_dtype(std::string_view s) {
-  for (DType dt : {kFloat32, kFloat64, kInt64, kBool})
+  for (DType dt : {kFloat32, kFloat64, kBFloat16, kFloat16, kInt64, kBool})
     if (s == safetensors_dtype(dt)) return dt;
   return std::nullopt;
 }
 
-// dtypes weft has no tensor type for yet but reads by converting each element: many
-// published checkpoints are BF16 or F16, and token ids are often I32. Little-endian, as
-// the format is.
+// dtypes weft has no tensor type for but reads by converting each element: token ids
+// are often I32. Little-endian, as the format is.
 struct Converted {
   std::string_view name;
   uint64_t bytes;  // per element in the file
   DType to;
 };
-constexpr Converted kConverted[] = {{"BF16", 2, kFloat32}, {"F16", 2, kFloat32}, {"I32", 4, kInt64}};
-constexpr const char* kReads = "F32, F64, I64 and BOOL, and BF16, F16 and I32 converted to float32 and int64";
+constexpr Converted kConverted[] = {{"I32", 4, kInt64}};
+constexpr const char* kReads = "F32, F64, BF16, F16, I64 and BOOL, and I32 converted to int64";
 
 const Converted* converted_dtype(std::string_view s) {
   for (const Converted& c : kConverted)
@@ -106,22 +107,14 @@ bool is_other_safetensors_dtype(std::string_view s) {
   return std::find(std::begin(kOthers), std::end(kOthers), s) != std::end(kOthers);
 }
 
-// `n` elements of file dtype `from` at `src` into `dst` (float32 or int64).
+// `n` elements of file dtype `from` (I32) at `src` into `dst` (int64).
 void convert(const Converted& from, const uint8_t* src, uint64_t n, void* dst) {
-  if (from.name == "I32") {
-    auto* out = static_cast<int64_t*>(dst);
-    for (uint64_t i = 0; i < n; ++i) {
-      int32_t v;
-      std::memcpy(&v, src + 4 * i, 4);
-      out[i] = v;
-    }
-    return;
-  }
-  auto* out = static_cast<float*>(dst);
+  WEFT_CHECK(from.name == "I32", "safetensors: no conversion from ", from.name);
+  auto* out = static_cast<int64_t*>(dst);
   for (uint64_t i = 0; i < n; ++i) {
-    uint16_t v;
-    std::memcpy(&v, src + 2 * i, 2);
-    out[i] = from.name == "F16" ? half::fp16_to_float(v) : half::bf16_to_float(v);
+    int32_t v;
+    std::memcpy(&v, src + 4 * i, 4);
+    out[i] = v;
   }
 }
 

@@ -18,10 +18,10 @@
 // naming the file and the tensor, and never read out of bounds. The checks follow the
 // reference implementation's (the data section must be covered exactly, in offset order).
 //
-// DTYPES. F32, F64, I64 and BOOL load as they are and are what saves write. BF16 and F16
-// load converted to float32 (exactly: every bf16 and half value is a float), and I32 to
-// int64, since many published checkpoints are half precision and weft has no half or
-// int32 tensor yet. A file saved back from them is F32 / I64.
+// DTYPES. F32, F64, BF16, F16, I64 and BOOL load as the tensors of those dtypes (bfloat16
+// and float16 bit for bit) and are what saves write. I32 loads converted to int64 (token
+// ids are often I32; weft has no int32 tensor), and saves back as I64. A BF16 checkpoint
+// loads into a float32 model exactly: load_state_dict converts as it copies.
 //
 //   weft::nn::save_safetensors("ckpt.safetensors", {{"w", w}, {"b", b}}, {{"epoch", "3"}});
 //   auto st = weft::nn::load_safetensors("ckpt.safetensors");

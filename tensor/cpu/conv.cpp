@@ -378,6 +378,14 @@ Tensor conv2d_backward_weight(const Tensor& grad, const Tensor& x, const Shape& 
   check_same("conv2d_backward_weight", grad, x);
   const ConvGeom g = conv_geometry("conv2d_backward_weight", x.shape(), w_shape, p);
   check_grad("conv2d_backward_weight", grad, g, x.shape(), w_shape);
+  if (is_half(grad.dtype()) && grad.device().is_cpu() && bias_grad) {
+    // Through float32 here rather than half_backend.h, so that the bias gradient comes
+    // from the same widened grad in the same pass.
+    Tensor gb;
+    const Tensor gw = conv2d_backward_weight(to_dtype(grad, kFloat32), to_dtype(x, kFloat32), w_shape, p, &gb);
+    *bias_grad = to_dtype(gb, grad.dtype());
+    return to_dtype(gw, grad.dtype());
+  }
   Tensor gw = empty(w_shape, grad.dtype(), grad.device());
   bool bias_done = false;
   if (bias_grad) *bias_grad = empty({g.K}, grad.dtype(), grad.device());

@@ -212,6 +212,10 @@ Tensor max_pool(const char* op, const Tensor& x, const Pool2dParams& p) {
   check_floating(op, x);
   const PoolGeom g = pool_geometry(op, x.shape(), p);
   Tensor out = empty({g.N, g.C, g.Ho, g.Wo}, x.dtype(), x.device());
+  if (is_half(x.dtype()) && x.device().is_cpu()) {  // the fused float32 loop (half_backend.h would split relu off)
+    copy_(out, max_pool<Relu>(op, to_dtype(x, kFloat32), p));
+    return out;
+  }
   if (routed(x)) {
     // Not fused on the GPU, which has bandwidth to spare: relu, then the pooling kernel.
     // (Its backward computes relu(x) again, so nn::Sequential fuses on the CPU only.)
@@ -236,6 +240,10 @@ Tensor max_pool_backward(const char* op, const Tensor& grad, const Tensor& x, co
   WEFT_CHECK(grad.shape() == expect, op, ": grad ", grad.shape(), " does not match the output ", expect, " of input ",
              x.shape());
   Tensor gx = empty(x.shape(), x.dtype(), x.device());
+  if (is_half(x.dtype()) && x.device().is_cpu()) {  // fused, as in forward
+    copy_(gx, max_pool_backward<Relu>(op, to_dtype(grad, kFloat32), to_dtype(x, kFloat32), p));
+    return gx;
+  }
   if (routed(x)) {  // unfused, as in forward: relu(x) again, pool's backward, relu's
     const Tensor r = Relu ? unary(Unary::Relu, x) : x;
     if (gx.numel()) backend_for(x).max_pool2d_backward(gx, grad, r, p);

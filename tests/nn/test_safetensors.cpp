@@ -372,12 +372,12 @@ TEST_CASE("unknown dtypes are named, and the format's other dtypes say weft lack
   const std::string i8 = R"({"fc1.weight":{"dtype":"I8","shape":[8],"data_offsets":[0,8]}})";
   CHECK(parse_error(make_file(i8, data)) ==
         "bad.safetensors: unknown dtype \"I8\" for tensor \"fc1.weight\": weft does not support I8 yet "
-        "(it reads F32, F64, I64 and BOOL, and BF16, F16 and I32 converted to float32 and int64)");
+        "(it reads F32, F64, BF16, F16, I64 and BOOL, and I32 converted to int64)");
   CHECK_THAT(parse_error(make_file(entry(R"("dtype":"F8_E4M3","shape":[8],"data_offsets":[0,8])"), data)),
              Catch::Contains("unknown dtype \"F8_E4M3\" for tensor \"w\": weft does not support F8_E4M3 yet"));
   CHECK(parse_error(make_file(entry(R"("dtype":"Q7","shape":[4],"data_offsets":[0,8])"), data)) ==
-        "bad.safetensors: unknown dtype \"Q7\" for tensor \"w\": not a safetensors dtype (weft reads F32, F64, I64 "
-        "and BOOL, and BF16, F16 and I32 converted to float32 and int64)");
+        "bad.safetensors: unknown dtype \"Q7\" for tensor \"w\": not a safetensors dtype (weft reads F32, F64, "
+        "BF16, F16, I64 and BOOL, and I32 converted to int64)");
   CHECK_THAT(parse_error(make_file(entry(R"("dtype":"f32","shape":[2],"data_offsets":[0,8])"), data)),
              Catch::Contains("unknown dtype \"f32\""));  // dtype names are case-sensitive
 }
@@ -398,7 +398,7 @@ Bytes le32(const std::vector<int32_t>& words) {
 }  // namespace
 
 // Issue 19: published checkpoints are often bf16 (and token ids int32).
-TEST_CASE("BF16 and F16 load as float32, I32 as int64, exactly", "[safetensors]") {
+TEST_CASE("BF16 and F16 load as bfloat16 and float16 tensors, I32 as int64, exactly", "[safetensors]") {
   const float inf = std::numeric_limits<float>::infinity();
   // bf16 is a float's top 16 bits: 1, -2.5, inf, the smallest subnormal (2^-133), NaN.
   Bytes data = le16({0x3F80, 0xC020, 0x7F80, 0x0001, 0x7FC0});
@@ -414,7 +414,7 @@ TEST_CASE("BF16 and F16 load as float32, I32 as int64, exactly", "[safetensors]"
   const Bytes file = make_file(header, data);
   const SafeTensors st = parse_safetensors(file.data(), file.size(), "ok");
   const Tensor& b = *st.find("b");
-  CHECK(b.dtype() == kFloat32);
+  CHECK(b.dtype() == kBFloat16);
   const auto bv = b.to_vector<float>();
   CHECK(bv[0] == 1.0f);
   CHECK(bv[1] == -2.5f);
@@ -422,7 +422,7 @@ TEST_CASE("BF16 and F16 load as float32, I32 as int64, exactly", "[safetensors]"
   CHECK(bv[3] == std::ldexp(1.0f, -133));
   CHECK(std::isnan(bv[4]));
   const Tensor& h = *st.find("h");
-  CHECK(h.dtype() == kFloat32);
+  CHECK(h.dtype() == kFloat16);
   CHECK(h.shape() == Shape({3, 3}));
   const auto hv = h.to_vector<float>();
   CHECK(hv[0] == 1.0f);
@@ -454,6 +454,24 @@ TEST_CASE("BF16 and F16 load as float32, I32 as int64, exactly", "[safetensors]"
     wrong += !ok;
   }
   CHECK(wrong == 0);
+}
+
+TEST_CASE("bfloat16 and float16 tensors save as BF16 and F16 and load back bit for bit", "[safetensors]") {
+  Generator g(3);
+  const Tensor b = randn({4, 5}, {}, g).to(kBFloat16), h = randn({7}, {}, g).to(kFloat16);
+  TempDir dir;
+  const std::string path = dir.file("half.safetensors");
+  save_safetensors(path, {{"b", b}, {"h", h}});
+  const SafeTensors st = load_safetensors(path);
+  CHECK(st.find("b")->dtype() == kBFloat16);
+  CHECK(st.find("h")->dtype() == kFloat16);
+  CHECK(st.find("b")->to_vector<float>() == b.to_vector<float>());
+  CHECK(st.find("h")->to_vector<float>() == h.to_vector<float>());
+  // a bfloat16 checkpoint loads into a float32 model, converted exactly
+  nn::Linear fc(5, 4);
+  fc.load_state_dict({{"weight", b}, {"bias", zeros({4}).to(kBFloat16)}});
+  CHECK(fc.weight.dtype() == kFloat32);
+  CHECK(fc.weight.to_vector<float>() == b.to_vector<float>());
 }
 
 TEST_CASE("shapes whose element count overflows are refused", "[safetensors]") {
