@@ -295,3 +295,47 @@ TEST_CASE("cuda: errors name the op and the devices", "[cuda]") {
   REQUIRE_THROWS_WITH(g.sum().item<float>(), Catch::Contains("captured") && Catch::Contains("copy"));
   bad.capture_end();
 }
+
+// bfloat16 and float16 on the GPU (issue 20): the CUDA copy kernel converts (rounding to
+// nearest even, as the CPU), every other op computes in float32 between conversions, so
+// exact ops agree with the CPU bit for bit and the rest within the 16-bit rounding.
+TEST_CASE("CUDA: 16-bit tensors convert, fill and compute as on the CPU", "[cuda][half]") {
+  NEED_GPU();
+  for (DType dt : {kBFloat16, kFloat16}) {
+    INFO(dtype_name(dt));
+    const Tensor a = rnd({33, 17}, 1), b = rnd({17}, 2);
+    const Tensor ha = a.to(dt), hb = b.to(dt);
+    const Tensor ga = a.to(kGpu).to(dt), gb = hb.to(kGpu);
+    CHECK(ga.to(kCPU).to(kFloat32).to_vector<float>() == ha.to(kFloat32).to_vector<float>());  // rounding
+    CHECK((ga + gb).to(kCPU).to(kFloat32).to_vector<float>() == (ha + hb).to(kFloat32).to_vector<float>());
+    CHECK((ga * gb).to(kCPU).to(kFloat32).to_vector<float>() == (ha * hb).to(kFloat32).to_vector<float>());
+    CHECK(ga.relu().to(kCPU).to(kFloat32).to_vector<float>() == ha.relu().to(kFloat32).to_vector<float>());
+    CHECK(full({5}, 0.1, {.dtype = dt, .device = kGpu}).to(kCPU).to_vector<float>() ==
+          full({5}, 0.1, {.dtype = dt}).to_vector<float>());
+    CHECK(max_err(ga.sum(1).to(kFloat32), ha.sum(1).to(kFloat32)) < 1e-2);
+    CHECK(max_err(matmul(ga, gb.unsqueeze(1)).to(kFloat32), matmul(ha, hb.unsqueeze(1)).to(kFloat32)) < 1e-2);
+  }
+}
+
+TEST_CASE("CUDA: an autocast training step matches the CPU's", "[cuda][half]") {
+  NEED_GPU();
+  const Tensor x = rnd({16, 1, 28, 28}, 3), y = labels(16);
+  auto step = [&](Device dev) {
+    manual_seed(5);
+    auto model = samples::make_cnn();
+    model->to(dev);
+    optim::AdamW opt(model->parameters(), {.lr = 1e-3});
+    Tensor loss;
+    {
+      Autocast ac(kBFloat16);
+      loss = nn::cross_entropy((*model)(x.to(dev)), y.to(dev));
+    }
+    loss.backward();
+    opt.step();
+    return std::pair{loss.item<double>(), model->parameters()[0].to(kCPU)};
+  };
+  const auto [l_cpu, w_cpu] = step(kCPU);
+  const auto [l_gpu, w_gpu] = step(kGpu);
+  CHECK(l_gpu == Approx(l_cpu).epsilon(0.02));
+  CHECK(max_err(w_gpu, w_cpu) < 1e-3);
+}
