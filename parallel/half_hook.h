@@ -7,8 +7,8 @@
 //         become inf and those of magnitude 2^-25 or less become 0 (no loss scaling here).
 //
 // HOW THE SUM IS TAKEN. A ring all-reduce (parallel/algorithms/ring_allreduce.h) whose
-// messages are 16-bit: weft has no 16-bit dtype and the communicators add only float32,
-// float64 and int64, so the values travel packed four to an int64 (a bit pattern the
+// messages are 16-bit: the communicators add only float32, float64 and int64 (no MPI or
+// NCCL sum of weft's bfloat16/float16 dtypes here), so the values travel packed four to an int64 (a bit pattern the
 // communicators only move, never add) and the hook does the adding itself, in float32:
 //   reduce-scatter: each hop sends a chunk's partial sum rounded to 16 bits; the
 //                   receiver adds it to its own float32 values

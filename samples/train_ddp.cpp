@@ -172,7 +172,10 @@ void train_rank(const DdpConfig& c, std::shared_ptr<Communicator> comm, std::sha
 
   // Each rank scores its slice of the test set; one all-reduce adds the counts.
   const ShardedTest test(data.test, rank, world);
-  auto accuracy = [&] { return test.accuracy(*comm, ddp.module(), device); };
+  auto accuracy = [&] {
+    const Autocast ac = samples::precision_scope(c.t);  // evaluated in the precision it trains in
+    return test.accuracy(*comm, ddp.module(), device);
+  };
 
   training::Loop loop{.opt = *opt, .schedule = schedule, .loader = loader, .device = device, .epochs = r.epochs,
                    .show_progress = lead};
@@ -184,15 +187,22 @@ void train_rank(const DdpConfig& c, std::shared_ptr<Communicator> comm, std::sha
   };
   // A rank out of data skips forward and backward but still synchronizes (adding zeros
   // to the all-reduces) and steps, so its parameters stay the same as the others'.
+  // --precision bf16/fp16: the forward under Autocast; fp16 scales the loss. Every rank
+  // sees the same averaged gradients, so all skip an overflowing step together.
+  optim::GradScaler scaler({.enabled = c.t.precision == kFloat16});
   loop.step = [&](const std::optional<data::Batch>& b) {
     opt->zero_grad();
     Tensor loss;
     if (b) {
-      loss = nn::cross_entropy(ddp(b->x), b->y, r.label_smoothing);
-      ddp.backward(loss);  // the buckets' all-reduces start during backward
+      {
+        const Autocast ac = samples::precision_scope(c.t);
+        loss = nn::cross_entropy(ddp(b->x), b->y, r.label_smoothing);
+      }
+      ddp.backward(scaler.scale(loss));  // the buckets' all-reduces start during backward
     }
     ddp.synchronize();  // every .grad is now the mean over the ranks that had a batch
-    opt->step();
+    scaler.step(*opt);
+    scaler.update();
     return loss;
   };
   loop.epoch_begin = [&](int) { comm->barrier(); };  // start the clock together
@@ -475,6 +485,7 @@ int main(int argc, char** argv) {
     WEFT_CHECK(c.algorithm == "ddp" || c.backend != "nccl", "train_ddp: --algorithm ps runs on the CPU backends "
                "(threads or mpi), not nccl");
     WEFT_CHECK(c.algorithm == "ps" || app.count("--staleness") == 0, "train_ddp: --staleness needs --algorithm ps");
+    if (c.algorithm == "ps") samples::require_fp32(c.t, "train_ddp --algorithm ps");
     for (const char* ddp_only : {"--comm-hook", "--deterministic", "--no-overlap", "--bucket-mb"})
       WEFT_CHECK(c.algorithm == "ddp" || app.count(ddp_only) == 0, "train_ddp: ", ddp_only,
                  " is a DDP flag; --algorithm ps sends whole gradients to the server");

@@ -372,6 +372,7 @@ int main(int argc, char** argv) {
     WEFT_CHECK(c.t.device == "cpu", "train_pipeline: --device ", c.t.device,
                " is not supported; the stages are the devices (--devices, or --backend nccl for GPUs)");
     WEFT_CHECK(!c.t.cuda_graph, "train_pipeline: --cuda-graph is not supported");
+    samples::require_fp32(c.t, "train_pipeline");
     WEFT_CHECK(c.schedule != "naive" || c.microbatches == 1, "--schedule naive runs whole batches: --microbatches 1");
     WEFT_CHECK(c.chunks == 1 || c.schedule == "interleaved", "--virtual ", c.chunks,
                ": only the interleaved schedule holds several chunks per stage (--schedule interleaved)");

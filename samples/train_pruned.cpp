@@ -119,6 +119,7 @@ class Run {
   std::shared_ptr<nn::Sequential> model_;
   std::unique_ptr<prune::Pruner> pruner_;
   std::unique_ptr<optim::Optimizer> opt_;
+  optim::GradScaler scaler_{{.enabled = c_.precision == kFloat16}};  // --precision fp16
   int64_t steps_per_run_ = 0;
   double accuracy_ = 0;
   bool gemm_reported_ = false;
@@ -134,14 +135,17 @@ void Run::train(const std::string& label, const std::function<void(int64_t)>& on
   optim::CosineWarmupLR schedule = samples::make_schedule(c_.r, *opt_, loader.num_batches());
   training::Loop loop{.opt = *opt_, .schedule = schedule, .loader = loader, .device = device_,
                    .epochs = c_.r.epochs, .label = label,
-                   .step = training::plain_step(*model_, *opt_, c_.r.label_smoothing),
+                   .step = training::autocast_step(*model_, *opt_, c_.r.label_smoothing, c_.precision, scaler_),
                    .before_step = before_backward, .after_step = on_step,
                    .epoch_end = [this](int epoch) { end_epoch(epoch); }};
   loop.run();
 }
 
 void Run::end_epoch(int epoch) {
-  accuracy_ = samples::evaluate(*model_, *test_, device_);
+  {
+    const Autocast ac = samples::precision_scope(c_);
+    accuracy_ = samples::evaluate(*model_, *test_, device_);
+  }
   std::printf("epoch %d: test_accuracy=%.4f sparsity=%.4f\n", epoch + 1, accuracy_, pruner_->sparsity());
   if (!gemm_reported_ && !device_.is_cuda()) std::printf("%s\n", gemm_report().c_str());  // the CPU GEMM kernels, once
   gemm_reported_ = true;

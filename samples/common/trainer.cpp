@@ -113,6 +113,11 @@ double evaluate(nn::Module& model, const data::TensorDataset& test, Device devic
   return static_cast<double>(count_correct(model, test, device)) / static_cast<double>(test.size());
 }
 
+void require_fp32(const Config& c, const std::string& what) {
+  WEFT_CHECK(c.precision == kFloat32, "--precision ", dtype_name(c.precision), ": ", what,
+             " trains in float32 only for now (drop --precision)");
+}
+
 namespace {
 // Runs the training step as a CUDA graph: a few eager steps warm up (cuDNN picks its
 // algorithms, the allocator fills its cache, optimizer state appears), then one step is
@@ -196,7 +201,7 @@ int run(const std::string& name, Config& c, const std::function<std::shared_ptr<
   else loop.step = training::autocast_step(*model, *opt, c.r.label_smoothing, c.precision, scaler);
   // The model is evaluated in the precision it trains in.
   auto test_accuracy = [&] {
-    Autocast ac(is_half(c.precision) ? c.precision : kBFloat16, is_half(c.precision));
+    const Autocast ac = precision_scope(c);
     return evaluate(*model, test, device);
   };
 

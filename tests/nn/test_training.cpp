@@ -8,8 +8,13 @@
 using namespace weft;
 
 namespace {
-double train_and_evaluate(const data::TensorDataset& train, const data::TensorDataset& test, int epochs) {
+// precision: float32, or bfloat16 / float16 under Autocast (float16 with a GradScaler),
+// as `train_mlp --precision` trains.
+double train_and_evaluate(const data::TensorDataset& train, const data::TensorDataset& test, int epochs,
+                          DType precision = kFloat32) {
   manual_seed(0);
+  const bool half = is_half(precision);
+  optim::GradScaler scaler({.enabled = precision == kFloat16});
   nn::Sequential model{std::make_shared<nn::Flatten>(), std::make_shared<nn::Linear>(train.x()[0].numel(), 128),
                        std::make_shared<nn::ReLU>(), std::make_shared<nn::Linear>(128, 10)};
   optim::AdamW opt(model.parameters(), {.lr = 2e-3, .weight_decay = 0.01});
@@ -18,11 +23,18 @@ double train_and_evaluate(const data::TensorDataset& train, const data::TensorDa
     loader.set_epoch(e);
     for (const data::Batch& b : loader) {
       opt.zero_grad();
-      nn::cross_entropy(model(b.x), b.y).backward();
-      opt.step();
+      Tensor loss;
+      {
+        Autocast ac(half ? precision : kBFloat16, half);
+        loss = nn::cross_entropy(model(b.x), b.y);
+      }
+      scaler.scale(loss).backward();
+      scaler.step(opt);
+      scaler.update();
     }
   }
   autograd::NoGradGuard no_grad;
+  Autocast ac(half ? precision : kBFloat16, half);
   Tensor pred = model(test.x()).argmax(1);
   return pred.eq(test.y()).to(kFloat64).mean().item<double>();
 }
@@ -53,4 +65,22 @@ TEST_CASE("an MLP trained on a slice of Fashion-MNIST reaches 80% test accuracy"
   const double acc = train_and_evaluate(train, test, 3);
   INFO("Fashion-MNIST test accuracy after 3 epochs on 6000 samples: " << acc);
   REQUIRE(acc >= 0.80);
+}
+
+TEST_CASE("bf16 and fp16 autocast train the MLP as float32 does", "[training][autocast]") {
+  data::TensorDataset train = blobs(4000, 1), test = blobs(1000, 2);
+  if (std::filesystem::exists(std::string(data::kFashionMnistDir) + "/train-images-idx3-ubyte.gz")) {
+    const data::Normalize norm{data::kFashionMnistMean, data::kFashionMnistStd};
+    train = data::load_fashion_mnist(data::kFashionMnistDir, true, norm).head(6000);
+    test = data::load_fashion_mnist(data::kFashionMnistDir, false, norm).head(2000);
+  } else {
+    WARN("Fashion-MNIST is not installed: comparing on a synthetic set");
+  }
+  const double f32 = train_and_evaluate(train, test, 3);
+  const double bf16 = train_and_evaluate(train, test, 3, kBFloat16);
+  const double fp16 = train_and_evaluate(train, test, 3, kFloat16);
+  INFO("test accuracy: float32 " << f32 << ", bfloat16 " << bf16 << ", float16 " << fp16);
+  CHECK(bf16 >= 0.80);
+  CHECK(std::abs(bf16 - f32) <= 0.015);
+  CHECK(std::abs(fp16 - f32) <= 0.015);
 }

@@ -74,6 +74,8 @@ TEST_CASE("the common flags refuse bad values, naming the flag and the value", "
       {"--timeout inf", "--timeout", "inf"},
       {"--timeout nan", "--timeout", "nan"},
       {"--timeout 1e9", "--timeout", "1e9"},
+      {"--precision fp8", "--precision", "fp8"},
+      {"--precision bfloat16", "--precision", "bfloat16"},  // the short names only: fp32, bf16, fp16
   };
   for (const Case& k : cases) {
     INFO(k.args);
@@ -93,6 +95,9 @@ TEST_CASE("the common flags take good values", "[samples][flags]") {
   CHECK(p.c.r.epochs == 1);
   CHECK(p.c.r.lr == 0.01);
   CHECK(p.c.r.optimizer == "sgd");
+  CHECK(p.c.precision == kFloat32);  // the default
+  CHECK(parse("--precision bf16").c.precision == kBFloat16);
+  CHECK(parse("--precision fp16").c.precision == kFloat16);
   CHECK(p.timeout == 2.5);
   CHECK(dir.listing().empty());  // the --checkpoint check leaves nothing behind
   CHECK(samples::collective_timeout(2.5) == parallel::Timeout(2500));
@@ -125,6 +130,8 @@ TEST_CASE("each sample refuses bad values of its own flags, and documents --time
       {"train_ddp", "--staleness -2", "--staleness", "-2"},
       {"train_ddp", "--algorithm ps --comm-hook bf16", "--comm-hook", "--algorithm ps"},
       {"train_ddp", "--algorithm ps --bucket-mb 4", "--bucket-mb", "--algorithm ps"},
+      {"train_ddp", "--algorithm ps --precision bf16", "--precision bfloat16", "float32 only"},
+      {"train_pipeline", "--precision fp16", "--precision float16", "float32 only"},
       {"train_pipeline", "--stages 0", "--stages", "'0'"},
       {"train_pipeline", "--microbatches 0", "--microbatches", "'0'"},
       {"train_pipeline", "--timeout -1", "--timeout", "-1"},
