@@ -73,24 +73,18 @@ namespace weft {
 // The element types of kBFloat16 and kFloat16 tensors: 16 bits, built from any
 // arithmetic value by rounding through float32 (explicitly: a narrowing is never
 // silent) and read back as float32 (implicitly: widening is exact). No arithmetic of
-// their own: `a + b` adds the float32 values.
-struct bfloat16 {
+// their own: `a + b` adds the float32 values. One template, two formats.
+template <uint16_t (*Narrow)(float), float (*Widen)(uint16_t)>
+struct Float16Bits {
   uint16_t bits = 0;
-  bfloat16() = default;
+  Float16Bits() = default;
   template <class T>
-  explicit bfloat16(T v) : bits(half::float_to_bf16(static_cast<float>(v))) {}
-  operator float() const { return half::bf16_to_float(bits); }
-  static bfloat16 from_bits(uint16_t b) { bfloat16 h; h.bits = b; return h; }
+  explicit Float16Bits(T v) : bits(Narrow(static_cast<float>(v))) {}
+  operator float() const { return Widen(bits); }
 };
 
-struct float16 {
-  uint16_t bits = 0;
-  float16() = default;
-  template <class T>
-  explicit float16(T v) : bits(half::float_to_fp16(static_cast<float>(v))) {}
-  operator float() const { return half::fp16_to_float(bits); }
-  static float16 from_bits(uint16_t b) { float16 h; h.bits = b; return h; }
-};
+using bfloat16 = Float16Bits<half::float_to_bf16, half::bf16_to_float>;
+using float16 = Float16Bits<half::float_to_fp16, half::fp16_to_float>;
 
 static_assert(sizeof(bfloat16) == 2 && sizeof(float16) == 2);
 
