@@ -30,6 +30,7 @@ namespace {
 struct Args {
   std::string model = "mlp";
   bool graph = false;
+  std::string precision = "fp32";  // bf16 / fp16: forward and loss under Autocast (eager only)
   int64_t batch_size = 128;
   int steps = 200, warmup = 20, repeats = 5, batches = 16;
   std::string data = data::kFashionMnistDir;
@@ -52,9 +53,13 @@ Args parse(int argc, char** argv) {
     else if (f == "--repeats") a.repeats = std::atoi(v);
     else if (f == "--batches") a.batches = std::atoi(v);
     else if (f == "--data") a.data = v;
+    else if (f == "--precision") a.precision = v;
     else throw Error("gpu_train_step: unknown flag " + f);
   }
   WEFT_CHECK(a.model == "mlp" || a.model == "cnn", "gpu_train_step: --model must be mlp or cnn");
+  WEFT_CHECK(a.precision == "fp32" || a.precision == "bf16" || a.precision == "fp16",
+             "gpu_train_step: --precision must be fp32, bf16 or fp16");
+  WEFT_CHECK(!a.graph || a.precision == "fp32", "gpu_train_step: --graph runs the float32 step only");
   return a;
 }
 
@@ -83,11 +88,18 @@ int main(int argc, char** argv) {
     auto model = a.model == "mlp" ? samples::make_mlp() : samples::make_cnn();
     model->to(dev);
     optim::AdamW opt(model->parameters(), {.lr = 2e-3, .weight_decay = 0.05});
+    const DType precision = parse_dtype(a.precision);
+    optim::GradScaler scaler({.enabled = precision == kFloat16});
     auto step = [&](const Tensor& x, const Tensor& y) {
       opt.zero_grad();
-      Tensor loss = nn::cross_entropy((*model)(x), y, 0.1);
-      loss.backward();
-      opt.step();
+      Tensor loss;
+      {
+        Autocast ac(is_half(precision) ? precision : kBFloat16, is_half(precision));
+        loss = nn::cross_entropy((*model)(x), y, 0.1);
+      }
+      scaler.scale(loss).backward();
+      scaler.step(opt);
+      scaler.update();
       return loss;
     };
 
@@ -124,9 +136,9 @@ int main(int argc, char** argv) {
       rates.push_back(double(a.steps * B) / s);
     }
     const int64_t mallocs = cuda::memory_stats().malloc_calls - mallocs0;
-    std::printf("{\"impl\": \"weft\", \"model\": \"%s\", \"mode\": \"%s\", \"batch_size\": %lld, \"samples_per_s\": %.1f, "
+    std::printf("{\"impl\": \"weft\", \"model\": \"%s\", \"mode\": \"%s\", \"precision\": \"%s\", \"batch_size\": %lld, \"samples_per_s\": %.1f, "
                 "\"step_us\": %.2f, \"cudaMalloc_calls_timed\": %lld, \"graph_nodes\": %zu, \"loss\": %.5f}\n",
-                a.model.c_str(), a.graph ? "graph" : "eager", static_cast<long long>(B), median(rates),
+                a.model.c_str(), a.graph ? "graph" : "eager", a.precision.c_str(), static_cast<long long>(B), median(rates),
                 1e6 * B / median(rates), static_cast<long long>(mallocs), graph.num_nodes(), loss.item<double>());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "gpu_train_step: error: %s\n", e.what());

@@ -23,6 +23,7 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--model", choices=["mlp", "cnn"], default="mlp")
     p.add_argument("--graph", action="store_true")
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--warmup", type=int, default=20)
@@ -43,11 +44,16 @@ def main():
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.05, capturable=a.graph)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=0.1)
 
+    dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[a.precision]
+    scaler = torch.amp.GradScaler("cuda", enabled=a.precision == "fp16")
+
     def step(x, y):
         opt.zero_grad(set_to_none=True)
-        loss = loss_fn(model(x), y)
-        loss.backward()
-        opt.step()
+        with torch.autocast("cuda", dtype=dtype, enabled=dtype is not None):
+            loss = loss_fn(model(x), y)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
         return loss
 
     sx, sy = xs[0].clone(), ys[0].clone()
@@ -88,7 +94,7 @@ def main():
         torch.cuda.synchronize()
         rates.append(a.steps * B / (time.perf_counter() - t0))
     rate = statistics.median(rates)
-    print(json.dumps({"impl": "torch", "version": torch.__version__, "model": a.model,
+    print(json.dumps({"impl": "torch", "version": torch.__version__, "model": a.model, "precision": a.precision,
                       "mode": "graph" if a.graph else "eager", "batch_size": B,
                       "samples_per_s": round(rate, 1), "step_us": round(1e6 * B / rate, 2),
                       "loss": round(float(loss), 5)}))

@@ -104,8 +104,8 @@ run() {
     say "GPU training step, batch 128, samples/s (median of 5 x 200 steps):"
     say "$(printf '%-5s %-6s %12s %12s %8s %s' model mode weft torch ratio weft_cudaMalloc_in_timed_steps)"
     for model in mlp cnn; do
-      for mode in eager graph; do
-        local flag=""; [[ $mode == graph ]] && flag="--graph"
+      for mode in eager graph bf16; do
+        local flag=""; [[ $mode == graph ]] && flag="--graph"; [[ $mode == bf16 ]] && flag="--precision bf16"
         local w t
         w=$(build-gpu/bench/gpu_train_step --model "$model" $flag --data "$data" 2>>"$out/bench.err")
         t=$(cd bench && $py gpu_train_step.py --model "$model" $flag --data "$data" 2>>"$out/bench.err")
