@@ -294,6 +294,7 @@ struct DeferredWork {
     for (size_t i = 0; i < n; ++i)
       if (inputs[i].leaf) {
         ++owed[inputs[i].leaf.get()];
+        match_dtype(grads[i], inputs[i].leaf->dtype);
         add_to_leaf(inputs[i].leaf, grads[i], owed);
       }
     grad = Tensor(), saved.clear();  // the activations can go

@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "../autograd/autocast.h"
 #include "../autograd/functions.h"
 #include "init.h"
 
@@ -30,7 +31,8 @@ Tensor Linear::forward(const Tensor& x) {
 }
 
 Tensor Linear::transposed_weight(int64_t rows) {
-  if (!keep_transposed_weight || rows > kTransposeMaxRows || !TransposedWeightScope::active() ||
+  // (Under autocast the product runs on a 16-bit copy of the weight: no float32 transpose.)
+  if (!keep_transposed_weight || rows > kTransposeMaxRows || !TransposedWeightScope::active() || autocast::enabled() ||
       !weight.device().is_cpu() || !weight.is_contiguous())
     return Tensor();
   TransposedCopy& c = *transposed_;

@@ -33,6 +33,9 @@ void GradScaler::unscale_(Optimizer& opt) {
   for (const Tensor& p : opt.params()) {
     Tensor g = p.grad();
     if (!g.defined()) continue;
+    WEFT_CHECK(g.dtype() != kFloat16, "GradScaler::unscale_: a parameter of shape ", p.shape(), " has float16 "
+               "gradients; unscaling them in float16 would underflow the small ones again. Keep the parameters "
+               "float32 and run the forward under Autocast(kFloat16) (docs/mixed-precision.md)");
     raw::binary_scalar_(raw::Binary::Mul, g, inv);
     // The largest |g|: inf if any is, NaN if any is (max propagates NaN, as PyTorch's).
     if (!found_inf_ && g.numel() > 0) {

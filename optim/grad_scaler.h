@@ -26,10 +26,12 @@
 // One optimizer per scaler (PyTorch's GradScaler can serve several, stepping each and
 // backing off if any found an inf): step() twice before update() is an error here.
 //
-// The scaler works on any dtype and device: with float32 gradients (weft has no float16
-// yet) it is exact arithmetic on powers of two and changes no result, but it still
-// catches a step whose gradients went inf or NaN and skips it, which is what the tests
-// drive it with. Data parallel: call it after ddp.synchronize(), so that every rank sees
+// The gradients it unscales are those of float32 parameters (the usual float16 setup:
+// the model in float32 under Autocast, docs/mixed-precision.md). There the scaling is
+// exact arithmetic on powers of two and changes no result, but it still catches a step
+// whose gradients went inf or NaN and skips it. A float16 gradient (a model converted to
+// float16) is refused, as PyTorch refuses it: unscaling in float16 would underflow the
+// small gradients the scaling was there to keep. Data parallel: call it after ddp.synchronize(), so that every rank sees
 // the same summed gradients and takes the same decision (the compressing comm hooks make
 // a bucket NaN on every rank when any rank's gradient overflowed, for this). A skipped step does not count
 // in opt.steps_taken(); a schedule stepped every iteration still advances (PyTorch warns

@@ -47,12 +47,14 @@ Optimizer::Optimizer(std::vector<ParamGroup> groups, double lr) : lr_(lr) {
 
 void Optimizer::refresh_masters(const std::vector<size_t>& idx) {
   for (size_t i : idx) {
-    if (!is_half(params_[i].dtype())) continue;
     Master& m = master_[i];
-    if (!m.value.defined() || m.version != params_[i].version()) {
-      m.value = raw::to_dtype(params_[i].detach(), kFloat32);
-      m.version = params_[i].version();
+    const Tensor& p = params_[i];
+    if (!is_half(p.dtype())) {  // (again) a float32 or float64 parameter: it is its own master
+      m = Master{};
+      continue;
     }
+    if (!m.value.defined() || m.storage.lock() != p.storage() || m.version != p.version())
+      m = {raw::to_dtype(p.detach(), kFloat32), p.storage(), p.version()};
   }
 }
 
@@ -140,7 +142,8 @@ nn::NamedTensors Optimizer::state_dict() const {
   out.emplace_back("step", full({}, static_cast<double>(step_count_), {.dtype = kInt64}));
   for (size_t i = 0; i < state_.size(); ++i) {
     for (const auto& [name, t] : state_[i]) out.emplace_back(std::to_string(i) + "." + name, t);
-    if (master_[i].value.defined()) out.emplace_back(std::to_string(i) + ".master", master_[i].value);
+    if (master_[i].value.defined() && is_half(params_[i].dtype()))
+      out.emplace_back(std::to_string(i) + ".master", master_[i].value);
   }
   return out;
 }
@@ -228,7 +231,11 @@ void Optimizer::load_state_dict(const nn::NamedTensors& saved) {
   // A saved master copy goes on only while its parameter stays as it is now (loaded
   // before this, as a checkpoint restores the model first); see refresh_masters.
   for (auto& m : master_) m = Master{};
-  for (const auto& [i, t] : masters) master_[i] = {raw::to_dtype(t, kFloat32).clone(), params_[i].version()};
+  for (const auto& [i, t] : masters) {
+    Tensor value = empty(params_[i].shape(), {.dtype = kFloat32, .device = params_[i].device()});
+    raw::copy_(value, raw::to_device(t, params_[i].device()));  // beside its parameter, whatever the file's device
+    master_[i] = {value, params_[i].storage(), params_[i].version()};
+  }
 }
 
 void Optimizer::check_state_keys(const std::vector<std::string>& unexpected, const std::vector<std::string>& missing,

@@ -141,10 +141,12 @@ class Optimizer {
   std::vector<size_t> group_of_;  // per parameter
   std::vector<Group> groups_;
   std::vector<std::vector<std::pair<std::string, Tensor>>> state_;
-  // A 16-bit parameter's float32 copy, and the parameter's version when the two last
-  // agreed (a different version: the parameter was changed outside, start again from it).
+  // A 16-bit parameter's float32 copy, and the parameter's storage and version when the
+  // two last agreed (another storage or version: the parameter was changed outside --
+  // loaded, pruned, converted by Module::to -- so start again from it).
   struct Master {
     Tensor value;
+    std::weak_ptr<Storage> storage;
     uint64_t version = 0;
   };
   std::vector<Master> master_;  // per parameter; undefined for float32 and float64 ones

@@ -3,6 +3,7 @@
 #include <exception>
 #include <thread>
 
+#include "../autograd/autocast.h"
 #include "../autograd/functions.h"
 #include "../autograd/tape.h"
 #include "../tensor/raw.h"
@@ -52,12 +53,15 @@ RowRanges DataParallel::shards(int64_t batch) const {
 
 void DataParallel::on_replicas(size_t n, const std::function<void(size_t)>& work) {
   const int limit = std::max(1, num_threads() / static_cast<int>(n));
-  const bool grad = autograd::is_grad_enabled();  // grad mode is per thread: pass it on
+  // Grad mode and autocast are per thread: pass the caller's on to every replica.
+  const bool grad = autograd::is_grad_enabled(), cast = autocast::enabled();
+  const DType cast_dtype = autocast::dtype();
   std::vector<std::exception_ptr> errors(n);
   auto run = [&](size_t r) {
     try {
       ThreadLimit cap(limit);
       autograd::set_grad_enabled(grad);
+      Autocast ac(cast_dtype, cast);
       work(r);
     } catch (...) {
       errors[r] = std::current_exception();

@@ -245,6 +245,7 @@ void Run::structured_inference_check() {
   auto small = prune::remove_pruned_channels(*model_);
   std::printf("structured removal: %lld -> %lld parameters\n%s\n", static_cast<long long>(model_->num_parameters()),
               static_cast<long long>(small->num_parameters()), small->repr().c_str());
+  const Autocast ac = samples::precision_scope(c_);  // as accuracy_ was measured
   const double acc_small = samples::evaluate(*small, *test_, device_);
   const double t_dense = time_inference(*model_, *test_, device_), t_small = time_inference(*small, *test_, device_);
   std::printf("inference over the test set: masked dense %.3f s, channels removed %.3f s, speedup %.2fx; "

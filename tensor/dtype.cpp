@@ -52,8 +52,7 @@ DType parse_dtype(const std::string& name) {
 namespace detail {
 void unsupported_dtype(const char* op, DType dt, bool floating_only) {
   if (is_half(dt))
-    throw Error(str(op, ": no ", dtype_name(dt), " kernel (convert with .to(kFloat32) first, or run it under "
-                    "autocast, which keeps this op in float32)"));
+    throw Error(str(op, ": no ", dtype_name(dt), " kernel (convert with .to(kFloat32) first)"));
   if (floating_only) throw Error(str(op, ": expected a floating-point tensor, got ", dtype_name(dt)));
   throw Error(str(op, ": not supported for ", dtype_name(dt), " tensors"));
 }

@@ -46,8 +46,10 @@ class HalfBackend final : public DeviceBackend {
   void compare(raw::Compare op, const Tensor& out, const Tensor& a, const Tensor& b) override {
     store(out, raw::compare(op, wide(a), wide(b)));
   }
+  // The scalar in a's type first, as PyTorch compares (bf16(0.1) == 0.1 holds).
   void compare_scalar(raw::Compare op, const Tensor& out, const Tensor& a, double s) override {
-    store(out, raw::compare_scalar(op, wide(a), s));
+    const double rounded = a.dtype() == kBFloat16 ? double(float(bfloat16(s))) : double(float(float16(s)));
+    store(out, raw::compare_scalar(op, wide(a), rounded));
   }
   void where(const Tensor& out, const Tensor& cond, const Tensor& a, const Tensor& b) override {
     store(out, raw::where(cond, wide(a), wide(b)));

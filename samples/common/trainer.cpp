@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <cstdlib>
+#include <iomanip>
 
 #include "../../cuda/cuda.h"
 #include "../../parallel/comm/nccl_communicator.h"
@@ -159,9 +160,26 @@ class GraphedStep {
 
 // Loads the --resume checkpoint into model and opt and moves the schedule and the
 // generator to where it was saved. Returns the epoch to continue at.
+// A float16 run's loss scale rides in the checkpoint's metadata ("grad_scale",
+// "grad_scale_growth_tracker"), so a resumed run goes on with the scale it had.
+void save_scaler(const optim::GradScaler& scaler, optim::Metadata& meta) {
+  if (!scaler.is_enabled()) return;
+  meta["grad_scale"] = detail::str(std::setprecision(17), scaler.get_scale());
+  meta["grad_scale_growth_tracker"] = std::to_string(scaler.growth_tracker());
+}
+
+void load_scaler(const std::string& path, const optim::Metadata& meta, optim::GradScaler& scaler) {
+  if (!scaler.is_enabled() || !meta.count("grad_scale")) return;  // a float32 / bf16 checkpoint: start afresh
+  scaler.load_state_dict(
+      {{"scale", full({}, optim::metadata_double(path, meta, "grad_scale"), {.dtype = kFloat64})},
+       {"growth_tracker", full({}, double(optim::metadata_int(path, meta, "grad_scale_growth_tracker")), {.dtype = kInt64})}});
+}
+
 int resume(const std::string& path, nn::Module& model, optim::Optimizer& opt, optim::CosineWarmupLR& schedule,
-           int64_t steps_per_epoch) {
-  const ResumePoint rp = read_resume_point(path, optim::load_checkpoint(path, model, &opt));
+           int64_t steps_per_epoch, optim::GradScaler& scaler) {
+  const optim::Metadata meta = optim::load_checkpoint(path, model, &opt);
+  const ResumePoint rp = read_resume_point(path, meta);
+  load_scaler(path, meta, scaler);
   WEFT_CHECK(rp.generator_offset, path, ": the checkpoint's metadata has no 'generator_offset' field");
   default_generator().set_offset(*rp.generator_offset);
   const std::string warning = resume_schedule(rp, schedule, opt.steps_taken(), steps_per_epoch);
@@ -191,12 +209,12 @@ int run(const std::string& name, Config& c, const std::function<std::shared_ptr<
   std::printf("%s: %lld parameters, %lld training samples, %d threads, device %s, precision %s\n", name.c_str(),
               static_cast<long long>(model->num_parameters()), static_cast<long long>(train_set.size()), num_threads(),
               device.str().c_str(), is_half(c.precision) ? dtype_name(c.precision) : "float32");
-  const int start_epoch = c.resume.empty() ? 0 : resume(c.resume, *model, *opt, schedule, loader.num_batches());
+  optim::GradScaler scaler({.enabled = c.precision == kFloat16});  // float16's gradients underflow without it
+  const int start_epoch = c.resume.empty() ? 0 : resume(c.resume, *model, *opt, schedule, loader.num_batches(), scaler);
 
   training::Loop loop{.opt = *opt, .schedule = schedule, .loader = loader, .device = device, .epochs = c.r.epochs,
                    .loss_every = device.is_cuda() ? 25 : 1};
   GraphedStep graphed(*model, *opt, c.r.label_smoothing);
-  optim::GradScaler scaler({.enabled = c.precision == kFloat16});  // float16's gradients underflow without it
   if (c.cuda_graph) loop.step = [&](const std::optional<data::Batch>& b) { return graphed.run(b); };
   else loop.step = training::autocast_step(*model, *opt, c.r.label_smoothing, c.precision, scaler);
   // The model is evaluated in the precision it trains in.
@@ -221,9 +239,11 @@ int run(const std::string& name, Config& c, const std::function<std::shared_ptr<
                                                   scaler.skipped_steps()).c_str() : "");
     // Which CPU GEMM kernels ran, once the first epoch has met every shape (tensor/kernels.h).
     if (epoch == start_epoch && !device.is_cuda()) std::printf("%s\n", gemm_report().c_str());
-    if (!c.checkpoint.empty())
-      optim::save_checkpoint(c.checkpoint, *model, opt.get(),
-                             checkpoint_metadata(name, epoch + 1, schedule, loader.num_batches()));
+    if (!c.checkpoint.empty()) {
+      optim::Metadata meta = checkpoint_metadata(name, epoch + 1, schedule, loader.num_batches());
+      save_scaler(scaler, meta);
+      optim::save_checkpoint(c.checkpoint, *model, opt.get(), meta);
+    }
   };
 
   const training::Throughput t = loop.run(start_epoch);

@@ -329,6 +329,7 @@ bool conv_backward_weight(const T* grad, const T* x, T* gw, T* gb, const ConvGeo
 // x (N,C,H,W), w (K,C/groups,kh,kw), bias (K) or undefined -> out (N,K,Ho,Wo)
 Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dParams& p) {
   check_same("conv2d", x, w);
+  WEFT_CHECK(is_floating(x.dtype()), "conv2d: expected a floating-point tensor, got ", x.dtype());
   const ConvGeom g = conv_geometry("conv2d", x.shape(), w.shape(), p);
   if (bias.defined()) {
     check_same("conv2d", x, bias);
@@ -352,6 +353,7 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2d
 // grad (N,K,Ho,Wo), w (K,C/groups,kh,kw) -> dLoss/dx (N,C,H,W) = x_shape
 Tensor conv2d_backward_input(const Tensor& grad, const Tensor& w, const Shape& x_shape, const Conv2dParams& p) {
   check_same("conv2d_backward_input", grad, w);
+  WEFT_CHECK(is_floating(grad.dtype()), "conv2d_backward_input: expected a floating-point tensor, got ", grad.dtype());
   const ConvGeom g = conv_geometry("conv2d_backward_input", x_shape, w.shape(), p);
   check_grad("conv2d_backward_input", grad, g, x_shape, w.shape());
   Tensor gx = empty(x_shape, grad.dtype(), grad.device());
@@ -376,6 +378,7 @@ Tensor conv2d_backward_input(const Tensor& grad, const Tensor& w, const Shape& x
 Tensor conv2d_backward_weight(const Tensor& grad, const Tensor& x, const Shape& w_shape, const Conv2dParams& p,
                               Tensor* bias_grad) {
   check_same("conv2d_backward_weight", grad, x);
+  WEFT_CHECK(is_floating(grad.dtype()), "conv2d_backward_weight: expected a floating-point tensor, got ", grad.dtype());
   const ConvGeom g = conv_geometry("conv2d_backward_weight", x.shape(), w_shape, p);
   check_grad("conv2d_backward_weight", grad, g, x.shape(), w_shape);
   if (is_half(grad.dtype()) && grad.device().is_cpu() && bias_grad) {

@@ -80,6 +80,11 @@ bool copy_transposed(const Tensor& dst, const Tensor& src) {
   if (dst.dim() != 2 || src.shape() != dst.shape() || src.dtype() != dst.dtype() || !dst.is_contiguous()) return false;
   const int64_t k = dst.shape()[0], n = dst.shape()[1];  // src is the transpose of an (n, k) row-major matrix
   if (src.strides()[0] != 1 || src.strides()[1] < k || k < 2 || n < 2) return false;
+  if (element_size(dst.dtype()) == 2) {  // a 16-bit float: moved as its bits
+    transpose_2d<uint16_t>(static_cast<const uint16_t*>(src.raw_data()), n, k, src.strides()[1],
+                           static_cast<uint16_t*>(dst.raw_data()));
+    return true;
+  }
   bool done = false;
   dispatch_all(dst.dtype(), [&]<class T>() {
     if constexpr (sizeof(T) == 4 || sizeof(T) == 8) {

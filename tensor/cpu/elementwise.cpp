@@ -83,7 +83,7 @@ bool mixes_half(const Tensor& a, const Tensor& b) {
 namespace {
 // An in-place op's source, checked against dst: a 16-bit source for a wider destination
 // is widened (exactly); a 16-bit destination takes any floating source (the half backend
-// computes in float32 and rounds into dst).
+// computes in float32 and rounds into dst; a float64 source is made float32 first).
 Tensor in_place_source(const char* op, const Tensor& dst, const Tensor& src) {
   if (!mixes_half(dst, src)) {
     check_same(op, dst, src);
@@ -91,7 +91,8 @@ Tensor in_place_source(const char* op, const Tensor& dst, const Tensor& src) {
   }
   WEFT_CHECK(dst.device() == src.device(), op, ": tensors are on different devices, ", dst.device(), " ",
              dst.shape(), " and ", src.device(), " ", src.shape());
-  return is_half(dst.dtype()) ? src : to_dtype(src, dst.dtype());
+  if (is_half(dst.dtype())) return src.dtype() == kFloat64 ? to_dtype(src, kFloat32) : src;
+  return to_dtype(src, dst.dtype());
 }
 
 std::pair<Tensor, Tensor> promoted(const Tensor& a, const Tensor& b) {

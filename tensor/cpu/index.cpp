@@ -54,12 +54,12 @@ Tensor gather(const Tensor& a, int64_t dim, const Tensor& index_in) {
   check_gather_shapes("gather", a.shape(), d, index_in.shape());
   const Tensor index = contiguous(index_in);
   Tensor out = empty(index.shape(), a.dtype(), a.device());
-  if (routed(a)) {
+  if (!a.device().is_cpu()) {
     backend_for(a).gather(out, a, d, index);
     return out;
   }
   const int64_t* ip = index.data<int64_t>();
-  dispatch_all(a.dtype(), [&]<class T>() {
+  dispatch_storage(a.dtype(), [&]<class T>() {  // a move: 16-bit values too, as they are
     const T* src = a.data<T>();
     T* o = out.data<T>();
     for_each_index(index.shape(), [&](int64_t i, const std::array<int64_t, kMaxDims>& idx) {
@@ -107,7 +107,7 @@ Tensor index_select(const Tensor& a_in, int64_t dim, const Tensor& index_in) {
   Shape sh = a.shape();
   sh[d] = index.numel();
   Tensor out = empty(sh, a.dtype(), a.device());
-  if (routed(a)) {
+  if (!a.device().is_cpu()) {  // (on the CPU a 16-bit table is copied row by row as it is: no widening)
     backend_for(a).index_select(out, a, d, index);
     return out;
   }

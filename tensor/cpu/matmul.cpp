@@ -117,7 +117,9 @@ void addmm_(const Tensor& c, const Tensor& a, const Tensor& b) {
   WEFT_CHECK(c.is_contiguous(), "addmm_: the destination ", c.shape(), " must be contiguous");
   check_writable("addmm_", c);
   if (routed(c)) {  // no fused form on other devices yet: a product, then a sum
-    axpy_(c, 1.0, matmul(a, b));
+    // A 16-bit c: the product in float32 (axpy_ takes it into c), so c + a @ b rounds once.
+    if (is_half(c.dtype())) axpy_(c, 1.0, matmul(to_dtype(a, kFloat32), to_dtype(b, kFloat32)));
+    else axpy_(c, 1.0, matmul(a, b));
     return;
   }
   dispatch_floating(c.dtype(), "addmm_", [&]<class T>() { gemm_rows<T>(a.detach(), b.detach(), c.data<T>(), true, true); });

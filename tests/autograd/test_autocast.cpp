@@ -165,4 +165,30 @@ TEST_CASE("optimizers keep float32 master weights for 16-bit parameters", "[auto
   v.sum().backward();
   adam.step();
   CHECK(v.to(kFloat32).to_vector<float>()[0] == Approx(4.9).margin(0.01));
+
+  // Converted back to float32 (Module::to), a parameter is its own master again: the old
+  // copy neither overwrites it nor appears in the state.
+  nn::Linear fc(3, 2);
+  fc.to(kBFloat16);
+  optim::SGD sgd(fc.parameters(), {.lr = 0.1});
+  fc(ones({1, 3}, {.dtype = kBFloat16})).sum().backward();
+  sgd.step();
+  fc.to(kFloat32);
+  {
+    autograd::NoGradGuard ng;
+    fc.weight.fill_(7.0);
+  }
+  sgd.zero_grad();
+  fc(ones({1, 3})).sum().backward();
+  sgd.step();
+  CHECK(fc.weight.to_vector<float>() == std::vector<float>(6, 6.9f));
+  for (const auto& [k, t] : sgd.state_dict()) CHECK(k.find("master") == std::string::npos);
+}
+
+TEST_CASE("GradScaler refuses float16 gradients, which it would underflow", "[autocast][optim]") {
+  Tensor w = ones({2}, {.dtype = kFloat16, .requires_grad = true});
+  optim::SGD opt({w}, {.lr = 0.1});
+  optim::GradScaler scaler;
+  scaler.scale(w.sum()).backward();
+  REQUIRE_THROWS_WITH(scaler.step(opt), Catch::Contains("float16 gradients") && Catch::Contains("Autocast"));
 }

@@ -125,6 +125,31 @@ TEST_CASE("train_mlp --resume with a longer --epochs warns and trains on; bad me
   CHECK_THAT(bad.second, Contains("bad.safetensors: metadata field 'epoch' is 'abc'"));
 }
 
+TEST_CASE("train_mlp --precision fp16 saves its loss scale and resumes with it", "[samples][resume][slow]") {
+  const fs::path bin = fs::canonical("/proc/self/exe").parent_path().parent_path() / "samples" / "train_mlp";
+  if (!fs::exists(bin) || !fs::exists(data::kFashionMnistDir)) {
+    WARN("train_mlp or the Fashion-MNIST data is missing; skipped");
+    return;
+  }
+  test::TempDir dir;
+  const std::string a = dir.file("A.safetensors");
+  const auto first = test::run_program(bin.string(), "--limit 256 --threads 2 --precision fp16 --epochs 1 --checkpoint " + a);
+  INFO(first.second);
+  REQUIRE(first.first == 0);
+  CHECK_THAT(first.second, Contains("precision float16") && Contains("loss_scale="));
+  nn::SafeTensors f = nn::load_safetensors(a);
+  REQUIRE(f.metadata.count("grad_scale") == 1);
+  // A scale that could not be the default shows that the resumed run reads it.
+  f.metadata["grad_scale"] = "1024";
+  f.metadata["grad_scale_growth_tracker"] = "0";
+  nn::save_safetensors(dir.file("B.safetensors"), f.tensors, f.metadata);
+  const auto second = test::run_program(bin.string(), "--limit 256 --threads 2 --precision fp16 --epochs 2 --resume " +
+                                                          dir.file("B.safetensors"));
+  INFO(second.second);
+  REQUIRE(second.first == 0);
+  CHECK_THAT(second.second, Contains("epoch 2: test_accuracy") && Contains("loss_scale=1024 "));
+}
+
 TEST_CASE("train_ddp --algorithm ps checkpoints the server's optimizer and resumes it", "[samples][resume][slow]") {
   const fs::path bin = fs::canonical("/proc/self/exe").parent_path().parent_path() / "samples" / "train_ddp";
   if (!fs::exists(bin) || !fs::exists(data::kFashionMnistDir)) {

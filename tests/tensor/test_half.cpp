@@ -186,6 +186,33 @@ TEST_CASE("16-bit autograd: gradients come back in each input's dtype", "[half]"
   for (size_t i = 0; i < g16.size(); ++i) CHECK(g16[i] == Approx(g32[i]).epsilon(1.0 / 64).margin(0.05));
 }
 
+TEST_CASE("16-bit copies of transposes, gathers, in-place mixes and addmm_", "[half]") {
+  const Tensor a = half_randn({5, 3}, kBFloat16, 13);
+  // a transposed 16-bit matrix made contiguous: its bits moved (no dtype kernel needed)
+  CHECK(a.t().contiguous().to(kFloat32).to_vector<float>() == a.to(kFloat32).t().contiguous().to_vector<float>());
+  CHECK(a.t().reshape({-1}).to(kFloat32).to_vector<float>() == a.to(kFloat32).t().reshape({-1}).to_vector<float>());
+  // gather and index_select move 16-bit values as they are
+  const Tensor idx = tensor(std::vector<int64_t>{4, 0, 2});
+  CHECK(a.index_select(0, idx).to(kFloat32).to_vector<float>() == a.to(kFloat32).index_select(0, idx).to_vector<float>());
+  // a scalar is compared in the tensor's type, as in PyTorch: bf16(0.1) == 0.1
+  CHECK(raw::compare_scalar(raw::Compare::Eq, full({2}, 0.1, {.dtype = kBFloat16}), 0.1).to_vector<bool>() ==
+        std::vector<bool>{true, true});
+  // a float64 source into a 16-bit destination
+  Tensor h = ones({2}, {.dtype = kBFloat16});
+  h.add_(tensor({0.5, 0.25}, {2}, {.dtype = kFloat64}));
+  CHECK(h.to_vector<float>() == std::vector<float>{1.5f, 1.25f});
+  // addmm_ on 16-bit: c + a @ b in float32, rounded once
+  const Tensor p = half_randn({8, 8}, kBFloat16, 14), q = half_randn({8, 8}, kBFloat16, 15);
+  Tensor c = half_randn({8, 8}, kBFloat16, 16);
+  const std::vector<float> want =
+      rounded(c.to(kFloat32) + matmul(p.to(kFloat32), q.to(kFloat32)), kBFloat16);
+  raw::addmm_(c, p, q);
+  CHECK(c.to(kFloat32).to_vector<float>() == want);
+  // integer tensors never reach a convolution kernel
+  const Tensor xi = zeros({1, 1, 3, 3}, {.dtype = kInt64}), wi = zeros({1, 1, 3, 3}, {.dtype = kInt64});
+  REQUIRE_THROWS_WITH(raw::conv2d(xi, wi, Tensor(), {}), Catch::Contains("conv2d: expected a floating-point tensor"));
+}
+
 TEST_CASE("an op without a 16-bit path names the dtype and the way out", "[half]") {
   const Tensor x = half_randn({2, 4}, kBFloat16, 12);
   REQUIRE_THROWS_WITH(fused_layer_norm(x, 4, Tensor(), Tensor(), 1e-5), Catch::Contains("bfloat16"));
