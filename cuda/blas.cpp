@@ -1,4 +1,5 @@
-// GEMMs through cuBLAS, for row-major tensors.
+// GEMMs through cuBLAS, for row-major tensors: float32, float64, and bfloat16 / float16
+// on tensor cores (HalfBackend hands 16-bit products here, DeviceBackend::gemm_16bit).
 //
 // cuBLAS is column-major. A row-major matrix X (r x c, leading dim ld) is, read
 // column-major, X^T (c x r) with the same ld. So C = A @ B in row-major is computed as
@@ -75,7 +76,15 @@ void gemm_into(const char* op, const Tensor& out, const Tensor& a2, const Tensor
   if (n == 0 || m == 0) return;
   const Operand a = as_operand(a2), b = as_operand(b2);
   cublasHandle_t h = ready_handle(op);
-  if (out.dtype() == kFloat32) {
+  if (is_half(out.dtype())) {
+    // Tensor cores: 16-bit operands, products summed in float32, C rounded once (the
+    // result HalfBackend's float32 route gives, up to the order of the sums).
+    const cudaDataType_t t = out.dtype() == kBFloat16 ? CUDA_R_16BF : CUDA_R_16F;
+    const float one = 1, bt = float(beta);
+    check_blas(detail::cublas(op).gemm_ex(h, b.op, a.op, m, n, k, &one, b.t.raw_data(), t, b.ld, a.t.raw_data(), t,
+                                          a.ld, &bt, out.raw_data(), t, m, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+               op, "cublasGemmEx");
+  } else if (out.dtype() == kFloat32) {
     const float one = 1, bt = float(beta);
     check_blas(detail::cublas(op).sgemm(h, b.op, a.op, m, n, k, &one, b.t.data<float>(), b.ld, a.t.data<float>(), a.ld, &bt,
                            out.data<float>(), m),

@@ -62,6 +62,7 @@ Cublas load_cublas() {
   find(lib, kCublas, c.set_math_mode, WEFT_STR(cublasSetMathMode));
   find(lib, kCublas, c.sgemm, WEFT_STR(cublasSgemm));
   find(lib, kCublas, c.dgemm, WEFT_STR(cublasDgemm));
+  find(lib, kCublas, c.gemm_ex, WEFT_STR(cublasGemmEx));
   find(lib, kCublas, c.status_string, WEFT_STR(cublasGetStatusString));
   find(lib, kCublas, c.get_property, WEFT_STR(cublasGetProperty));
   return c;

@@ -28,6 +28,11 @@ struct Cublas {
   decltype(&cublasSetMathMode) set_math_mode;
   decltype(&cublasSgemm) sgemm;
   decltype(&cublasDgemm) dgemm;
+  // bfloat16 / float16 operands, float32 accumulation. Spelled out: C++ sees cublasGemmEx
+  // overloaded (a cudaDataType compute type is accepted too), the library exports this one.
+  cublasStatus_t (*gemm_ex)(cublasHandle_t, cublasOperation_t, cublasOperation_t, int, int, int, const void*,
+                            const void*, cudaDataType, int, const void*, cudaDataType, int, const void*, void*,
+                            cudaDataType, int, cublasComputeType_t, cublasGemmAlgo_t);
   decltype(&cublasGetStatusString) status_string;
   decltype(&cublasGetProperty) get_property;
 };

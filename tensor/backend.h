@@ -108,6 +108,10 @@ class DeviceBackend {
   virtual void bernoulli(const Tensor& dst, double p, uint64_t seed, uint64_t offset);
 
   // ---- matrix products -----------------------------------------------------------------------
+  // Whether gemm and linear take bfloat16 / float16 tensors themselves (products summed
+  // in float32, one rounding: GPU tensor cores). Otherwise half_backend.h computes them
+  // through float32 tensors.
+  virtual bool gemm_16bit() const { return false; }
   // out (n, m), contiguous = a (n, k) @ b (k, m); a and b 2-D with any strides.
   virtual void gemm(const Tensor& out, const Tensor& a, const Tensor& b);
   // out (n, out_f) = x (n, in) @ w (out_f, in)^T + bias (out_f) (bias may be undefined).

@@ -26,6 +26,13 @@ void store(const std::vector<Tensor>& outs, const std::vector<Tensor>& results) 
     if (!outs[i].is_same(results[i])) store(outs[i], results[i]);
 }
 
+// The backend of out's device when it multiplies 16-bit matrices itself; else nullptr.
+DeviceBackend* native_gemm(const Tensor& out) {
+  if (out.device().is_cpu()) return nullptr;
+  DeviceBackend& b = backend(out.device());
+  return b.gemm_16bit() ? &b : nullptr;
+}
+
 class HalfBackend final : public DeviceBackend {
  public:
   std::string name() const override { return "16-bit float (through float32)"; }
@@ -143,11 +150,14 @@ class HalfBackend final : public DeviceBackend {
     store(dst, t);
   }
 
-  // Matrix products: 16-bit operands, float32 products and sums, one rounding.
+  // Matrix products: 16-bit operands, float32 products and sums, one rounding -- by the
+  // device itself where it can (tensor cores), else through float32 tensors.
   void gemm(const Tensor& out, const Tensor& a, const Tensor& b) override {
+    if (DeviceBackend* native = native_gemm(out)) return native->gemm(out, a, b);
     store(out, raw::matmul(wide(a), wide(b)));
   }
   void linear(const Tensor& out, const Tensor& x, const Tensor& w, const Tensor& bias) override {
+    if (DeviceBackend* native = native_gemm(out)) return native->linear(out, x, w, bias);
     store(out, raw::linear(wide(x), wide(w), wide(bias)));
   }
 
