@@ -104,7 +104,8 @@ class CudaBackend final : public DeviceBackend {
     cuda::bernoulli(dst, p, seed, offset);
   }
 
-  bool gemm_16bit() const override { return true; }  // cublasGemmEx on tensor cores (cuda/blas.cpp)
+  bool gemm_16bit() const override { return true; }         // cublasGemmEx on tensor cores (cuda/blas.cpp)
+  bool conv_16bit() const override { return use_cudnn(); }  // cuDNN (cuda/conv.cpp); not the im2col fallback
   void gemm(const Tensor& out, const Tensor& a, const Tensor& b) override { cuda::gemm(out, a, b); }
   void linear(const Tensor& out, const Tensor& x, const Tensor& w, const Tensor& bias) override {
     cuda::linear(out, x, w, bias);

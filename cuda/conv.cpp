@@ -57,7 +57,14 @@ cudnnHandle_t handle(const char* op) {
   return handles[dev];
 }
 
-cudnnDataType_t dnn_type(DType dt) { return dt == kFloat64 ? CUDNN_DATA_DOUBLE : CUDNN_DATA_FLOAT; }
+cudnnDataType_t dnn_type(DType dt) {
+  switch (dt) {
+    case kFloat64: return CUDNN_DATA_DOUBLE;
+    case kBFloat16: return CUDNN_DATA_BFLOAT16;
+    case kFloat16: return CUDNN_DATA_HALF;
+    default: return CUDNN_DATA_FLOAT;
+  }
+}
 
 // The descriptors of one convolution, made from the tensors' shapes; freed on scope exit.
 struct Descriptors {
@@ -76,12 +83,14 @@ struct Descriptors {
     DNN(op, cudnnSetTensor4dDescriptor(y, CUDNN_TENSOR_NCHW, t, int(ys[0]), int(ys[1]), int(ys[2]), int(ys[3])));
     DNN(op, cudnnSetTensor4dDescriptor(b, CUDNN_TENSOR_NCHW, t, 1, int(ys[1]), 1, 1));
     DNN(op, cudnnSetFilter4dDescriptor(w, t, CUDNN_TENSOR_NCHW, int(ws[0]), int(ws[1]), int(ws[2]), int(ws[3])));
+    // 16-bit data accumulates in float32 (cuDNN's "pseudo" half / bfloat16 configuration).
     DNN(op, cudnnSetConvolution2dDescriptor(conv, int(p.padding[0]), int(p.padding[1]), int(p.stride[0]),
                                             int(p.stride[1]), int(p.dilation[0]), int(p.dilation[1]),
-                                            CUDNN_CROSS_CORRELATION, t));
+                                            CUDNN_CROSS_CORRELATION, is_half(dt) ? CUDNN_DATA_FLOAT : t));
     DNN(op, cudnnSetConvolutionGroupCount(conv, int(p.groups)));
-    // FMA math keeps float32 exact to float32 (no TF32 tensor cores) unless allowed.
-    DNN(op, cudnnSetConvolutionMathType(conv, allow_tf32() ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH));
+    // FMA math keeps float32 exact to float32 (no TF32 tensor cores) unless allowed; 16-bit
+    // data is what tensor cores are for.
+    DNN(op, cudnnSetConvolutionMathType(conv, allow_tf32() || is_half(dt) ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH));
   }
   ~Descriptors() {
     cudnnDestroyTensorDescriptor(x);

@@ -122,6 +122,9 @@ class DeviceBackend {
                           const Tensor& values, const Tensor& bias);
 
   // ---- convolution and pooling -------------------------------------------------------------
+  // Whether the three conv2d functions take bfloat16 / float16 tensors themselves (float32
+  // accumulation: cuDNN on tensor cores). Otherwise half_backend.h goes through float32.
+  virtual bool conv_16bit() const { return false; }
   virtual void conv2d(const Tensor& out, const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dParams& p);
   virtual void conv2d_backward_input(const Tensor& gx, const Tensor& grad, const Tensor& w, const Conv2dParams& p);
   virtual void conv2d_backward_weight(const Tensor& gw, const Tensor& grad, const Tensor& x, const Conv2dParams& p);

@@ -26,11 +26,17 @@ void store(const std::vector<Tensor>& outs, const std::vector<Tensor>& results) 
     if (!outs[i].is_same(results[i])) store(outs[i], results[i]);
 }
 
-// The backend of out's device when it multiplies 16-bit matrices itself; else nullptr.
+// The backend of out's device when it multiplies (native_gemm) or convolves
+// (native_conv) 16-bit tensors itself; else nullptr.
 DeviceBackend* native_gemm(const Tensor& out) {
   if (out.device().is_cpu()) return nullptr;
   DeviceBackend& b = backend(out.device());
   return b.gemm_16bit() ? &b : nullptr;
+}
+DeviceBackend* native_conv(const Tensor& out) {
+  if (out.device().is_cpu()) return nullptr;
+  DeviceBackend& b = backend(out.device());
+  return b.conv_16bit() ? &b : nullptr;
 }
 
 class HalfBackend final : public DeviceBackend {
@@ -163,12 +169,15 @@ class HalfBackend final : public DeviceBackend {
 
   void conv2d(const Tensor& out, const Tensor& x, const Tensor& w, const Tensor& bias,
               const Conv2dParams& p) override {
+    if (DeviceBackend* native = native_conv(out)) return native->conv2d(out, x, w, bias, p);
     store(out, raw::conv2d(wide(x), wide(w), wide(bias), p));
   }
   void conv2d_backward_input(const Tensor& gx, const Tensor& grad, const Tensor& w, const Conv2dParams& p) override {
+    if (DeviceBackend* native = native_conv(gx)) return native->conv2d_backward_input(gx, grad, w, p);
     store(gx, raw::conv2d_backward_input(wide(grad), wide(w), gx.shape(), p));
   }
   void conv2d_backward_weight(const Tensor& gw, const Tensor& grad, const Tensor& x, const Conv2dParams& p) override {
+    if (DeviceBackend* native = native_conv(gw)) return native->conv2d_backward_weight(gw, grad, x, p);
     store(gw, raw::conv2d_backward_weight(wide(grad), wide(x), gw.shape(), p));
   }
   void max_pool2d(const Tensor& out, const Tensor& x, const Pool2dParams& p) override {

@@ -314,6 +314,13 @@ TEST_CASE("CUDA: 16-bit tensors convert, fill and compute as on the CPU", "[cuda
           full({5}, 0.1, {.dtype = dt}).to_vector<float>());
     CHECK(max_err(ga.sum(1).to(kFloat32), ha.sum(1).to(kFloat32)) < 1e-2);
     CHECK(max_err(matmul(ga, gb.unsqueeze(1)).to(kFloat32), matmul(ha, hb.unsqueeze(1)).to(kFloat32)) < 1e-2);
+    // tensor cores (cuBLAS, cuDNN) against the CPU's float32 route, within 16-bit rounding
+    const Tensor x = rnd({2, 3, 8, 8}, 4).to(dt), w = rnd({4, 3, 3, 3}, 5).to(dt), bias = rnd({4}, 6).to(dt);
+    const Conv2dParams p{.padding = {1, 1}};
+    CHECK(max_err(conv2d(x.to(kGpu), w.to(kGpu), bias.to(kGpu), p).to(kFloat32), conv2d(x, w, bias, p).to(kFloat32)) <
+          2e-2);
+    CHECK(max_err(linear(ha.to(kGpu), rnd({5, 17}, 7).to(dt).to(kGpu)).to(kFloat32),
+                  linear(ha, rnd({5, 17}, 7).to(dt)).to(kFloat32)) < 2e-2);
   }
 }
 
