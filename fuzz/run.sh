@@ -28,8 +28,10 @@ command -v "$cxx" >/dev/null || { echo "fuzz/run.sh: $cxx not found (apt-get ins
 
 echo "==> Library under ASan + UBSan with $cxx ($build/)"
 # The library needs no fuzzer instrumentation: only the parser's coverage guides the search.
+# No OpenBLAS or oneDNN either: the target links libweft.a alone, and the tensor code the
+# parser pulls in reaches the GEMM (every op routes 16-bit tensors through float32 ones).
 opts=(--buildtype=debugoptimized -Db_sanitize=address,undefined -Db_lundef=false
-      "-Dcpp_args=-fno-sanitize-recover=all" -Dcuda=disabled -Dmpi=disabled
+      "-Dcpp_args=-fno-sanitize-recover=all" -Dcuda=disabled -Dmpi=disabled -Dblas=disabled -Donednn=disabled
       -Dtests=false -Dsamples=false -Dnative=false)
 if [ -f "$build/meson-private/coredata.dat" ]; then
   meson setup --reconfigure "$build" "${opts[@]}" >/dev/null || meson setup --wipe "$build" "${opts[@]}" >/dev/null
