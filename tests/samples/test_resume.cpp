@@ -22,6 +22,15 @@ std::string resume_error(const optim::Metadata& meta) {
   }
   return "";
 }
+
+// build/samples/train_mlp beside this test; empty (with a warning) when it or the
+// Fashion-MNIST data is missing.
+fs::path train_mlp_or_skip() {
+  const fs::path bin = fs::canonical("/proc/self/exe").parent_path().parent_path() / "samples" / "train_mlp";
+  if (fs::exists(bin) && fs::exists(data::kFashionMnistDir)) return bin;
+  WARN("train_mlp or the Fashion-MNIST data is missing; skipped");
+  return {};
+}
 }  // namespace
 
 TEST_CASE("a resumed run follows the schedule its flags ask for, and says when it differs", "[samples][resume]") {
@@ -98,11 +107,8 @@ TEST_CASE("bad resume metadata names the file, the field and the value", "[sampl
 
 TEST_CASE("train_mlp --resume with a longer --epochs warns and trains on; bad metadata stops it",
           "[samples][resume][slow]") {
-  const fs::path bin = fs::canonical("/proc/self/exe").parent_path().parent_path() / "samples" / "train_mlp";
-  if (!fs::exists(bin) || !fs::exists(data::kFashionMnistDir)) {
-    WARN("train_mlp or the Fashion-MNIST data is missing; skipped");
-    return;
-  }
+  const fs::path bin = train_mlp_or_skip();
+  if (bin.empty()) return;
   test::TempDir dir;
   auto run = [&](const std::string& args) {
     return test::run_program(bin.string(), "--limit 256 --threads 2 " + args);
@@ -126,11 +132,8 @@ TEST_CASE("train_mlp --resume with a longer --epochs warns and trains on; bad me
 }
 
 TEST_CASE("train_mlp --precision fp16 saves its loss scale and resumes with it", "[samples][resume][slow]") {
-  const fs::path bin = fs::canonical("/proc/self/exe").parent_path().parent_path() / "samples" / "train_mlp";
-  if (!fs::exists(bin) || !fs::exists(data::kFashionMnistDir)) {
-    WARN("train_mlp or the Fashion-MNIST data is missing; skipped");
-    return;
-  }
+  const fs::path bin = train_mlp_or_skip();
+  if (bin.empty()) return;
   test::TempDir dir;
   const std::string a = dir.file("A.safetensors");
   const auto first = test::run_program(bin.string(), "--limit 256 --threads 2 --precision fp16 --epochs 1 --checkpoint " + a);
