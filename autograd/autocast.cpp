@@ -22,6 +22,10 @@ namespace autocast {
 bool enabled() { return t_state.enabled; }
 DType dtype() { return t_state.dtype; }
 
+Autocast for_precision(DType precision) {
+  return Autocast(is_half(precision) ? precision : kBFloat16, is_half(precision));
+}
+
 // Tensor::to(dtype) is the differentiable cast: its backward casts the gradient back.
 Tensor lower(const Tensor& t) {
   if (!t_state.enabled || !t.defined() || t.dtype() == t_state.dtype) return t;

@@ -12,7 +12,7 @@
 // casts its float32 inputs to the autocast dtype as it runs -- a differentiable cast, so
 // the gradient flows back and arrives in float32 -- and an op on the float32 list casts
 // 16-bit inputs up. Every other op runs in its inputs' dtype, and one that mixes a 16-bit
-// tensor with a float32 one computes in float32 (raw::mixes_half).
+// tensor with a float32 one computes in float32 (tensor/cpu/elementwise.cpp, mixes_half).
 //
 //   lower precision: matmul, linear, conv2d (and so attention's two products)
 //   float32:         softmax, log_softmax, cross_entropy, nll_loss, mse_loss,
@@ -58,6 +58,11 @@ namespace autocast {
 
 bool enabled();  // on this thread
 DType dtype();   // the lower-precision dtype of the innermost scope
+
+// The scope a training precision asks for: Autocast(precision) for bfloat16 / float16,
+// a scope with autocast off for float32 -- so a loop opens it whatever the precision:
+//   { const Autocast ac = autocast::for_precision(p); loss = ...; }
+Autocast for_precision(DType precision);
 
 // For an op on the lower-precision list: t cast to dtype() when autocast is on and t is
 // float32 (or the other 16-bit type); else t itself (an undefined t stays undefined).

@@ -94,7 +94,7 @@ int main(int argc, char** argv) {
       opt.zero_grad();
       Tensor loss;
       {
-        Autocast ac(is_half(precision) ? precision : kBFloat16, is_half(precision));
+        const Autocast ac = autocast::for_precision(precision);
         loss = nn::cross_entropy((*model)(x), y, 0.1);
       }
       scaler.scale(loss).backward();

@@ -163,7 +163,6 @@ int main(int argc, char** argv) {
     optim::AdamW opt(model->parameters(), {.lr = 2e-3, .weight_decay = 0.05});
     const double label_smoothing = 0.1;
     const DType precision = parse_dtype(a.precision);
-    const bool half = is_half(precision);
     optim::GradScaler scaler({.enabled = precision == kFloat16});
 
     double fwd_ms = 0, bwd_ms = 0, opt_ms = 0;
@@ -176,7 +175,7 @@ int main(int argc, char** argv) {
       const auto t1 = Clock::now();
       Tensor loss;
       {
-        Autocast ac(half ? precision : kBFloat16, half);
+        const Autocast ac = autocast::for_precision(precision);
         loss = nn::cross_entropy((*model)(b.x), b.y, label_smoothing);
       }
       const auto t2 = Clock::now();

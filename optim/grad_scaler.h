@@ -31,11 +31,12 @@
 // exact arithmetic on powers of two and changes no result, but it still catches a step
 // whose gradients went inf or NaN and skips it. A float16 gradient (a model converted to
 // float16) is refused, as PyTorch refuses it: unscaling in float16 would underflow the
-// small gradients the scaling was there to keep. Data parallel: call it after ddp.synchronize(), so that every rank sees
-// the same summed gradients and takes the same decision (the compressing comm hooks make
-// a bucket NaN on every rank when any rank's gradient overflowed, for this). A skipped step does not count
-// in opt.steps_taken(); a schedule stepped every iteration still advances (PyTorch warns
-// about this; weft leaves it to the caller).
+// small gradients the scaling was there to keep. Data parallel: call it after
+// ddp.synchronize(), so that every rank sees the same summed gradients and takes the same
+// decision (the compressing comm hooks make a bucket NaN on every rank when any rank's
+// gradient overflowed, for this). A skipped step does not count in opt.steps_taken(); a
+// schedule stepped every iteration still advances (PyTorch warns about this; weft leaves
+// it to the caller).
 #pragma once
 
 #include <cstdint>

@@ -173,7 +173,7 @@ void train_rank(const DdpConfig& c, std::shared_ptr<Communicator> comm, std::sha
   // Each rank scores its slice of the test set; one all-reduce adds the counts.
   const ShardedTest test(data.test, rank, world);
   auto accuracy = [&] {
-    const Autocast ac = samples::precision_scope(c.t);  // evaluated in the precision it trains in
+    const Autocast ac = autocast::for_precision(c.t.precision);  // evaluated in the precision it trains in
     return test.accuracy(*comm, ddp.module(), device);
   };
 
@@ -195,7 +195,7 @@ void train_rank(const DdpConfig& c, std::shared_ptr<Communicator> comm, std::sha
     Tensor loss;
     if (b) {
       {
-        const Autocast ac = samples::precision_scope(c.t);
+        const Autocast ac = autocast::for_precision(c.t.precision);
         loss = nn::cross_entropy(ddp(b->x), b->y, r.label_smoothing);
       }
       ddp.backward(scaler.scale(loss));  // the buckets' all-reduces start during backward

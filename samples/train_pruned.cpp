@@ -143,7 +143,7 @@ void Run::train(const std::string& label, const std::function<void(int64_t)>& on
 
 void Run::end_epoch(int epoch) {
   {
-    const Autocast ac = samples::precision_scope(c_);
+    const Autocast ac = autocast::for_precision(c_.precision);
     accuracy_ = samples::evaluate(*model_, *test_, device_);
   }
   std::printf("epoch %d: test_accuracy=%.4f sparsity=%.4f\n", epoch + 1, accuracy_, pruner_->sparsity());
@@ -245,7 +245,7 @@ void Run::structured_inference_check() {
   auto small = prune::remove_pruned_channels(*model_);
   std::printf("structured removal: %lld -> %lld parameters\n%s\n", static_cast<long long>(model_->num_parameters()),
               static_cast<long long>(small->num_parameters()), small->repr().c_str());
-  const Autocast ac = samples::precision_scope(c_);  // as accuracy_ was measured
+  const Autocast ac = autocast::for_precision(c_.precision);  // as accuracy_ was measured
   const double acc_small = samples::evaluate(*small, *test_, device_);
   const double t_dense = time_inference(*model_, *test_, device_), t_small = time_inference(*small, *test_, device_);
   std::printf("inference over the test set: masked dense %.3f s, channels removed %.3f s, speedup %.2fx; "

@@ -90,7 +90,7 @@ decltype(auto) dispatch_all(DType dt, F&& f) {
 }
 
 // Every dtype, the 16-bit floats as weft::bfloat16 / weft::float16: for what only moves
-// or converts values (copy_, fill_, item, printing) on the CPU.
+// or converts values on the CPU (copy_, fill_, item, gather, random draws).
 template <class F>
 decltype(auto) dispatch_storage(DType dt, F&& f) {
   switch (dt) {

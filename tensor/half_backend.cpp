@@ -68,7 +68,7 @@ class HalfBackend final : public DeviceBackend {
     store(out, raw::where(cond, wide(a), wide(b)));
   }
   void axpy(const Tensor& dst, double alpha, const Tensor& src) override {
-    const Tensor d = raw::clone(wide(dst));
+    const Tensor d = wide(dst);  // dst is 16-bit (axpy_ routes on it): a fresh float32 copy
     raw::axpy_(d, alpha, wide(src));
     store(dst, d);
   }

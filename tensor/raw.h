@@ -224,9 +224,6 @@ void adam_step_(const std::vector<Tensor>& params, const std::vector<Tensor>& gr
 // ---- device checks shared by ops ----------------------------------------------------
 // Throws naming `op` when a and b are on different devices or have different dtypes.
 void check_same(const char* op, const Tensor& a, const Tensor& b);
-// Whether a and b mix a 16-bit float with another floating dtype (binary ops, compare and
-// where promote those, as PyTorch does; float32 with float64 stays an error).
-bool mixes_half(const Tensor& a, const Tensor& b);
 void check_cpu(const char* op, const Tensor& a);
 // Throws naming `op` when dst has elements that share memory (a size > 1 with stride 0:
 // an expanded view), where an in-place write would land on one element several times.

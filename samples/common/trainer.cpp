@@ -208,7 +208,7 @@ int run(const std::string& name, Config& c, const std::function<std::shared_ptr<
   optim::CosineWarmupLR schedule = make_schedule(c.r, *opt, loader.num_batches());
   std::printf("%s: %lld parameters, %lld training samples, %d threads, device %s, precision %s\n", name.c_str(),
               static_cast<long long>(model->num_parameters()), static_cast<long long>(train_set.size()), num_threads(),
-              device.str().c_str(), is_half(c.precision) ? dtype_name(c.precision) : "float32");
+              device.str().c_str(), dtype_name(c.precision));
   optim::GradScaler scaler({.enabled = c.precision == kFloat16});  // float16's gradients underflow without it
   const int start_epoch = c.resume.empty() ? 0 : resume(c.resume, *model, *opt, schedule, loader.num_batches(), scaler);
 
@@ -219,7 +219,7 @@ int run(const std::string& name, Config& c, const std::function<std::shared_ptr<
   else loop.step = training::autocast_step(*model, *opt, c.r.label_smoothing, c.precision, scaler);
   // The model is evaluated in the precision it trains in.
   auto test_accuracy = [&] {
-    const Autocast ac = precision_scope(c);
+    const Autocast ac = autocast::for_precision(c.precision);
     return evaluate(*model, test, device);
   };
 

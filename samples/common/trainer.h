@@ -49,12 +49,6 @@ struct FashionMnist {
 };
 FashionMnist load_data(const Config& c);
 
-// The Autocast scope --precision asks for: on in bf16 / fp16, off for fp32 (so a program
-// opens it unconditionally around a forward or an evaluation):
-//   { const Autocast ac = precision_scope(c); loss = ...; }
-inline Autocast precision_scope(const Config& c) {
-  return Autocast(is_half(c.precision) ? c.precision : kBFloat16, is_half(c.precision));
-}
 // Throws unless --precision is fp32, naming what does not support mixed precision yet.
 void require_fp32(const Config& c, const std::string& what);
 

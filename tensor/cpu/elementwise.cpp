@@ -75,12 +75,12 @@ void check_same(const char* op, const Tensor& a, const Tensor& b) {
 // promote_floating's dtype) where check_same would refuse, as in PyTorch, so that a
 // bfloat16 activation meets a float32 one under autocast; float32 with float64 is still
 // refused, as weft always has.
+namespace {
 bool mixes_half(const Tensor& a, const Tensor& b) {
   return a.defined() && b.defined() && a.dtype() != b.dtype() && is_floating(a.dtype()) && is_floating(b.dtype()) &&
          (is_half(a.dtype()) || is_half(b.dtype()));
 }
 
-namespace {
 // An in-place op's source, checked against dst: a 16-bit source for a wider destination
 // is widened (exactly); a 16-bit destination takes any floating source (the half backend
 // computes in float32 and rounds into dst; a float64 source is made float32 first).

@@ -28,7 +28,7 @@ double train_toy(DType dt, int steps) {
   for (int s = 0; s < steps; ++s) {
     Tensor loss;
     {
-      Autocast ac(dt == kFloat32 ? kBFloat16 : dt, dt != kFloat32);
+      const Autocast ac = autocast::for_precision(dt);
       loss = nn::cross_entropy(linear(linear(x, w1, b1).relu(), w2, b2), y);
     }
     opt.zero_grad();

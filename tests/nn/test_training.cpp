@@ -13,7 +13,6 @@ namespace {
 double train_and_evaluate(const data::TensorDataset& train, const data::TensorDataset& test, int epochs,
                           DType precision = kFloat32) {
   manual_seed(0);
-  const bool half = is_half(precision);
   optim::GradScaler scaler({.enabled = precision == kFloat16});
   nn::Sequential model{std::make_shared<nn::Flatten>(), std::make_shared<nn::Linear>(train.x()[0].numel(), 128),
                        std::make_shared<nn::ReLU>(), std::make_shared<nn::Linear>(128, 10)};
@@ -25,7 +24,7 @@ double train_and_evaluate(const data::TensorDataset& train, const data::TensorDa
       opt.zero_grad();
       Tensor loss;
       {
-        Autocast ac(half ? precision : kBFloat16, half);
+        const Autocast ac = autocast::for_precision(precision);
         loss = nn::cross_entropy(model(b.x), b.y);
       }
       scaler.scale(loss).backward();
@@ -34,7 +33,7 @@ double train_and_evaluate(const data::TensorDataset& train, const data::TensorDa
     }
   }
   autograd::NoGradGuard no_grad;
-  Autocast ac(half ? precision : kBFloat16, half);
+  const Autocast ac = autocast::for_precision(precision);
   Tensor pred = model(test.x()).argmax(1);
   return pred.eq(test.y()).to(kFloat64).mean().item<double>();
 }
