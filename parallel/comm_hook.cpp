@@ -2,6 +2,7 @@
 
 #include <charconv>
 #include <cmath>
+#include <string_view>
 
 #include "half_hook.h"
 #include "powersgd_hook.h"
@@ -27,14 +28,38 @@ WorkHandle AllReduceHook::reduce(size_t, GradientBucket& bucket, Communicator& c
 
 namespace {
 
-// The number after "name:" in `spec`, or NaN when it is missing or not all a number.
-double spec_number(const std::string& spec, size_t colon) {
-  if (colon == std::string::npos || colon + 1 >= spec.size()) return std::nan("");
-  const char* first = spec.data() + colon + 1;
-  const char* last = spec.data() + spec.size();
+// `text` as a number, or NaN when it is empty or not all a number.
+double spec_number(std::string_view text) {
   double v = 0;
-  const auto res = std::from_chars(first, last, v);
-  return res.ec == std::errc() && res.ptr == last ? v : std::nan("");
+  const auto res = std::from_chars(text.data(), text.data() + text.size(), v);
+  return !text.empty() && res.ec == std::errc() && res.ptr == text.data() + text.size() ? v : std::nan("");
+}
+
+bool whole(double v, double low, double high) { return v >= low && v <= high && v == std::floor(v); }
+
+// "R[,start=N][,min_rate=X]": what follows "powersgd:".
+PowerSGDOptions powersgd_options(const std::string& spec, std::string_view args) {
+  const auto usage = [&] {
+    return detail::str("comm hook '", spec, "': powersgd:R needs a whole rank R >= 1, then optionally ",
+                       ",start=N (whole N >= 0) and ,min_rate=X (X >= 0), e.g. powersgd:4 or powersgd:4,start=100");
+  };
+  PowerSGDOptions o;
+  const size_t comma = std::min(args.find(','), args.size());
+  const double rank = spec_number(args.substr(0, comma));
+  WEFT_CHECK(whole(rank, 1, 1e6), usage());
+  o.rank = static_cast<int>(rank);
+  for (size_t pos = comma; pos < args.size();) {
+    const size_t next = std::min(args.find(',', pos + 1), args.size());
+    const std::string_view item = args.substr(pos + 1, next - pos - 1);
+    const size_t eq = item.find('=');
+    const std::string_view key = item.substr(0, eq);
+    const double v = eq == std::string_view::npos ? std::nan("") : spec_number(item.substr(eq + 1));
+    if (key == "start" && whole(v, 0, 1e15)) o.start_step = static_cast<int64_t>(v);
+    else if (key == "min_rate" && v >= 0 && std::isfinite(v)) o.min_compression_rate = v;
+    else throw Error(usage());
+    pos = next;
+  }
+  return o;
 }
 
 }  // namespace
@@ -43,15 +68,12 @@ std::shared_ptr<CommHook> make_comm_hook(const std::string& spec) {
   if (spec.empty() || spec == "none") return std::make_shared<AllReduceHook>();
   if (spec == "bf16") return std::make_shared<HalfPrecisionHook>(HalfFormat::BFloat16);
   if (spec == "fp16") return std::make_shared<HalfPrecisionHook>(HalfFormat::Float16);
-  const size_t colon = spec.find(':');
+  const size_t colon = std::min(spec.find(':'), spec.size());
   const std::string kind = spec.substr(0, colon);
-  const double v = spec_number(spec, colon);
-  if (kind == "powersgd") {
-    WEFT_CHECK(v >= 1 && v <= 1e6 && v == std::floor(v), "comm hook '", spec,
-               "': powersgd:R needs a whole rank R >= 1, e.g. powersgd:4");
-    return std::make_shared<PowerSGDHook>(static_cast<int>(v));
-  }
+  const std::string_view args = std::string_view(spec).substr(std::min(colon + 1, spec.size()));
+  if (kind == "powersgd") return std::make_shared<PowerSGDHook>(powersgd_options(spec, args));
   if (kind == "topk") {
+    const double v = colon < spec.size() ? spec_number(args) : std::nan("");
     WEFT_CHECK(v > 0 && v <= 1, "comm hook '", spec, "': topk:F needs a fraction 0 < F <= 1, e.g. topk:0.01");
     return std::make_shared<TopKHook>(v);
   }

@@ -91,7 +91,9 @@ class AllReduceHook : public CommHook {
 };
 
 // A hook from its command-line spelling: "none" (or ""), "bf16", "fp16", "powersgd:R"
-// (R >= 1), "topk:F" (0 < F <= 1). Throws weft::Error naming the spec otherwise.
+// (R >= 1) optionally followed by ",start=N" (N plain all-reduces first) and
+// ",min_rate=X" (powersgd_hook.h), "topk:F" (0 < F <= 1). Throws weft::Error naming the
+// spec otherwise.
 std::shared_ptr<CommHook> make_comm_hook(const std::string& spec);
 
 }  // namespace weft::parallel

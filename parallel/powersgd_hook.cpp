@@ -64,8 +64,19 @@ void orthonormalise(float* p, int64_t rows, int r) {
 
 }  // namespace
 
-PowerSGDHook::PowerSGDHook(int rank, uint64_t seed) : rank_(rank), seed_(seed) {
-  WEFT_CHECK(rank >= 1, "PowerSGDHook: the rank must be >= 1, got ", rank);
+PowerSGDHook::PowerSGDHook(PowerSGDOptions options) : opt_(options) {
+  WEFT_CHECK(opt_.rank >= 1, "PowerSGDHook: the rank must be >= 1, got ", opt_.rank);
+  WEFT_CHECK(opt_.min_compression_rate >= 0 && std::isfinite(opt_.min_compression_rate),
+             "PowerSGDHook: min_compression_rate must be finite and >= 0, got ", opt_.min_compression_rate);
+  WEFT_CHECK(opt_.start_step >= 0, "PowerSGDHook: start_step must be >= 0, got ", opt_.start_step);
+}
+
+std::string PowerSGDHook::name() const {
+  std::string s = "powersgd:" + std::to_string(opt_.rank);
+  if (opt_.start_step != 0) s += ",start=" + std::to_string(opt_.start_step);
+  if (opt_.min_compression_rate != PowerSGDOptions{}.min_compression_rate)
+    s += ",min_rate=" + detail::str(opt_.min_compression_rate);
+  return s;
 }
 
 PowerSGDHook::State& PowerSGDHook::state_for(size_t index, const GradientBucket& bucket) {
@@ -78,15 +89,15 @@ PowerSGDHook::State& PowerSGDHook::state_for(size_t index, const GradientBucket&
     const Tensor& v = bucket.views()[k];
     Matrix m{.offset = offset, .rows = v.numel(), .cols = 1, .rank = 0, .q = {}};
     const int64_t rows = v.dim() >= 2 ? v.shape()[0] : 0, cols = rows > 0 ? v.numel() / rows : 0;
-    const int64_t r = std::min<int64_t>({rank_, rows, cols});
-    // Compressed only where P and Q are smaller than the matrix (PowerSGD at rank r sends
-    // (rows + cols) r floats): a small or thin matrix goes as it is, with the vectors.
-    if (rows > 0 && cols > 0 && (rows + cols) * r < rows * cols) {
+    const int64_t r = std::min<int64_t>({opt_.rank, rows, cols});
+    // Compressed only where P and Q, (rows + cols) r floats, are enough times smaller than
+    // the matrix: a small or thin matrix goes as it is, with the vectors.
+    if (rows > 0 && cols > 0 && opt_.min_compression_rate * double((rows + cols) * r) < double(rows * cols)) {
       m.rows = rows;
       m.cols = cols;
       m.rank = static_cast<int>(r);
       // The same seed on every rank: the same starting Q without a broadcast.
-      Generator gen(seed_ + 1000003 * index + k);
+      Generator gen(opt_.seed + 1000003 * index + k);
       m.q = randn({m.cols, m.rank}, {}, gen).to_vector<float>();
     }
     s.matrices.push_back(std::move(m));
@@ -102,6 +113,10 @@ WorkHandle PowerSGDHook::reduce(size_t index, GradientBucket& bucket, Communicat
   State& s = state_for(index, bucket);
   WEFT_CHECK(static_cast<int64_t>(s.residual.size()) == bucket.numel(), "comm hook ", name(), ": bucket ", index,
              " has ", bucket.numel(), " values but had ", s.residual.size(), " before; use one hook per DDP (and rank)");
+  if (s.reductions++ < opt_.start_step) {  // warm-up: the exact all-reduce, no memory
+    count(ring_allreduce_bytes(bucket.bytes(), comm.size()), bucket.numel(), comm.size());
+    return comm.allreduce_async(flat, ReduceOp::Sum);
+  }
   float* g = flat.data<float>();
   float* res = s.residual.data();
   // Error feedback: g becomes M = grad + residual, for every matrix (vectors have none).

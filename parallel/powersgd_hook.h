@@ -19,15 +19,20 @@
 // and the summed M has full column rank).
 //
 // Vectors (biases, norms' scales) are few bytes: they are all-reduced uncompressed, in
-// the same message as the P's; so is a matrix too small or thin to gain, where
-// (rows + cols) r' >= rows cols (PyTorch's hook has a min_compression_rate for this).
+// the same message as the P's; so is a matrix that would not shrink enough, where
+// rows cols < min_compression_rate (rows + cols) r' (PyTorch's hook, same default 2: the
+// first conv's (32, 9) weight at rank 4 would shrink 1.8x and lose accuracy for it).
+//
+// WARM-UP. The first start_step reductions of each bucket are plain all-reduces (PyTorch's
+// start_powerSGD_iter); the residual starts at zero after them. Early gradients are large
+// and change fast, which is where a rank-r memory lags most. Off by default: those steps
+// pay full price, and the run's average bytes per step rise with them.
 //
 // INF AND NaN. A rank whose gradient overflowed (a GradScaler step about to be skipped)
 // makes the summed P non-finite on every rank; then the bucket becomes NaN everywhere,
 // so every rank's scaler skips, and the residual and Q stay as they were -- one bad step
-// does not poison the memory. Unlike PyTorch's hook, there are no warm-up iterations of
-// plain all-reduce (start_powerSGD_iter) and P is orthonormalised by Gram-Schmidt, done
-// twice, rather than QR. Q starts as Gaussian noise from a seed that depends only
+// does not poison the memory. Unlike PyTorch's hook, P is orthonormalised by Gram-Schmidt
+// done twice (PyTorch: once, or QR). Q starts as Gaussian noise from a seed that depends only
 // on (bucket, parameter), so it is the same on every rank without a broadcast.
 //
 // BYTES: two float32 all-reduces per bucket, of sum(rows * r') + the vectors and of
@@ -43,10 +48,19 @@
 
 namespace weft::parallel {
 
+struct PowerSGDOptions {
+  int rank = 1;                        // r: the approximation's rank (PyTorch: matrix_approximation_rank)
+  double min_compression_rate = 2.0;   // compress a matrix only where it shrinks this many times
+  int64_t start_step = 0;              // plain all-reduces per bucket before compressing
+  uint64_t seed = 0x9053d;             // of the first Q, the same on every rank
+};
+
 class PowerSGDHook : public CommHook {
  public:
-  explicit PowerSGDHook(int rank, uint64_t seed = 0x9053d);
-  std::string name() const override { return "powersgd:" + std::to_string(rank_); }
+  explicit PowerSGDHook(PowerSGDOptions options);
+  explicit PowerSGDHook(int rank) : PowerSGDHook(PowerSGDOptions{.rank = rank}) {}
+  // "powersgd:R", with ",start=N" and ",min_rate=X" where they are not the defaults.
+  std::string name() const override;
   WorkHandle reduce(size_t index, GradientBucket& bucket, Communicator& comm) override;
 
   // The bucket's residual memory, laid out like its flat buffer (0 where vectors sit);
@@ -61,13 +75,13 @@ class PowerSGDHook : public CommHook {
     std::vector<float> q;  // (cols, rank), row-major: the warm start
   };
   struct State {
+    int64_t reductions = 0;  // reduce() calls so far: the first start_step are plain
     std::vector<Matrix> matrices;
     std::vector<float> residual;  // (bucket numel)
   };
   State& state_for(size_t index, const GradientBucket& bucket);
 
-  int rank_;
-  uint64_t seed_;
+  PowerSGDOptions opt_;
   std::map<size_t, State> states_;
 };
 

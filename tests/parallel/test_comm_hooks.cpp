@@ -124,10 +124,16 @@ TEST_CASE("make_comm_hook parses the flag's spellings", "[comm_hooks][parallel]"
   CHECK(make_comm_hook("bf16")->name() == "bf16");
   CHECK(make_comm_hook("fp16")->name() == "fp16");
   CHECK(make_comm_hook("powersgd:4")->name() == "powersgd:4");
+  CHECK(make_comm_hook("powersgd:4,start=100")->name() == "powersgd:4,start=100");
+  CHECK(make_comm_hook("powersgd:2,min_rate=1")->name() == "powersgd:2,min_rate=1");
+  CHECK(make_comm_hook("powersgd:2,min_rate=0,start=0")->name() == "powersgd:2,min_rate=0");
   CHECK(make_comm_hook("topk:0.01")->name() == "topk:0.01");
   CHECK(make_comm_hook("none")->asynchronous());
   CHECK_FALSE(make_comm_hook("bf16")->asynchronous());
-  for (const char* bad : {"powersgd", "powersgd:0", "powersgd:2.5", "topk:0", "topk:1.5", "topk:x", "int8"})
+  for (const char* bad : {"powersgd", "powersgd:0", "powersgd:2.5", "powersgd:4,", "powersgd:4,start=-1",
+                          "powersgd:4,start=1.5", "powersgd:4,start", "powersgd:4,rank=2", "powersgd:4,min_rate=-1",
+                          "powersgd:4,min_rate=nan", "powersgd:,start=1", "topk:0", "topk:1.5", "topk:x", "topk",
+                          "int8"})
     CHECK_THROWS_WITH(make_comm_hook(bad), Contains(bad));
 }
 
@@ -179,7 +185,10 @@ TEST_CASE("PowerSGD is exact when its rank reaches the matrices' rows", "[comm_h
   for (int n : {2, 3}) {
     DYNAMIC_SECTION(n << " ranks") {
       // rank 6: (6,5) -> r' = 5 = cols, (3,4) -> r' = 3 = rows; the vector goes as it is.
-      const auto res = reduce_on_ranks(n, 3, [] { return std::make_shared<PowerSGDHook>(6); });
+      // min_compression_rate 0 compresses them although P and Q are larger than M.
+      const auto res = reduce_on_ranks(
+          n, 3, [] { return std::make_shared<PowerSGDHook>(PowerSGDOptions{.rank = 6, .min_compression_rate = 0}); });
+      CHECK(res[0].stats.compression() < 1.0);  // compressed indeed: more bytes than float32
       require_same_on_all_ranks(res);
       for (int s = 0; s < 3; ++s)
         for (size_t i = 0; i < res[0].sums[s].size(); ++i) {
@@ -198,7 +207,8 @@ TEST_CASE("PowerSGD and top-k: applied sums plus residuals equal the true sums",
     const char* name;
     std::function<std::shared_ptr<CommHook>()> make;
   };
-  const std::vector<Case> cases = {{"powersgd:1", [] { return std::make_shared<PowerSGDHook>(1); }},
+  // min_compression_rate 1: both matrices compressed (the default 2 leaves (3,4) alone).
+  const std::vector<Case> cases = {{"powersgd:1", [] { return std::make_shared<PowerSGDHook>(PowerSGDOptions{.rank = 1, .min_compression_rate = 1}); }},
                                    {"topk:0.1", [] { return std::make_shared<TopKHook>(0.1); }}};
   for (const Case& c : cases)
     for (int n : {2, 3}) {
@@ -233,7 +243,8 @@ TEST_CASE("PowerSGD and top-k: applied sums plus residuals equal the true sums",
 
 TEST_CASE("DDP with every comm hook: identical parameters on every rank", "[comm_hooks][ddp][parallel]") {
   constexpr int kSteps = 3, kBatch = 12;
-  for (const char* spec : {"none", "bf16", "fp16", "powersgd:2", "topk:0.2"})
+  // min_rate=1: the tiny MLP's (8,6) and (3,8) weights shrink less than PowerSGD's default 2x.
+  for (const char* spec : {"none", "bf16", "fp16", "powersgd:2,min_rate=1", "topk:0.2"})
     for (int n : {2, 3}) {
       DYNAMIC_SECTION(spec << ", " << n << " ranks") {
         auto initial = weft::test::make_tiny_mlp();
@@ -326,4 +337,47 @@ TEST_CASE("DDP deterministic mode takes the default hook, explicit or not", "[co
     DistributedDataParallel b(weft::test::make_tiny_mlp(), comm,
                               {.deterministic = true, .comm_hook = make_comm_hook("none")});
   }));
+}
+
+TEST_CASE("PowerSGD warm-up: the first start_step reductions are exact and leave no residual",
+          "[comm_hooks][parallel]") {
+  constexpr int kSteps = 6, kStart = 2;
+  const auto res = reduce_on_ranks(2, kSteps, [] {
+    return std::make_shared<PowerSGDHook>(PowerSGDOptions{.rank = 1, .min_compression_rate = 1, .start_step = kStart});
+  });
+  require_same_on_all_ranks(res);
+  double applied_minus_truth = 0;
+  for (int s = 0; s < kSteps; ++s)
+    for (size_t i = 0; i < 46; ++i) {
+      const double exact = double(rank_grad(46, 0, s)[i]) + rank_grad(46, 1, s)[i];
+      if (s < kStart) CHECK(res[0].sums[size_t(s)][i] == Approx(exact).margin(1e-4));
+      applied_minus_truth += res[0].sums[size_t(s)][i] - exact;
+    }
+  // Compressed from step kStart on: not exact, but what is missing sits in the residuals.
+  bool any_inexact = false;
+  for (size_t i = 0; i < 46; ++i)
+    any_inexact |= std::abs(res[0].sums[kStart][i] - (double(rank_grad(46, 0, kStart)[i]) + rank_grad(46, 1, kStart)[i])) > 1e-2;
+  CHECK(any_inexact);
+  double residuals = 0;
+  for (const RankResult& r : res)
+    for (float v : r.residual) residuals += v;
+  CHECK(applied_minus_truth + residuals == Approx(0).margin(1e-3));
+  // Bytes: full float32 for the warm-up, then P (6+4+3) and Q (5+4) floats.
+  const int64_t compressed = ring_allreduce_bytes(13 * 4, 2) + ring_allreduce_bytes(9 * 4, 2);
+  CHECK(res[0].stats.bytes_sent == kStart * ring_allreduce_bytes(46 * 4, 2) + (kSteps - kStart) * compressed);
+}
+
+TEST_CASE("PowerSGD min_compression_rate: a matrix that would not shrink enough goes exact",
+          "[comm_hooks][parallel]") {
+  // At rank 1 the (6,5) matrix shrinks 30/11 = 2.7x and the (3,4) one 12/7 = 1.7x: the
+  // default rate 2 compresses only the first; the (3,4) values (the last 12) stay exact.
+  const auto res = reduce_on_ranks(2, 3, [] { return std::make_shared<PowerSGDHook>(1); });
+  require_same_on_all_ranks(res);
+  for (int s = 0; s < 3; ++s)
+    for (size_t i = 30; i < 46; ++i)  // the vector and the (3,4) matrix
+      CHECK(res[0].sums[size_t(s)][i] == Approx(double(rank_grad(46, 0, s)[i]) + rank_grad(46, 1, s)[i]).margin(1e-4));
+  for (const RankResult& r : res)
+    for (size_t i = 30; i < 46; ++i) CHECK(r.residual[i] == 0.0f);
+  // P: 6 rows + the 4 + 12 exact values; Q: 5 columns.
+  CHECK(res[0].stats.bytes_sent == 3 * (ring_allreduce_bytes((6 + 16) * 4, 2) + ring_allreduce_bytes(5 * 4, 2)));
 }
