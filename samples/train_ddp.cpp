@@ -159,10 +159,12 @@ void train_rank(const DdpConfig& c, std::shared_ptr<Communicator> comm, std::sha
                 c.no_overlap || c.deterministic || !ddp.comm_hook().asynchronous() ? "off" : "on",
                 c.deterministic ? ", deterministic" : "", ddp.comm_hook().name().c_str());
 
+  optim::GradScaler scaler({.enabled = c.t.precision == kFloat16});  // --precision fp16's loss scale
   int start_epoch = 0;
-  if (!c.t.resume.empty()) {  // every rank reads the same file: same parameters, same optimizer state
+  if (!c.t.resume.empty()) {  // every rank reads the same file: same parameters, optimizer state, loss scale
     const optim::Metadata meta = optim::load_checkpoint(c.t.resume, ddp.module(), opt.get());
     check_resume_algorithm(c.t.resume, meta, "ddp");
+    samples::load_scaler(c.t.resume, meta, scaler);
     const samples::ResumePoint rp = samples::read_resume_point(c.t.resume, meta);
     start_epoch = rp.epoch;
     const std::string warning = samples::resume_schedule(rp, schedule, opt->steps_taken(), loader.num_batches());
@@ -189,7 +191,6 @@ void train_rank(const DdpConfig& c, std::shared_ptr<Communicator> comm, std::sha
   // to the all-reduces) and steps, so its parameters stay the same as the others'.
   // --precision bf16/fp16: the forward under Autocast; fp16 scales the loss. Every rank
   // sees the same averaged gradients, so all skip an overflowing step together.
-  optim::GradScaler scaler({.enabled = c.t.precision == kFloat16});
   loop.step = [&](const std::optional<data::Batch>& b) {
     opt->zero_grad();
     Tensor loss;
@@ -209,11 +210,14 @@ void train_rank(const DdpConfig& c, std::shared_ptr<Communicator> comm, std::sha
   double acc = 0;
   loop.epoch_end = [&](int epoch) {
     acc = accuracy();
-    if (lead) std::printf("epoch %d: test_accuracy=%.4f lr=%.2e\n", epoch + 1, acc, opt->lr());
+    if (lead)
+      std::printf("epoch %d: test_accuracy=%.4f lr=%.2e%s\n", epoch + 1, acc, opt->lr(),
+                  samples::scaler_text(scaler).c_str());
     if (lead && epoch == start_epoch && !device.is_cuda()) std::printf("%s\n", gemm_report().c_str());
     if (lead && !c.t.checkpoint.empty()) {  // with what train_mlp/train_cnn --resume expect
       optim::Metadata meta = samples::checkpoint_metadata("train_ddp", epoch + 1, schedule, loader.num_batches());
       meta["world_size"] = std::to_string(world);
+      samples::save_scaler(scaler, meta);
       optim::save_checkpoint(c.t.checkpoint, ddp.module(), opt.get(), meta);
     }
     comm->barrier();  // nobody races ahead of (or resumes from) a half-written checkpoint

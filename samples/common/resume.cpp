@@ -2,6 +2,7 @@
 
 #include <charconv>
 #include <climits>
+#include <cmath>
 
 #include "../../tensor/generator.h"
 
@@ -84,6 +85,28 @@ std::string resume_schedule(const ResumePoint& rp, optim::CosineWarmupLR& schedu
                      rp.epoch + 1, " (step ", step, ", lr ", schedule.lr_at(step),
                      "), as a run with these flags would. To continue the saved schedule instead, resume with ",
                      flags_for(*rp.schedule, mine), ".");
+}
+
+void save_scaler(const optim::GradScaler& scaler, optim::Metadata& meta) {
+  if (!scaler.is_enabled()) return;
+  meta["grad_scale"] = exact(scaler.get_scale());
+  meta["grad_scale_growth_tracker"] = std::to_string(scaler.growth_tracker());
+}
+
+void load_scaler(const std::string& path, const optim::Metadata& meta, optim::GradScaler& scaler) {
+  if (!scaler.is_enabled() || !meta.count("grad_scale")) return;
+  const double scale = optim::metadata_double(path, meta, "grad_scale");
+  const int64_t tracker = optim::metadata_int(path, meta, "grad_scale_growth_tracker");
+  WEFT_CHECK(std::isfinite(scale) && scale > 0, path, ": metadata field 'grad_scale' is '", meta.at("grad_scale"),
+             "', not a positive finite loss scale");
+  WEFT_CHECK(tracker >= 0, path, ": metadata field 'grad_scale_growth_tracker' is ", tracker, ", not a count");
+  scaler.load_state_dict({{"scale", full({}, scale, {.dtype = kFloat64})},
+                          {"growth_tracker", full({}, double(tracker), {.dtype = kInt64})}});
+}
+
+std::string scaler_text(const optim::GradScaler& scaler) {
+  if (!scaler.is_enabled()) return "";
+  return detail::str(" loss_scale=", scaler.get_scale(), " skipped_steps=", scaler.skipped_steps());
 }
 
 }  // namespace weft::samples

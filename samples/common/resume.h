@@ -19,6 +19,7 @@
 #include <optional>
 #include <string>
 
+#include "../../optim/grad_scaler.h"
 #include "../../optim/optim.h"
 
 namespace weft::samples {
@@ -54,5 +55,14 @@ ResumePoint read_resume_point(const std::string& path, const optim::Metadata& me
 // continue the saved one), or "" when there is nothing to say.
 std::string resume_schedule(const ResumePoint& rp, optim::CosineWarmupLR& schedule, int64_t steps_taken,
                             int64_t steps_per_epoch);
+
+// A float16 run's loss scale rides in the checkpoint's metadata ("grad_scale",
+// "grad_scale_growth_tracker"), so a resumed run goes on with the scale it had rather
+// than climbing down from 65536 again through skipped steps. Nothing for a disabled
+// scaler (float32, bf16); loading a checkpoint without the fields leaves it as it is.
+void save_scaler(const optim::GradScaler& scaler, optim::Metadata& meta);
+void load_scaler(const std::string& path, const optim::Metadata& meta, optim::GradScaler& scaler);
+// " loss_scale=S skipped_steps=N" for the epoch line, or "" for a disabled scaler.
+std::string scaler_text(const optim::GradScaler& scaler);
 
 }  // namespace weft::samples

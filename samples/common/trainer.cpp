@@ -158,23 +158,8 @@ class GraphedStep {
   int eager_steps_ = 0;
 };
 
-// Loads the --resume checkpoint into model and opt and moves the schedule and the
-// generator to where it was saved. Returns the epoch to continue at.
-// A float16 run's loss scale rides in the checkpoint's metadata ("grad_scale",
-// "grad_scale_growth_tracker"), so a resumed run goes on with the scale it had.
-void save_scaler(const optim::GradScaler& scaler, optim::Metadata& meta) {
-  if (!scaler.is_enabled()) return;
-  meta["grad_scale"] = detail::str(std::setprecision(17), scaler.get_scale());
-  meta["grad_scale_growth_tracker"] = std::to_string(scaler.growth_tracker());
-}
-
-void load_scaler(const std::string& path, const optim::Metadata& meta, optim::GradScaler& scaler) {
-  if (!scaler.is_enabled() || !meta.count("grad_scale")) return;  // a float32 / bf16 checkpoint: start afresh
-  scaler.load_state_dict(
-      {{"scale", full({}, optim::metadata_double(path, meta, "grad_scale"), {.dtype = kFloat64})},
-       {"growth_tracker", full({}, double(optim::metadata_int(path, meta, "grad_scale_growth_tracker")), {.dtype = kInt64})}});
-}
-
+// Loads the --resume checkpoint into model, opt and scaler and moves the schedule and
+// the generator to where it was saved. Returns the epoch to continue at.
 int resume(const std::string& path, nn::Module& model, optim::Optimizer& opt, optim::CosineWarmupLR& schedule,
            int64_t steps_per_epoch, optim::GradScaler& scaler) {
   const optim::Metadata meta = optim::load_checkpoint(path, model, &opt);
@@ -235,8 +220,7 @@ int run(const std::string& name, Config& c, const std::function<std::shared_ptr<
                   static_cast<long long>(cuda::memory_stats(device.index).malloc_calls - mallocs_before));
     accuracy = test_accuracy();
     std::printf("epoch %d: test_accuracy=%.4f lr=%.2e%s\n", epoch + 1, accuracy, opt->lr(),
-                scaler.is_enabled() ? detail::str(" loss_scale=", scaler.get_scale(), " skipped_steps=",
-                                                  scaler.skipped_steps()).c_str() : "");
+                scaler_text(scaler).c_str());
     // Which CPU GEMM kernels ran, once the first epoch has met every shape (tensor/kernels.h).
     if (epoch == start_epoch && !device.is_cuda()) std::printf("%s\n", gemm_report().c_str());
     if (!c.checkpoint.empty()) {

@@ -105,6 +105,20 @@ TEST_CASE("bad resume metadata names the file, the field and the value", "[sampl
   CHECK(resume_error(bad_lr) == "");
 }
 
+TEST_CASE("a bad loss scale in a checkpoint names the file and the field", "[samples][resume]") {
+  optim::GradScaler scaler;
+  for (const char* bad : {"-1", "0", "inf", "nan"}) {
+    INFO(bad);
+    CHECK_THROWS_WITH(samples::load_scaler("run.safetensors", {{"grad_scale", bad}, {"grad_scale_growth_tracker", "0"}}, scaler),
+                      Contains("run.safetensors: metadata field 'grad_scale'"));
+  }
+  CHECK_THROWS_WITH(samples::load_scaler("run.safetensors", {{"grad_scale", "8"}, {"grad_scale_growth_tracker", "-2"}}, scaler),
+                    Contains("run.safetensors: metadata field 'grad_scale_growth_tracker'"));
+  samples::load_scaler("run.safetensors", {{"grad_scale", "8"}, {"grad_scale_growth_tracker", "3"}}, scaler);
+  CHECK(scaler.get_scale() == 8.0);
+  CHECK(scaler.growth_tracker() == 3);
+}
+
 TEST_CASE("train_mlp --resume with a longer --epochs warns and trains on; bad metadata stops it",
           "[samples][resume][slow]") {
   const fs::path bin = train_mlp_or_skip();
@@ -148,6 +162,30 @@ TEST_CASE("train_mlp --precision fp16 saves its loss scale and resumes with it",
   nn::save_safetensors(dir.file("B.safetensors"), f.tensors, f.metadata);
   const auto second = test::run_program(bin.string(), "--limit 256 --threads 2 --precision fp16 --epochs 2 --resume " +
                                                           dir.file("B.safetensors"));
+  INFO(second.second);
+  REQUIRE(second.first == 0);
+  CHECK_THAT(second.second, Contains("epoch 2: test_accuracy") && Contains("loss_scale=1024 "));
+}
+
+TEST_CASE("train_ddp --precision fp16 saves its loss scale and resumes with it", "[samples][resume][slow]") {
+  const fs::path bin = fs::canonical("/proc/self/exe").parent_path().parent_path() / "samples" / "train_ddp";
+  if (!fs::exists(bin) || !fs::exists(data::kFashionMnistDir)) {
+    WARN("train_ddp or the Fashion-MNIST data is missing; skipped");
+    return;
+  }
+  test::TempDir dir;
+  const std::string args = "--model mlp --replicas 2 --limit 256 --batch-size 64 --precision fp16 ";
+  const std::string a = dir.file("A.safetensors");
+  const auto first = test::run_program(bin.string(), args + "--epochs 1 --checkpoint " + a);
+  INFO(first.second);
+  REQUIRE(first.first == 0);
+  CHECK_THAT(first.second, Contains("loss_scale="));
+  nn::SafeTensors f = nn::load_safetensors(a);
+  REQUIRE(f.metadata.count("grad_scale") == 1);
+  f.metadata["grad_scale"] = "1024";  // not a scale the run could reach by itself in 4 steps
+  f.metadata["grad_scale_growth_tracker"] = "0";
+  nn::save_safetensors(dir.file("B.safetensors"), f.tensors, f.metadata);
+  const auto second = test::run_program(bin.string(), args + "--epochs 2 --resume " + dir.file("B.safetensors"));
   INFO(second.second);
   REQUIRE(second.first == 0);
   CHECK_THAT(second.second, Contains("epoch 2: test_accuracy") && Contains("loss_scale=1024 "));
