@@ -25,7 +25,8 @@
 // plain model) can load them.
 //
 // --comm-hook picks how DDP reduces each gradient bucket (parallel/comm_hook.h): none
-// (the exact float32 all-reduce), bf16, fp16, powersgd:R or topk:F; rank 0 then prints
+// (the exact float32 all-reduce), bf16, fp16, powersgd:R (",start=N,min_rate=X" tune it)
+// or topk:F; rank 0 then prints
 // the bytes it sent per step next to what float32 would have sent.
 //
 // --algorithm ps trains without DDP, through the asynchronous parameter server
@@ -455,7 +456,8 @@ int main(int argc, char** argv) {
       ->check(samples::whole_number(0))
       ->capture_default_str();
   app.add_flag("--mpi-polled", c.mpi_polled, "mpi: MPI_Iallreduce polled by weft instead of MPI_Allreduce");
-  app.add_option("--comm-hook", c.comm_hook, "how gradients are reduced: none, bf16, fp16, powersgd:R, topk:F")
+  app.add_option("--comm-hook", c.comm_hook,
+                 "how gradients are reduced: none, bf16, fp16, powersgd:R[,start=N][,min_rate=X], topk:F")
       ->check([](const std::string& spec) {
         try {
           parallel::make_comm_hook(spec);
