@@ -57,6 +57,11 @@ class DynamicSparse {
   void update(double f);
   const DynamicSparseOptions options;
 
+  // Where SET's random draws stand, for a checkpoint: a resumed run that sets it back
+  // grows the same connections as a run that never stopped.
+  uint64_t generator_offset() const { return gen_.offset(); }
+  void set_generator_offset(uint64_t offset) { gen_.set_offset(offset); }
+
  private:
   Tensor grow_scores(size_t i, const Tensor& inactive) const;
 

@@ -20,6 +20,11 @@
 // With --model cnn --method structured, the pruned channels are then removed and the
 // dense and the smaller model's inference timed. The last line is always
 // `test_accuracy=<value> sparsity=<value>`.
+//
+// --checkpoint saves, after every epoch, the weights with their masks (buffers of the
+// model), the optimizer, and where the schedules and random draws stand; --resume goes
+// on from it with the same pruning flags (checked). --schedule lottery does not resume:
+// its rounds rewind to weights of the first round, which a checkpoint does not hold.
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cmath>
@@ -29,6 +34,7 @@
 #include "../training/loop.h"
 #include "common/flags.h"
 #include "common/models.h"
+#include "common/resume.h"
 #include "common/trainer.h"
 
 using namespace weft;
@@ -105,7 +111,16 @@ class Run {
   void train(const std::string& label, const std::function<void(int64_t)>& on_step,
              const std::function<void(int64_t)>& before_backward = {});
   // Evaluates, prints the epoch's line and saves the --checkpoint.
-  void end_epoch(int epoch);
+  void end_epoch(int epoch, const optim::CosineWarmupLR& schedule, int64_t steps_per_epoch);
+  // Loads --resume into the model and the fresh optimizer, and moves the schedule and the
+  // generators to where it was saved. Returns the epoch to continue at.
+  int resume(optim::CosineWarmupLR& schedule, int64_t steps_per_epoch);
+  // The flags that shape the masks, as saved in a checkpoint and checked on --resume.
+  std::string pruning_flags() const;
+  void evaluate() {
+    const Autocast ac = autocast::for_precision(c_.precision);
+    accuracy_ = samples::evaluate(*model_, *test_, device_);
+  }
   void report(const std::string& when) {
     std::printf("sparsity after %s:\n%s", when.c_str(), pruner_->sparsity_report().c_str());
   }
@@ -119,6 +134,8 @@ class Run {
   std::shared_ptr<nn::Sequential> model_;
   std::unique_ptr<prune::Pruner> pruner_;
   std::unique_ptr<optim::Optimizer> opt_;
+  std::unique_ptr<prune::DynamicSparse> dst_;  // rigl, set: made at the first step (it needs opt_)
+  std::optional<uint64_t> dst_offset_;         // its generator's, from --resume
   optim::GradScaler scaler_{{.enabled = c_.precision == kFloat16}};  // --precision fp16
   int64_t steps_per_run_ = 0;
   double accuracy_ = 0;
@@ -133,35 +150,68 @@ void Run::train(const std::string& label, const std::function<void(int64_t)>& on
   pruner_->attach(*opt_);
   data::DataLoader loader(*train_, {.batch_size = c_.r.batch_size, .shuffle = true, .seed = c_.seed});
   optim::CosineWarmupLR schedule = samples::make_schedule(c_.r, *opt_, loader.num_batches());
+  const int64_t steps_per_epoch = loader.num_batches();
+  // Every schedule but lottery trains once: a --resume checkpoint belongs to that run.
+  const int first_epoch = c_.resume.empty() ? 0 : resume(schedule, steps_per_epoch);
   training::Loop loop{.opt = *opt_, .schedule = schedule, .loader = loader, .device = device_,
                    .epochs = c_.r.epochs, .label = label,
                    .step = training::autocast_step(*model_, *opt_, c_.r.label_smoothing, c_.precision, scaler_),
                    .before_step = before_backward, .after_step = on_step,
-                   .epoch_end = [this](int epoch) { end_epoch(epoch); }};
-  loop.run();
+                   .epoch_end = [&](int epoch) { end_epoch(epoch, schedule, steps_per_epoch); }};
+  loop.run(first_epoch);
+  if (first_epoch >= c_.r.epochs) evaluate();  // the checkpoint was the end: nothing left to train
 }
 
-void Run::end_epoch(int epoch) {
-  {
-    const Autocast ac = autocast::for_precision(c_.precision);
-    accuracy_ = samples::evaluate(*model_, *test_, device_);
-  }
-  std::printf("epoch %d: test_accuracy=%.4f sparsity=%.4f\n", epoch + 1, accuracy_, pruner_->sparsity());
+std::string Run::pruning_flags() const {
+  return detail::str("model=", f_.model, " method=", f_.method, " schedule=", f_.schedule, " sparsity=", f_.sparsity,
+                     " nm=", f_.nm, " prune_at=", f_.prune_at, " interval=", f_.interval, " drop_fraction=", f_.alpha);
+}
+
+int Run::resume(optim::CosineWarmupLR& schedule, int64_t steps_per_epoch) {
+  const std::string& path = c_.resume;
+  const optim::Metadata meta = optim::load_checkpoint(path, *model_, opt_.get());
+  const auto field = [&](const std::string& k) { return meta.count(k) ? "'" + meta.at(k) + "'" : "(missing)"; };
+  WEFT_CHECK(field("sample") == "'train_pruned'", path, ": saved by ", field("sample"), ", not train_pruned");
+  WEFT_CHECK(field("pruning") == "'" + pruning_flags() + "'", path, ": saved with pruning flags ", field("pruning"),
+             " but this run has '", pruning_flags(), "'; resume with the same ones");
+  const samples::ResumePoint rp = samples::read_resume_point(path, meta);
+  WEFT_CHECK(rp.generator_offset, path, ": the checkpoint's metadata has no 'generator_offset' field");
+  default_generator().set_offset(*rp.generator_offset);
+  gen_.set_offset(optim::metadata_uint(path, meta, "prune_generator_offset"));
+  if (meta.count("dynamic_sparse_generator_offset"))
+    dst_offset_ = optim::metadata_uint(path, meta, "dynamic_sparse_generator_offset");
+  samples::load_scaler(path, meta, scaler_);
+  const std::string warning = samples::resume_schedule(rp, schedule, opt_->steps_taken(), steps_per_epoch);
+  if (!warning.empty()) std::fprintf(stderr, "%s\n", warning.c_str());
+  std::printf("resumed from %s at epoch %d (step %lld), sparsity %.4f\n", path.c_str(), rp.epoch,
+              static_cast<long long>(opt_->steps_taken()), pruner_->sparsity());
+  return rp.epoch;
+}
+
+void Run::end_epoch(int epoch, const optim::CosineWarmupLR& schedule, int64_t steps_per_epoch) {
+  evaluate();
+  std::printf("epoch %d: test_accuracy=%.4f sparsity=%.4f%s\n", epoch + 1, accuracy_, pruner_->sparsity(),
+              samples::scaler_text(scaler_).c_str());
   if (!gemm_reported_ && !device_.is_cuda()) std::printf("%s\n", gemm_report().c_str());  // the CPU GEMM kernels, once
   gemm_reported_ = true;
+  if (c_.checkpoint.empty()) return;
   // The masks are buffers of the model: the checkpoint carries them, and loading it
   // needs a model pruned the same way (strict keys).
-  if (!c_.checkpoint.empty())
-    optim::save_checkpoint(c_.checkpoint, *model_, opt_.get(),
-                           {{"epoch", std::to_string(epoch + 1)}, {"sample", "train_pruned"},
-                            {"schedule", f_.schedule}, {"method", f_.method}});
+  optim::Metadata meta = samples::checkpoint_metadata("train_pruned", epoch + 1, schedule, steps_per_epoch);
+  meta["schedule"] = f_.schedule;
+  meta["method"] = f_.method;
+  meta["pruning"] = pruning_flags();
+  meta["prune_generator_offset"] = std::to_string(gen_.offset());
+  if (dst_) meta["dynamic_sparse_generator_offset"] = std::to_string(dst_->generator_offset());
+  samples::save_scaler(scaler_, meta);
+  optim::save_checkpoint(c_.checkpoint, *model_, opt_.get(), meta);
 }
 
 int Run::main() {
   WEFT_CHECK(!c_.cuda_graph, "--cuda-graph: train_pruned changes masks between steps, which a captured graph ",
              "would not see; run it eagerly");
-  WEFT_CHECK(c_.resume.empty(), "--resume: train_pruned does not resume (its schedules restart); load the ",
-             "--checkpoint into a model pruned the same way instead");
+  WEFT_CHECK(c_.resume.empty() || f_.schedule != "lottery", "--resume: --schedule lottery does not resume (its ",
+             "rounds rewind to weights of the first round, which a checkpoint does not hold); run it again");
   if (c_.threads > 0) set_num_threads(c_.threads);
   manual_seed(c_.seed);
   samples::FashionMnist d = samples::load_data(c_);
@@ -218,15 +268,17 @@ int Run::main() {
     prune_to(*pruner_, f_, f_.sparsity, gen_);
     report("initial pruning");
     auto grow = s == "rigl" ? prune::DynamicSparseOptions::Grow::Gradient : prune::DynamicSparseOptions::Grow::Random;
-    // The optimizer changes with every train() call; DynamicSparse needs the current one.
-    std::unique_ptr<prune::DynamicSparse> dst;
+    // Made at the first step: it needs the optimizer train() makes (and --resume loads).
     auto options = prune::DynamicSparseOptions{.grow = grow, .alpha = f_.alpha, .interval = f_.interval,
                                                .end_step = steps_per_run_ * 3 / 4, .seed = c_.seed};
     train(
-        "", [&](int64_t t) { dst->after_step(t); },
+        "", [&](int64_t t) { dst_->after_step(t); },
         [&](int64_t t) {
-          if (!dst) dst = std::make_unique<prune::DynamicSparse>(*pruner_, options, opt_.get());
-          dst->before_backward(t);
+          if (!dst_) {
+            dst_ = std::make_unique<prune::DynamicSparse>(*pruner_, options, opt_.get());
+            if (dst_offset_) dst_->set_generator_offset(*dst_offset_);
+          }
+          dst_->before_backward(t);
         });
     report("dynamic sparse training");
   } else {

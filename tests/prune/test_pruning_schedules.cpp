@@ -153,3 +153,33 @@ TEST_CASE("SET regrows at random and keeps the sparsity fixed", "[prune]") {
   CHECK(pruner.nonzeros() == active);
   CHECK_FALSE(equal(start, pruner.mask(0)));
 }
+
+TEST_CASE("SET resumed from its generator offset grows what an uninterrupted run grows", "[prune]") {
+  // Two models pruned alike; A updates three times, B twice, then a fresh DynamicSparse
+  // on B, given A's offset after two updates (what a checkpoint saves), updates once more.
+  auto a = small_mlp(), b = small_mlp();
+  nn::copy_state(*a, *b);
+  prune::Pruner pa(*a), pb(*b);
+  prune::magnitude(pa, 0.8);
+  prune::magnitude(pb, 0.8);
+  const prune::DynamicSparseOptions o{.grow = prune::DynamicSparseOptions::Grow::Random, .alpha = 0.5, .interval = 1,
+                                      .end_step = 10, .seed = 11};
+  prune::DynamicSparse set_a(pa, o), set_b(pb, o);
+  set_a.update(0.5), set_a.update(0.4);
+  set_b.update(0.5), set_b.update(0.4);
+  const uint64_t saved = set_b.generator_offset();
+  CHECK(saved == set_a.generator_offset());
+  CHECK(saved > 0);  // it drew
+  prune::DynamicSparse resumed(pb, o);
+  resumed.set_generator_offset(saved);
+  set_a.update(0.3);
+  resumed.update(0.3);
+  for (size_t i = 0; i < pa.size(); ++i) CHECK(equal(pa.mask(i), pb.mask(i)));
+  // Without the offset the draws start over and grow elsewhere.
+  prune::DynamicSparse restarted(pb, o);
+  set_a.update(0.3);
+  restarted.update(0.3);
+  bool all_same = true;
+  for (size_t i = 0; i < pa.size(); ++i) all_same = all_same && equal(pa.mask(i), pb.mask(i));
+  CHECK_FALSE(all_same);
+}

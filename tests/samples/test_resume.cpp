@@ -224,3 +224,51 @@ TEST_CASE("train_ddp --algorithm ps checkpoints the server's optimizer and resum
   CHECK(as_ddp.first != 0);
   CHECK_THAT(as_ddp.second, Contains("saved by train_ddp --algorithm ps"));
 }
+
+TEST_CASE("train_pruned --resume keeps the masks and the schedule; other pruning flags and lottery are refused",
+          "[samples][resume][slow]") {
+  const fs::path bin = fs::canonical("/proc/self/exe").parent_path().parent_path() / "samples" / "train_pruned";
+  if (!fs::exists(bin) || !fs::exists(data::kFashionMnistDir)) {
+    WARN("train_pruned or the Fashion-MNIST data is missing; skipped");
+    return;
+  }
+  test::TempDir dir;
+  const std::string a = dir.file("A.safetensors");
+  auto run = [&](const std::string& args) {
+    return test::run_program(bin.string(), "--limit 512 --threads 2 --schedule rigl " + args);
+  };
+  auto last_line = [](const std::string& out) {
+    const size_t end = out.find_last_not_of('\n');
+    return out.substr(out.rfind('\n', end) + 1, end - out.rfind('\n', end));
+  };
+  const auto first = run("--sparsity 0.8 --epochs 1 --checkpoint " + a);
+  INFO(first.second);
+  REQUIRE(first.first == 0);
+  const nn::SafeTensors f = nn::load_safetensors(a);
+  CHECK(f.metadata.at("sample") == "train_pruned");
+  CHECK(f.metadata.count("dynamic_sparse_generator_offset") == 1);
+
+  // Resumed at its end: nothing to train, the same model, the same last line.
+  const auto same = run("--sparsity 0.8 --epochs 1 --resume " + a);
+  INFO(same.second);
+  REQUIRE(same.first == 0);
+  CHECK(last_line(same.second) == last_line(first.second));
+  CHECK_THAT(last_line(first.second), Contains("sparsity=0.8000"));
+
+  // Resumed with one more epoch: trains it on the loaded masks, the sparsity held.
+  const auto more = run("--sparsity 0.8 --epochs 2 --resume " + a);
+  INFO(more.second);
+  REQUIRE(more.first == 0);
+  CHECK_THAT(more.second, Contains("resumed from " + a + " at epoch 1") && Contains("epoch 2: test_accuracy"));
+  CHECK_THAT(last_line(more.second), Contains("sparsity=0.8000"));
+
+  const auto other = run("--epochs 2 --sparsity 0.5 --resume " + a);
+  INFO(other.second);
+  CHECK(other.first == 1);
+  CHECK_THAT(other.second, Contains(a + ": saved with pruning flags") && Contains("sparsity=0.8 ") &&
+                               Contains("sparsity=0.5 "));
+  const auto lottery = test::run_program(bin.string(), "--limit 512 --schedule lottery --resume " + a);
+  INFO(lottery.second);
+  CHECK(lottery.first == 1);
+  CHECK_THAT(lottery.second, Contains("--schedule lottery does not resume"));
+}
