@@ -181,6 +181,7 @@ void train_rank(const DdpConfig& c, std::shared_ptr<Communicator> comm, std::sha
   };
 
   training::Loop loop{.opt = *opt, .schedule = schedule, .loader = loader, .device = device, .epochs = r.epochs,
+                   .stop_after_epoch = c.t.stop_after_epoch,
                    .show_progress = lead};
   int64_t traced = 0;  // steps so far, for --trace-steps
   // Every rank joins every step, batch or not; 0 ranks with a batch ends the epoch on all.
@@ -332,6 +333,7 @@ void train_rank_ps(const DdpConfig& c, std::shared_ptr<Communicator> comm, std::
 
   const ShardedTest test(data.test, rank, world);
   training::Loop loop{.opt = *opt, .schedule = schedule, .loader = loader, .device = kCPU, .epochs = r.epochs,
+                      .stop_after_epoch = c.t.stop_after_epoch,
                       .show_progress = lead};
   loop.ranks_in_step = [&](bool has_batch) { return has_batch ? world : 0; };  // samples of all ranks
   loop.step = [&](const std::optional<data::Batch>& b) {

@@ -222,6 +222,7 @@ void train_stage(const PipeConfig& c, const Rank& me, parallel::ShardedSequentia
   auto loss_fn = [&](const Tensor& out, const Tensor& y) { return nn::cross_entropy(out, y, r.label_smoothing); };
 
   training::Loop loop{.opt = *opt, .schedule = schedule, .loader = loader, .device = kCPU, .epochs = r.epochs,
+                   .stop_after_epoch = c.t.stop_after_epoch,
                    .show_progress = last && lead};
   double busy = 0, wall = 0, allreduce = 0;
   int in_flight = 0;

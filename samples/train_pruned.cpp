@@ -154,7 +154,7 @@ void Run::train(const std::string& label, const std::function<void(int64_t)>& on
   // Every schedule but lottery trains once: a --resume checkpoint belongs to that run.
   const int first_epoch = c_.resume.empty() ? 0 : resume(schedule, steps_per_epoch);
   training::Loop loop{.opt = *opt_, .schedule = schedule, .loader = loader, .device = device_,
-                   .epochs = c_.r.epochs, .label = label,
+                   .epochs = c_.r.epochs, .stop_after_epoch = c_.stop_after_epoch, .label = label,
                    .step = training::autocast_step(*model_, *opt_, c_.r.label_smoothing, c_.precision, scaler_),
                    .before_step = before_backward, .after_step = on_step,
                    .epoch_end = [&](int epoch) { end_epoch(epoch, schedule, steps_per_epoch); }};
@@ -169,6 +169,11 @@ std::string Run::pruning_flags() const {
 
 int Run::resume(optim::CosineWarmupLR& schedule, int64_t steps_per_epoch) {
   const std::string& path = c_.resume;
+  // A mask appears when its layer is first pruned, so a run that has not pruned yet
+  // lacks the checkpoint's: install ones for each, and loading sets their values.
+  for (const auto& [key, t] : nn::load_safetensors(path).tensors)
+    if (key.starts_with("model.") && key.ends_with("_mask"))
+      pruner_->set_mask(key.substr(6, key.size() - 6 - 5), ones(t.shape(), {.device = device_}));
   const optim::Metadata meta = optim::load_checkpoint(path, *model_, opt_.get());
   const auto field = [&](const std::string& k) { return meta.count(k) ? "'" + meta.at(k) + "'" : "(missing)"; };
   WEFT_CHECK(field("sample") == "'train_pruned'", path, ": saved by ", field("sample"), ", not train_pruned");
@@ -210,6 +215,8 @@ void Run::end_epoch(int epoch, const optim::CosineWarmupLR& schedule, int64_t st
 int Run::main() {
   WEFT_CHECK(!c_.cuda_graph, "--cuda-graph: train_pruned changes masks between steps, which a captured graph ",
              "would not see; run it eagerly");
+  WEFT_CHECK(c_.stop_after_epoch == 0 || f_.schedule != "lottery", "--stop-after-epoch: --schedule lottery ",
+             "trains several runs and does not resume; run it whole");
   WEFT_CHECK(c_.resume.empty() || f_.schedule != "lottery", "--resume: --schedule lottery does not resume (its ",
              "rounds rewind to weights of the first round, which a checkpoint does not hold); run it again");
   if (c_.threads > 0) set_num_threads(c_.threads);

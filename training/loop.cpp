@@ -1,6 +1,8 @@
 #include "loop.h"
 
+#include <algorithm>
 #include <chrono>
+#include <cstdio>
 
 #include "../autograd/autocast.h"
 #include "../cuda/cuda.h"
@@ -70,7 +72,8 @@ Throughput Loop::run(int first_epoch) {
   WEFT_CHECK(step, "training::Loop: the step hook is not set");
   Throughput total;
   data::DeviceStager stager(device);  // on the CPU it hands each batch through
-  for (int epoch = first_epoch; epoch < epochs; ++epoch) {
+  const int end = stop_after_epoch > 0 ? std::min(epochs, stop_after_epoch) : epochs;
+  for (int epoch = first_epoch; epoch < end; ++epoch) {
     loader.set_epoch(epoch);  // the shuffle depends on (seed, epoch) alone: resumed runs match
     std::optional<ProgressBar> bar;
     if (show_progress)
@@ -84,6 +87,9 @@ Throughput Loop::run(int first_epoch) {
     if (bar) bar->finish();
     if (epoch_end) epoch_end(epoch);
   }
+  if (end < epochs && first_epoch < end && show_progress)
+    std::fprintf(progress.out, "stopped after epoch %d of %d (stop_after_epoch); resume from its checkpoint to go on\n",
+                 end, epochs);
   return total;
 }
 

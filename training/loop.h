@@ -65,6 +65,10 @@ struct Loop {
   data::DataLoader& loader;
   Device device;                 // where each batch is copied before its step
   int epochs;                    // run() trains epochs first_epoch .. epochs-1
+  // > 0: run() returns after epoch number stop_after_epoch (1-based) although `epochs` is
+  // larger: one time slice of a longer run (the schedule still spans `epochs`), to be
+  // resumed from the checkpoint its epoch_end wrote. It says so on the progress stream.
+  int stop_after_epoch = 0;
 
   // The progress line (progress.h), one bar per epoch.
   std::string label = "";        // put before "epoch e/E", e.g. "round 2/4 "
@@ -89,7 +93,8 @@ struct Loop {
   // together), and after it stops and the bar is finished (evaluation, checkpoints).
   std::function<void(int epoch)> epoch_begin = {}, epoch_end = {};
 
-  // Trains epochs first_epoch .. epochs-1 (a resumed run starts later).
+  // Trains epochs first_epoch .. epochs-1 (a resumed run starts later; stop_after_epoch
+  // may end it sooner).
   Throughput run(int first_epoch = 0);
 };
 

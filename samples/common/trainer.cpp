@@ -79,6 +79,10 @@ void add_flags(CLI::App& app, Config& c) {
   app.add_option("--device", c.device, "cpu, cpu:N or cuda:N")->check(device_spec())->capture_default_str();
   app.add_option("--checkpoint", c.checkpoint, "save a checkpoint here after each epoch")->check(savable_file());
   app.add_option("--resume", c.resume, "resume from this checkpoint")->check(CLI::ExistingFile);
+  app.add_option("--stop-after-epoch", c.stop_after_epoch,
+                 "end after this epoch (its --checkpoint written) on the schedule of --epochs: a time slice of a "
+                 "longer run, to --resume later")
+      ->check(whole_number(1));
   app.add_option("--limit", c.limit, "train on the first N samples only (0: all)")->check(whole_number<int64_t>(0));
   app.add_flag("--cuda-graph", c.cuda_graph, "capture the training step as a CUDA graph and replay it (GPU only)");
   app.add_option_function<std::string>(
@@ -198,6 +202,7 @@ int run(const std::string& name, Config& c, const std::function<std::shared_ptr<
   const int start_epoch = c.resume.empty() ? 0 : resume(c.resume, *model, *opt, schedule, loader.num_batches(), scaler);
 
   training::Loop loop{.opt = *opt, .schedule = schedule, .loader = loader, .device = device, .epochs = c.r.epochs,
+                   .stop_after_epoch = c.stop_after_epoch,
                    .loss_every = device.is_cuda() ? 25 : 1};
   GraphedStep graphed(*model, *opt, c.r.label_smoothing);
   if (c.cuda_graph) loop.step = [&](const std::optional<data::Batch>& b) { return graphed.run(b); };

@@ -30,11 +30,14 @@ struct Config {
   // --precision: fp32, or bf16 / fp16 for mixed precision (Autocast over the forward and
   // the loss, float32 master weights; fp16 adds loss scaling). Evaluation runs the same way.
   DType precision = kFloat32;
+  // --stop-after-epoch: end after this epoch (its checkpoint written), on --epochs'
+  // schedule; 0: train all epochs (training::Loop::stop_after_epoch).
+  int stop_after_epoch = 0;
 };
 
 // --epochs --batch-size --lr --optimizer --weight-decay --label-smoothing --threads
-// --seed --data --device --checkpoint --resume --limit --precision, with c's values as
-// defaults.
+// --seed --data --device --checkpoint --resume --limit --precision --stop-after-epoch,
+// with c's values as defaults.
 // Each value is checked as it is parsed (flags.h): CLI::ValidationError names the flag
 // and the value; a --checkpoint that cannot be written is one.
 void add_flags(CLI::App& app, Config& c);

@@ -151,6 +151,8 @@ TEST_CASE("each sample refuses bad values of its own flags, and documents --time
       {"train_pruned", "--drop-fraction -0.1", "--drop-fraction", "-0.1"},
       {"train_pruned", "--prune-at 2", "--prune-at", "'2'"},
       {"train_pruned", "--method foo", "--method", "foo"},
+      {"train_mlp", "--stop-after-epoch 0", "--stop-after-epoch", "'0'"},
+      {"train_pruned", "--schedule lottery --stop-after-epoch 1", "--stop-after-epoch", "lottery"},
       {"ring_allreduce", "--timeout nan", "--timeout", "nan"},
       {"ring_allreduce", "--ranks 0", "--ranks", "'0'"},
   };

@@ -3,6 +3,7 @@
 #include <sys/wait.h>
 
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 
 #include "../helpers.h"
@@ -271,4 +272,74 @@ TEST_CASE("train_pruned --resume keeps the masks and the schedule; other pruning
   INFO(lottery.second);
   CHECK(lottery.first == 1);
   CHECK_THAT(lottery.second, Contains("--schedule lottery does not resume"));
+}
+
+namespace {
+// Whether two safetensors files hold the same tensors, name for name and byte for byte.
+bool same_tensors(const std::string& a, const std::string& b) {
+  const nn::SafeTensors x = nn::load_safetensors(a), y = nn::load_safetensors(b);
+  if (x.tensors.size() != y.tensors.size()) return false;
+  for (const auto& [name, t] : x.tensors) {
+    const Tensor* u = y.find(name);
+    INFO(name);
+    if (!u || u->shape() != t.shape() || u->dtype() != t.dtype()) return false;
+    const Tensor tc = t.contiguous(), uc = u->contiguous();
+    if (std::memcmp(tc.raw_data(), uc.raw_data(), size_t(t.numel()) * element_size(t.dtype())) != 0) return false;
+  }
+  return true;
+}
+// "test_accuracy=..." of a run's last line (without the throughput that follows it).
+std::string final_accuracy(const std::string& out) {
+  const size_t at = out.rfind("test_accuracy=");
+  return at == std::string::npos ? "(none)" : out.substr(at, out.find(' ', at) - at);
+}
+}  // namespace
+
+TEST_CASE("--stop-after-epoch then --resume ends bit for bit where an uninterrupted run ends",
+          "[samples][resume][slow]") {
+  const fs::path dir_of_samples = fs::canonical("/proc/self/exe").parent_path().parent_path() / "samples";
+  if (!fs::exists(data::kFashionMnistDir)) {
+    WARN("the Fashion-MNIST data is missing; skipped");
+    return;
+  }
+  struct Case {
+    std::string sample, args;
+  };
+  // Two epochs each; the GEMM library fixed (weft otherwise picks each shape's fastest by
+  // timing it, and two libraries round differently).
+  const std::vector<Case> cases = {
+      {"train_mlp", "--limit 512 --threads 2"},
+      {"train_pruned", "--limit 1024 --threads 2 --schedule set --sparsity 0.8 --prune-interval 2"},
+      {"train_pruned", "--limit 1024 --threads 2 --schedule gradual --sparsity 0.8 --prune-interval 2"},
+      {"train_ddp", "--model mlp --replicas 2 --limit 1024 --precision fp16"},
+      {"train_ddp", "--model mlp --replicas 2 --limit 1024 --algorithm ps --staleness 0"},
+      {"train_pipeline", "--limit 512 --stages 2"},
+  };
+  for (const Case& k : cases) {
+    DYNAMIC_SECTION(k.sample << " " << k.args) {
+      const fs::path bin = dir_of_samples / k.sample;
+      if (!fs::exists(bin)) {
+        WARN(k.sample << " is not built; skipped");
+        continue;
+      }
+      test::TempDir dir;
+      const std::string u = dir.file("U.safetensors"), s = dir.file("S.safetensors"), r = dir.file("R.safetensors");
+      auto run = [&](const std::string& more) {
+        return test::run_program("env WEFT_GEMM=eigen " + bin.string(), k.args + " --epochs 2 " + more);
+      };
+      const auto whole = run("--checkpoint " + u);
+      INFO(whole.second);
+      REQUIRE(whole.first == 0);
+      const auto first = run("--stop-after-epoch 1 --checkpoint " + s);
+      INFO(first.second);
+      REQUIRE(first.first == 0);
+      CHECK_THAT(first.second, Contains("stopped after epoch 1 of 2"));
+      const auto rest = run("--resume " + s + " --checkpoint " + r);
+      INFO(rest.second);
+      REQUIRE(rest.first == 0);
+      CHECK_THAT(rest.second, !Contains("was saved on a learning-rate schedule"));  // the saved one is this run's
+      CHECK(final_accuracy(rest.second) == final_accuracy(whole.second));
+      CHECK(same_tensors(u, r));
+    }
+  }
 }
