@@ -24,12 +24,12 @@ std::string resume_error(const optim::Metadata& meta) {
   return "";
 }
 
-// build/samples/train_mlp beside this test; empty (with a warning) when it or the
+// build/samples/<name> beside this test; empty (with a warning) when it or the
 // Fashion-MNIST data is missing.
-fs::path train_mlp_or_skip() {
-  const fs::path bin = fs::canonical("/proc/self/exe").parent_path().parent_path() / "samples" / "train_mlp";
+fs::path sample_or_skip(const std::string& name) {
+  const fs::path bin = fs::canonical("/proc/self/exe").parent_path().parent_path() / "samples" / name;
   if (fs::exists(bin) && fs::exists(data::kFashionMnistDir)) return bin;
-  WARN("train_mlp or the Fashion-MNIST data is missing; skipped");
+  WARN(name << " or the Fashion-MNIST data is missing; skipped");
   return {};
 }
 }  // namespace
@@ -122,7 +122,7 @@ TEST_CASE("a bad loss scale in a checkpoint names the file and the field", "[sam
 
 TEST_CASE("train_mlp --resume with a longer --epochs warns and trains on; bad metadata stops it",
           "[samples][resume][slow]") {
-  const fs::path bin = train_mlp_or_skip();
+  const fs::path bin = sample_or_skip("train_mlp");
   if (bin.empty()) return;
   test::TempDir dir;
   auto run = [&](const std::string& args) {
@@ -147,7 +147,7 @@ TEST_CASE("train_mlp --resume with a longer --epochs warns and trains on; bad me
 }
 
 TEST_CASE("train_mlp --precision fp16 saves its loss scale and resumes with it", "[samples][resume][slow]") {
-  const fs::path bin = train_mlp_or_skip();
+  const fs::path bin = sample_or_skip("train_mlp");
   if (bin.empty()) return;
   test::TempDir dir;
   const std::string a = dir.file("A.safetensors");
@@ -169,11 +169,8 @@ TEST_CASE("train_mlp --precision fp16 saves its loss scale and resumes with it",
 }
 
 TEST_CASE("train_ddp --precision fp16 saves its loss scale and resumes with it", "[samples][resume][slow]") {
-  const fs::path bin = fs::canonical("/proc/self/exe").parent_path().parent_path() / "samples" / "train_ddp";
-  if (!fs::exists(bin) || !fs::exists(data::kFashionMnistDir)) {
-    WARN("train_ddp or the Fashion-MNIST data is missing; skipped");
-    return;
-  }
+  const fs::path bin = sample_or_skip("train_ddp");
+  if (bin.empty()) return;
   test::TempDir dir;
   const std::string args = "--model mlp --replicas 2 --limit 256 --batch-size 64 --precision fp16 ";
   const std::string a = dir.file("A.safetensors");
@@ -193,11 +190,8 @@ TEST_CASE("train_ddp --precision fp16 saves its loss scale and resumes with it",
 }
 
 TEST_CASE("train_ddp --algorithm ps checkpoints the server's optimizer and resumes it", "[samples][resume][slow]") {
-  const fs::path bin = fs::canonical("/proc/self/exe").parent_path().parent_path() / "samples" / "train_ddp";
-  if (!fs::exists(bin) || !fs::exists(data::kFashionMnistDir)) {
-    WARN("train_ddp or the Fashion-MNIST data is missing; skipped");
-    return;
-  }
+  const fs::path bin = sample_or_skip("train_ddp");
+  if (bin.empty()) return;
   test::TempDir dir;
   // 2 workers at staleness 0, 256 samples: 1 clock = 1 server step of batch 2 x 64.
   const std::string args = "--model mlp --replicas 2 --limit 256 --batch-size 64 --algorithm ps --staleness 0 ";
@@ -228,11 +222,8 @@ TEST_CASE("train_ddp --algorithm ps checkpoints the server's optimizer and resum
 
 TEST_CASE("train_pruned --resume keeps the masks and the schedule; other pruning flags and lottery are refused",
           "[samples][resume][slow]") {
-  const fs::path bin = fs::canonical("/proc/self/exe").parent_path().parent_path() / "samples" / "train_pruned";
-  if (!fs::exists(bin) || !fs::exists(data::kFashionMnistDir)) {
-    WARN("train_pruned or the Fashion-MNIST data is missing; skipped");
-    return;
-  }
+  const fs::path bin = sample_or_skip("train_pruned");
+  if (bin.empty()) return;
   test::TempDir dir;
   const std::string a = dir.file("A.safetensors");
   auto run = [&](const std::string& args) {
@@ -297,11 +288,6 @@ std::string final_accuracy(const std::string& out) {
 
 TEST_CASE("--stop-after-epoch then --resume ends bit for bit where an uninterrupted run ends",
           "[samples][resume][slow]") {
-  const fs::path dir_of_samples = fs::canonical("/proc/self/exe").parent_path().parent_path() / "samples";
-  if (!fs::exists(data::kFashionMnistDir)) {
-    WARN("the Fashion-MNIST data is missing; skipped");
-    return;
-  }
   struct Case {
     std::string sample, args;
   };
@@ -317,11 +303,8 @@ TEST_CASE("--stop-after-epoch then --resume ends bit for bit where an uninterrup
   };
   for (const Case& k : cases) {
     DYNAMIC_SECTION(k.sample << " " << k.args) {
-      const fs::path bin = dir_of_samples / k.sample;
-      if (!fs::exists(bin)) {
-        WARN(k.sample << " is not built; skipped");
-        continue;
-      }
+      const fs::path bin = sample_or_skip(k.sample);
+      if (bin.empty()) continue;
       test::TempDir dir;
       const std::string u = dir.file("U.safetensors"), s = dir.file("S.safetensors"), r = dir.file("R.safetensors");
       auto run = [&](const std::string& more) {
