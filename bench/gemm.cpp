@@ -30,14 +30,14 @@
 #include <vector>
 
 #include "tensor/cpu/gemm.h"
+#include "timing.h"
 #include "weft.h"
 
 using namespace weft;
-using Clock = std::chrono::steady_clock;
+using bench::Clock;
+using bench::seconds_since;
 
 namespace {
-
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 // GFLOP/s of twelve independent FMA chains, 16 or 8 floats wide. Written out twice
 // rather than as a template: a function's target attribute (which lets this file build
@@ -92,17 +92,8 @@ double rate(const GemmShape& s, const cpu::GemmBackend* b, double min_seconds, f
     if (b) cpu::backend_gemm<float>(*b, s.ta, s.tb, s.m, s.n, s.k, 1.0f, a.data(), ac, bm.data(), bc, beta, c.data(), s.n);
     else cpu::gemm<float>(s.ta, s.tb, s.m, s.n, s.k, 1.0f, a.data(), ac, bm.data(), bc, beta, c.data(), s.n);
   };
-  for (int i = 0; i < 3; ++i) call();  // warm-up (and, for "auto", the measurement)
-  double best = 1e30;
-  for (int round = 0; round < 5; ++round) {  // best of five rounds of ~min_seconds/5
-    int64_t reps = 0;
-    const auto t0 = Clock::now();
-    do {
-      call();
-      ++reps;
-    } while (seconds_since(t0) < min_seconds / 5);
-    best = std::min(best, seconds_since(t0) / reps);
-  }
+  // Three warm-up calls (for "auto", the first measures the backends on this shape).
+  const double best = bench::best_seconds_per_call(call, min_seconds, 3);
   return 2.0 * s.m * s.n * s.k / best * 1e-9;
 }
 

@@ -20,7 +20,6 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <oneapi/dnnl/dnnl.hpp>
@@ -29,31 +28,12 @@
 
 #include "tensor/cpu/gemm_backends.h"
 #include "tensor/raw.h"
+#include "timing.h"
 #include "weft.h"
 
 using namespace weft;
-using Clock = std::chrono::steady_clock;
 
 namespace {
-
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
-// Seconds per call of f: best of five rounds of ~min_seconds / 5 each, after a warm-up.
-template <class F>
-double time_call(F&& f, double min_seconds) {
-  for (int i = 0; i < 2; ++i) f();
-  double best = 1e30;
-  for (int round = 0; round < 5; ++round) {
-    int64_t reps = 0;
-    const auto t0 = Clock::now();
-    do {
-      f();
-      ++reps;
-    } while (seconds_since(t0) < min_seconds / 5);
-    best = std::min(best, seconds_since(t0) / static_cast<double>(reps));
-  }
-  return best;
-}
 
 // C (m, n) = op(A) op(B): A stored (m, k) or, transposed, (k, m); B (k, n) or (n, k).
 struct Product {
@@ -137,9 +117,9 @@ int main(int argc, char** argv) {
     Tensor c16 = empty({p.m, p.n}, {.dtype = kBFloat16});
     OneDnnMatmul dnnl_mm(p, a16, b16, c16);
     impl = dnnl_mm.impl;
-    const double s32 = time_call([&] { raw::matmul(op(a32, p.ta), op(b32, p.tb)); }, min_seconds);
-    const double sweft = time_call([&] { raw::matmul(op(a16, p.ta), op(b16, p.tb)); }, min_seconds);
-    const double sdnnl = time_call([&] { dnnl_mm.run(); }, min_seconds);
+    const double s32 = bench::best_seconds_per_call([&] { raw::matmul(op(a32, p.ta), op(b32, p.tb)); }, min_seconds);
+    const double sweft = bench::best_seconds_per_call([&] { raw::matmul(op(a16, p.ta), op(b16, p.tb)); }, min_seconds);
+    const double sdnnl = bench::best_seconds_per_call([&] { dnnl_mm.run(); }, min_seconds);
     const double diff = max_rel_diff(c16, raw::matmul(op(a16, p.ta), op(b16, p.tb)));
     const double f = 2.0 * double(p.m * p.n * p.k);
     flops += f, t32 += s32, tweft += sweft, tdnnl += sdnnl;
