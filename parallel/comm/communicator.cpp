@@ -19,8 +19,8 @@ std::string tensor_problem(const Tensor& t, Device device) {
   if (device.is_cpu() ? !t.device().is_cpu() : t.device() != device)
     return detail::str("the tensor is on ", t.device(), ", this backend serves ", device.is_cpu() ? "cpu:N" : device.str());
   DType dt = t.dtype();
-  if (dt != kFloat32 && dt != kFloat64 && dt != kInt64)
-    return detail::str("dtype ", dtype_name(dt), " is not supported (float32, float64, int64)");
+  if (dt != kFloat32 && dt != kFloat64 && dt != kInt64 && !is_half(dt))
+    return detail::str("dtype ", dtype_name(dt), " is not supported (float32, float64, int64, bfloat16, float16)");
   return "";
 }
 

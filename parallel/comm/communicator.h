@@ -20,7 +20,8 @@
 //     number and the rank(s) that never arrived -- never a silent hang.
 //   * Tensors must be contiguous and live on a device the backend serves (any CPU device,
 //     logical ones included, for threads and mpi; its CUDA device for nccl). Collectives work in place on `t` (its storage is written).
-//   * Reductions: Sum, Mean (sum / size), Max. float32, float64 and int64.
+//   * Reductions: Sum, Mean (sum / size), Max. float32, float64, int64, and bfloat16 and
+//     float16 (added in float32, rounded once per step: parallel/comm/reduce.h).
 //   * Async variants return a Work handle at once; the communication runs on the
 //     backend's progress thread, in call order. The tensor must not be touched until
 //     wait() returns. wait() rethrows any error of the operation.

@@ -144,8 +144,8 @@ void allreduce_on(MpiCommunicator::Impl& m, Timeout timeout, const Tensor& t, Re
   void* data = t.raw_data();
   const int count = int(t.numel());
   MPI_Datatype type = mpi_type(t.dtype());
-  m.run(what, timeout, [&] { return MPI_Allreduce(MPI_IN_PLACE, data, count, type, mpi_op(op), m.ctl); },
-        [&](MPI_Request* r) { return MPI_Iallreduce(MPI_IN_PLACE, data, count, type, mpi_op(op), m.ctl, r); });
+  m.run(what, timeout, [&] { return MPI_Allreduce(MPI_IN_PLACE, data, count, type, mpi_op(op, t.dtype()), m.ctl); },
+        [&](MPI_Request* r) { return MPI_Iallreduce(MPI_IN_PLACE, data, count, type, mpi_op(op, t.dtype()), m.ctl, r); });
   finish_mean(data, count, t.dtype(), op, m.size);
 }
 
@@ -214,9 +214,9 @@ void MpiCommunicator::reduce_scatter(const Tensor& in, const Tensor& out, Reduce
   const int count = int(out.numel());
   MPI_Datatype type = mpi_type(in.dtype());
   m.run(what, timeout(),
-        [&] { return MPI_Reduce_scatter_block(in.raw_data(), out.raw_data(), count, type, mpi_op(op), m.ctl); },
+        [&] { return MPI_Reduce_scatter_block(in.raw_data(), out.raw_data(), count, type, mpi_op(op, in.dtype()), m.ctl); },
         [&](MPI_Request* r) {
-          return MPI_Ireduce_scatter_block(in.raw_data(), out.raw_data(), count, type, mpi_op(op), m.ctl, r);
+          return MPI_Ireduce_scatter_block(in.raw_data(), out.raw_data(), count, type, mpi_op(op, in.dtype()), m.ctl, r);
         });
   finish_mean(out.raw_data(), count, out.dtype(), op, m.size);
 }

@@ -20,6 +20,7 @@
 
 #include "mpi_communicator.h"
 #include "progress_thread.h"
+#include "reduce.h"
 
 namespace weft::parallel {
 namespace mpi_detail {
@@ -39,15 +40,43 @@ struct Header {
 };
 constexpr int kHeaderTag = 1;
 
+// bfloat16 and float16 travel as MPI_UINT16_T: MPI has no 16-bit float, so it moves
+// their bits, and reductions of them go through the user-defined operations below.
 inline MPI_Datatype mpi_type(DType dt) {
   switch (dt) {
     case DType::Float32: return MPI_FLOAT;
     case DType::Float64: return MPI_DOUBLE;
     case DType::Int64: return MPI_INT64_T;
+    case DType::BFloat16:
+    case DType::Float16: return MPI_UINT16_T;
     default: throw Error(detail::str("mpi: dtype ", dtype_name(dt), " is not supported"));
   }
 }
-inline MPI_Op mpi_op(ReduceOp op) { return op == ReduceOp::Max ? MPI_MAX : MPI_SUM; }  // Mean: sum, then divide
+
+// MPI's user function for 16-bit sums and maxima: inout = in (op) inout, through reduce.h
+// (widened to float32, rounded once per call).
+template <DType D, ReduceOp Op>
+void half_reduce(void* in, void* inout, int* len, MPI_Datatype*) {
+  reduce_into(inout, in, *len, D, Op);
+}
+
+// The MPI_Op for op on dt; Mean sums, and the caller divides (finish_mean). The 16-bit
+// ones are made once, at their first use (MPI is initialised by then), and live as long
+// as the process.
+inline MPI_Op mpi_op(ReduceOp op, DType dt) {
+  if (!is_half(dt)) return op == ReduceOp::Max ? MPI_MAX : MPI_SUM;
+  auto make = [](MPI_User_function* f) {
+    MPI_Op o;
+    MPI_Op_create(f, /*commute=*/1, &o);
+    return o;
+  };
+  static const MPI_Op bf16_sum = make(&half_reduce<DType::BFloat16, ReduceOp::Sum>);
+  static const MPI_Op bf16_max = make(&half_reduce<DType::BFloat16, ReduceOp::Max>);
+  static const MPI_Op fp16_sum = make(&half_reduce<DType::Float16, ReduceOp::Sum>);
+  static const MPI_Op fp16_max = make(&half_reduce<DType::Float16, ReduceOp::Max>);
+  if (dt == DType::BFloat16) return op == ReduceOp::Max ? bf16_max : bf16_sum;
+  return op == ReduceOp::Max ? fp16_max : fp16_sum;
+}
 
 inline std::string rank_list(const std::vector<int>& ranks) {
   std::string s = ranks.size() == 1 ? "rank " : "ranks ";

@@ -4,6 +4,7 @@
 
 #if WEFT_HAVE_NCCL
 
+#include <cuda_bf16.h>  // before nccl.h: NCCL versions that guard ncclBfloat16 test for it
 #include <cuda_runtime_api.h>
 #include <nccl.h>
 #include <sched.h>
@@ -32,6 +33,10 @@ ncclDataType_t nccl_type(DType dt) {
   switch (dt) {
     case DType::Float32: return ncclFloat32;
     case DType::Float64: return ncclFloat64;
+    case DType::Float16: return ncclFloat16;  // NCCL adds 16-bit values itself
+#if NCCL_VERSION_CODE >= NCCL_VERSION(2, 10, 0)
+    case DType::BFloat16: return ncclBfloat16;
+#endif
     case DType::Int64: return ncclInt64;
     default: throw Error(detail::str("nccl: dtype ", dtype_name(dt), " is not supported"));
   }

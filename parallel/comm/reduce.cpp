@@ -1,5 +1,7 @@
 #include "reduce.h"
 
+#include "../../tensor/half.h"
+
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -40,14 +42,64 @@ void dispatch(DType dtype, F&& f) {
   }
 }
 
+// 16-bit values (bfloat16, float16) are combined in float32: widened block by block,
+// reduced there, rounded once on the way out. A shared-memory all-reduce, which sees
+// every rank's values at once, so rounds once in all; a ring, whose hops each carry a
+// 16-bit partial sum, rounds at every hop, like the data it sends.
+template <class F>
+void dispatch16(DType dtype, F&& f) {
+  if (dtype == DType::BFloat16) f.template operator()<bfloat16>();
+  else f.template operator()<float16>();
+}
+
+template <class H>
+void widen(const H* src, float* dst, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<float>(src[i]);
+}
+
+template <class H>
+void narrow(const float* src, H* dst, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dst[i] = H(src[i]);
+}
+
+// out = srcs[0] (op) srcs[1] (op) ... (/ world for Mean), each a block of n <= kBlock
+// 16-bit values; `out` may be one of the sources.
+template <class H>
+void combine16(H* out, const H* const* srcs, int count, int64_t n, ReduceOp op, int world_for_mean) {
+  alignas(64) float acc[kBlock], tmp[kBlock];
+  widen(srcs[0], acc, n);
+  for (int q = 1; q < count; ++q) {
+    widen(srcs[q], tmp, n);
+    combine(acc, tmp, n, op);
+  }
+  if (op == ReduceOp::Mean && world_for_mean > 1) divide(acc, n, world_for_mean);
+  narrow(acc, out, n);
+}
+
 }  // namespace
 
 void reduce_into(void* dst, const void* src, int64_t n, DType dtype, ReduceOp op) {
+  if (is_half(dtype)) {  // Mean adds here too: finish_mean divides
+    return dispatch16(dtype, [&]<class H>() {
+      for (int64_t b = 0; b < n; b += kBlock) {
+        const H* pair[2] = {static_cast<H*>(dst) + b, static_cast<const H*>(src) + b};
+        combine16(static_cast<H*>(dst) + b, pair, 2, std::min(kBlock, n - b), op, 1);
+      }
+    });
+  }
   dispatch(dtype, [&]<class T>() { combine(static_cast<T*>(dst), static_cast<const T*>(src), n, op); });
 }
 
 void finish_mean(void* data, int64_t n, DType dtype, ReduceOp op, int world) {
   if (op != ReduceOp::Mean || world == 1) return;
+  if (is_half(dtype)) {
+    return dispatch16(dtype, [&]<class H>() {
+      for (int64_t b = 0; b < n; b += kBlock) {
+        const H* one[1] = {static_cast<H*>(data) + b};
+        combine16(static_cast<H*>(data) + b, one, 1, std::min(kBlock, n - b), op, world);
+      }
+    });
+  }
   dispatch(dtype, [&]<class T>() { divide(static_cast<T*>(data), n, world); });
 }
 
@@ -100,6 +152,18 @@ void fused_blocked(T* const* bufs, int world, int64_t begin, int64_t end, Reduce
 void reduce_and_scatter_back(std::span<void* const> bufs, int64_t begin, int64_t end,
                              DType dtype, ReduceOp op) {
   const int world = static_cast<int>(bufs.size());
+  if (is_half(dtype)) {
+    return dispatch16(dtype, [&]<class H>() {
+      std::vector<const H*> srcs(world);
+      alignas(64) H out[kBlock];
+      for (int64_t b = begin; b < end; b += kBlock) {
+        const int64_t len = std::min(kBlock, end - b);
+        for (int q = 0; q < world; ++q) srcs[q] = static_cast<const H*>(bufs[q]) + b;
+        combine16(out, srcs.data(), world, len, op, world);
+        for (int q = 0; q < world; ++q) std::memcpy(static_cast<H*>(bufs[q]) + b, out, len * sizeof(H));
+      }
+    });
+  }
   dispatch(dtype, [&]<class T>() {
     std::vector<T*> p(world);
     for (int q = 0; q < world; ++q) p[q] = static_cast<T*>(bufs[q]);
@@ -114,6 +178,15 @@ void reduce_and_scatter_back(std::span<void* const> bufs, int64_t begin, int64_t
 
 void reduce_many(void* out, std::span<const void* const> srcs, int64_t n, DType dtype, ReduceOp op) {
   const int world = static_cast<int>(srcs.size());
+  if (is_half(dtype)) {
+    return dispatch16(dtype, [&]<class H>() {
+      std::vector<const H*> block(world);
+      for (int64_t b = 0; b < n; b += kBlock) {
+        for (int q = 0; q < world; ++q) block[q] = static_cast<const H*>(srcs[q]) + b;
+        combine16(static_cast<H*>(out) + b, block.data(), world, std::min(kBlock, n - b), op, world);
+      }
+    });
+  }
   dispatch(dtype, [&]<class T>() {
     alignas(64) T acc[kBlock];
     for (int64_t b = 0; b < n; b += kBlock) {

@@ -2,7 +2,8 @@
 //
 // A collective never sees a Tensor in its inner loop: it sees raw buffers of one dtype.
 // These functions are that inner loop, written once, vectorisable (plain loops over
-// contiguous arrays), for float32, float64 and int64.
+// contiguous arrays), for float32, float64 and int64; bfloat16 and float16 are widened
+// to float32 block by block, reduced there and rounded once per call.
 #pragma once
 
 #include <cstdint>

@@ -14,6 +14,8 @@
 #include <vector>
 
 #include "parallel/comm/communicator.h"
+#include "tensor/creation.h"
+#include "tensor/raw.h"
 #include "tensor/tensor.h"
 
 namespace weft::test {
@@ -32,12 +34,17 @@ inline double value_at(int rank, int64_t i) { return double((rank * 37 + i * 13)
 inline Tensor rank_tensor(int rank, int64_t numel, DType dtype) {
   std::vector<double> v(numel);
   for (int64_t i = 0; i < numel; ++i) v[i] = value_at(rank, i);
-  Tensor t = empty({numel}, dtype);
-  dispatch_numeric(dtype, "rank_tensor", [&]<class T>() {
-    T* p = t.data<T>();
-    for (int64_t i = 0; i < numel; ++i) p[i] = static_cast<T>(v[i]);
-  });
-  return t;
+  return raw::to_dtype(weft::tensor(v, Shape{numel}, {.dtype = kFloat64}), dtype);  // the values are exact in every dtype
+}
+
+// How far a result of dtype dt may be from the exact one, for a reduction over n ranks:
+// nothing but float noise for 32 and 64 bits; for bfloat16 and float16, one rounding of
+// each partial sum a ring or tree passes on (at most n - 1, each at most half a unit in
+// the last place of a value up to 50 n) and of the result.
+inline double tolerance(DType dt, int n, double want) {
+  if (!is_half(dt)) return 1e-5 * std::max(1.0, std::abs(want));
+  const double eps = dt == kBFloat16 ? std::ldexp(1.0, -8) : std::ldexp(1.0, -11);
+  return eps * (50.0 * n * (n - 1) + std::abs(want)) + 1e-6;
 }
 
 // What `op` over ranks 0..n-1 of value_at(r, i) is, computed the way the dtype would.
@@ -49,13 +56,14 @@ inline double expected_reduction(int n, int64_t i, DType dtype, parallel::Reduce
   return acc;
 }
 
-// Compares t[i] with want(i) for every i; reports the first mismatch.
+// Compares t[i] with want(i) for every i, within tolerance(dtype, n ranks); reports the
+// first mismatch.
 template <class Want>
-void expect_values(const Tensor& t, Want want, const std::string& what) {
-  std::vector<double> got = t.to_vector<double>();
+void expect_values(const Tensor& t, Want want, const std::string& what, int n = 1) {
+  std::vector<double> got = raw::to_dtype(t, kFloat64).to_vector<double>();
   for (size_t i = 0; i < got.size(); ++i) {
     double w = want(int64_t(i));
-    if (std::abs(got[i] - w) > 1e-5 * std::max(1.0, std::abs(w)))
+    if (!(std::abs(got[i] - w) <= tolerance(t.dtype(), n, w)))
       throw CheckFailed(detail::str(what, ": element ", i, " is ", got[i], ", expected ", w));
   }
 }
@@ -69,7 +77,7 @@ inline void check_allreduce(parallel::Communicator& c, int64_t numel, DType dt, 
   Tensor t = rank_tensor(c.rank(), numel, dt);
   c.allreduce(t, op);
   expect_values(t, [&](int64_t i) { return expected_reduction(c.size(), i, dt, op); },
-                label(c, parallel::reduce_op_name(op), numel, dt));
+                label(c, parallel::reduce_op_name(op), numel, dt), c.size());
 }
 
 inline void check_broadcast(parallel::Communicator& c, int64_t numel, DType dt, int root) {
@@ -92,7 +100,7 @@ inline void check_reduce_scatter(parallel::Communicator& c, int64_t numel, DType
   Tensor out = zeros({numel}, {.dtype = dt});
   c.reduce_scatter(in, out, op);
   expect_values(out, [&](int64_t i) { return expected_reduction(c.size(), c.rank() * numel + i, dt, op); },
-                label(c, "reduce_scatter", numel, dt));
+                label(c, "reduce_scatter", numel, dt), c.size());
 }
 
 // Every rank sends to its right neighbour and receives from its left one, with isend
@@ -155,7 +163,7 @@ inline void check_async(parallel::Communicator& c, int64_t numel) {
 inline void check_all_collectives(parallel::Communicator& c, const std::vector<int64_t>& sizes) {
   using parallel::ReduceOp;
   for (int64_t numel : sizes) {
-    for (DType dt : {kFloat32, kInt64}) {
+    for (DType dt : {kFloat32, kInt64, kBFloat16, kFloat16}) {
       for (ReduceOp op : {ReduceOp::Sum, ReduceOp::Mean, ReduceOp::Max}) {
         check_allreduce(c, numel, dt, op);
         check_reduce_scatter(c, numel, dt, op);

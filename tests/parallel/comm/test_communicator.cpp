@@ -10,6 +10,7 @@
 #include "../split_checks.h"
 #include "parallel/comm/threads_communicator.h"
 #include "parallel/trace.h"
+#include "tensor/raw.h"
 
 using namespace weft;
 using namespace weft::parallel;
@@ -44,6 +45,30 @@ TEST_CASE("threads communicator: every collective matches the serial result", "[
       test::check_all_collectives(c, {1, 7, 1000});
     }));
   }
+}
+
+TEST_CASE("threads communicator: a 16-bit all-reduce adds in float32 and rounds once", "[parallel]") {
+  // Values that bfloat16 cannot add exactly: a ring rounding each partial sum would drift;
+  // the shared-memory all-reduce sees every rank's values at once and rounds once.
+  for (int n : {2, 5})
+    for (DType dt : {kBFloat16, kFloat16}) {
+      INFO(n << " ranks, " << dtype_name(dt));
+      auto value = [](int r, int64_t i) { return 1.0 + 0.013 * double(r + 1) * double(i % 17) + 0.001 * r; };
+      std::vector<std::vector<float>> got(static_cast<size_t>(n));
+      REQUIRE_NOTHROW(run_ranks(n, [&](Communicator& c) {
+        std::vector<double> v(3000);
+        for (int64_t i = 0; i < 3000; ++i) v[size_t(i)] = value(c.rank(), i);
+        Tensor t = raw::to_dtype(tensor(v, {3000}, {.dtype = kFloat64}), dt);
+        c.allreduce(t, ReduceOp::Sum);
+        got[size_t(c.rank())] = raw::to_dtype(t, kFloat32).to_vector<float>();
+      }));
+      for (int64_t i = 0; i < 3000; ++i) {
+        float sum = 0;  // rank order, in float32, of the 16-bit inputs
+        for (int r = 0; r < n; ++r) sum += raw::to_dtype(full({}, value(r, i), {.dtype = dt}), kFloat32).item<float>();
+        const float want = raw::to_dtype(full({}, sum, {.dtype = dt}), kFloat32).item<float>();
+        for (int r = 0; r < n; ++r) REQUIRE(got[size_t(r)][size_t(i)] == want);
+      }
+    }
 }
 
 TEST_CASE("threads communicator: a million and three elements", "[parallel]") {
