@@ -1,6 +1,7 @@
 #include "ddp.h"
 
 #include "../autograd/tape.h"
+#include "../tensor/raw.h"
 #include "parameter_check.h"
 #include "trace.h"
 
@@ -57,12 +58,21 @@ void DistributedDataParallel::backward(const Tensor& loss) {
 void DistributedDataParallel::build_buckets() {
   const std::vector<Tensor> params = module_->parameters();
   std::vector<int64_t> bytes;
-  for (const Tensor& p : params) bytes.push_back(p.numel() * static_cast<int64_t>(element_size(p.dtype())));
+  std::vector<DType> dtypes;
+  for (const Tensor& p : params) {
+    bytes.push_back(p.numel() * static_cast<int64_t>(element_size(p.dtype())));
+    dtypes.push_back(p.dtype());
+  }
   const auto cap = static_cast<int64_t>(opt_.bucket_cap_mb * 1024 * 1024);
-  for (const std::vector<size_t>& indices : assign_buckets(bytes, cap)) {
+  for (const std::vector<size_t>& indices : assign_buckets(bytes, cap, dtypes)) {
     std::vector<Tensor> members;
     for (size_t i : indices) members.push_back(params[i]);
     buckets_.emplace_back(indices, members);
+    // The compressing hooks read float32 buffers; a 16-bit bucket already sends 16 bits.
+    WEFT_CHECK(buckets_.back().flat().dtype() == kFloat32 || dynamic_cast<const AllReduceHook*>(hook_.get()),
+               "DistributedDataParallel: the comm hook ", hook_->name(), " compresses float32 gradients, and this ",
+               "model has ", dtype_name(buckets_.back().flat().dtype()), " parameters, whose all-reduce sends 16-bit ",
+               "values already; use the default hook");
   }
   // The hooks capture the bucket's index, not a pointer: buckets_ is complete by now
   // and never reallocates, but an index says plainly what is meant.
@@ -84,7 +94,7 @@ void DistributedDataParallel::on_grad_ready(size_t bucket) {
 void DistributedDataParallel::launch(size_t bucket) {
   GradientBucket& b = buckets_[bucket];
   trace::Scope span("launch bucket", "ddp", comm_->trace_rank(),
-                    trace::enabled() ? detail::str(b.numel(), " float32") : std::string());
+                    trace::enabled() ? detail::str(b.numel(), " ", dtype_name(b.flat().dtype())) : std::string());
   b.pack(/*zeros=*/!has_data_);
   b.work = hook_->reduce(bucket, b, *comm_);  // the default: allreduce_async(b.flat(), Sum)
 }
@@ -95,15 +105,19 @@ void DistributedDataParallel::launch_ready_buckets() {
 
 // The deterministic reduction: every rank gathers all ranks' buckets and adds them in
 // rank order, so the float result is the same expression on every rank and every run.
+// In float32 for every dtype: a 16-bit bucket's sum is rounded once, at the end.
 void DistributedDataParallel::fixed_order_mean(GradientBucket& b) {
   b.pack(/*zeros=*/!has_data_);
   const int64_t n = b.numel();
-  Tensor all = empty({n * comm_->size()}, {.dtype = kFloat32, .device = b.flat().device()});
+  const DType dtype = b.flat().dtype();
+  Tensor all = empty({n * comm_->size()}, {.dtype = dtype, .device = b.flat().device()});
   comm_->allgather(b.flat(), all);
   autograd::NoGradGuard no_grad;
-  Tensor sum = b.flat();
-  sum.copy_(all.narrow(0, 0, n));
-  for (int r = 1; r < comm_->size(); ++r) sum.add_(all.narrow(0, r * n, n));
+  Tensor sum = raw::to_dtype(all.narrow(0, 0, n), kFloat32);
+  if (dtype == kFloat32) sum = raw::clone(sum);  // to_dtype may hand back the slice itself
+  for (int r = 1; r < comm_->size(); ++r) sum.add_(raw::to_dtype(all.narrow(0, r * n, n), kFloat32));
+  Tensor flat = b.flat();
+  flat.copy_(sum);
 }
 
 void DistributedDataParallel::synchronize() {

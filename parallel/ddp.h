@@ -72,8 +72,9 @@
 // exactly the keys a single-process run would write.
 //
 // COMMUNICATION HOOKS. How a bucket is reduced is a CommHook (parallel/comm_hook.h),
-// PyTorch's comm hooks: the default all-reduces float32 exactly and asynchronously, as
-// described above; make_comm_hook("bf16" | "fp16" | "powersgd:R" | "topk:F") compresses
+// PyTorch's comm hooks: the default all-reduces the buckets exactly and asynchronously,
+// as described above (in the parameters' dtype: a bfloat16 or float16 model's buckets
+// are 16-bit, and so is what they send; one dtype per bucket); make_comm_hook("bf16" | "fp16" | "powersgd:R" | "topk:F") compresses
 // the traffic, runs after backward (synchronous: no overlap) and leaves an approximate
 // sum that DDP divides by the contributing ranks as usual. Give each rank its own hook
 // (they keep per-bucket state); comm_hook().stats() counts the bytes sent.

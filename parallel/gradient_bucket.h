@@ -17,8 +17,9 @@
 //   buckets:            bucket 2       |      bucket 1       |      bucket 0
 //   backward:      <------------------------------------------------------ time
 //
-// The bucket's flat buffer is (numel) float32; parameter k occupies
-// [offset_k, offset_k + numel_k), in the bucket's own (reverse) order.
+// The bucket's flat buffer is (numel) of its parameters' dtype (float32, or bfloat16 /
+// float16 for a 16-bit model, whose all-reduce then sends 16-bit values); parameter k
+// occupies [offset_k, offset_k + numel_k), in the bucket's own (reverse) order.
 #pragma once
 
 #include <cstdint>
@@ -31,12 +32,15 @@ namespace weft::parallel {
 // Groups parameters into buckets of at most `cap_bytes` each (a parameter larger than
 // the cap gets a bucket of its own). `param_bytes` is in registration order; the result
 // lists, per bucket, the parameter indices it holds: bucket 0 starts with the last
-// parameter, and indices descend through the buckets.
-std::vector<std::vector<size_t>> assign_buckets(const std::vector<int64_t>& param_bytes, int64_t cap_bytes);
+// parameter, and indices descend through the buckets. With `dtypes` (one per parameter),
+// a parameter of another dtype than the bucket's so far starts a new bucket: one buffer
+// holds one dtype.
+std::vector<std::vector<size_t>> assign_buckets(const std::vector<int64_t>& param_bytes, int64_t cap_bytes,
+                                                const std::vector<DType>& dtypes = {});
 
 class GradientBucket {
  public:
-  // `params` in the bucket's order; all float32 on one device.
+  // `params` in the bucket's order; all of one floating dtype, on one device.
   GradientBucket(std::vector<size_t> indices, std::vector<Tensor> params);
 
   // Starts a new round: every parameter's gradient is pending again.
@@ -51,13 +55,13 @@ class GradientBucket {
   // Divides the flat buffer by `divisor` and copies it back into each parameter's .grad.
   void unpack(double divisor);
 
-  const Tensor& flat() const { return flat_; }  // (numel) float32
+  const Tensor& flat() const { return flat_; }  // (numel), the parameters' dtype
   // views()[k]: parameter k's slice of flat(), shaped like the parameter (the layout a
   // communication hook reads to treat each parameter's gradient as a matrix).
   const std::vector<Tensor>& views() const { return views_; }
   const std::vector<size_t>& indices() const { return indices_; }  // into the module's parameters()
   int64_t numel() const { return flat_.numel(); }
-  int64_t bytes() const { return flat_.numel() * 4; }
+  int64_t bytes() const { return flat_.numel() * static_cast<int64_t>(element_size(flat_.dtype())); }
 
   // The all-reduce in flight for this bucket, if launched and not yet waited for.
   WorkHandle work;

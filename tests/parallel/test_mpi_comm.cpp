@@ -14,6 +14,7 @@
 #include "parallel/comm_hook.h"
 #include "parallel/ddp.h"
 #include "parallel_helpers.h"
+#include "tensor/raw.h"
 
 using namespace weft;
 using namespace weft::parallel;
@@ -72,6 +73,33 @@ TEST_CASE("mpi DDP with comm hooks: the same parameters on every rank, bf16 near
       if (n > 1) CHECK(ddp.comm_hook().stats().compression() > 1.8);
     }
   }
+}
+
+TEST_CASE("mpi DDP on a bfloat16 model: 16-bit all-reduces, the same parameters on every rank",
+          "[ddp][mpi][comm_hooks]") {
+  auto comm = world();
+  const int n = comm->size(), r = comm->rank();
+  ThreadLimit one(1);
+  manual_seed(1234);
+  auto model = weft::test::make_tiny_mlp();
+  model->to(kBFloat16);
+  DistributedDataParallel ddp(model, comm, {.bucket_cap_mb = 128.0 / (1024 * 1024)});
+  optim::SGD opt(ddp.module().parameters(), {.lr = 0.1, .momentum = 0.9});
+  for (int s = 0; s < 3; ++s) {
+    const auto b = weft::test::tiny_batch(4 * n, 300 + s);
+    opt.zero_grad();
+    const Tensor x = raw::to_dtype(weft::test::shard(b.x, r, n), kBFloat16);
+    ddp.backward(nn::cross_entropy(ddp(x), weft::test::shard(b.y, r, n)));
+    ddp.synchronize();
+    opt.step();
+  }
+  std::vector<float> mine;
+  for (const Tensor& p : ddp.module().parameters())
+    for (float v : raw::to_dtype(p, kFloat32).contiguous().to_vector<float>()) mine.push_back(v);
+  INFO("rank " << r);
+  CHECK(same_everywhere(*comm, mine));
+  for (const GradientBucket& b : ddp.buckets()) CHECK(b.flat().dtype() == kBFloat16);
+  if (n > 1) CHECK(ddp.comm_hook().stats().compression() == 2.0);
 }
 
 TEST_CASE("mpi async parameter server: staleness 0 is ParameterServer bit for bit; a bound holds",
