@@ -143,18 +143,23 @@ void print_plan(const PipeConfig& c, nn::Sequential& model, const std::vector<si
 struct EpochTimes {
   std::vector<double> busy, wall;
   std::vector<int> peak_in_flight;
-  std::vector<int64_t> peak_bytes;
+  std::vector<int64_t> peak_bytes, sent_bytes;
 };
-EpochTimes gather_times(Communicator& comm, double busy, double wall, int in_flight, int64_t bytes, Device dev) {
+EpochTimes gather_times(Communicator& comm, double busy, double wall, int in_flight, int64_t bytes, int64_t sent,
+                        Device dev) {
   const int p = comm.size();
-  Tensor mine = tensor(std::vector<double>{busy, wall, double(in_flight), double(bytes)}, {4}, {.dtype = kFloat64}).to(dev);
-  Tensor all = empty({int64_t(p) * 4}, kFloat64, dev);
+  constexpr int k = 5;  // values per stage
+  Tensor mine =
+      tensor(std::vector<double>{busy, wall, double(in_flight), double(bytes), double(sent)}, {k}, {.dtype = kFloat64})
+          .to(dev);
+  Tensor all = empty({int64_t(p) * k}, kFloat64, dev);
   comm.allgather(mine, all);
   const std::vector<double> v = all.to(kCPU).to_vector<double>();
   EpochTimes t;
   for (int s = 0; s < p; ++s) {
-    t.busy.push_back(v[size_t(4 * s)]), t.wall.push_back(v[size_t(4 * s + 1)]);
-    t.peak_in_flight.push_back(int(v[size_t(4 * s + 2)])), t.peak_bytes.push_back(int64_t(v[size_t(4 * s + 3)]));
+    const double* x = v.data() + size_t(k * s);
+    t.busy.push_back(x[0]), t.wall.push_back(x[1]), t.peak_in_flight.push_back(int(x[2]));
+    t.peak_bytes.push_back(int64_t(x[3])), t.sent_bytes.push_back(int64_t(x[4]));
   }
   return t;
 }
@@ -205,6 +210,7 @@ void train_stage(const PipeConfig& c, const Rank& me, parallel::ShardedSequentia
   const auto chunks = parallel::stage_chunks(sharded, size_t(p), size_t(s));
   pp::PipelineStage stage(me.pipe, chunks, dev, threads);
   stage.set_recompute(pp::parse_recompute(c.recompute));
+  stage.set_precision(c.t.precision);  // bf16: activations and gradients cross stages in 16 bits
   if (me.data) stage.set_data_parallel(me.data);
   std::vector<Tensor> params;  // the stage's chunks, in chunk order
   for (const auto& chunk : chunks)
@@ -226,7 +232,7 @@ void train_stage(const PipeConfig& c, const Rank& me, parallel::ShardedSequentia
                    .show_progress = last && lead};
   double busy = 0, wall = 0, allreduce = 0;
   int in_flight = 0;
-  int64_t bytes = 0, steps = 0;
+  int64_t bytes = 0, steps = 0, sent = 0;
   loop.step = [&](const std::optional<data::Batch>& b) {
     if (!c.trace.empty() && steps++ == c.trace_steps) parallel::trace::enable(false);
     opt->zero_grad();
@@ -236,6 +242,7 @@ void train_stage(const PipeConfig& c, const Rank& me, parallel::ShardedSequentia
     const pp::StageStats& st = stage.last_stats();
     busy += st.busy_ms, wall += st.wall_ms, allreduce += st.allreduce_ms;
     in_flight = std::max(in_flight, st.peak_in_flight), bytes = std::max(bytes, st.peak_step_bytes);
+    sent = std::max(sent, st.sent_bytes);
     return last ? full({}, loss) : Tensor();  // replica 0's loss on the progress bar
   };
   loop.epoch_begin = [&](int) {
@@ -244,7 +251,7 @@ void train_stage(const PipeConfig& c, const Rank& me, parallel::ShardedSequentia
   };
   double acc = 0, bubble = 0;
   loop.epoch_end = [&](int epoch) {
-    const EpochTimes t = gather_times(*me.pipe, busy, wall, in_flight, bytes, dev);
+    const EpochTimes t = gather_times(*me.pipe, busy, wall, in_flight, bytes, sent, dev);
     double busy_sum = 0, wall_max = 0;
     for (int k = 0; k < p; ++k) busy_sum += t.busy[size_t(k)], wall_max = std::max(wall_max, t.wall[size_t(k)]);
     bubble = wall_max > 0 ? 1 - busy_sum / (p * wall_max) : 0;
@@ -264,9 +271,10 @@ void train_stage(const PipeConfig& c, const Rank& me, parallel::ShardedSequentia
     std::printf("epoch %d: test_accuracy=%.4f lr=%.2e bubble=%.3f (textbook %s = %.3f)\n", epoch + 1, acc, opt->lr(),
                 bubble, c.chunks > 1 ? "(p-1)/(vm+p-1)" : "(p-1)/(m+p-1)", textbook_bubble(c, sched.microbatches));
     for (int k = 0; k < p; ++k)
-      std::printf("  stage %d: busy %.0f%% of %.2f s, at most %d microbatches held, step peak %s\n", k,
-                  100 * t.busy[size_t(k)] / std::max(1e-9, t.wall[size_t(k)]), t.wall[size_t(k)] / 1000,
-                  t.peak_in_flight[size_t(k)], format_bytes(t.peak_bytes[size_t(k)]).c_str());
+      std::printf("  stage %d: busy %.0f%% of %.2f s, at most %d microbatches held, step peak %s, sends %s a step\n",
+                  k, 100 * t.busy[size_t(k)] / std::max(1e-9, t.wall[size_t(k)]), t.wall[size_t(k)] / 1000,
+                  t.peak_in_flight[size_t(k)], format_bytes(t.peak_bytes[size_t(k)]).c_str(),
+                  format_bytes(t.sent_bytes[size_t(k)]).c_str());
     if (c.replicas > 1)
       std::printf("  last stage: %.2f s waiting for the replicas' all-reduce after the last backward\n",
                   allreduce / 1000);
@@ -373,7 +381,8 @@ int main(int argc, char** argv) {
     WEFT_CHECK(c.t.device == "cpu", "train_pipeline: --device ", c.t.device,
                " is not supported; the stages are the devices (--devices, or --backend nccl for GPUs)");
     WEFT_CHECK(!c.t.cuda_graph, "train_pipeline: --cuda-graph is not supported");
-    samples::require_fp32(c.t, "train_pipeline");
+    WEFT_CHECK(c.t.precision != kFloat16, "--precision fp16: train_pipeline trains in fp32 or bf16 (float16 needs a "
+               "loss scale every stage agrees on, which the stages do not share yet)");
     WEFT_CHECK(c.schedule != "naive" || c.microbatches == 1, "--schedule naive runs whole batches: --microbatches 1");
     WEFT_CHECK(c.chunks == 1 || c.schedule == "interleaved", "--virtual ", c.chunks,
                ": only the interleaved schedule holds several chunks per stage (--schedule interleaved)");

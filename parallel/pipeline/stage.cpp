@@ -7,6 +7,7 @@
 #include <optional>
 #include <tuple>
 
+#include "../../autograd/autocast.h"
 #include "../../autograd/functions.h"
 #include "../../autograd/tape.h"
 #include "../../nn/linear.h"
@@ -145,7 +146,10 @@ Device PipelineStage::wire() const {
 void PipelineStage::send_activations(const nn::Tensors& ts, const std::vector<bool>& wants_grad, int64_t rows,
                                      int chunk) {
   nn::Tensors wired;
-  for (const Tensor& t : ts) wired.push_back(on_wire(t, wire()));
+  for (const Tensor& t : ts) {
+    wired.push_back(on_wire(t, wire()));
+    stats_.sent_bytes += t.numel() * int64_t(element_size(t.dtype()));
+  }
   const int to = virtual_stage(chunk) + 1;
   pipeline::send_activations(*comm_, wired, wants_grad, rows, to % num_stages(), activation_tag(to / num_stages()),
                              pending_sends_);
@@ -166,13 +170,31 @@ void PipelineStage::send_input_gradients(const InFlight& f, int chunk) {
     Tensor g = f.inputs[i].grad();
     if (!g.defined()) g = zeros_like(f.inputs[i]);  // the outputs did not depend on this input
     grads.push_back(on_wire(g, wire()));
+    stats_.sent_bytes += g.numel() * int64_t(element_size(g.dtype()));
   }
   const int to = virtual_stage(chunk) - 1;
   send_gradients(*comm_, grads, to % num_stages(), gradient_tag(to / num_stages()), pending_sends_);
 }
 
+void PipelineStage::set_precision(DType precision) {
+  WEFT_CHECK(precision == kFloat32 || precision == kBFloat16, "PipelineStage::set_precision: float32 or bfloat16, got ",
+             dtype_name(precision), is_half(precision) ? " (float16 needs a loss scale the stages agree on)" : "");
+  precision_ = precision;
+}
+
+// The microbatch's loss times its share of the batch, under the stage's autocast like
+// the forward (a loss on autocast's float32 list, cross-entropy, widens bf16 logits).
+Tensor PipelineStage::scaled_loss(const InFlight& f) {
+  const Autocast ac = autocast::for_precision(precision_);
+  return (*loss_)(f.outs, f.target) * f.share;
+}
+
 nn::Tensors PipelineStage::run_chunk(int chunk, const nn::Tensors& inputs) {
-  nn::Tensors outs = (*chunks_[size_t(chunk)])(inputs);
+  nn::Tensors outs;
+  {
+    const Autocast ac = autocast::for_precision(precision_);  // off for float32
+    outs = (*chunks_[size_t(chunk)])(inputs);
+  }
   WEFT_CHECK(!outs.empty(), "the layers returned no tensors");
   for (size_t i = 0; i < outs.size(); ++i) WEFT_CHECK(outs[i].defined(), "the layers' output ", i, " is undefined");
   return outs;
@@ -217,7 +239,7 @@ void PipelineStage::forward_action(const Action& a, InFlight& f, const std::vect
     const Tensor& y = ys[size_t(mb)];
     f.target = y.device() == f.outs[0].device() ? y : y.to(f.outs[0].device());
     f.share = double(y.size(0)) / double(rows);
-    f.loss = (*loss_)(f.outs, f.target) * f.share;
+    f.loss = scaled_loss(f);
   } else {
     // A gradient comes back for the floating-point outputs on the tape; without the tape
     // (recomputed), for every floating-point output (messages.h).
@@ -285,7 +307,7 @@ void PipelineStage::recompute_forward(InFlight& f, int chunk) {
   ReplayDraws replay(f.draws);
   nn::RecomputeGuard again;
   f.outs = run_chunk(chunk, f.inputs);
-  if (model_output(chunk)) f.loss = (*loss_)(f.outs, f.target) * f.share;
+  if (model_output(chunk)) f.loss = scaled_loss(f);
 }
 
 void PipelineStage::weight_action(const Action& a, InFlight& f) {

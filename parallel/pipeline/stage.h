@@ -102,6 +102,7 @@ struct StageStats {
   int64_t peak_step_bytes = 0;   // the device's peak during the step above its start (tensor/memory.h)
   int64_t transposed_bytes = 0;  // of that, Linear's transposed weights kept for the step (nn/linear.h);
                                  // the rest is activations, new .grad buffers and temporaries
+  int64_t sent_bytes = 0;        // activations and input gradients sent to the neighbours (payload only)
 };
 
 class PipelineStage {
@@ -127,6 +128,12 @@ class PipelineStage {
 
   // Activation recomputation (above); Never by default.
   void set_recompute(Recompute r) { recompute_ = r; }
+  // Mixed precision: every forward of this stage's chunks (recomputed ones included) and
+  // the loss run under Autocast(kBFloat16), so the activations and their gradients
+  // cross the stage boundaries in 16 bits, half float32's bytes (docs/mixed-precision.md).
+  // kFloat32 (the default) turns it off. float16 is refused: it needs a loss scale whose
+  // skip-or-step every stage agrees on, which the stages do not share yet.
+  void set_precision(DType precision);
   // 2-D parallelism (above): `replicas` are the ranks holding this same stage in every
   // replica (this one included), e.g. world.split(stage, replica). Collective over them:
   // it wraps this stage's chunks in a DistributedDataParallel (checking that the
@@ -163,8 +170,9 @@ class PipelineStage {
   Activations receive_activations(int chunk);
   void send_activations(const nn::Tensors& ts, const std::vector<bool>& wants_grad, int64_t rows, int chunk);
   void send_input_gradients(const InFlight& f, int chunk);
-  // Chunk c's forward of one microbatch's list.
+  // Chunk c's forward of one microbatch's list, and the last chunk's loss of it.
   nn::Tensors run_chunk(int chunk, const nn::Tensors& inputs);
+  Tensor scaled_loss(const InFlight& f);
   void forward_action(const Action& a, InFlight& f, const std::vector<nn::Tensors>& xs, const std::vector<Tensor>& ys,
                       int64_t rows);
   void backward_action(const Action& a, InFlight& f, bool split);
@@ -185,6 +193,7 @@ class PipelineStage {
   PendingSends pending_sends_;  // each send's data stays alive
   StageStats stats_;
   Recompute recompute_ = Recompute::Never;
+  DType precision_ = kFloat32;
   const MultiLossFn* loss_ = nullptr;  // during train_step: the loss a recomputed last stage needs
   int microbatches_ = 0;          // during train_step: the schedule's m
 };

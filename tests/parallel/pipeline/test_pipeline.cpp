@@ -7,6 +7,7 @@
 #include "../../helpers.h"
 #include "../parallel_helpers.h"
 #include "pipeline_helpers.h"
+#include "autograd/autocast.h"
 #include "parallel/pipeline/pipeline.h"
 #include "parallel/pipeline/shard.h"
 #include "samples/common/models.h"
@@ -197,6 +198,59 @@ TEST_CASE("the pipelined loss and gradients are the full batch's, whatever the m
     CHECK(std::abs(got.load() - want) < 1e-5);
     CHECK(test::max_param_diff(*model, *sharded, /*grads=*/true) < 1e-5);
   }
+}
+
+TEST_CASE("a bf16 pipeline step is one device's autocast step on the same microbatches, sending half the bytes",
+          "[pipeline][autocast]") {
+  constexpr int kMicro = 3;
+  auto model = samples::make_mlp();
+  const auto xy = images(12, 9);
+  const Tensor &x = xy.first, &y = xy.second;
+  // One device: each microbatch's forward and loss under autocast, backward outside.
+  auto ref = model->clone(kCPU);
+  double want = 0;
+  {
+    std::optional<nn::TransposedWeightScope> keep_transposed;  // as a stage keeps them
+    keep_transposed.emplace();
+    for (const auto& [s, e] : pp::microbatch_rows(x.size(0), kMicro)) {
+      Tensor loss;
+      {
+        const Autocast ac(kBFloat16);
+        loss = mean_ce((*ref)(x.narrow(0, s, e - s)), y.narrow(0, s, e - s)) * (double(e - s) / double(x.size(0)));
+      }
+      want += loss.item<double>();
+      loss.backward();
+    }
+  }
+  std::vector<int64_t> sent[2];
+  double got = 0;
+  std::shared_ptr<parallel::ShardedSequential> bf16_model;
+  for (DType precision : {kFloat32, kBFloat16}) {
+    auto sharded = parallel::shard(std::dynamic_pointer_cast<nn::Sequential>(model->clone(kCPU)), cpus(2));
+    std::vector<int64_t>& bytes = sent[precision == kBFloat16];
+    bytes.assign(2, 0);
+    parallel::run_ranks(2, [&](const std::shared_ptr<parallel::Communicator>& comm) {
+      const int r = comm->rank();
+      pp::PipelineStage stage(comm, sharded->stage(size_t(r)), sharded->device(size_t(r)));
+      stage.set_precision(precision);
+      const double l = stage.train_step(pp::make_schedule("gpipe", 2, kMicro), x, y, mean_ce);
+      if (stage.is_last() && precision == kBFloat16) got = l;
+      bytes[size_t(r)] = stage.last_stats().sent_bytes;
+    });
+    if (precision == kBFloat16) bf16_model = sharded;
+  }
+  CHECK(got == want);
+  CHECK(test::max_param_diff(*ref, *bf16_model, /*grads=*/true) == 0);
+  // Stage 0 sends the (12, 256) activation, stage 1 its gradient: 16 bits instead of 32.
+  for (int r = 0; r < 2; ++r) {
+    INFO("stage " << r);
+    CHECK(sent[0][size_t(r)] > 0);
+    CHECK(sent[1][size_t(r)] * 2 == sent[0][size_t(r)]);
+  }
+  CHECK_THROWS_WITH(parallel::run_ranks(1, [&](const std::shared_ptr<parallel::Communicator>& comm) {
+                      pp::PipelineStage(comm, samples::make_mlp(), kCPU).set_precision(kFloat16);
+                    }),
+                    Catch::Matchers::Contains("float16 needs a loss scale"));
 }
 
 TEST_CASE("pipelined forward gives the model's output on the last stage", "[pipeline]") {
