@@ -338,7 +338,11 @@ void train_rank_ps(const DdpConfig& c, std::shared_ptr<Communicator> comm, std::
   loop.ranks_in_step = [&](bool has_batch) { return has_batch ? world : 0; };  // samples of all ranks
   loop.step = [&](const std::optional<data::Batch>& b) {
     model->zero_grad();
-    Tensor loss = nn::cross_entropy((*model)(b->x), b->y, r.label_smoothing);
+    Tensor loss;
+    {
+      const Autocast ac = autocast::for_precision(c.t.precision);  // bf16: forward and loss in autocast
+      loss = nn::cross_entropy((*model)(b->x), b->y, r.label_smoothing);
+    }
     loss.backward();
     std::vector<Tensor> grads;
     for (const Tensor& p : params) grads.push_back(p.grad().defined() ? p.grad() : zeros_like(p));
@@ -351,7 +355,10 @@ void train_rank_ps(const DdpConfig& c, std::shared_ptr<Communicator> comm, std::
   loop.epoch_end = [&](int epoch) {
     comm->barrier();  // every rank's last gradient is in
     ps.pull();
-    acc = test.accuracy(*comm, *model, kCPU);
+    {
+      const Autocast ac = autocast::for_precision(c.t.precision);  // evaluated as it trains
+      acc = test.accuracy(*comm, *model, kCPU);
+    }
     if (lead) {
       const parallel::StalenessStats now = ps.stats(), e = now.since(before);
       before = now;
@@ -493,7 +500,9 @@ int main(int argc, char** argv) {
     WEFT_CHECK(c.algorithm == "ddp" || c.backend != "nccl", "train_ddp: --algorithm ps runs on the CPU backends "
                "(threads or mpi), not nccl");
     WEFT_CHECK(c.algorithm == "ps" || app.count("--staleness") == 0, "train_ddp: --staleness needs --algorithm ps");
-    if (c.algorithm == "ps") samples::require_fp32(c.t, "train_ddp --algorithm ps");
+    WEFT_CHECK(c.algorithm != "ps" || c.t.precision != kFloat16, "--precision fp16: train_ddp --algorithm ps trains ",
+               "in fp32 or bf16 (float16 needs a loss scale, and the server would have to skip the overflowing ",
+               "pushes of each worker)");
     for (const char* ddp_only : {"--comm-hook", "--deterministic", "--no-overlap", "--bucket-mb"})
       WEFT_CHECK(c.algorithm == "ddp" || app.count(ddp_only) == 0, "train_ddp: ", ddp_only,
                  " is a DDP flag; --algorithm ps sends whole gradients to the server");

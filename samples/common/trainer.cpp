@@ -118,11 +118,6 @@ double evaluate(nn::Module& model, const data::TensorDataset& test, Device devic
   return static_cast<double>(count_correct(model, test, device)) / static_cast<double>(test.size());
 }
 
-void require_fp32(const Config& c, const std::string& what) {
-  WEFT_CHECK(c.precision == kFloat32, "--precision ", dtype_name(c.precision), ": ", what,
-             " trains in float32 only for now (drop --precision)");
-}
-
 namespace {
 // Runs the training step as a CUDA graph: a few eager steps warm up (cuDNN picks its
 // algorithms, the allocator fills its cache, optimizer state appears), then one step is

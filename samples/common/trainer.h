@@ -52,9 +52,6 @@ struct FashionMnist {
 };
 FashionMnist load_data(const Config& c);
 
-// Throws unless --precision is fp32, naming what does not support mixed precision yet.
-void require_fp32(const Config& c, const std::string& what);
-
 inline std::unique_ptr<optim::Optimizer> make_optimizer(const Config& c, const std::vector<Tensor>& params) {
   return make_optimizer(c.r, params);
 }
