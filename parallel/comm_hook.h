@@ -2,7 +2,8 @@
 // manner of PyTorch's DDP communication hooks.
 //
 // DDP hands the hook a bucket whose flat buffer (parallel/gradient_bucket.h) holds THIS
-// rank's float32 gradients; when the hook's work is done the buffer must hold the SUM
+// rank's gradients (float32; a 16-bit model's buckets, already divided by the world size,
+// go to AllReduceHook only); when the hook's work is done the buffer must hold the SUM
 // over ranks (exactly or approximately), the same on every rank. DDP then divides by the
 // number of contributing ranks, as it always has: the exact and 16-bit hooks need not
 // know about join() and uneven inputs. (The error-feedback hooks, PowerSGD and top-k,
@@ -12,7 +13,7 @@
 //   DistributedDataParallel ddp(model, comm, {.comm_hook = make_comm_hook("powersgd:4")});
 //
 // The hooks (one instance per rank: several of them keep per-bucket state):
-//   AllReduceHook        exact float32 all-reduce, asynchronous: overlaps backward (default)
+//   AllReduceHook        exact all-reduce in the bucket's dtype, asynchronous: overlaps backward (default)
 //   HalfPrecisionHook    bf16 or fp16 messages in a ring, added in float32      (half_hook.h)
 //   PowerSGDHook         rank-r P Q^T with error feedback and warm start     (powersgd_hook.h)
 //   TopKHook             the k largest |g| as (index, value), error feedback (topk_hook.h)

@@ -96,6 +96,13 @@ void DistributedDataParallel::launch(size_t bucket) {
   trace::Scope span("launch bucket", "ddp", comm_->trace_rank(),
                     trace::enabled() ? detail::str(b.numel(), " ", dtype_name(b.flat().dtype())) : std::string());
   b.pack(/*zeros=*/!has_data_);
+  // 16 bits: divided by the world size before the sum (as PyTorch's default hook does for
+  // every dtype), so that a sum of loss-scaled float16 gradients cannot overflow where no
+  // rank's own did. float32 sends its gradients as they are and divides once, after.
+  if (is_half(b.flat().dtype())) {
+    Tensor flat = b.flat();
+    flat.div_(static_cast<double>(comm_->size()));
+  }
   b.work = hook_->reduce(bucket, b, *comm_);  // the default: allreduce_async(b.flat(), Sum)
 }
 
@@ -105,7 +112,8 @@ void DistributedDataParallel::launch_ready_buckets() {
 
 // The deterministic reduction: every rank gathers all ranks' buckets and adds them in
 // rank order, so the float result is the same expression on every rank and every run.
-// In float32 for every dtype: a 16-bit bucket's sum is rounded once, at the end.
+// In float32 for every dtype: a 16-bit bucket's mean is divided here too and rounded
+// once, at the end (unpack_divisor then says 1).
 void DistributedDataParallel::fixed_order_mean(GradientBucket& b) {
   b.pack(/*zeros=*/!has_data_);
   const int64_t n = b.numel();
@@ -116,8 +124,18 @@ void DistributedDataParallel::fixed_order_mean(GradientBucket& b) {
   Tensor sum = raw::to_dtype(all.narrow(0, 0, n), kFloat32);
   if (dtype == kFloat32) sum = raw::clone(sum);  // to_dtype may hand back the slice itself
   for (int r = 1; r < comm_->size(); ++r) sum.add_(raw::to_dtype(all.narrow(0, r * n, n), kFloat32));
+  if (dtype != kFloat32) sum.div_(static_cast<double>(contributors_));
   Tensor flat = b.flat();
   flat.copy_(sum);
+}
+
+// What turns a reduced bucket into the mean over the contributing ranks: float32 holds
+// the sum; a 16-bit bucket was divided by the world size before it was sent, or by the
+// contributors already in deterministic mode.
+double DistributedDataParallel::unpack_divisor(const GradientBucket& b) const {
+  if (!is_half(b.flat().dtype())) return static_cast<double>(contributors_);
+  if (opt_.deterministic) return 1.0;
+  return static_cast<double>(contributors_) / static_cast<double>(comm_->size());
 }
 
 void DistributedDataParallel::synchronize() {
@@ -137,7 +155,7 @@ void DistributedDataParallel::synchronize() {
         b.work.reset();
       }
     }
-    for (auto& b : buckets_) b.unpack(static_cast<double>(contributors_));
+    for (auto& b : buckets_) b.unpack(unpack_divisor(b));
     hook_->end_step();
   } catch (...) {
     reset_round();

@@ -162,6 +162,7 @@ class DistributedDataParallel {
   void launch(size_t bucket);
   void launch_ready_buckets();  // in order, as far as the ready ones go
   void fixed_order_mean(GradientBucket& b);
+  double unpack_divisor(const GradientBucket& b) const;
   void reset_round();
 
   std::shared_ptr<nn::Module> module_;

@@ -225,7 +225,7 @@ void train_rank(const DdpConfig& c, std::shared_ptr<Communicator> comm, std::sha
     comm->barrier();  // nobody races ahead of (or resumes from) a half-written checkpoint
   };
   const training::Throughput t = loop.run(start_epoch);
-  if (start_epoch >= r.epochs) acc = accuracy();
+  if (start_epoch >= loop.end_epoch()) acc = accuracy();
   if (!c.trace.empty()) {
     parallel::gather_chrome_trace(*comm, c.trace);
     if (lead) std::printf("trace of the first %d steps written to %s (open it at https://ui.perfetto.dev)\n",

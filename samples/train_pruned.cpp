@@ -159,7 +159,7 @@ void Run::train(const std::string& label, const std::function<void(int64_t)>& on
                    .before_step = before_backward, .after_step = on_step,
                    .epoch_end = [&](int epoch) { end_epoch(epoch, schedule, steps_per_epoch); }};
   loop.run(first_epoch);
-  if (first_epoch >= c_.r.epochs) evaluate();  // the checkpoint was the end: nothing left to train
+  if (first_epoch >= loop.end_epoch()) evaluate();  // the checkpoint was the end: nothing left to train
 }
 
 std::string Run::pruning_flags() const {
@@ -169,16 +169,21 @@ std::string Run::pruning_flags() const {
 
 int Run::resume(optim::CosineWarmupLR& schedule, int64_t steps_per_epoch) {
   const std::string& path = c_.resume;
-  // A mask appears when its layer is first pruned, so a run that has not pruned yet
-  // lacks the checkpoint's: install ones for each, and loading sets their values.
-  for (const auto& [key, t] : nn::load_safetensors(path).tensors)
-    if (key.starts_with("model.") && key.ends_with("_mask"))
-      pruner_->set_mask(key.substr(6, key.size() - 6 - 5), ones(t.shape(), {.device = device_}));
-  const optim::Metadata meta = optim::load_checkpoint(path, *model_, opt_.get());
-  const auto field = [&](const std::string& k) { return meta.count(k) ? "'" + meta.at(k) + "'" : "(missing)"; };
+  // Whose checkpoint it is, before anything is loaded (a train_mlp checkpoint, or other
+  // pruning flags, would otherwise fail on missing or misshapen masks).
+  const nn::SafeTensors file = nn::load_safetensors(path);
+  const auto field = [&](const std::string& k) {
+    return file.metadata.count(k) ? "'" + file.metadata.at(k) + "'" : std::string("(missing)");
+  };
   WEFT_CHECK(field("sample") == "'train_pruned'", path, ": saved by ", field("sample"), ", not train_pruned");
   WEFT_CHECK(field("pruning") == "'" + pruning_flags() + "'", path, ": saved with pruning flags ", field("pruning"),
              " but this run has '", pruning_flags(), "'; resume with the same ones");
+  // A mask appears when its layer is first pruned, so a run that has not pruned yet
+  // lacks the checkpoint's: install ones for each, and loading sets their values.
+  for (const auto& [key, t] : file.tensors)
+    if (key.starts_with("model.") && key.ends_with("_mask"))
+      pruner_->set_mask(key.substr(6, key.size() - 6 - 5), ones(t.shape(), {.device = device_}));
+  const optim::Metadata meta = optim::load_checkpoint(path, *model_, opt_.get());
   const samples::ResumePoint rp = samples::read_resume_point(path, meta);
   WEFT_CHECK(rp.generator_offset, path, ": the checkpoint's metadata has no 'generator_offset' field");
   default_generator().set_offset(*rp.generator_offset);

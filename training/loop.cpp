@@ -1,6 +1,5 @@
 #include "loop.h"
 
-#include <algorithm>
 #include <chrono>
 #include <cstdio>
 
@@ -72,7 +71,7 @@ Throughput Loop::run(int first_epoch) {
   WEFT_CHECK(step, "training::Loop: the step hook is not set");
   Throughput total;
   data::DeviceStager stager(device);  // on the CPU it hands each batch through
-  const int end = stop_after_epoch > 0 ? std::min(epochs, stop_after_epoch) : epochs;
+  const int end = end_epoch();
   for (int epoch = first_epoch; epoch < end; ++epoch) {
     loader.set_epoch(epoch);  // the shuffle depends on (seed, epoch) alone: resumed runs match
     std::optional<ProgressBar> bar;

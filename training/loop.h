@@ -93,9 +93,11 @@ struct Loop {
   // together), and after it stops and the bar is finished (evaluation, checkpoints).
   std::function<void(int epoch)> epoch_begin = {}, epoch_end = {};
 
-  // Trains epochs first_epoch .. epochs-1 (a resumed run starts later; stop_after_epoch
-  // may end it sooner).
+  // Trains epochs first_epoch .. end_epoch()-1 (a resumed run starts later).
   Throughput run(int first_epoch = 0);
+  // Where run() stops: epochs, or stop_after_epoch when that comes first. A run resumed
+  // at or after it trains nothing (its caller evaluates the loaded model instead).
+  int end_epoch() const { return stop_after_epoch > 0 && stop_after_epoch < epochs ? stop_after_epoch : epochs; }
 };
 
 // The plain step of a classifier: zero_grad, cross-entropy (with label smoothing) of

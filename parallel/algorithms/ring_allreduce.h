@@ -49,7 +49,8 @@ struct RingOptions {
 // [begin, end) of chunk c when numel elements are cut into n chunks.
 std::pair<int64_t, int64_t> ring_chunk(int64_t numel, int n, int c);
 
-// In place on `t` (contiguous CPU float32/float64/int64), like Communicator::allreduce.
+// In place on `t` (contiguous CPU float32/float64/int64/bfloat16/float16; 16-bit partial
+// sums rounded at every hop), like Communicator::allreduce.
 void ring_allreduce(Communicator& comm, const Tensor& t, ReduceOp op = ReduceOp::Sum, const RingOptions& opt = {});
 
 }  // namespace weft::parallel

@@ -21,7 +21,10 @@
 //   * Tensors must be contiguous and live on a device the backend serves (any CPU device,
 //     logical ones included, for threads and mpi; its CUDA device for nccl). Collectives work in place on `t` (its storage is written).
 //   * Reductions: Sum, Mean (sum / size), Max. float32, float64, int64, and bfloat16 and
-//     float16 (added in float32, rounded once per step: parallel/comm/reduce.h).
+//     float16 (added in float32 and rounded to 16 bits wherever a partial result is
+//     stored or sent: once in all on the threads backend, at every hop of MPI's or
+//     NCCL's algorithm; parallel/comm/reduce.h). A 16-bit Mean sums first, so a float16
+//     sum above 65504 overflows though the mean would not: divide first (as DDP does).
 //   * Async variants return a Work handle at once; the communication runs on the
 //     backend's progress thread, in call order. The tensor must not be touched until
 //     wait() returns. wait() rethrows any error of the operation.

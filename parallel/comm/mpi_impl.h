@@ -66,8 +66,9 @@ void half_reduce(void* in, void* inout, int* len, MPI_Datatype*) {
 inline MPI_Op mpi_op(ReduceOp op, DType dt) {
   if (!is_half(dt)) return op == ReduceOp::Max ? MPI_MAX : MPI_SUM;
   auto make = [](MPI_User_function* f) {
-    MPI_Op o;
-    MPI_Op_create(f, /*commute=*/1, &o);
+    MPI_Op o = MPI_OP_NULL;
+    const int rc = MPI_Op_create(f, /*commute=*/1, &o);
+    WEFT_CHECK(rc == MPI_SUCCESS, "mpi: MPI_Op_create for a 16-bit reduction failed (error ", rc, ")");
     return o;
   };
   static const MPI_Op bf16_sum = make(&half_reduce<DType::BFloat16, ReduceOp::Sum>);

@@ -148,7 +148,7 @@ void PipelineStage::send_activations(const nn::Tensors& ts, const std::vector<bo
   nn::Tensors wired;
   for (const Tensor& t : ts) {
     wired.push_back(on_wire(t, wire()));
-    stats_.sent_bytes += t.numel() * int64_t(element_size(t.dtype()));
+    stats_.sent_bytes += t.numel() * int64_t(element_size(t.dtype() == kBool ? kInt64 : t.dtype()));  // as sent
   }
   const int to = virtual_stage(chunk) + 1;
   pipeline::send_activations(*comm_, wired, wants_grad, rows, to % num_stages(), activation_tag(to / num_stages()),

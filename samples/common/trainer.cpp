@@ -231,7 +231,7 @@ int run(const std::string& name, Config& c, const std::function<std::shared_ptr<
   };
 
   const training::Throughput t = loop.run(start_epoch);
-  if (start_epoch >= c.r.epochs) accuracy = test_accuracy();
+  if (start_epoch >= loop.end_epoch()) accuracy = test_accuracy();
   std::printf("test_accuracy=%.4f train_samples_per_s=%.1f\n", accuracy, t.samples_per_s());
   return 0;
 }

@@ -159,6 +159,34 @@ inline void check_async(parallel::Communicator& c, int64_t numel) {
                 label(c, "allreduce after async", numel, kFloat32));
 }
 
+// 16-bit all-reduces of values their sums cannot hold exactly (the integer values above
+// add exactly), over more elements than reduce.cpp's 2048-element blocks: within one
+// rounding of each partial sum, whichever way the backend adds.
+inline void check_allreduce16_rounding(parallel::Communicator& c) {
+  constexpr int64_t kN = 5000;
+  const int n = c.size();
+  auto value = [](int r, int64_t i) { return 1.0 + 0.0137 * double((r + 1) * (i % 29)) + 0.001 * r; };
+  for (DType dt : {kBFloat16, kFloat16})
+    for (parallel::ReduceOp op : {parallel::ReduceOp::Sum, parallel::ReduceOp::Mean}) {
+      std::vector<double> v(kN);
+      for (int64_t i = 0; i < kN; ++i) v[size_t(i)] = value(c.rank(), i);
+      Tensor t = raw::to_dtype(weft::tensor(v, Shape{kN}, {.dtype = kFloat64}), dt);
+      c.allreduce(t, op);
+      const std::vector<double> got = raw::to_dtype(t, kFloat64).to_vector<double>();
+      const double eps = dt == kBFloat16 ? std::ldexp(1.0, -8) : std::ldexp(1.0, -11);
+      for (int64_t i = 0; i < kN; ++i) {
+        double sum = 0;
+        for (int r = 0; r < n; ++r) sum += value(r, i);
+        const double want = op == parallel::ReduceOp::Mean ? sum / n : sum;
+        // The inputs rounded (n of them), each partial sum (n - 1), the result (1).
+        const double tol = eps * (2.0 * n) * want + 1e-6;  // each error at most eps/2 of a value <= the sum
+        if (!(std::abs(got[size_t(i)] - want) <= tol))
+          throw CheckFailed(detail::str(label(c, parallel::reduce_op_name(op), kN, dt), ": element ", i, " is ",
+                                        got[size_t(i)], ", expected ", want, " within ", tol));
+      }
+    }
+}
+
 // Every collective at every size, dtype and reduction (the bulk of the coverage).
 inline void check_all_collectives(parallel::Communicator& c, const std::vector<int64_t>& sizes) {
   using parallel::ReduceOp;

@@ -327,6 +327,45 @@ TEST_CASE("DDP on a 16-bit model: 16-bit buckets and all-reduces, the same param
     }
 }
 
+TEST_CASE("DDP on a 16-bit model: a mean float16 could not hold as a sum; deterministic mode rounds once",
+          "[ddp][parallel]") {
+  // Gradients set by hand (no backward): synchronize() reduces whatever .grad holds.
+  for (bool deterministic : {false, true})
+    for (int n : {2, 3}) {
+      DYNAMIC_SECTION((deterministic ? "deterministic, " : "") << n << " ranks") {
+        auto value = [](int r, int64_t i) { return 33000.0 + 1000.0 * r + 7.3 * double(i); };  // sums overflow fp16
+        std::vector<std::vector<float>> got(static_cast<size_t>(n));
+        require_no_errors(run_on_ranks(n, kDefaultTimeout, [&](std::shared_ptr<Communicator> comm) {
+          const int r = comm->rank();
+          auto m = make_tiny_mlp();
+          m->to(kFloat16);
+          DistributedDataParallel ddp(m, comm, {.deterministic = deterministic});
+          std::vector<double> v(6 * 8);
+          for (int64_t i = 0; i < 48; ++i) v[size_t(i)] = value(r, i);
+          for (Tensor p : ddp.module().parameters())
+            p.set_grad(raw::to_dtype(tensor(std::vector<double>(v.begin(), v.begin() + p.numel()), p.shape(),
+                                            {.dtype = kFloat64}), kFloat16));
+          ddp.synchronize();
+          got[size_t(r)] = raw::to_dtype(ddp.module().parameters()[0].grad(), kFloat32).to_vector<float>();
+        }));
+        for (int64_t i = 0; i < 48; ++i) {
+          float sum = 0;  // rank order, float32, of the float16 inputs
+          for (int r = 0; r < n; ++r) sum += raw::to_dtype(full({}, value(r, i), {.dtype = kFloat16}), kFloat32).item<float>();
+          const float mean = sum / float(n);
+          for (int r = 0; r < n; ++r) {
+            const float g = got[size_t(r)][size_t(i)];
+            INFO("rank " << r << ", value " << i);
+            REQUIRE(std::isfinite(g));
+            if (deterministic)  // the float32 mean rounded once
+              CHECK(g == raw::to_dtype(full({}, mean, {.dtype = kFloat16}), kFloat32).item<float>());
+            else  // each value divided by n, summed, rounded a few times: within a few units of 2^-11
+              CHECK(std::abs(g - mean) <= 4 * std::ldexp(mean, -11));
+          }
+        }
+      }
+    }
+}
+
 TEST_CASE("DDP refuses a compressing comm hook on a 16-bit model", "[ddp][parallel]") {
   require_no_errors(run_on_ranks(1, kDefaultTimeout, [&](std::shared_ptr<Communicator> comm) {
     auto m = make_tiny_mlp();

@@ -43,6 +43,7 @@ TEST_CASE("threads communicator: every collective matches the serial result", "[
     INFO("world size " << n);
     REQUIRE_NOTHROW(run_ranks(n, [](Communicator& c) {
       test::check_all_collectives(c, {1, 7, 1000});
+      test::check_allreduce16_rounding(c);
     }));
   }
 }

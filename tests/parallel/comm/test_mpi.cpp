@@ -22,6 +22,7 @@ std::shared_ptr<MpiCommunicator> world() { return weft::test::mpi_test_world(); 
 TEST_CASE("mpi communicator: every collective matches the serial result", "[parallel][mpi]") {
   auto c = world();
   REQUIRE_NOTHROW(test::check_all_collectives(*c, {1, 7, 1000}));
+  REQUIRE_NOTHROW(test::check_allreduce16_rounding(*c));
   REQUIRE_NOTHROW(test::check_allreduce(*c, 1000003, kFloat32, ReduceOp::Sum));
   REQUIRE_NOTHROW(test::check_allreduce(*c, 1000003, kInt64, ReduceOp::Mean));
   REQUIRE_NOTHROW(test::check_send_recv_ring(*c, 1000003, kFloat32));
