@@ -80,12 +80,26 @@ AsyncParameterServer::AsyncParameterServer(Communicator& comm, std::vector<Tenso
   for (int q = 0; q < n; ++q) threads_.emplace_back([this, q] { serve(q); });
 }
 
+// ": <what>" of the server's own failure, if it had one; else "".
+std::string AsyncParameterServer::server_error_text() const {
+  std::lock_guard lock(mu_);
+  if (!error_) return "";
+  try {
+    std::rethrow_exception(error_);
+  } catch (const std::exception& e) {
+    return detail::str(": ", e.what());
+  } catch (...) {
+  }
+  return "";
+}
+
 AsyncParameterServer::~AsyncParameterServer() {
   // An exception is unwinding this rank before it finished: the other ranks (and this
   // rank's server threads) wait for messages it will never send. Tell them first, or
   // finish() below would wait for them until the timeout.
   if (!finished_ && std::uncaught_exceptions() > 0)
-    comm_.abort(detail::str("rank ", comm_.rank(), " left the parameter server with an error before finish()"));
+    comm_.abort(detail::str("rank ", comm_.rank(), " left the parameter server with an error before finish()",
+                            server_error_text()));
   try {
     finish();
   } catch (...) {
@@ -242,15 +256,14 @@ void AsyncParameterServer::serve(int q) {
       what = e.what();
     } catch (...) {
     }
-    {
-      std::lock_guard lock(mu_);
-      if (!error_) error_ = std::current_exception();
-      cv_.notify_all();
-    }
     // The workers wait in recv for this server's reply: tell them (on the threads
     // backend their recv then fails naming this rank and the reason) rather than let
-    // them wait out the timeout.
+    // them wait out the timeout. Before this rank's own worker hears of it below: its
+    // unwinding aborts too, and the first reason given is the one the others see.
     comm_.abort(detail::str("the parameter server's thread for rank ", q, " failed: ", what));
+    std::lock_guard lock(mu_);
+    if (!error_) error_ = std::current_exception();
+    cv_.notify_all();
   }
 }
 

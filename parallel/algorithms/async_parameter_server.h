@@ -146,7 +146,8 @@ class AsyncParameterServer {
   int64_t max_clock_ = 0;                      // the furthest worker's clock
   int64_t applied_version_ = 0;                // S = 0: clocks applied so far
   StalenessStats stats_;
-  std::exception_ptr error_;
+  std::exception_ptr error_;  // the server's own failure
+  std::string server_error_text() const;  // ": <its what()>", or ""
   std::vector<std::thread> threads_;
 };
 
