@@ -44,6 +44,7 @@ void GradScaler::unscale_(Optimizer& opt) {
       found_inf_ = !std::isfinite(m);
     }
   }
+  if (options_.agree) found_inf_ = options_.agree(found_inf_);
   stage_ = Stage::Unscaled;
 }
 

@@ -40,6 +40,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 
 #include "optimizer.h"
 
@@ -51,6 +52,11 @@ struct GradScalerOptions {
   double backoff_factor = 0.5;
   int64_t growth_interval = 2000;
   bool enabled = true;  // false: scale() and unscale_() do nothing and step() always steps
+  // Several scalers that must decide together (the stages of a pipeline each unscale their
+  // own parameters): given this one's found-inf, returns whether ANY of them found one --
+  // an all-reduce (Max) of the flag over their ranks. Then all skip, or all step, and
+  // their scales stay equal. Empty: decide alone.
+  std::function<bool(bool)> agree = {};
 };
 
 class GradScaler {

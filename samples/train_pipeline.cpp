@@ -169,6 +169,7 @@ EpochTimes gather_times(Communicator& comm, double busy, double wall, int in_fli
 struct Shared {
   std::vector<optim::Optimizer*> opts;  // replica 0's stage s's optimizer, set by its thread
   nn::NamedTensors resume_state;        // one optimizer's state over the whole model
+  optim::Metadata resume_meta;          // and its metadata (the fp16 loss scale)
   std::optional<samples::ResumePoint> resumed;  // where --resume continues
   int start_epoch = 0;
 };
@@ -177,13 +178,14 @@ struct Shared {
 // keys and the stages' optimizer states merged into one optimizer's, so train_mlp,
 // train_cnn or train_pipeline with any stage count can resume from it.
 void save(const PipeConfig& c, parallel::ShardedSequential& sharded, const Shared& shared, int epochs_done,
-          const optim::CosineWarmupLR& schedule, int64_t steps_per_epoch) {
+          const optim::CosineWarmupLR& schedule, int64_t steps_per_epoch, const optim::GradScaler& scaler) {
   std::vector<nn::NamedTensors> states;
   for (const optim::Optimizer* o : shared.opts) states.push_back(o->state_dict());
   auto whole = samples::make_optimizer(c.t.r, sharded.parameters());
   whole->load_state_dict(parallel::merge_stage_states(sharded, states));
   optim::Metadata meta = samples::checkpoint_metadata("train_pipeline", epochs_done, schedule, steps_per_epoch);
   meta["stages"] = std::to_string(c.stages);
+  samples::save_scaler(scaler, meta);  // fp16: every stage's scale is the same
   optim::save_checkpoint(c.t.checkpoint, sharded, whole.get(), meta);
 }
 
@@ -225,7 +227,18 @@ void train_stage(const PipeConfig& c, const Rank& me, parallel::ShardedSequentia
         samples::resume_schedule(*shared.resumed, schedule, opt->steps_taken(), loader.num_batches());
     if (s == 0 && lead && !warning.empty()) std::fprintf(stderr, "%s\n", warning.c_str());
   }
-  auto loss_fn = [&](const Tensor& out, const Tensor& y) { return nn::cross_entropy(out, y, r.label_smoothing); };
+  // fp16: one loss scale for all stages and replicas. The last stage's loss function
+  // scales the loss; each stage unscales its own gradients, and one all-reduce of the
+  // found-inf flags makes every stage skip, or every stage step (GradScalerOptions::agree).
+  optim::GradScaler scaler({.enabled = c.t.precision == kFloat16, .agree = [&](bool found_inf) {
+                              Tensor flag = full({}, found_inf ? 1.0 : 0.0).to(dev);
+                              me.world->allreduce(flag, parallel::ReduceOp::Max);
+                              return flag.to(kCPU).item<float>() > 0;
+                            }});
+  if (shared.resumed) samples::load_scaler(c.t.resume, shared.resume_meta, scaler);
+  auto loss_fn = [&](const Tensor& out, const Tensor& y) {
+    return scaler.scale(nn::cross_entropy(out, y, r.label_smoothing));
+  };
 
   training::Loop loop{.opt = *opt, .schedule = schedule, .loader = loader, .device = kCPU, .epochs = r.epochs,
                    .stop_after_epoch = c.t.stop_after_epoch,
@@ -237,8 +250,10 @@ void train_stage(const PipeConfig& c, const Rank& me, parallel::ShardedSequentia
     if (!c.trace.empty() && steps++ == c.trace_steps) parallel::trace::enable(false);
     opt->zero_grad();
     const Tensor x = replica_rows(b->x, me.replica, c.replicas), y = replica_rows(b->y, me.replica, c.replicas);
-    const double loss = stage.train_step(schedule_for(c, x.size(0)), x, y, loss_fn);
-    opt->step();
+    const double loss = stage.train_step(schedule_for(c, x.size(0)), x, y, loss_fn) /
+                        (scaler.is_enabled() ? scaler.get_scale() : 1.0);
+    scaler.step(*opt);  // fp16: skips, on every stage, a step whose gradients overflowed anywhere
+    scaler.update();
     const pp::StageStats& st = stage.last_stats();
     busy += st.busy_ms, wall += st.wall_ms, allreduce += st.allreduce_ms;
     in_flight = std::max(in_flight, st.peak_in_flight), bytes = std::max(bytes, st.peak_step_bytes);
@@ -268,8 +283,9 @@ void train_stage(const PipeConfig& c, const Rank& me, parallel::ShardedSequentia
     if (!last) return;
     acc = double(correct) / double(data.test.size());
     const pp::PipelineSchedule& sched = schedule_for(c, r.batch_size / c.replicas);
-    std::printf("epoch %d: test_accuracy=%.4f lr=%.2e bubble=%.3f (textbook %s = %.3f)\n", epoch + 1, acc, opt->lr(),
-                bubble, c.chunks > 1 ? "(p-1)/(vm+p-1)" : "(p-1)/(m+p-1)", textbook_bubble(c, sched.microbatches));
+    std::printf("epoch %d: test_accuracy=%.4f lr=%.2e bubble=%.3f (textbook %s = %.3f)%s\n", epoch + 1, acc,
+                opt->lr(), bubble, c.chunks > 1 ? "(p-1)/(vm+p-1)" : "(p-1)/(m+p-1)",
+                textbook_bubble(c, sched.microbatches), samples::scaler_text(scaler).c_str());
     for (int k = 0; k < p; ++k)
       std::printf("  stage %d: busy %.0f%% of %.2f s, at most %d microbatches held, step peak %s, sends %s a step\n",
                   k, 100 * t.busy[size_t(k)] / std::max(1e-9, t.wall[size_t(k)]), t.wall[size_t(k)] / 1000,
@@ -284,7 +300,7 @@ void train_stage(const PipeConfig& c, const Rank& me, parallel::ShardedSequentia
     loop.epoch_end = [&, report](int epoch) {
       report(epoch);
       me.world->barrier();
-      if (s == 0 && lead) save(c, sharded, shared, epoch + 1, schedule, loader.num_batches());
+      if (s == 0 && lead) save(c, sharded, shared, epoch + 1, schedule, loader.num_batches(), scaler);
       me.world->barrier();  // nobody runs ahead while the checkpoint is being read
     };
   }
@@ -381,8 +397,6 @@ int main(int argc, char** argv) {
     WEFT_CHECK(c.t.device == "cpu", "train_pipeline: --device ", c.t.device,
                " is not supported; the stages are the devices (--devices, or --backend nccl for GPUs)");
     WEFT_CHECK(!c.t.cuda_graph, "train_pipeline: --cuda-graph is not supported");
-    WEFT_CHECK(c.t.precision != kFloat16, "--precision fp16: train_pipeline trains in fp32 or bf16 (float16 needs a "
-               "loss scale every stage agrees on, which the stages do not share yet)");
     WEFT_CHECK(c.schedule != "naive" || c.microbatches == 1, "--schedule naive runs whole batches: --microbatches 1");
     WEFT_CHECK(c.chunks == 1 || c.schedule == "interleaved", "--virtual ", c.chunks,
                ": only the interleaved schedule holds several chunks per stage (--schedule interleaved)");
@@ -447,8 +461,8 @@ int main(int argc, char** argv) {
     shared.opts.resize(size_t(c.stages));
     if (!c.t.resume.empty()) {  // a checkpoint of any sample: one optimizer over the whole model
       auto whole = samples::make_optimizer(c.t.r, replicas[0]->parameters());
-      shared.resumed =
-          samples::read_resume_point(c.t.resume, optim::load_checkpoint(c.t.resume, *replicas[0], whole.get()));
+      shared.resume_meta = optim::load_checkpoint(c.t.resume, *replicas[0], whole.get());
+      shared.resumed = samples::read_resume_point(c.t.resume, shared.resume_meta);
       shared.resume_state = whole->state_dict();
       shared.start_epoch = shared.resumed->epoch;
       if (shared.resumed->generator_offset) default_generator().set_offset(*shared.resumed->generator_offset);

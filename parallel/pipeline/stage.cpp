@@ -177,8 +177,8 @@ void PipelineStage::send_input_gradients(const InFlight& f, int chunk) {
 }
 
 void PipelineStage::set_precision(DType precision) {
-  WEFT_CHECK(precision == kFloat32 || precision == kBFloat16, "PipelineStage::set_precision: float32 or bfloat16, got ",
-             dtype_name(precision), is_half(precision) ? " (float16 needs a loss scale the stages agree on)" : "");
+  WEFT_CHECK(precision == kFloat32 || is_half(precision), "PipelineStage::set_precision: float32, bfloat16 or ",
+             "float16, got ", dtype_name(precision));
   precision_ = precision;
 }
 

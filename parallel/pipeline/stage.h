@@ -131,8 +131,10 @@ class PipelineStage {
   // Mixed precision: every forward of this stage's chunks (recomputed ones included) and
   // the loss run under Autocast(kBFloat16), so the activations and their gradients
   // cross the stage boundaries in 16 bits, half float32's bytes (docs/mixed-precision.md).
-  // kFloat32 (the default) turns it off. float16 is refused: it needs a loss scale whose
-  // skip-or-step every stage agrees on, which the stages do not share yet.
+  // kFloat32 (the default) turns it off. kFloat16 works the same way, and its gradients
+  // need a loss scale: the caller's loss function multiplies by it (GradScaler::scale),
+  // and every stage steps through a GradScaler whose `agree` all-reduces the found-inf
+  // flag over all stages (and replicas), so that all skip or all step.
   void set_precision(DType precision);
   // 2-D parallelism (above): `replicas` are the ranks holding this same stage in every
   // replica (this one included), e.g. world.split(stage, replica). Collective over them:

@@ -198,3 +198,28 @@ TEST_CASE("GradScaler: the scale never grows past float32's range; a loaded trac
   CHECK(loaded.get_scale() == 8);
   CHECK(loaded.growth_tracker() == 0);
 }
+
+TEST_CASE("GradScaler: agree makes scalers that decide together skip a step no one of them overflowed",
+          "[optim][grad_scaler]") {
+  Problem p;
+  optim::SGD opt(p.params(), {.lr = 0.1});
+  std::vector<bool> asked;
+  bool others_found_inf = true;  // what the other scalers (say, pipeline stages) report
+  optim::GradScaler scaler({.agree = [&](bool mine) {
+    asked.push_back(mine);
+    return mine || others_found_inf;
+  }});
+  const auto w_before = values(p.w);
+  scaler.scale(p.loss()).backward();
+  CHECK_FALSE(scaler.step(opt));  // clean here, overflowed elsewhere: skipped here too
+  scaler.update();
+  CHECK(asked == std::vector<bool>{false});
+  CHECK(values(p.w) == w_before);
+  CHECK(scaler.get_scale() == 32768.0);  // and backed off like the others
+  others_found_inf = false;
+  opt.zero_grad();
+  scaler.scale(p.loss()).backward();
+  CHECK(scaler.step(opt));
+  scaler.update();
+  CHECK(values(p.w) != w_before);
+}

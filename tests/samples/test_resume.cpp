@@ -300,6 +300,7 @@ TEST_CASE("--stop-after-epoch then --resume ends bit for bit where an uninterrup
       {"train_ddp", "--model mlp --replicas 2 --limit 1024 --precision fp16"},
       {"train_ddp", "--model mlp --replicas 2 --limit 1024 --algorithm ps --staleness 0"},
       {"train_pipeline", "--limit 512 --stages 2"},
+      {"train_pipeline", "--limit 512 --stages 2 --precision fp16"},
   };
   for (const Case& k : cases) {
     DYNAMIC_SECTION(k.sample << " " << k.args) {

@@ -3,11 +3,13 @@
 // exactly the parameters that one device leaves after the same microbatches, in the same
 // order, with the same weights -- for every schedule, stage count and microbatch count.
 #include <atomic>
+#include <limits>
 
 #include "../../helpers.h"
 #include "../parallel_helpers.h"
 #include "pipeline_helpers.h"
 #include "autograd/autocast.h"
+#include "optim/grad_scaler.h"
 #include "parallel/pipeline/pipeline.h"
 #include "parallel/pipeline/shard.h"
 #include "samples/common/models.h"
@@ -248,9 +250,53 @@ TEST_CASE("a bf16 pipeline step is one device's autocast step on the same microb
     CHECK(sent[1][size_t(r)] * 2 == sent[0][size_t(r)]);
   }
   CHECK_THROWS_WITH(parallel::run_ranks(1, [&](const std::shared_ptr<parallel::Communicator>& comm) {
-                      pp::PipelineStage(comm, samples::make_mlp(), kCPU).set_precision(kFloat16);
+                      pp::PipelineStage(comm, samples::make_mlp(), kCPU).set_precision(kInt64);
                     }),
-                    Catch::Matchers::Contains("float16 needs a loss scale"));
+                    Catch::Matchers::Contains("float32, bfloat16 or float16, got int64"));
+}
+
+TEST_CASE("a float16 pipeline shares one loss scale: an overflow on one stage skips the step on every stage",
+          "[pipeline][autocast]") {
+  auto model = samples::make_mlp();
+  const auto xy = images(12, 9);
+  const Tensor &x = xy.first, &y = xy.second;
+  auto sharded = parallel::shard(std::dynamic_pointer_cast<nn::Sequential>(model->clone(kCPU)), cpus(2));
+  struct Seen {
+    std::vector<bool> stepped;
+    std::vector<double> scales;
+    bool unchanged_after_skip = false;
+  };
+  std::vector<Seen> seen(2);
+  parallel::run_ranks(2, [&](const std::shared_ptr<parallel::Communicator>& comm) {
+    const int r = comm->rank();
+    pp::PipelineStage stage(comm, sharded->stage(size_t(r)), sharded->device(size_t(r)));
+    stage.set_precision(kFloat16);
+    optim::SGD opt(sharded->stage(size_t(r))->parameters(), {.lr = 0.01});
+    optim::GradScaler scaler({.agree = [&](bool inf) {
+      Tensor flag = full({}, inf ? 1.0 : 0.0);
+      comm->allreduce(flag, parallel::ReduceOp::Max);
+      return flag.item<float>() > 0;
+    }});
+    const auto scaled = [&](const Tensor& out, const Tensor& t) { return scaler.scale(mean_ce(out, t)); };
+    for (int step = 0; step < 3; ++step) {
+      opt.zero_grad();
+      stage.train_step(pp::make_schedule("1f1b", 2, 3), x, y, scaled);
+      std::vector<float> before;
+      const Tensor w = sharded->stage(size_t(r))->parameters()[0];
+      if (step == 1 && r == 0) w.grad().data<float>()[3] = std::numeric_limits<float>::infinity();  // stage 0 only
+      if (step == 1) before = w.detach().to_vector<float>();
+      seen[size_t(r)].stepped.push_back(scaler.step(opt));
+      scaler.update();
+      seen[size_t(r)].scales.push_back(scaler.get_scale());
+      if (step == 1) seen[size_t(r)].unchanged_after_skip = w.detach().to_vector<float>() == before;
+    }
+  });
+  for (int r = 0; r < 2; ++r) {
+    INFO("stage " << r);
+    CHECK(seen[size_t(r)].stepped == std::vector<bool>{true, false, true});
+    CHECK(seen[size_t(r)].scales == std::vector<double>{65536.0, 32768.0, 32768.0});
+    CHECK(seen[size_t(r)].unchanged_after_skip);
+  }
 }
 
 TEST_CASE("pipelined forward gives the model's output on the last stage", "[pipeline]") {
