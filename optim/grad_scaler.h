@@ -34,9 +34,10 @@
 // small gradients the scaling was there to keep. Data parallel: call it after
 // ddp.synchronize(), so that every rank sees the same summed gradients and takes the same
 // decision (the compressing comm hooks make a bucket NaN on every rank when any rank's
-// gradient overflowed, for this). A skipped step does not count in opt.steps_taken(); a
-// schedule stepped every iteration still advances (PyTorch warns about this; weft leaves
-// it to the caller).
+// gradient overflowed, for this). Pipeline stages each hold other parameters: give their
+// scalers an `agree` (GradScalerOptions) that all-reduces the found-inf flag. A skipped
+// step does not count in opt.steps_taken(); a schedule stepped every iteration still
+// advances (PyTorch warns about this; weft leaves it to the caller).
 #pragma once
 
 #include <cstdint>
