@@ -384,6 +384,10 @@ void train_rank_ps(const DdpConfig& c, std::shared_ptr<Communicator> comm, std::
     if (world > 1) comm->abort(e.what());
     throw;
   }
+  if (start_epoch >= loop.end_epoch()) {  // resumed at the end: the model holds the server's parameters
+    const Autocast ac = autocast::for_precision(c.t.precision);
+    acc = test.accuracy(*comm, *model, kCPU);
+  }
   ps.finish();
   if (!c.trace.empty()) {
     parallel::gather_chrome_trace(*comm, c.trace);

@@ -265,13 +265,9 @@ void train_stage(const PipeConfig& c, const Rank& me, parallel::ShardedSequentia
     busy = wall = allreduce = 0;
   };
   double acc = 0, bubble = 0;
-  loop.epoch_end = [&](int epoch) {
-    const EpochTimes t = gather_times(*me.pipe, busy, wall, in_flight, bytes, sent, dev);
-    double busy_sum = 0, wall_max = 0;
-    for (int k = 0; k < p; ++k) busy_sum += t.busy[size_t(k)], wall_max = std::max(wall_max, t.wall[size_t(k)]);
-    bubble = wall_max > 0 ? 1 - busy_sum / (p * wall_max) : 0;
-    if (!lead) return;
-    // Evaluation through replica 0's pipeline, forward only.
+  // Evaluation through replica 0's pipeline, forward only (every stage of replica 0
+  // calls it); sets acc on its last stage.
+  auto evaluate = [&] {
     data::DataLoader test(data.test, {.batch_size = 1000});
     int64_t correct = 0;
     for (const auto& chunk : chunks) chunk->eval();
@@ -280,8 +276,16 @@ void train_stage(const PipeConfig& c, const Rank& me, parallel::ShardedSequentia
       if (last) correct += out.argmax(1).to(kCPU).eq(b->y).to(kInt64).sum().item<int64_t>();
     }
     for (const auto& chunk : chunks) chunk->train();
+    if (last) acc = double(correct) / double(data.test.size());
+  };
+  loop.epoch_end = [&](int epoch) {
+    const EpochTimes t = gather_times(*me.pipe, busy, wall, in_flight, bytes, sent, dev);
+    double busy_sum = 0, wall_max = 0;
+    for (int k = 0; k < p; ++k) busy_sum += t.busy[size_t(k)], wall_max = std::max(wall_max, t.wall[size_t(k)]);
+    bubble = wall_max > 0 ? 1 - busy_sum / (p * wall_max) : 0;
+    if (!lead) return;
+    evaluate();
     if (!last) return;
-    acc = double(correct) / double(data.test.size());
     const pp::PipelineSchedule& sched = schedule_for(c, r.batch_size / c.replicas);
     std::printf("epoch %d: test_accuracy=%.4f lr=%.2e bubble=%.3f (textbook %s = %.3f)%s\n", epoch + 1, acc,
                 opt->lr(), bubble, c.chunks > 1 ? "(p-1)/(vm+p-1)" : "(p-1)/(m+p-1)",
@@ -305,6 +309,7 @@ void train_stage(const PipeConfig& c, const Rank& me, parallel::ShardedSequentia
     };
   }
   const training::Throughput tp = loop.run(shared.start_epoch);
+  if (lead && shared.start_epoch >= loop.end_epoch()) evaluate();  // resumed at the end: nothing trained
   if (last && lead)
     std::printf("test_accuracy=%.4f train_samples_per_s=%.1f bubble=%.4f stages=%d replicas=%d\n", acc,
                 tp.samples_per_s() * c.replicas, bubble, p, c.replicas);
