@@ -121,11 +121,12 @@ void DistributedDataParallel::fixed_order_mean(GradientBucket& b) {
   Tensor all = empty({n * comm_->size()}, {.dtype = dtype, .device = b.flat().device()});
   comm_->allgather(b.flat(), all);
   autograd::NoGradGuard no_grad;
-  Tensor sum = raw::to_dtype(all.narrow(0, 0, n), kFloat32);
-  if (dtype == kFloat32) sum = raw::clone(sum);  // to_dtype may hand back the slice itself
-  for (int r = 1; r < comm_->size(); ++r) sum.add_(raw::to_dtype(all.narrow(0, r * n, n), kFloat32));
-  if (dtype != kFloat32) sum.div_(static_cast<double>(contributors_));
   Tensor flat = b.flat();
+  Tensor sum = dtype == kFloat32 ? flat : empty({n}, {.device = flat.device()});  // float32 adds in place
+  sum.copy_(all.narrow(0, 0, n));
+  for (int r = 1; r < comm_->size(); ++r) sum.add_(raw::to_dtype(all.narrow(0, r * n, n), kFloat32));
+  if (dtype == kFloat32) return;
+  sum.div_(static_cast<double>(contributors_));
   flat.copy_(sum);
 }
 

@@ -332,6 +332,10 @@ void train_rank_ps(const DdpConfig& c, std::shared_ptr<Communicator> comm, std::
                 static_cast<long long>(r.batch_size));
 
   const ShardedTest test(data.test, rank, world);
+  auto accuracy = [&] {
+    const Autocast ac = autocast::for_precision(c.t.precision);  // evaluated as it trains
+    return test.accuracy(*comm, *model, kCPU);
+  };
   training::Loop loop{.opt = *opt, .schedule = schedule, .loader = loader, .device = kCPU, .epochs = r.epochs,
                       .stop_after_epoch = c.t.stop_after_epoch,
                       .show_progress = lead};
@@ -355,10 +359,7 @@ void train_rank_ps(const DdpConfig& c, std::shared_ptr<Communicator> comm, std::
   loop.epoch_end = [&](int epoch) {
     comm->barrier();  // every rank's last gradient is in
     ps.pull();
-    {
-      const Autocast ac = autocast::for_precision(c.t.precision);  // evaluated as it trains
-      acc = test.accuracy(*comm, *model, kCPU);
-    }
+    acc = accuracy();
     if (lead) {
       const parallel::StalenessStats now = ps.stats(), e = now.since(before);
       before = now;
@@ -384,10 +385,7 @@ void train_rank_ps(const DdpConfig& c, std::shared_ptr<Communicator> comm, std::
     if (world > 1) comm->abort(e.what());
     throw;
   }
-  if (start_epoch >= loop.end_epoch()) {  // resumed at the end: the model holds the server's parameters
-    const Autocast ac = autocast::for_precision(c.t.precision);
-    acc = test.accuracy(*comm, *model, kCPU);
-  }
+  if (start_epoch >= loop.end_epoch()) acc = accuracy();  // resumed at the end: nothing trained
   ps.finish();
   if (!c.trace.empty()) {
     parallel::gather_chrome_trace(*comm, c.trace);
