@@ -10,6 +10,7 @@ namespace weft::optim {
 namespace {
 constexpr const char* kModel = "model.";
 constexpr const char* kOptim = "optim.";
+constexpr const char* kExtra = "extra.";
 constexpr const char* kFormat = "weft-checkpoint-1";
 
 bool starts_with(const std::string& s, const char* prefix) { return s.rfind(prefix, 0) == 0; }
@@ -44,25 +45,32 @@ void check_metadata(const std::string& path, const Metadata& meta, const Optimiz
 }  // namespace
 
 void save_checkpoint(const std::string& path, const nn::Module& model, const Optimizer* optimizer,
-                     const Metadata& metadata) {
+                     const Metadata& metadata, const nn::NamedTensors& extra) {
   nn::NamedTensors all;
   for (auto& [name, t] : model.state_dict()) all.emplace_back(kModel + name, t);
   if (optimizer)
     for (auto& [name, t] : optimizer->state_dict()) all.emplace_back(kOptim + name, t);
+  for (auto& [name, t] : extra) all.emplace_back(kExtra + name, t);
   Metadata meta = metadata;
   meta["format"] = kFormat;
   if (optimizer) meta["optimizer"] = optimizer->kind();
   nn::save_safetensors(path, all, meta);
 }
 
-Metadata load_checkpoint(const std::string& path, nn::Module& model, Optimizer* optimizer) {
+Metadata load_checkpoint(const std::string& path, nn::Module& model, Optimizer* optimizer,
+                         nn::NamedTensors* extra) {
   nn::SafeTensors file = nn::load_safetensors(path);
   check_metadata(path, file.metadata, optimizer);
   nn::NamedTensors model_state, optim_state;
+  if (extra) extra->clear();
   for (auto& [name, t] : file.tensors) {
     if (starts_with(name, kModel)) model_state.emplace_back(name.substr(6), t);
     else if (starts_with(name, kOptim)) optim_state.emplace_back(name.substr(6), t);
-    else throw Error(detail::str(path, ": tensor '", name, "' is neither model.* nor optim.*; not a weft checkpoint"));
+    else if (starts_with(name, kExtra)) {
+      if (extra) extra->emplace_back(name.substr(6), t);
+    } else {
+      throw Error(detail::str(path, ": tensor '", name, "' is not model.*, optim.* or extra.*; not a weft checkpoint"));
+    }
   }
   try {
     model.load_state_dict(model_state);

@@ -2,7 +2,9 @@
 // safetensors file, with metadata (epoch, step, anything else) in its header.
 //
 // Keys are "model.<name>" and "optim.<name>", so the model part is readable by any
-// safetensors tool. The write is atomic (a temporary file renamed over the target), so a
+// safetensors tool; "extra.<name>" holds whatever else a trainer needs to go on exactly
+// where it stopped (DDP's comm-hook residuals, parallel/ddp.h), which a loader that does
+// not ask for it skips. The write is atomic (a temporary file renamed over the target), so a
 // crash mid-save leaves the previous checkpoint intact.
 #pragma once
 
@@ -20,15 +22,17 @@ using Metadata = std::map<std::string, std::string>;
 
 // `optimizer` may be null to save the model alone.
 void save_checkpoint(const std::string& path, const nn::Module& model, const Optimizer* optimizer,
-                     const Metadata& metadata = {});
+                     const Metadata& metadata = {}, const nn::NamedTensors& extra = {});
 
 // Loads into `model` (strictly: missing, unexpected and wrong-shape keys are errors that
 // name the file) and, when given, `optimizer` (as strictly: Optimizer::load_state_dict);
-// returns the metadata. The metadata says which kind of optimizer saved the state
+// returns the metadata. The extra tensors go to `extra` when it is given (with their
+// names as saved), and are skipped otherwise. The metadata says which kind of optimizer saved the state
 // ("optimizer": sgd, adam, adamw); loading it into another kind is an error that names
 // both. (Checkpoints from before it was recorded are checked by their keys alone, which
 // cannot tell adam from adamw.)
-Metadata load_checkpoint(const std::string& path, nn::Module& model, Optimizer* optimizer);
+Metadata load_checkpoint(const std::string& path, nn::Module& model, Optimizer* optimizer,
+                         nn::NamedTensors* extra = nullptr);
 
 // The fields of a checkpoint's metadata, read back: each error names the file, the field
 // and its value ("run.safetensors: metadata field 'epoch' is 'abc', not a whole number").

@@ -34,12 +34,20 @@
 // the counts are then just the payloads. An allgather-based hook's bytes grow with p
 // while an all-reduce's stay under 2B: top-k's pairs pay off only while p * k stays
 // well under n. stats() sums over steps.
+//
+// STATE AND CHECKPOINTS. The error-feedback hooks remember, per bucket, what they have
+// not sent yet (a residual, different on every rank) and PowerSGD its Q and how many
+// reductions it has done. state_dict() returns that memory as named tensors;
+// load_state_dict() puts it back into the same buckets, so a resumed run goes on
+// exactly as the uninterrupted one would. DDP gathers every rank's state for rank 0's
+// checkpoint (ddp.h, "CHECKPOINTS"). The exact and 16-bit hooks keep nothing.
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <string>
 
+#include "../nn/module.h"
 #include "comm/communicator.h"
 #include "gradient_bucket.h"
 
@@ -71,6 +79,16 @@ class CommHook {
   // reduces every bucket, in the same order.
   virtual WorkHandle reduce(size_t index, GradientBucket& bucket, Communicator& comm) = 0;
 
+  // This rank's memory across steps (see STATE above); empty for a stateless hook. Keys
+  // are "bucket.<index>.<what>"; a bucket not reduced yet has none.
+  virtual nn::NamedTensors state_dict() const { return {}; }
+  // True for the hooks with memory across steps (PowerSGD, top-k), before any step too.
+  virtual bool keeps_state() const { return false; }
+  // Restores what state_dict() returned, for DDP's `buckets` (the same bucketing that
+  // saved it). Strict: an unknown key, a missing part or a size that does not match the
+  // bucket is an error that names it. The default accepts only an empty state.
+  virtual void load_state_dict(const nn::NamedTensors& state, const std::vector<GradientBucket>& buckets);
+
   const CommStats& stats() const { return stats_; }
   void reset_stats() { stats_ = {}; }
   void end_step() { ++stats_.steps; }  // DDP calls it once per synchronize()
@@ -90,6 +108,15 @@ class AllReduceHook : public CommHook {
   bool asynchronous() const override { return true; }
   WorkHandle reduce(size_t index, GradientBucket& bucket, Communicator& comm) override;
 };
+
+// The keys of a hook's state_dict: "bucket.<index>.<what>". parse_bucket_key splits
+// one into (index, what); a key of another form, or an index not below `buckets`, is an
+// error naming the hook and the key.
+std::string bucket_key(size_t index, const std::string& what);
+std::pair<size_t, std::string> parse_bucket_key(const std::string& hook, const std::string& key, size_t buckets);
+// The float32 vector of `n` values under `key` (an error naming the hook, key, dtype
+// and size otherwise).
+std::vector<float> state_floats(const std::string& hook, const std::string& key, const Tensor& t, int64_t n);
 
 // A hook from its command-line spelling: "none" (or ""), "bf16", "fp16", "powersgd:R"
 // (R >= 1) optionally followed by ",start=N" (N plain all-reduces first) and

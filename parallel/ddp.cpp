@@ -1,5 +1,7 @@
 #include "ddp.h"
 
+#include <charconv>
+
 #include "../autograd/tape.h"
 #include "../tensor/raw.h"
 #include "parameter_check.h"
@@ -163,6 +165,50 @@ void DistributedDataParallel::synchronize() {
     throw;
   }
   reset_round();
+}
+
+nn::NamedTensors DistributedDataParallel::gather_comm_hook_state() {
+  const nn::NamedTensors mine = hook_->state_dict();
+  const int ranks = comm_->size();
+  // The ranks must hold the same tensors (the same buckets reduced): compare the count
+  // and the total size before the allgathers, which need equal sizes everywhere.
+  int64_t total = 0;
+  for (const auto& [key, t] : mine) total += t.numel();
+  Tensor shape = tensor(std::vector<int64_t>{static_cast<int64_t>(mine.size()), total}, {2});
+  Tensor shapes = empty({2 * ranks}, {.dtype = kInt64});
+  comm_->allgather(shape, shapes);
+  const std::vector<int64_t> all_shapes = shapes.to_vector<int64_t>();
+  for (int r = 1; r < ranks; ++r)
+    WEFT_CHECK(all_shapes[2 * r] == all_shapes[0] && all_shapes[2 * r + 1] == all_shapes[1],
+               "DistributedDataParallel::gather_comm_hook_state: rank ", r, "'s comm hook holds ", all_shapes[2 * r],
+               " tensors of ", all_shapes[2 * r + 1], " values, rank 0's ", all_shapes[0], " of ", all_shapes[1]);
+  nn::NamedTensors out(mine.size() * static_cast<size_t>(ranks));
+  for (size_t i = 0; i < mine.size(); ++i) {
+    const auto& [key, t] = mine[i];
+    Tensor all = empty({t.numel() * ranks}, {.dtype = t.dtype()});
+    comm_->allgather(t.contiguous(), all);
+    for (int r = 0; r < ranks; ++r)  // rank-major: rank 0's tensors first
+      out[static_cast<size_t>(r) * mine.size() + i] = {"rank" + std::to_string(r) + "." + key,
+                                                       all.narrow(0, r * t.numel(), t.numel()).reshape(t.shape())};
+  }
+  return out;
+}
+
+void DistributedDataParallel::load_comm_hook_state(const nn::NamedTensors& all) {
+  const std::string prefix = "rank" + std::to_string(comm_->rank()) + ".";
+  nn::NamedTensors mine;
+  int saved_ranks = 0;
+  for (const auto& [key, t] : all) {
+    int r = -1;
+    const auto [end, ec] = std::from_chars(key.data() + std::min<size_t>(4, key.size()), key.data() + key.size(), r);
+    WEFT_CHECK(key.starts_with("rank") && ec == std::errc() && r >= 0 && *end == '.',
+               "DistributedDataParallel::load_comm_hook_state: key '", key, "' is not rank<r>.<name>");
+    saved_ranks = std::max(saved_ranks, r + 1);
+    if (key.starts_with(prefix)) mine.emplace_back(key.substr(prefix.size()), t);
+  }
+  WEFT_CHECK(all.empty() || saved_ranks == comm_->size(), "DistributedDataParallel::load_comm_hook_state: the state ",
+             "is of ", saved_ranks, " ranks' comm hooks, and this DDP has ", comm_->size(), " ranks");
+  hook_->load_state_dict(mine, buckets_);
 }
 
 void DistributedDataParallel::reset_round() {

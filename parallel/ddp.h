@@ -69,7 +69,17 @@
 //
 // CHECKPOINTS. ddp.module() is the model itself, unwrapped: rank 0 saves
 // ddp.module().state_dict() (or optim::save_checkpoint(path, ddp.module(), &opt)) with
-// exactly the keys a single-process run would write.
+// exactly the keys a single-process run would write. A comm hook with memory (PowerSGD,
+// top-k) holds a different residual on every rank: gather_comm_hook_state() brings all
+// ranks' state to every rank, for rank 0 to save beside the model, and
+// load_comm_hook_state() hands each rank its own part back:
+//
+//   nn::NamedTensors hook_state = ddp.gather_comm_hook_state();   // every rank: collective
+//   if (comm->rank() == 0) optim::save_checkpoint(path, ddp.module(), &opt, meta, hook_state);
+//   ...
+//   nn::NamedTensors extra;                                       // every rank, on resume
+//   optim::load_checkpoint(path, ddp.module(), &opt, &extra);
+//   ddp.load_comm_hook_state(extra);
 //
 // COMMUNICATION HOOKS. How a bucket is reduced is a CommHook (parallel/comm_hook.h),
 // PyTorch's comm hooks: the default all-reduces the buckets exactly and asynchronously,
@@ -155,6 +165,16 @@ class DistributedDataParallel {
   const std::vector<GradientBucket>& buckets() const { return buckets_; }
   const DDPOptions& options() const { return opt_; }
   CommHook& comm_hook() { return *hook_; }  // the default AllReduceHook when none was given
+
+  // Collective. Every rank's comm_hook().state_dict() (comm_hook.h, STATE), each key as
+  // "rank<r>.<key>", on every rank: one allgather per tensor, so world size times one
+  // rank's state (PowerSGD, top-k: about one gradient's size each). Empty for a stateless
+  // hook. Throws, on every rank, when the ranks' states do not line up.
+  nn::NamedTensors gather_comm_hook_state();
+  // This rank's part of a gather_comm_hook_state() result into the hook (strictly: see
+  // CommHook::load_state_dict). An error naming both counts when it holds another number
+  // of ranks than this DDP has. Not collective.
+  void load_comm_hook_state(const nn::NamedTensors& all);
 
  private:
   void build_buckets();

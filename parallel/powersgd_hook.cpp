@@ -181,6 +181,62 @@ WorkHandle PowerSGDHook::reduce(size_t index, GradientBucket& bucket, Communicat
   return nullptr;
 }
 
+int64_t PowerSGDHook::q_length(const State& s) {
+  int64_t n = 0;
+  for (const Matrix& m : s.matrices) n += m.cols * m.rank;
+  return n;
+}
+
+nn::NamedTensors PowerSGDHook::state_dict() const {
+  nn::NamedTensors out;
+  for (const auto& [index, s] : states_) {
+    out.emplace_back(bucket_key(index, "reductions"), tensor(std::vector<int64_t>{s.reductions}, {1}));
+    out.emplace_back(bucket_key(index, "residual"), tensor(s.residual, {static_cast<int64_t>(s.residual.size())}));
+    std::vector<float> q;
+    for (const Matrix& m : s.matrices) q.insert(q.end(), m.q.begin(), m.q.end());
+    if (!q.empty()) out.emplace_back(bucket_key(index, "q"), tensor(q, {static_cast<int64_t>(q.size())}));
+  }
+  return out;
+}
+
+void PowerSGDHook::load_state_dict(const nn::NamedTensors& state, const std::vector<GradientBucket>& buckets) {
+  // Per bucket: its three parts, found first, so that a missing one is named.
+  std::map<size_t, std::map<std::string, const Tensor*>> parts;
+  for (const auto& [key, t] : state) {
+    auto [index, what] = parse_bucket_key(name(), key, buckets.size());
+    WEFT_CHECK(what == "reductions" || what == "residual" || what == "q", "comm hook ", name(), ": unknown state key '",
+               key, "'");
+    parts[index][what] = &t;
+  }
+  states_.clear();
+  for (const auto& [index, p] : parts) {
+    State& s = state_for(index, buckets[index]);  // fresh: the matrices' layout, from this hook's options
+    const auto part = [&](const std::string& what) -> const Tensor& {
+      auto it = p.find(what);
+      WEFT_CHECK(it != p.end(), "comm hook ", name(), ": the state has no '", bucket_key(index, what), "'");
+      return *it->second;
+    };
+    const Tensor& reductions = part("reductions");
+    WEFT_CHECK(reductions.dtype() == kInt64 && reductions.numel() == 1, "comm hook ", name(), ": '",
+               bucket_key(index, "reductions"), "' should be one int64");
+    s.reductions = reductions.contiguous().to_vector<int64_t>()[0];
+    s.residual = state_floats(name(), bucket_key(index, "residual"), part("residual"), buckets[index].numel());
+    const int64_t q_len = q_length(s);
+    WEFT_CHECK(q_len > 0 || !p.contains("q"), "comm hook ", name(), ": '", bucket_key(index, "q"),
+               "' is given, but this hook compresses no matrix of bucket ", index, " (saved with another rank?)");
+    if (q_len == 0) continue;
+    const Tensor& saved_q = part("q");
+    WEFT_CHECK(saved_q.numel() == q_len, "comm hook ", name(), ": '", bucket_key(index, "q"), "' holds ",
+               saved_q.numel(), " values, but this hook's Q of bucket ", index, " has ", q_len,
+               " (saved with another rank or min_rate?)");
+    const std::vector<float> q = state_floats(name(), bucket_key(index, "q"), saved_q, q_len);
+    for (int64_t pos = 0; Matrix& m : s.matrices) {
+      std::copy(q.begin() + pos, q.begin() + pos + m.cols * m.rank, m.q.begin());
+      pos += m.cols * m.rank;
+    }
+  }
+}
+
 Tensor PowerSGDHook::residual(size_t index) const {
   auto it = states_.find(index);
   if (it == states_.end()) return Tensor();

@@ -63,6 +63,14 @@ class PowerSGDHook : public CommHook {
   std::string name() const override;
   WorkHandle reduce(size_t index, GradientBucket& bucket, Communicator& comm) override;
 
+  // Per reduced bucket: "bucket.<i>.reductions" (int64, 1), "bucket.<i>.residual"
+  // (float32, the bucket's numel) and, where it compresses a matrix, "bucket.<i>.q" (float32,
+  // every compressed matrix's (cols, r') Q in turn). Loading checks each size against
+  // the bucket and this hook's rank and min_compression_rate.
+  nn::NamedTensors state_dict() const override;
+  bool keeps_state() const override { return true; }
+  void load_state_dict(const nn::NamedTensors& state, const std::vector<GradientBucket>& buckets) override;
+
   // The bucket's residual memory, laid out like its flat buffer (0 where vectors sit);
   // undefined before the bucket's first reduce.
   Tensor residual(size_t index) const;
@@ -80,6 +88,7 @@ class PowerSGDHook : public CommHook {
     std::vector<float> residual;  // (bucket numel)
   };
   State& state_for(size_t index, const GradientBucket& bucket);
+  static int64_t q_length(const State& s);
 
   PowerSGDOptions opt_;
   std::map<size_t, State> states_;

@@ -83,6 +83,23 @@ WorkHandle TopKHook::reduce(size_t index, GradientBucket& bucket, Communicator& 
   return nullptr;
 }
 
+nn::NamedTensors TopKHook::state_dict() const {
+  nn::NamedTensors out;
+  for (const auto& [index, res] : residuals_)
+    out.emplace_back(bucket_key(index, "residual"), tensor(res, {static_cast<int64_t>(res.size())}));
+  return out;
+}
+
+void TopKHook::load_state_dict(const nn::NamedTensors& state, const std::vector<GradientBucket>& buckets) {
+  std::map<size_t, std::vector<float>> loaded;
+  for (const auto& [key, t] : state) {
+    const auto [index, what] = parse_bucket_key(name(), key, buckets.size());
+    WEFT_CHECK(what == "residual", "comm hook ", name(), ": unknown state key '", key, "'");
+    loaded[index] = state_floats(name(), key, t, buckets[index].numel());
+  }
+  residuals_ = std::move(loaded);
+}
+
 Tensor TopKHook::residual(size_t index) const {
   auto it = residuals_.find(index);
   if (it == residuals_.end()) return Tensor();

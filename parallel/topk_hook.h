@@ -32,6 +32,11 @@ class TopKHook : public CommHook {
   std::string name() const override;
   WorkHandle reduce(size_t index, GradientBucket& bucket, Communicator& comm) override;
 
+  // Per reduced bucket, "bucket.<i>.residual" (float32, the bucket's numel).
+  nn::NamedTensors state_dict() const override;
+  bool keeps_state() const override { return true; }
+  void load_state_dict(const nn::NamedTensors& state, const std::vector<GradientBucket>& buckets) override;
+
   // How many entries a bucket of n sends: ceil(F * n), at least 1.
   int64_t k_for(int64_t n) const;
   // The bucket's residual memory (like its flat buffer); undefined before its first reduce.

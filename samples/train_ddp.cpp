@@ -22,7 +22,8 @@
 // machine intra-op threads (--rank-threads to choose), so ranks do not fight over the
 // cores. Rank 0 prints the progress and the results, and is the only rank that writes
 // checkpoints -- with the unwrapped model's keys, so train_mlp or train_cnn (and a
-// plain model) can load them.
+// plain model) can load them; a PowerSGD or top-k hook's per-rank residuals ride along
+// (gathered to rank 0), so --resume at the same world size goes on exactly.
 //
 // --comm-hook picks how DDP reduces each gradient bucket (parallel/comm_hook.h): none
 // (the exact float32 all-reduce), bf16, fp16, powersgd:R (",start=N,min_rate=X" tune it)
@@ -124,6 +125,27 @@ void check_resume_algorithm(const std::string& path, const optim::Metadata& meta
              algorithm, " run cannot resume it (resume with --algorithm ", saved, ")");
 }
 
+// --resume with a comm hook that remembers (PowerSGD, top-k): each rank takes its own
+// residuals back from the checkpoint, when it was saved by the same hook at the same
+// world size; otherwise the hook starts from zero, and rank 0 says what is dropped.
+void resume_comm_hook(const std::string& path, const optim::Metadata& meta, const nn::NamedTensors& saved,
+                      parallel::DistributedDataParallel& ddp) {
+  const auto field = [&](const char* name) {
+    auto it = meta.find(name);
+    return it == meta.end() ? std::string("none") : it->second;
+  };
+  const std::string hook = ddp.comm_hook().name(), world = std::to_string(ddp.comm().size());
+  if (field("comm_hook") == hook && field("world_size") == world) {
+    ddp.load_comm_hook_state(saved);
+    return;
+  }
+  if (ddp.comm().rank() == 0 && (!saved.empty() || ddp.comm_hook().keeps_state()))
+    std::fprintf(stderr, "note: %s was saved with comm hook %s at world size %s, this run has %s at %s, so %s\n",
+                 path.c_str(), field("comm_hook").c_str(), field("world_size").c_str(), hook.c_str(), world.c_str(),
+                 ddp.comm_hook().keeps_state() ? "this hook's memory (its residuals) starts at zero"
+                                               : "the saved residuals go unused");
+}
+
 // What one rank does, start to end. Returns on every rank at the same time.
 void train_rank(const DdpConfig& c, std::shared_ptr<Communicator> comm, std::shared_ptr<nn::Module> model,
                 const samples::FashionMnist& data) {
@@ -163,8 +185,10 @@ void train_rank(const DdpConfig& c, std::shared_ptr<Communicator> comm, std::sha
   optim::GradScaler scaler({.enabled = c.t.precision == kFloat16});  // --precision fp16's loss scale
   int start_epoch = 0;
   if (!c.t.resume.empty()) {  // every rank reads the same file: same parameters, optimizer state, loss scale
-    const optim::Metadata meta = optim::load_checkpoint(c.t.resume, ddp.module(), opt.get());
+    nn::NamedTensors hook_state;  // every rank's comm-hook memory: each takes its own
+    const optim::Metadata meta = optim::load_checkpoint(c.t.resume, ddp.module(), opt.get(), &hook_state);
     check_resume_algorithm(c.t.resume, meta, "ddp");
+    resume_comm_hook(c.t.resume, meta, hook_state, ddp);
     samples::load_scaler(c.t.resume, meta, scaler);
     const samples::ResumePoint rp = samples::read_resume_point(c.t.resume, meta);
     start_epoch = rp.epoch;
@@ -216,11 +240,14 @@ void train_rank(const DdpConfig& c, std::shared_ptr<Communicator> comm, std::sha
       std::printf("epoch %d: test_accuracy=%.4f lr=%.2e%s\n", epoch + 1, acc, opt->lr(),
                   samples::scaler_text(scaler).c_str());
     if (lead && epoch == start_epoch && !device.is_cuda()) std::printf("%s\n", gemm_report().c_str());
+    // The comm hook's memory differs per rank: every rank hands it over (collective).
+    const nn::NamedTensors hook_state = c.t.checkpoint.empty() ? nn::NamedTensors{} : ddp.gather_comm_hook_state();
     if (lead && !c.t.checkpoint.empty()) {  // with what train_mlp/train_cnn --resume expect
       optim::Metadata meta = samples::checkpoint_metadata("train_ddp", epoch + 1, schedule, loader.num_batches());
       meta["world_size"] = std::to_string(world);
+      meta["comm_hook"] = ddp.comm_hook().name();
       samples::save_scaler(scaler, meta);
-      optim::save_checkpoint(c.t.checkpoint, ddp.module(), opt.get(), meta);
+      optim::save_checkpoint(c.t.checkpoint, ddp.module(), opt.get(), meta, hook_state);
     }
     comm->barrier();  // nobody races ahead of (or resumes from) a half-written checkpoint
   };

@@ -66,6 +66,33 @@ TEST_CASE("N steps, save, load, M steps equals N+M steps bit for bit", "[checkpo
   fs::remove_all(dir);
 }
 
+TEST_CASE("extra tensors ride along: returned when asked for, skipped otherwise", "[checkpoint]") {
+  test::TempDir dir;
+  const std::string path = dir.file("extra.safetensors");
+  auto m = small_mlp();
+  optim::SGD opt(m->parameters(), {.lr = 0.1, .momentum = 0.9});
+  train_steps(*m, opt, 0, 2);
+  const nn::NamedTensors extra = {{"rank0.bucket.0.residual", tensor({1.f, -2.f, 3.f})},
+                                  {"rank1.bucket.0.reductions", tensor({7}, {1})}};
+  optim::save_checkpoint(path, *m, &opt, {{"epoch", "1"}}, extra);
+
+  auto fresh = small_mlp();
+  optim::SGD opt_fresh(fresh->parameters(), {.lr = 0.1, .momentum = 0.9});
+  nn::NamedTensors got = {{"stale", ones({1})}};  // cleared first
+  optim::load_checkpoint(path, *fresh, &opt_fresh, &got);
+  REQUIRE(got.size() == 2);
+  for (size_t i = 0; i < got.size(); ++i) {
+    INFO(extra[i].first);
+    CHECK(got[i].first == extra[i].first);
+    CHECK(equal(got[i].second, extra[i].second));
+  }
+  // A loader that does not ask (train_mlp resuming train_ddp's checkpoint) skips them.
+  auto plain = small_mlp();
+  CHECK(optim::load_checkpoint(path, *plain, nullptr).at("epoch") == "1");
+  const auto sp = plain->state_dict(), sm = m->state_dict();
+  for (size_t i = 0; i < sp.size(); ++i) CHECK(equal(sp[i].second, sm[i].second));
+}
+
 TEST_CASE("checkpoint errors name the file and the problem", "[checkpoint][errors]") {
   const fs::path dir = temp_dir();
   const std::string path = (dir / "m.safetensors").string();

@@ -299,6 +299,8 @@ TEST_CASE("--stop-after-epoch then --resume ends bit for bit where an uninterrup
       {"train_pruned", "--limit 1024 --threads 2 --schedule gradual --sparsity 0.8 --prune-interval 2"},
       {"train_ddp", "--model mlp --replicas 2 --limit 1024 --precision fp16"},
       {"train_ddp", "--model mlp --replicas 2 --limit 1024 --algorithm ps --staleness 0"},
+      {"train_ddp", "--model mlp --replicas 2 --limit 1024 --comm-hook powersgd:2"},  // every rank's residuals
+      {"train_ddp", "--model mlp --replicas 2 --limit 1024 --comm-hook topk:0.05"},
       {"train_pipeline", "--limit 512 --stages 2"},
       {"train_pipeline", "--limit 512 --stages 2 --precision fp16"},
   };
