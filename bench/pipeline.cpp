@@ -272,9 +272,9 @@ int main(int argc, char** argv) {
   for (const char* how : {"layers", "time"}) {
     auto net = uneven();
     parallel::Balance b = parallel::Balance::parse(how);
-    b.sample = sample;
+    b.sample = {sample};
     const auto cut = parallel::stage_boundaries(*net, 2, b);
-    const std::vector<double> costs = parallel::layer_time_costs(*net, sample);
+    const std::vector<double> costs = parallel::layer_time_costs(*net, {sample});
     const pp::Partition best = pp::balance_by_cost(costs, 2);
     const pp::Partition mine = pp::evaluate_partition(costs, std::vector<int>(cut.begin(), cut.end()));
     std::vector<double> r;

@@ -121,7 +121,7 @@ std::string short_name(const nn::Module& m) {
 }
 
 // The partition table and the ASCII schedule, before training.
-void print_plan(const PipeConfig& c, nn::Sequential& model, const std::vector<size_t>& first, const Tensor& sample) {
+void print_plan(const PipeConfig& c, nn::Sequential& model, const std::vector<size_t>& first, const nn::Tensors& sample) {
   std::vector<std::string> names;
   std::vector<int64_t> params;
   for (size_t i = 0; i < model.size(); ++i)
@@ -428,7 +428,7 @@ int main(int argc, char** argv) {
     const samples::FashionMnist data = samples::load_data(c.t);
     auto model = samples::make_model(c.model);  // the same weights in every process (same seed)
     parallel::Balance balance = parallel::Balance::parse(c.balance);
-    balance.sample = data.train.x().narrow(0, 0, std::min<int64_t>(c.t.r.batch_size, data.train.size()));
+    balance.sample = {data.train.x().narrow(0, 0, std::min<int64_t>(c.t.r.batch_size, data.train.size()))};
     // stages x chunks blocks; chunk k on stage k % stages (shard.h, INTERLEAVED SCHEDULES).
     std::vector<size_t> first = parallel::stage_boundaries(*model, size_t(c.stages * c.chunks), balance);
     if (world) {  // measured times differ between processes: rank 0's cut is everyone's

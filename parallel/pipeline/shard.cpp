@@ -6,6 +6,7 @@
 #include <map>
 #include <sstream>
 
+#include "../../autograd/functions.h"
 #include "../../autograd/tape.h"
 #include "../../optim/optimizer.h"
 #include "../../tensor/error.h"
@@ -53,30 +54,49 @@ double ms_since(std::chrono::steady_clock::time_point t0) {
 }
 }  // namespace
 
-// Each layer runs forward and backward on the previous layer's real output (so its
-// input has the shape and the values it will see), best of `repeats` after a warm-up.
-std::vector<double> layer_time_costs(nn::Sequential& model, const Tensor& sample, int repeats) {
-  WEFT_CHECK(sample.defined(), "balance by time: needs a sample input batch");
+// Each layer runs forward and backward on the previous layer's real outputs (so its
+// inputs have the shapes and the values they will see), best of `repeats` after a
+// warm-up. Backward starts from every output that needs a gradient, with ones as its
+// gradient (what the next layer's backward would hand it, in cost).
+std::vector<double> layer_time_costs(nn::Sequential& model, const nn::Tensors& sample, int repeats) {
+  WEFT_CHECK(!sample.empty(), "balance by time: needs a sample input batch");
+  for (size_t k = 0; k < sample.size(); ++k)
+    WEFT_CHECK(sample[k].defined(), "balance by time: sample tensor ", k, " of ", sample.size(), " is undefined");
   std::vector<double> costs;
-  Tensor x = sample.detach();
-  // A layer's input needs a gradient only once some layer before it has trainable
-  // parameters: the first Linear of a model computes no input gradient in training, and
-  // timing one for it made its stage look costlier than it is.
+  nn::Tensors x;
+  for (const Tensor& t : sample) x.push_back(t.detach());
+  // An input needs a gradient only once some layer before it has trainable parameters:
+  // the first Linear of a model computes no input gradient in training, and timing one
+  // for it made its stage look costlier than it is.
   bool grad_flows = false;
   for (size_t i = 0; i < model.size(); ++i) {
-    Tensor out;
+    nn::Tensors out;
     double best = 1e300;
     for (int r = 0; r <= std::max(1, repeats); ++r) {  // r == 0 warms up
-      Tensor in = x.detach();
-      if (grad_flows && is_floating(in.dtype())) in.requires_grad_(true);
+      nn::Tensors in;
+      for (const Tensor& t : x) {
+        in.push_back(t.detach());
+        if (grad_flows && is_floating(t.dtype())) in.back().requires_grad_(true);
+      }
       const auto t0 = std::chrono::steady_clock::now();
-      out = (*model[i])(in);
-      if (out.requires_grad()) out.backward(ones_like(out));
+      out = model[i]->forward_many(in);
+      // One output needing a gradient: backward from it with ones. Several: from the
+      // sum of their sums, whose backward hands each of them ones too.
+      std::vector<Tensor> roots;
+      for (const Tensor& o : out)
+        if (o.requires_grad()) roots.push_back(o);
+      if (roots.size() == 1) roots[0].backward(ones_like(roots[0]));
+      if (roots.size() > 1) {
+        Tensor total = roots[0].sum();
+        for (size_t k = 1; k < roots.size(); ++k) total = total + roots[k].sum();
+        total.backward();
+      }
       if (r > 0) best = std::min(best, ms_since(t0));
     }
     model[i]->zero_grad();
     costs.push_back(best);
-    x = out.detach();
+    x.clear();
+    for (const Tensor& o : out) x.push_back(o.detach());
     grad_flows = grad_flows || model[i]->num_parameters() > 0;
   }
   return costs;

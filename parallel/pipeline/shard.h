@@ -24,8 +24,7 @@
 // Layers that pass several tensors along (nn/module.h, forward_many: transformer blocks
 // mapping (x, mask) to (y, mask)) shard the same way: each tensor of the list crosses a
 // stage boundary with Tensor::to, and sharded(Tensors{x, mask}) returns the last layer's
-// list. Balance::Time times each layer on one tensor, so such models are balanced by
-// layers, params or manual cuts.
+// list. Balance::Time times them too: its sample is the list the first layer takes.
 //
 // Logical CPU devices (cpu:0, cpu:1, ...) share host memory but are separate devices to
 // every op, so sharding runs, and is tested, on a machine without a GPU; the per-device
@@ -49,7 +48,8 @@ struct Balance {
   enum class Kind { Layers, Params, Time, Manual };
   Kind kind = Kind::Layers;
   std::string manual;              // Manual: "2,5", the first layer of stages 1, 2, ...
-  Tensor sample;                   // Time: a sample input batch the layers are timed on
+  nn::Tensors sample;              // Time: a sample input batch the layers are timed on ({x}, or
+                                   // {x, mask, ...} for layers that take several tensors)
 
   // "layers" (equal layer counts), "params" (equal parameter bytes), "time" (equal
   // measured forward + backward time; set `sample`), "manual:2,5" (stage 1 starts at
@@ -122,8 +122,9 @@ std::shared_ptr<ShardedSequential> shard_interleaved(std::shared_ptr<nn::Sequent
 std::vector<std::shared_ptr<nn::Module>> stage_chunks(const ShardedSequential& model, size_t stages, size_t stage);
 
 // Per-layer costs the balancers use: parameter elements, and measured forward + backward
-// milliseconds on `sample` (each layer timed on the previous layer's real output).
+// milliseconds on `sample` (each layer timed on the previous layer's real output list;
+// backward from every output that needs a gradient).
 std::vector<double> layer_param_costs(nn::Sequential& model);
-std::vector<double> layer_time_costs(nn::Sequential& model, const Tensor& sample, int repeats = 3);
+std::vector<double> layer_time_costs(nn::Sequential& model, const nn::Tensors& sample, int repeats = 3);
 
 }  // namespace weft::parallel

@@ -3,7 +3,7 @@
 // with (x, mask) and (x, mask, aux) crossing the stage boundaries. As in
 // test_pipeline.cpp, a pipelined step must leave exactly the parameters of one device
 // running the same microbatches in the same order -- for every schedule, interleaved
-// chunks, recomputation and data-parallel stages.
+// chunks, recomputation and data-parallel stages; and Balance::Time on such layers.
 #include "../../nn/multi_tensor_models.h"
 #include "../parallel_helpers.h"
 #include "parallel/pipeline/messages.h"
@@ -207,4 +207,36 @@ TEST_CASE("pipelined forward of several tensors: logits concatenated, the aux lo
   CHECK(allclose(got[0].to(kCPU), want[0].detach(), 1e-5, 1e-6));
   CHECK(got[1].dim() == 0);
   CHECK(got[1].item<double>() == Approx(want[1].item<double>()).epsilon(1e-5));
+}
+
+TEST_CASE("balance by time on layers that take several tensors: timed on (x, mask), cut, sharded",
+          "[pipeline][multi][shard]") {
+  for (bool float_mask : {false, true}) {
+    DYNAMIC_SECTION((float_mask ? "float" : "bool") << " mask") {
+      auto net = test::make_masked_model();
+      const test::MaskedBatch b = masked_batch(8, 3, float_mask);
+      parallel::Balance by_time = parallel::Balance::parse("time");
+      by_time.sample = {b.x, b.mask};
+      const std::vector<double> costs = parallel::layer_time_costs(*net, by_time.sample, 5);
+      REQUIRE(costs.size() == net->size());
+      for (double c : costs) CHECK((c > 0 && std::isfinite(c)));
+      // A transformer block (layer norms, attention, an MLP) against a mean of squares.
+      CHECK(costs[1] > costs[2]);
+      for (const Tensor& p : net->parameters()) CHECK((!p.grad().defined() || equal(p.grad(), zeros_like(p))));
+
+      const nn::Tensors before = (*net)({b.x, b.mask});
+      const std::vector<size_t> cut = parallel::stage_boundaries(*net, 2, by_time);
+      REQUIRE(cut.size() == 2);
+      CHECK((cut[0] == 0 && cut[1] >= 1 && cut[1] < net->size()));
+      auto sharded = parallel::shard(net, cpus(2), by_time);
+      const nn::Tensors after = (*sharded)({b.x, b.mask});
+      REQUIRE(after.size() == 2);
+      CHECK(equal(after[0].to(kCPU), before[0]));
+      CHECK(equal(after[1].to(kCPU), before[1]));
+    }
+  }
+  auto net = test::make_masked_model();
+  CHECK_THROWS_WITH(parallel::layer_time_costs(*net, {}), Catch::Contains("needs a sample input batch"));
+  CHECK_THROWS_WITH(parallel::layer_time_costs(*net, {masked_batch(2, 1).x, Tensor()}),
+                    Catch::Contains("sample tensor 1 of 2 is undefined"));
 }

@@ -107,7 +107,7 @@ TEST_CASE("stage boundaries by count, parameters, time and by hand", "[pipeline]
   const auto by_params = parallel::stage_boundaries(*mlp, 2, Balance::parse("params"));
   CHECK((by_params.size() == 2 && by_params[1] >= 2));
   Balance by_time = Balance::parse("time");
-  by_time.sample = images(16, 3).first;
+  by_time.sample = {images(16, 3).first};
   const auto t = parallel::stage_boundaries(*mlp, 3, by_time);
   REQUIRE(t.size() == 3);
   CHECK((t[0] == 0 && t[1] > 0 && t[2] > t[1] && t[2] < mlp->size()));
