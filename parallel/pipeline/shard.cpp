@@ -65,18 +65,20 @@ std::vector<double> layer_time_costs(nn::Sequential& model, const nn::Tensors& s
   std::vector<double> costs;
   nn::Tensors x;
   for (const Tensor& t : sample) x.push_back(t.detach());
-  // An input needs a gradient only once some layer before it has trainable parameters:
-  // the first Linear of a model computes no input gradient in training, and timing one
-  // for it made its stage look costlier than it is.
-  bool grad_flows = false;
+  // Which inputs need a gradient, as in a pipeline stage (stage.h): those the layer
+  // before made on the tape, from its parameters or from inputs that need one. The
+  // model's own inputs need none: the first Linear computes no input gradient in
+  // training (timing one made its stage look costlier than it is), and a float mask made
+  // from the input crosses forward only.
+  std::vector<bool> wants(x.size(), false);
   for (size_t i = 0; i < model.size(); ++i) {
     nn::Tensors out;
     double best = 1e300;
     for (int r = 0; r <= std::max(1, repeats); ++r) {  // r == 0 warms up
       nn::Tensors in;
-      for (const Tensor& t : x) {
-        in.push_back(t.detach());
-        if (grad_flows && is_floating(t.dtype())) in.back().requires_grad_(true);
+      for (size_t k = 0; k < x.size(); ++k) {
+        in.push_back(x[k].detach());
+        if (wants[k]) in.back().requires_grad_(true);
       }
       const auto t0 = std::chrono::steady_clock::now();
       out = model[i]->forward_many(in);
@@ -96,8 +98,11 @@ std::vector<double> layer_time_costs(nn::Sequential& model, const nn::Tensors& s
     model[i]->zero_grad();
     costs.push_back(best);
     x.clear();
-    for (const Tensor& o : out) x.push_back(o.detach());
-    grad_flows = grad_flows || model[i]->num_parameters() > 0;
+    wants.clear();
+    for (const Tensor& o : out) {
+      x.push_back(o.detach());
+      wants.push_back(o.requires_grad());
+    }
   }
   return costs;
 }
