@@ -7,26 +7,23 @@
 #include "safetensors.h"
 
 #include <fcntl.h>
-#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <bit>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <limits>
-#include <mutex>
 #include <optional>
-#include <set>
 #include <string_view>
 #include <tuple>
 #include <utility>
 
 #include <nlohmann/json.hpp>
 
+#include "../tensor/atomic_file.h"
 #include "../tensor/half.h"
 #include "../tensor/raw.h"
 
@@ -353,21 +350,6 @@ SafeTensors materialise(Header h, const std::string& file, Read read) {
 // ---- files --------------------------------------------------------------------------------
 std::string errno_text() { return std::strerror(errno); }
 
-// A file descriptor that closes itself.
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
-
 void read_exact(int fd, uint8_t* dst, uint64_t n, uint64_t offset, const std::string& path) {
   while (n > 0) {
     const ssize_t got = ::pread(fd, dst, std::min<uint64_t>(n, 1u << 30), static_cast<off_t>(offset));
@@ -379,110 +361,6 @@ void read_exact(int fd, uint8_t* dst, uint64_t n, uint64_t offset, const std::st
     offset += static_cast<uint64_t>(got);
   }
 }
-
-// The temporary files this process is writing now (saves may run on several threads),
-// so that removing stale ones never removes a save in progress.
-std::mutex live_temps_mutex;
-std::set<std::string> live_temps;
-
-// The process that wrote `name`, if it is `prefix` followed by "<pid>.<n>": the name
-// of a temporary file of a save (TempFile).
-std::optional<pid_t> temp_owner(const std::string& name, const std::string& prefix) {
-  if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0) return std::nullopt;
-  const std::string rest = name.substr(prefix.size());
-  const auto dot = rest.find('.');
-  const auto digits = [](const std::string& s) {
-    return !s.empty() && s.size() <= 9 && s.find_first_not_of("0123456789") == std::string::npos;
-  };
-  if (dot == std::string::npos || !digits(rest.substr(0, dot)) || !digits(rest.substr(dot + 1))) return std::nullopt;
-  return static_cast<pid_t>(std::stol(rest.substr(0, dot)));
-}
-
-// A save killed between creating its temporary file and the rename leaves
-// "<target>.tmp.<pid>.<n>" beside the target, the size of a checkpoint. The next save to
-// the same target removes those of processes that are gone, and this process's own that
-// no save is writing (a container often gives a rerun the dead run's pid). Best effort:
-// what cannot be listed or removed stays. (A process of another machine sharing the
-// directory looks gone: its save then fails at the rename, cleanly.) The caller holds
-// live_temps_mutex.
-void remove_stale_temps(const std::string& target) {
-  namespace fs = std::filesystem;
-  const fs::path dir = fs::path(target).parent_path().empty() ? fs::path(".") : fs::path(target).parent_path();
-  const std::string file = fs::path(target).filename().string(), prefix = file + ".tmp.";
-  std::error_code ec;
-  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-    const std::string name = it->path().filename().string();
-    const std::optional<pid_t> pid = temp_owner(name, prefix);
-    if (!pid) continue;
-    const bool gone = *pid == ::getpid() ? !live_temps.contains(target + name.substr(file.size()))
-                                         : ::kill(*pid, 0) != 0 && errno == ESRCH;
-    std::error_code ignored;
-    if (gone) fs::remove(it->path(), ignored);
-  }
-}
-
-// The temporary file a save writes before renaming it over the target, in the same
-// directory so the rename cannot cross file systems. Until commit() succeeds the
-// destructor removes it, so every failure path, exceptions included, cleans up.
-class TempFile {
- public:
-  explicit TempFile(const std::string& target) : target_(target) {
-    static std::atomic<uint64_t> counter{0};
-    std::lock_guard lock(live_temps_mutex);
-    remove_stale_temps(target);
-    for (int attempt = 0; attempt < 100 && fd_ < 0; ++attempt) {
-      path_ = detail::str(target, ".tmp.", ::getpid(), ".", counter++);
-      // 0666 and O_EXCL rather than mkstemp: the file gets the umask's usual permissions.
-      fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-      if (fd_ < 0 && errno != EEXIST) break;
-    }
-    if (fd_ < 0) fail(target_, "cannot create the temporary file ", path_, ": ", errno_text());
-    live_temps.insert(path_);
-  }
-  ~TempFile() {
-    if (fd_ >= 0) ::close(fd_);
-    std::lock_guard lock(live_temps_mutex);
-    if (!committed_) ::unlink(path_.c_str());
-    live_temps.erase(path_);
-  }
-  TempFile(const TempFile&) = delete;
-  TempFile& operator=(const TempFile&) = delete;
-
-  void write(const void* data, uint64_t n) {
-    auto* p = static_cast<const char*>(data);
-    while (n > 0) {
-      const ssize_t put = ::write(fd_, p, std::min<uint64_t>(n, 1u << 30));
-      if (put < 0 && errno == EINTR) continue;
-      if (put < 0) fail(target_, "writing ", path_, " failed: ", errno_text());
-      p += put;
-      n -= static_cast<uint64_t>(put);
-    }
-  }
-
-  // Flushes the bytes to disk before the rename: otherwise a crash could leave the new
-  // name pointing at an empty file, which is worse than the old checkpoint.
-  void commit() {
-    if (::fsync(fd_) != 0) fail(target_, "flushing ", path_, " to disk failed: ", errno_text());
-    if (::close(std::exchange(fd_, -1)) != 0) fail(target_, "closing ", path_, " failed: ", errno_text());
-    if (::rename(path_.c_str(), target_.c_str()) != 0)
-      fail(target_, "renaming ", path_, " over it failed: ", errno_text());
-    committed_ = true;
-    sync_directory();
-  }
-
- private:
-  // Makes the rename itself durable. Best effort: some file systems refuse it, and the
-  // file is complete either way.
-  void sync_directory() const {
-    std::string dir = std::filesystem::path(target_).parent_path().string();
-    Fd d(::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (d.get() >= 0) (void)::fsync(d.get());
-  }
-
-  std::string target_, path_;
-  int fd_ = -1;
-  bool committed_ = false;
-};
 
 // ---- writing ------------------------------------------------------------------------------
 void check_savable(const std::vector<std::pair<std::string, Tensor>>& tensors, const std::string& path) {
@@ -550,7 +428,7 @@ SafeTensors parse_safetensors(const uint8_t* data, size_t size, const std::strin
 }
 
 SafeTensors load_safetensors(const std::string& path) {
-  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (fd.get() < 0) fail(path, "cannot open: ", errno_text());
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0) fail(path, "cannot stat: ", errno_text());
@@ -573,7 +451,7 @@ SafeTensors load_safetensors(const std::string& path) {
 void check_can_save(const std::string& path) {
   std::error_code ec;
   if (std::filesystem::is_directory(path, ec)) fail(path, "is a directory; a file is saved under this name");
-  TempFile probe(path);  // created the way a save creates it, and removed again (never committed)
+  AtomicFile probe(path);  // created the way a save creates it, and removed again (never committed)
 }
 
 void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
@@ -581,7 +459,7 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
   // Everything that can be checked is checked before a file exists.
   check_savable(tensors, path);
   const std::string header = header_json(tensors, metadata, path);
-  TempFile tmp(path);
+  AtomicFile tmp(path);
   uint8_t prefix[8];
   for (int i = 0; i < 8; ++i) prefix[i] = static_cast<uint8_t>(static_cast<uint64_t>(header.size()) >> (8 * i));
   tmp.write(prefix, 8);

@@ -2,10 +2,10 @@
 
 #include <algorithm>
 #include <atomic>
-#include <fstream>
 #include <mutex>
 #include <nlohmann/json.hpp>
 
+#include "../tensor/atomic_file.h"
 #include "../tensor/error.h"
 
 namespace weft::parallel::trace {
@@ -80,10 +80,8 @@ void write_chrome_json(const std::string& path) {
   // Metadata events name each pid "rank N" in the viewer.
   for (int r : ranks)
     list.push_back({{"name", "process_name"}, {"ph", "M"}, {"pid", r}, {"args", {{"name", "rank " + std::to_string(r)}}}});
-  std::ofstream out(path);
-  WEFT_CHECK(out, "trace::write_chrome_json: cannot open ", path, " for writing");
-  out << nlohmann::json{{"traceEvents", list}, {"displayTimeUnit", "ms"}}.dump(1) << '\n';
-  WEFT_CHECK(out.good(), "trace::write_chrome_json: writing ", path, " failed");
+  // Whole or not at all: a run killed while writing leaves no truncated JSON.
+  write_file_atomically(path, nlohmann::json{{"traceEvents", list}, {"displayTimeUnit", "ms"}}.dump(1) + '\n');
 }
 
 }  // namespace weft::parallel::trace

@@ -2,9 +2,9 @@
 
 #include <algorithm>
 #include <cstring>
-#include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "../tensor/atomic_file.h"
 #include "../tensor/error.h"
 #include "../tensor/creation.h"
 #include "trace.h"
@@ -51,10 +51,7 @@ void write_file(const std::string& path, nlohmann::json list, int ranks) {
   for (auto& ev : list) ev["ts"] = ev["ts"].get<double>() - first;
   for (int r = 0; r < ranks; ++r)
     list.push_back({{"name", "process_name"}, {"ph", "M"}, {"pid", r}, {"args", {{"name", "rank " + std::to_string(r)}}}});
-  std::ofstream out(path);
-  WEFT_CHECK(out, "gather_chrome_trace: cannot open ", path, " for writing");
-  out << nlohmann::json{{"traceEvents", list}, {"displayTimeUnit", "ms"}}.dump(1) << '\n';
-  WEFT_CHECK(out.good(), "gather_chrome_trace: writing ", path, " failed");
+  write_file_atomically(path, nlohmann::json{{"traceEvents", list}, {"displayTimeUnit", "ms"}}.dump(1) + '\n');
 }
 
 }  // namespace
