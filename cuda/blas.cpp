@@ -44,11 +44,18 @@ cublasHandle_t handle_for(int device, cudaStream_t stream, const char* op) {
   return h;
 }
 
-cublasHandle_t ready_handle(const char* op) {
+// The handle, in the math mode of this product: float32 with TF32 tensor cores when
+// allowed; 16-bit with every sum in float32 -- without the DISALLOW flag cuBLAS may add a
+// split-K GEMM's partial sums in the output's 16-bit type (PyTorch's
+// allow_bf16_reduced_precision_reduction = False), which is not the one rounding promised.
+cublasHandle_t ready_handle(const char* op, DType dtype) {
   const int dev = current_device();
   cublasHandle_t h = handle_for(dev, detail::stream(dev), op);
-  check_blas(detail::cublas(op).set_math_mode(h, allow_tf32() ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH),
-             op, "cublasSetMathMode");
+  const cublasMath_t mode =
+      is_half(dtype) ? cublasMath_t(CUBLAS_DEFAULT_MATH | CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION)
+      : allow_tf32() ? CUBLAS_TF32_TENSOR_OP_MATH
+                     : CUBLAS_DEFAULT_MATH;
+  check_blas(detail::cublas(op).set_math_mode(h, mode), op, "cublasSetMathMode");
   return h;
 }
 
@@ -75,7 +82,7 @@ void gemm_into(const char* op, const Tensor& out, const Tensor& a2, const Tensor
   const int n = int(a2.shape()[0]), k = int(a2.shape()[1]), m = int(b2.shape()[1]);
   if (n == 0 || m == 0) return;
   const Operand a = as_operand(a2), b = as_operand(b2);
-  cublasHandle_t h = ready_handle(op);
+  cublasHandle_t h = ready_handle(op, out.dtype());
   if (is_half(out.dtype())) {
     // Tensor cores: 16-bit operands, products summed in float32, C rounded once (the
     // result HalfBackend's float32 route gives, up to the order of the sums).

@@ -12,6 +12,7 @@
 #include <mutex>
 #include <vector>
 
+#include "../tensor/views.h"
 #include "detail.h"
 #include "ops.h"
 #include "weft_config.h"
@@ -49,6 +50,7 @@ cudnnHandle_t handle(const char* op) {
   static std::mutex mu;
   static cudnnHandle_t handles[16] = {};
   const int dev = current_device();
+  WEFT_CHECK(dev >= 0 && dev < 16, op, ": device cuda:", dev, " is beyond the 16 cuDNN handles weft keeps");
   {
     std::lock_guard<std::mutex> lock(mu);
     if (!handles[dev]) check_dnn(cudnnCreate(&handles[dev]), op, "cudnnCreate");
@@ -101,10 +103,14 @@ struct Descriptors {
   }
 };
 
-// Which algorithm, and how much workspace, for one direction of one shape.
+// Which algorithm, in which math mode, and how much workspace, for one direction of one
+// shape. With tensor-op math allowed, cuDNN ranks tensor-core and plain variants of an
+// algorithm apart, each with its own workspace: the one measured is the one run, so its
+// math type is set on the descriptor before the call (PyTorch does the same).
 struct Choice {
   int algo;
   size_t workspace;
+  cudnnMathType_t math;
 };
 enum class Dir { Forward, BackwardData, BackwardFilter };
 // Everything that decides the best algorithm, flattened into one comparable key.
@@ -162,8 +168,15 @@ template <class Perf>
 Choice first_ok(const char* op, const Perf* perf, int n) {
   for (int i = 0; i < n; ++i)
     if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].memory <= kMaxWorkspace)
-      return {int(perf[i].algo), perf[i].memory};
+      return {int(perf[i].algo), perf[i].memory, perf[i].mathType};
   throw Error(weft::detail::str(op, ": cuDNN found no algorithm for this convolution"));
+}
+
+// Before running: the math type of the variant measured. Not where only FMA was allowed
+// (float32 without TF32): a result reporting CUDNN_DEFAULT_MATH would let TF32 in on
+// Ampere and later, so the descriptor keeps its FMA.
+void use_measured_math(const char* op, const Descriptors& d, const Choice& c, DType dt) {
+  if (allow_tf32() || is_half(dt)) DNN(op, cudnnSetConvolutionMathType(d.conv, c.math));
 }
 
 // cuDNN's alpha and beta: pointers to host scalars of the compute type.
@@ -205,11 +218,14 @@ void conv2d(const Tensor& out, const Tensor& x_in, const Tensor& w_in, const Ten
         DNN(op, cudnnGetConvolutionForwardAlgorithm_v7(h, d.x, d.w, d.conv, d.y, kAlgos, &n, perf));
         return first_ok(op, perf, n);
       });
+  use_measured_math(op, d, c, dt);
   Workspace ws(c.workspace);
   DNN(op, cudnnConvolutionForward(h, one(dt), d.x, x.raw_data(), d.w, w.raw_data(), d.conv,
                                   cudnnConvolutionFwdAlgo_t(c.algo), ws.p, c.workspace, zero(dt), d.y,
                                   out.raw_data()));
-  if (bias.defined()) {
+  if (bias.defined() && is_half(dt)) {  // weft's own broadcast add: sure of the 16-bit types
+    raw::binary_(raw::Binary::Add, out, views::view(bias, {1, out.shape()[1], 1, 1}));
+  } else if (bias.defined()) {
     const Tensor b = raw::contiguous(bias);
     DNN(op, cudnnAddTensor(h, one(dt), d.b, b.raw_data(), one(dt), d.y, out.raw_data()));
   }
@@ -240,6 +256,7 @@ void conv2d_backward_input(const Tensor& gx, const Tensor& grad_in, const Tensor
         DNN(op, cudnnGetConvolutionBackwardDataAlgorithm_v7(h, d.w, d.y, d.conv, d.x, kAlgos, &n, perf));
         return first_ok(op, perf, n);
       });
+  use_measured_math(op, d, c, dt);
   Workspace ws(c.workspace);
   DNN(op, cudnnConvolutionBackwardData(h, one(dt), d.w, w.raw_data(), d.y, g.raw_data(), d.conv,
                                        cudnnConvolutionBwdDataAlgo_t(c.algo), ws.p, c.workspace, zero(dt),
@@ -271,6 +288,7 @@ void conv2d_backward_weight(const Tensor& gw, const Tensor& grad_in, const Tenso
         DNN(op, cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, d.x, d.y, d.conv, d.w, kAlgos, &n, perf));
         return first_ok(op, perf, n);
       });
+  use_measured_math(op, d, c, dt);
   Workspace ws(c.workspace);
   DNN(op, cudnnConvolutionBackwardFilter(h, one(dt), d.x, x.raw_data(), d.y, g.raw_data(), d.conv,
                                          cudnnConvolutionBwdFilterAlgo_t(c.algo), ws.p, c.workspace,

@@ -57,10 +57,10 @@ struct Buffer {
 void csr_linear(const Tensor& y, const Tensor& x, const Tensor& row_ptr, const Tensor& col, const Tensor& values,
                 const Tensor& bias) {
   const int64_t batch = x.shape()[0], in = x.shape()[1], out = y.shape()[1], nnz = values.numel();
+  DeviceGuard on(x.device().index);  // first: the copy's kernel runs on x's device too
   raw::copy_(y, bias);  // y = bias, broadcast over the batch; SpMM adds to it (beta = 1)
   if (nnz == 0 || batch == 0) return;
   const detail::Cusparse& sp = detail::cusparse("SparseLinear");
-  DeviceGuard on(x.device().index);
   const int dev = x.device().index;
   cusparseHandle_t h = handle_for(dev, detail::stream(dev));
 

@@ -5,38 +5,55 @@
 # That machine has nvcc, meson, ninja and PyTorch (whose pip packages bring cuDNN and
 # NCCL), but no Debian packages and no copy of Fashion-MNIST. So, on this machine:
 #
-#   bash scripts/gpu_check.sh prepare   # copies Catch2 v2 and CLI11 headers and the
-#                                       # dataset into .device/ (git-ignored)
+#   bash scripts/gpu_check.sh prepare   # copies the Catch2 v2, CLI11, Eigen and nlohmann-json
+#                                       # headers (and zlib's, used only where the machine
+#                                       # lacks them) and the dataset into .device/ (git-ignored)
 # then, through the device tool, carrying .device:
 #
 #   bash scripts/gpu_check.sh run       # build-gpu/, tests, samples, benchmarks
 #
-# `run` writes its logs and results.txt (the summary) under $OUT (default: gpu-out/).
-# Environment: GPU_CHECK_STEPS=tests,cputests,samples,bench (default all), WEFT_JOBS (16).
+# `run` writes its logs and results.txt (the summary) under $OUT (default: gpu-out/);
+# copy results.txt into bench/results/<gpu>-<date>.txt afterwards. A failing test's
+# message (Catch2 prints it on the lines after FAILED) is in the summary.
+# Environment: GPU_CHECK_STEPS=tests,samples,bench (the default; add cputests for the
+# CPU suite, which CI runs anyway), WEFT_JOBS (16). Each step has a timeout, so a hang
+# costs minutes, not the whole device call; a rerun with GPU_CHECK_STEPS=tests on the
+# same warm machine rebuilds only what changed (build-gpu/ is kept there).
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 here=$PWD
 
 prepare() {
-  rm -rf .device && mkdir -p .device/include .device/pkgconfig .device/fashion-mnist
-  cp -r /usr/include/catch2 /usr/include/CLI .device/include/
+  rm -rf .device && mkdir -p .device/include .device/pkgconfig .device/fallback .device/fashion-mnist
+  cp -r /usr/include/catch2 /usr/include/CLI /usr/include/nlohmann .device/include/
+  cp -r /usr/include/eigen3 .device/include/
   cp /usr/share/datasets/fashion-mnist/*.gz .device/fashion-mnist/
-  for pc in catch2:Catch2:2.13.10 CLI11:CLI11:2.1.2; do
-    IFS=: read -r file name version <<<"$pc"
+  for pc in catch2:Catch2:2.13.10: CLI11:CLI11:2.1.2: nlohmann_json:nlohmann_json:3.11.2: eigen3:Eigen3:3.4.0:/eigen3; do
+    IFS=: read -r file name version sub <<<"$pc"
     cat > ".device/pkgconfig/$file.pc" <<PC
 Name: $name
 Description: carried header-only library
 Version: $version
-Cflags: -I\${pcfiledir}/../include
+Cflags: -I\${pcfiledir}/../include$sub
 PC
   done
+  # zlib: its headers, and the machine's own runtime library (every Linux has libz.so.1;
+  # not always the -dev symlink). Used only where pkg-config finds no zlib there.
+  mkdir -p .device/zlib && cp /usr/include/zlib.h /usr/include/zconf.h .device/zlib/
+  cat > .device/fallback/zlib.pc <<'PC'
+Name: zlib
+Description: carried headers, the machine's libz.so.1
+Version: 1.2.13
+Cflags: -I${pcfiledir}/../zlib
+Libs: -l:libz.so.1
+PC
   du -sh .device
 }
 
 run() {
   local out=${OUT:-$here/gpu-out}
   mkdir -p "$out"
-  local steps=${GPU_CHECK_STEPS:-tests,cputests,samples,bench}
+  local steps=${GPU_CHECK_STEPS:-tests,samples,bench}
   local summary=$out/results.txt
   : > "$summary"
   say() { echo "$*" | tee -a "$summary"; }
@@ -61,6 +78,7 @@ run() {
     fi
   done
   export PKG_CONFIG_PATH="$here/.device/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
+  pkg-config --exists zlib 2>/dev/null || export PKG_CONFIG_PATH="$PKG_CONFIG_PATH:$here/.device/fallback"
   local data=$here/.device/fashion-mnist
   export WEFT_FASHION_MNIST_DIR=$data
 
@@ -76,9 +94,12 @@ run() {
   say "build ok"
 
   if [[ $steps == *tests* ]]; then
-    build-gpu/tests/weft_tests "[cuda],[nccl]" > "$out/cuda_tests.log" 2>&1
-    say "[cuda] tests: $(tail -2 "$out/cuda_tests.log" | head -1)"
-    grep -E "FAILED|failed|REQUIRE|with expansion|error" "$out/cuda_tests.log" | head -60 | tee -a "$summary"
+    timeout 240 build-gpu/tests/weft_tests "[cuda],[nccl]" > "$out/cuda_tests.log" 2>&1
+    local rc=$?
+    say "[cuda] tests (exit $rc$([[ $rc == 124 ]] && echo ': timed out')): $(tail -2 "$out/cuda_tests.log" | head -1)"
+    # Each failure with its context: the test's name above, the message below.
+    grep -B6 -A10 -E "FAILED|unexpected exception" "$out/cuda_tests.log" | head -200 | tee -a "$summary"
+    [[ $rc != 0 ]] && { say "-- last lines of cuda_tests.log:"; tail -30 "$out/cuda_tests.log" | tee -a "$summary"; }
   fi
   if [[ $steps == *cputests* ]]; then
     timeout 300 build-gpu/tests/weft_tests "~[cuda]~[nccl]" > "$out/all_tests.log" 2>&1
@@ -93,7 +114,7 @@ run() {
       grep -aE "^epoch [0-9]+: (test_accuracy|cuda)|error|^test_accuracy" "$log" | sed 's/^/    /' | tail -12 | tee -a "$summary"
     done
     # DDP over NCCL, one rank per visible GPU, bootstrapped over threads (no MPI there).
-    local gpus; gpus=$(nvidia-smi -L | wc -l)
+    local gpus; gpus=$(nvidia-smi --query-gpu=index --format=csv,noheader | wc -l)  # GPUs, not MIG slices
     timeout 300 build-gpu/samples/train_ddp --backend nccl --replicas "$gpus" --model cnn --epochs 2 --data "$data" \
       > "$out/train_ddp_nccl.log" 2>&1
     say "train_ddp --backend nccl --replicas $gpus --model cnn --epochs 2 (exit $?):"
@@ -125,7 +146,8 @@ PY
     $py - "$out/bench.jsonl" <<'PY' | tee -a "$summary"
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip().startswith("{")]
-get = lambda impl, m, mode: next((r["samples_per_s"] for r in rows if r["impl"] == impl and r["model"] == m and r["mode"] == mode), None)
+get = lambda impl, m, mode: next((r["samples_per_s"] for r in rows if r["impl"] == impl and r["model"] == m
+                                  and r["mode"] == mode and r.get("precision", "fp32") == "fp32"), None)
 for m in ("mlp", "cnn"):
     te = get("torch", m, "eager")
     for mode in ("eager", "graph"):

@@ -29,14 +29,15 @@ const char* kind_name(int64_t k) {
   return k >= 0 && k < 6 ? names[k] : "?";
 }
 
+// bfloat16 and ncclAvg came with NCCL 2.10, ncclGetLastError with 2.13.
+static_assert(NCCL_VERSION_CODE >= NCCL_VERSION(2, 13, 0), "weft's NCCL communicator needs NCCL 2.13 or later");
+
 ncclDataType_t nccl_type(DType dt) {
   switch (dt) {
     case DType::Float32: return ncclFloat32;
     case DType::Float64: return ncclFloat64;
     case DType::Float16: return ncclFloat16;  // NCCL adds 16-bit values itself
-#if NCCL_VERSION_CODE >= NCCL_VERSION(2, 10, 0)
     case DType::BFloat16: return ncclBfloat16;
-#endif
     case DType::Int64: return ncclInt64;
     default: throw Error(detail::str("nccl: dtype ", dtype_name(dt), " is not supported"));
   }
@@ -44,7 +45,7 @@ ncclDataType_t nccl_type(DType dt) {
 ncclRedOp_t nccl_op(ReduceOp op) {
   switch (op) {
     case ReduceOp::Sum: return ncclSum;
-    case ReduceOp::Mean: return ncclAvg;  // NCCL >= 2.10 divides on the GPU (int64 truncates)
+    case ReduceOp::Mean: return ncclAvg;  // NCCL divides on the GPU (int64 truncates)
     case ReduceOp::Max: return ncclMax;
   }
   return ncclSum;
@@ -175,7 +176,7 @@ struct NcclCommunicator::Impl {
     boot_timeout = timeout;
     if (check_arrivals) handshake(h, what);
     else if (!h.problem.empty()) throw Error(what + ": " + h.problem);
-    check_cuda(cudaSetDevice(device), what + ": cudaSetDevice");
+    const cuda::DeviceGuard on(device);  // the caller's current device is restored after
     after_compute();
     check_nccl(enqueue(), what);
     wait_stream(what, timeout);
@@ -232,8 +233,13 @@ std::shared_ptr<NcclCommunicator> NcclCommunicator::create(std::shared_ptr<Commu
   }
   bootstrap->broadcast(id_words, 0);
   std::memcpy(&id, id_words.raw_data(), sizeof id);
+  // Left current on purpose: the thread that creates a rank's communicator drives that
+  // rank's GPU from then on (samples::nccl_over: rank thread r, GPU r), and weft's
+  // kernels launch on the current device. (Each collective still sets it for itself.)
   check_cuda(cudaSetDevice(device), "NcclCommunicator: cudaSetDevice");
-  check_cuda(cudaStreamCreate(&m->stream), "NcclCommunicator: cudaStreamCreate");  // ordered after weft's work by after_compute()
+  // Non-blocking: no implicit sync with the legacy default stream; after_compute()
+  // orders it after weft's work.
+  check_cuda(cudaStreamCreateWithFlags(&m->stream, cudaStreamNonBlocking), "NcclCommunicator: cudaStreamCreate");
   ncclResult_t r = ncclCommInitRank(&m->comm, m->size, id, m->rank);
   WEFT_CHECK(r == ncclSuccess, "NcclCommunicator: ncclCommInitRank (rank ", m->rank, " of ", m->size, ", cuda:", device,
              "): ", ncclGetErrorString(r));
@@ -396,7 +402,7 @@ std::shared_ptr<Communicator> NcclCommunicator::split(int color, int key) {
   std::shared_ptr<Communicator> boot = split_bootstrap(*m.boot, color, key, timeout());
   std::shared_ptr<NcclCommunicator> sub;
 #if NCCL_VERSION_CODE >= NCCL_VERSION(2, 18, 0)
-  check_cuda(cudaSetDevice(m.device), what + ": cudaSetDevice");
+  const cuda::DeviceGuard on(m.device);
   ncclComm_t nccl_sub = nullptr;  // every rank calls it; a negative color gets none
   m.check_nccl(ncclCommSplit(m.comm, color < 0 ? NCCL_SPLIT_NOCOLOR : color, key, &nccl_sub, nullptr), what);
   if (!boot) return nullptr;
@@ -407,7 +413,7 @@ std::shared_ptr<Communicator> NcclCommunicator::split(int color, int key) {
   impl->size = boot->size();
   impl->device = m.device;
   impl->check_arrivals = m.check_arrivals;
-  check_cuda(cudaStreamCreate(&impl->stream), what + ": cudaStreamCreate");
+  check_cuda(cudaStreamCreateWithFlags(&impl->stream, cudaStreamNonBlocking), what + ": cudaStreamCreate");
   int nccl_rank = -1;
   ncclCommUserRank(nccl_sub, &nccl_rank);
   WEFT_CHECK(nccl_rank == impl->rank, what, ": NCCL numbered this rank ", nccl_rank, ", the bootstrap ", impl->rank);
@@ -453,7 +459,7 @@ class NcclTransfer : public Work {
   // Launches every transfer posted so far, as one NCCL group.
   void launch_posted() {
     m_.check_usable();
-    check_cuda(cudaSetDevice(m_.device), what_ + ": cudaSetDevice");
+    const cuda::DeviceGuard on(m_.device);
     auto batch = std::move(m_.posted);
     m_.posted.clear();
     m_.after_compute();
