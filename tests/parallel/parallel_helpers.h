@@ -106,6 +106,19 @@ inline void ddp_sgd_steps(parallel::DistributedDataParallel& ddp, int steps, int
   }
 }
 
+// Steps [from, to) with a caller-owned optimizer (so a run can stop and go on): at
+// step s, rank r's shard of tiny_batch(batch, seed0 + s).
+inline void ddp_steps(parallel::DistributedDataParallel& ddp, optim::Optimizer& opt, int from, int to,
+                      int64_t batch, uint64_t seed0, int r, int n) {
+  for (int s = from; s < to; ++s) {
+    const auto b = tiny_batch(batch, seed0 + static_cast<uint64_t>(s));
+    opt.zero_grad();
+    ddp.backward(nn::cross_entropy(ddp(shard(b.x, r, n)), shard(b.y, r, n)));
+    ddp.synchronize();
+    opt.step();
+  }
+}
+
 // The reference for deterministic mode, on one module and one thread: per step, each of
 // the n shards' gradient separately, then mean = (((g_0 + g_1) + g_2) + ...) / n -- the
 // documented guarantee -- and an SGD step (lr 0.1, momentum 0.9).

@@ -44,17 +44,6 @@ bool same_state(const nn::NamedTensors& a, const nn::NamedTensors& b) {
   return true;
 }
 
-// SGD steps [from, to) of the tiny MLP under DDP, on rank r's shard of a batch of 12.
-void sgd_steps(DistributedDataParallel& ddp, optim::SGD& opt, int from, int to, int r, int n) {
-  for (int s = from; s < to; ++s) {
-    const auto b = weft::test::tiny_batch(12, 100 + static_cast<uint64_t>(s));
-    opt.zero_grad();
-    ddp.backward(nn::cross_entropy(ddp(weft::test::shard(b.x, r, n)), weft::test::shard(b.y, r, n)));
-    ddp.synchronize();
-    opt.step();
-  }
-}
-
 }  // namespace
 
 TEST_CASE("PowerSGD and top-k: a hook loaded from another's state_dict goes on exactly", "[comm_hooks][parallel]") {
@@ -148,26 +137,26 @@ TEST_CASE("DDP: a run resumed with the gathered comm hook state equals the unint
           nn::copy_state(*initial, *whole);
           DistributedDataParallel a(whole, comm, opt);
           optim::SGD sgd_a(whole->parameters(), {.lr = 0.1});
-          sgd_steps(a, sgd_a, 0, kSaved, r, n);
+          weft::test::ddp_steps(a, sgd_a, 0, kSaved, 12, 100, r, n);
           const nn::NamedTensors state = a.gather_comm_hook_state();  // what rank 0 would save
           gathered[r] = state.size();
           own[r] = a.comm_hook().state_dict().size();
           auto at_save = nn::replicate(*whole, weft::test::make_tiny_mlp, kCPU);
-          sgd_steps(a, sgd_a, kSaved, kSteps, r, n);  // the uninterrupted run goes on
+          weft::test::ddp_steps(a, sgd_a, kSaved, kSteps, 12, 100, r, n);  // the uninterrupted run goes on
 
           // Resumed: the saved parameters, a new hook, each rank's own state back.
           auto resumed = nn::replicate(*at_save, weft::test::make_tiny_mlp, kCPU);
           DistributedDataParallel b(resumed, comm, {.bucket_cap_mb = opt.bucket_cap_mb, .comm_hook = make_comm_hook(spec)});
           b.load_comm_hook_state(state);
           optim::SGD sgd_b(resumed->parameters(), {.lr = 0.1});
-          sgd_steps(b, sgd_b, kSaved, kSteps, r, n);
+          weft::test::ddp_steps(b, sgd_b, kSaved, kSteps, 12, 100, r, n);
           resumed_equal[r] = weft::test::params_equal(*resumed, *whole);
 
           // Without the state the hook starts from zero: another result (so the state matters).
           auto fresh = nn::replicate(*at_save, weft::test::make_tiny_mlp, kCPU);
           DistributedDataParallel c(fresh, comm, {.bucket_cap_mb = opt.bucket_cap_mb, .comm_hook = make_comm_hook(spec)});
           optim::SGD sgd_c(fresh->parameters(), {.lr = 0.1});
-          sgd_steps(c, sgd_c, kSaved, kSteps, r, n);
+          weft::test::ddp_steps(c, sgd_c, kSaved, kSteps, 12, 100, r, n);
           fresh_equal[r] = weft::test::params_equal(*fresh, *whole);
 
           if (r == 0) {  // one rank's state into an n-rank DDP

@@ -113,3 +113,27 @@ TEST_CASE("mpi DDP: uneven inputs end together; the trace of every rank lands in
   }
   comm->barrier();
 }
+
+TEST_CASE("mpi DDP: a comm hook resumed from the gathered state goes on bit for bit", "[ddp][mpi][comm_hooks]") {
+  auto comm = world();
+  const int n = comm->size(), r = comm->rank();
+  constexpr int kSaved = 3, kSteps = 5;
+  for (const char* spec : {"powersgd:2,min_rate=1", "topk:0.2"}) {
+    INFO(spec << ", rank " << r);
+    auto whole = initial_model();
+    DistributedDataParallel a(whole, comm, {.bucket_cap_mb = kSmallBucketsMb, .comm_hook = make_comm_hook(spec)});
+    optim::SGD sgd_a(whole->parameters(), {.lr = 0.1});
+    weft::test::ddp_steps(a, sgd_a, 0, kSaved, 4 * n, 700, r, n);
+    // Every process gets every rank's state, as rank 0 would save it.
+    const nn::NamedTensors state = a.gather_comm_hook_state();
+    CHECK(state.size() == a.comm_hook().state_dict().size() * static_cast<size_t>(n));
+    auto resumed = nn::replicate(*whole, make_tiny_mlp, kCPU);
+    weft::test::ddp_steps(a, sgd_a, kSaved, kSteps, 4 * n, 700, r, n);
+
+    DistributedDataParallel b(resumed, comm, {.bucket_cap_mb = kSmallBucketsMb, .comm_hook = make_comm_hook(spec)});
+    b.load_comm_hook_state(state);
+    optim::SGD sgd_b(resumed->parameters(), {.lr = 0.1});
+    weft::test::ddp_steps(b, sgd_b, kSaved, kSteps, 4 * n, 700, r, n);
+    CHECK(weft::test::params_equal(*resumed, *whole));
+  }
+}
