@@ -5,6 +5,7 @@
 //   train_charlm --replicas 2                         # DDP, 2 rank threads
 //   mpirun -np 2 train_charlm --backend mpi           # DDP, 2 processes
 //   train_charlm --stages 2 --microbatches 4          # pipeline: 2 stages (threads)
+//   train_charlm --stages 3 --balance time            # cut where the measured times balance
 //   train_charlm --save-init init.safetensors         # the initial weights, for bench/charlm.py
 //
 // THE CORPUS. The `fortunes` package (/usr/share/games/fortunes, about 2.4 MB of plain
@@ -31,6 +32,7 @@
 #include "../parallel/pipeline/pipeline.h"
 #include "../training/progress.h"
 #include "common/charlm.h"
+#include "common/flags.h"
 #include "common/trainer.h"
 
 using namespace weft;
@@ -55,6 +57,7 @@ struct LmConfig {
   std::string backend = "threads";
   int replicas = 1, stages = 1, microbatches = 4;
   std::string schedule = "1f1b";
+  std::string balance = "params";  // how --stages cuts the layers (parallel::Balance::parse)
 };
 
 struct Corpus {
@@ -187,13 +190,20 @@ double train_stage(const LmConfig& c, const Corpus& data, parallel::ShardedSeque
 double run_pipeline(const LmConfig& c, const Corpus& data, std::shared_ptr<nn::Sequential> model) {
   std::vector<Device> devices;
   for (int s = 0; s < c.stages; ++s) devices.push_back(Device::cpu(s));
-  const auto first = parallel::stage_boundaries(*model, size_t(c.stages), parallel::Balance::parse("params"));
+  parallel::Balance balance = parallel::Balance::parse(c.balance);
+  if (balance.kind == parallel::Balance::Kind::Time) {  // timed on a batch of training windows
+    lm::WindowSampler sampler(data.train, c.model.seq_len, c.seed);
+    balance.sample = {sampler.next(c.batch_size).narrow(1, 0, c.model.seq_len).contiguous()};
+  }
+  const auto first = parallel::stage_boundaries(*model, size_t(c.stages), balance);
   parallel::ShardedSequential sharded(model, devices, first);
   lm::head_of(*model)->untie();  // Embed (stage 0) and Head (the last stage) are apart
   const int threads = c.threads > 0 ? c.threads : std::max(1, num_threads() / c.stages);
-  std::printf("pipeline: %d stages (first layers %s), schedule %s, %d microbatches, %d thread%s per stage\n", c.stages,
-              [&] { std::string s; for (size_t f : first) s += (s.empty() ? "" : ",") + std::to_string(f); return s; }().c_str(),
-              c.schedule.c_str(), c.microbatches, threads, threads == 1 ? "" : "s");
+  std::string cuts;
+  for (size_t f : first) cuts += (cuts.empty() ? "" : ",") + std::to_string(f);
+  std::printf("pipeline: %d stages (first layers %s, balance %s), schedule %s, %d microbatches, %d thread%s per stage\n",
+              c.stages, cuts.c_str(), c.balance.c_str(), c.schedule.c_str(), c.microbatches, threads,
+              threads == 1 ? "" : "s");
   std::vector<double> tps(size_t(c.stages));
   parallel::run_ranks(c.stages, [&](const std::shared_ptr<Communicator>& comm) {
     tps[size_t(comm->rank())] = train_stage(c, data, sharded, comm, threads);
@@ -235,6 +245,9 @@ int main(int argc, char** argv) {
   app.add_option("--stages", c.stages, "pipeline stages (threads on cpu:0, cpu:1, ...)")->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--schedule", c.schedule, "pipeline schedule")->check(CLI::IsMember({"gpipe", "1f1b", "zb1"}))->capture_default_str();
   app.add_option("--microbatches", c.microbatches, "pipeline microbatches per step")->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--balance", c.balance, "how --stages cuts the layers: layers, params, time or manual:i,j,...")
+      ->check(samples::balance_spec())
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   try {
     WEFT_CHECK(c.stages == 1 || (c.replicas == 1 && c.backend == "threads"),

@@ -80,21 +80,6 @@ struct PipeConfig {
   double timeout_s = parallel::kDefaultTimeout.count() / 1000.0;  // --timeout: of every send, recv, collective
 };
 
-// --balance: what parallel::Balance::parse accepts (the stage count is checked later,
-// against the model).
-CLI::Validator balance_spec() {
-  return CLI::Validator(
-      [](std::string& spec) {
-        try {
-          (void)parallel::Balance::parse(spec);
-          return std::string();
-        } catch (const std::exception& e) {
-          return std::string(e.what());
-        }
-      },
-      "BALANCE");
-}
-
 // The schedule for a batch of `rows`: --microbatches pieces, fewer for a last batch
 // too small to cut that often (and GPipe then, when 1F1B would need more pieces).
 const pp::PipelineSchedule& schedule_for(const PipeConfig& c, int64_t rows) {
@@ -380,7 +365,7 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"never", "except_last", "always"}))
       ->capture_default_str();
   app.add_option("--balance", c.balance, "layers, params, time or manual:i,j,...")
-      ->check(balance_spec())
+      ->check(samples::balance_spec())
       ->capture_default_str();
   app.add_option("--backend", c.backend,
                  "threads (stages as threads), mpi (run under mpirun) or nccl (stages as threads on GPUs)")

@@ -1,9 +1,11 @@
 #include "flags.h"
 
 #include <cmath>
+#include <functional>
 #include <sstream>
 
 #include "../../nn/safetensors.h"
+#include "../../parallel/pipeline/shard.h"
 #include "../../tensor/device.h"
 
 namespace weft::samples {
@@ -58,17 +60,28 @@ CLI::Validator savable_file() {
       "FILE");
 }
 
-CLI::Validator device_spec() {
+namespace {
+// Accepts what `parse` accepts; otherwise CLI11 prints parse's error after the flag.
+CLI::Validator parsed_by(const char* name, std::function<void(const std::string&)> parse) {
   return CLI::Validator(
-      [](std::string& spec) {
+      [parse](std::string& spec) {
         try {
-          (void)Device(spec);
+          parse(spec);
           return std::string();
         } catch (const std::exception& e) {
           return std::string(e.what());
         }
       },
-      "DEVICE");
+      name);
+}
+}  // namespace
+
+CLI::Validator device_spec() {
+  return parsed_by("DEVICE", [](const std::string& spec) { (void)Device(spec); });
+}
+
+CLI::Validator balance_spec() {
+  return parsed_by("BALANCE", [](const std::string& spec) { (void)parallel::Balance::parse(spec); });
 }
 
 }  // namespace weft::samples

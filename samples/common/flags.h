@@ -60,4 +60,8 @@ CLI::Validator savable_file();
 // A device spec that weft::Device parses: cpu, cpu:N, cuda:N.
 CLI::Validator device_spec();
 
+// A --balance that parallel::Balance::parse accepts: layers, params, time, manual:i,j
+// (the stage count is checked later, against the model).
+CLI::Validator balance_spec();
+
 }  // namespace weft::samples

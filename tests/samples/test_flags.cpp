@@ -123,6 +123,7 @@ TEST_CASE("each sample refuses bad values of its own flags, and documents --time
       {"train_ddp", "--backend gloo", "--backend", "gloo"},
       {"train_ddp", "--comm-hook powersgd:0", "--comm-hook", "powersgd:0"},
       {"train_charlm", "--steps 12", "--warmup 30", "--steps 12"},
+      {"train_charlm", "--stages 2 --balance fast", "--balance", "manual:i,j"},
       {"train_ddp", "--comm-hook topk:2", "--comm-hook", "topk:2"},
       {"train_ddp", "--comm-hook bf16 --deterministic", "--comm-hook bf16", "--deterministic"},
       {"train_ddp", "--algorithm gossip", "--algorithm", "gossip"},
