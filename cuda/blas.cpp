@@ -6,6 +6,7 @@
 // C^T = B^T @ A^T in column-major: swap the operands and pass each as "N" when it is
 // row-major, "T" when it is a column-major view (a transpose). No copies either way.
 #include <map>
+#include <tuple>
 #include <mutex>
 #include <utility>
 
@@ -23,15 +24,17 @@ void check_blas(cublasStatus_t st, const char* op, const char* call) {
     throw Error(weft::detail::str(op, ": ", call, ": ", detail::cublas(op).status_string(st)));
 }
 
-// One handle per (device, stream), created on first use with its own workspace from
-// weft's allocator (so cuBLAS never calls cudaMalloc itself, which a graph capture would
-// not allow). Per stream, not per device: a handle's stream and workspace are state that
-// two threads enqueueing on two streams would otherwise share.
-cublasHandle_t handle_for(int device, cudaStream_t stream, const char* op) {
+// One handle per (device, stream, 16-bit or not), created on first use with its own
+// workspace from weft's allocator (so cuBLAS never calls cudaMalloc itself, which a graph
+// capture would not allow). Per stream, not per device: a handle's stream and workspace
+// are state that two threads enqueueing on two streams would otherwise share. Apart for
+// 16-bit products: their math mode differs (ready_handle), and two threads sharing a
+// stream could otherwise switch it between another's set_math_mode and its GEMM.
+cublasHandle_t handle_for(int device, cudaStream_t stream, bool half, const char* op) {
   static std::mutex mu;
-  static std::map<std::pair<int, cudaStream_t>, cublasHandle_t> handles;
+  static std::map<std::tuple<int, cudaStream_t, bool>, cublasHandle_t> handles;
   std::lock_guard<std::mutex> lock(mu);
-  cublasHandle_t& h = handles[{device, stream}];
+  cublasHandle_t& h = handles[{device, stream, half}];
   if (!h) {
     const detail::Cublas& api = detail::cublas(op);
     cublasHandle_t fresh = nullptr;
@@ -50,7 +53,7 @@ cublasHandle_t handle_for(int device, cudaStream_t stream, const char* op) {
 // allow_bf16_reduced_precision_reduction = False), which is not the one rounding promised.
 cublasHandle_t ready_handle(const char* op, DType dtype) {
   const int dev = current_device();
-  cublasHandle_t h = handle_for(dev, detail::stream(dev), op);
+  cublasHandle_t h = handle_for(dev, detail::stream(dev), is_half(dtype), op);
   const cublasMath_t mode =
       is_half(dtype) ? cublasMath_t(CUBLAS_DEFAULT_MATH | CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION)
       : allow_tf32() ? CUBLAS_TF32_TENSOR_OP_MATH

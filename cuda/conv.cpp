@@ -223,8 +223,10 @@ void conv2d(const Tensor& out, const Tensor& x_in, const Tensor& w_in, const Ten
   DNN(op, cudnnConvolutionForward(h, one(dt), d.x, x.raw_data(), d.w, w.raw_data(), d.conv,
                                   cudnnConvolutionFwdAlgo_t(c.algo), ws.p, c.workspace, zero(dt), d.y,
                                   out.raw_data()));
-  if (bias.defined() && is_half(dt)) {  // weft's own broadcast add: sure of the 16-bit types
-    raw::binary_(raw::Binary::Add, out, views::view(bias, {1, out.shape()[1], 1, 1}));
+  if (bias.defined() && is_half(dt)) {
+    // weft's own broadcast add: cuDNN's documentation does not promise cudnnAddTensor
+    // for bfloat16, and this is the add the im2col path uses for every dtype.
+    raw::binary_(raw::Binary::Add, out, views::view(raw::contiguous(bias), {1, out.shape()[1], 1, 1}));
   } else if (bias.defined()) {
     const Tensor b = raw::contiguous(bias);
     DNN(op, cudnnAddTensor(h, one(dt), d.b, b.raw_data(), one(dt), d.y, out.raw_data()));

@@ -2,6 +2,7 @@
 
 #include <charconv>
 #include <cmath>
+#include <cstring>
 
 #include "../nn/safetensors.h"
 
@@ -64,10 +65,10 @@ Metadata load_checkpoint(const std::string& path, nn::Module& model, Optimizer* 
   nn::NamedTensors model_state, optim_state;
   if (extra) extra->clear();
   for (auto& [name, t] : file.tensors) {
-    if (starts_with(name, kModel)) model_state.emplace_back(name.substr(6), t);
-    else if (starts_with(name, kOptim)) optim_state.emplace_back(name.substr(6), t);
+    if (starts_with(name, kModel)) model_state.emplace_back(name.substr(std::strlen(kModel)), t);
+    else if (starts_with(name, kOptim)) optim_state.emplace_back(name.substr(std::strlen(kOptim)), t);
     else if (starts_with(name, kExtra)) {
-      if (extra) extra->emplace_back(name.substr(6), t);
+      if (extra) extra->emplace_back(name.substr(std::strlen(kExtra)), t);
     } else {
       throw Error(detail::str(path, ": tensor '", name, "' is not model.*, optim.* or extra.*; not a weft checkpoint"));
     }

@@ -21,27 +21,35 @@ void CommHook::count(int64_t bytes, int64_t numel, int ranks) {
   stats_.float32_bytes += ring_allreduce_bytes(numel * 4, ranks);
 }
 
-std::string bucket_key(size_t index, const std::string& what) {
-  return "bucket." + std::to_string(index) + "." + what;
-}
+namespace hook_state {
 
-std::pair<size_t, std::string> parse_bucket_key(const std::string& hook, const std::string& key, size_t buckets) {
+constexpr std::string_view kPrefix = "bucket.";
+
+std::string key(size_t index, const std::string& what) { return std::string(kPrefix) + std::to_string(index) + "." + what; }
+
+std::pair<size_t, std::string> parse_key(const std::string& hook, const std::string& key, size_t buckets) {
   const std::string_view k(key);
-  const size_t dot = k.find('.', 7);
+  // "bucket." digits "." what -- each part there, the digits all digits and in range.
+  const size_t dot = k.starts_with(kPrefix) ? k.find('.', kPrefix.size()) : std::string_view::npos;
   size_t index = 0;
-  const bool ok = k.starts_with("bucket.") && dot != std::string_view::npos && dot + 1 < k.size() &&
-                  std::from_chars(k.data() + 7, k.data() + dot, index).ptr == k.data() + dot && dot > 7;
+  bool ok = dot != std::string_view::npos && dot > kPrefix.size() && dot + 1 < k.size();
+  if (ok) {
+    const auto [end, ec] = std::from_chars(k.data() + kPrefix.size(), k.data() + dot, index);
+    ok = ec == std::errc() && end == k.data() + dot;
+  }
   WEFT_CHECK(ok, "comm hook ", hook, ": state key '", key, "' is not bucket.<index>.<name>");
   WEFT_CHECK(index < buckets, "comm hook ", hook, ": state key '", key, "' names bucket ", index, ", but DDP has ",
              buckets, " bucket", buckets == 1 ? "" : "s", " (saved with another bucket size or model?)");
   return {index, std::string(k.substr(dot + 1))};
 }
 
-std::vector<float> state_floats(const std::string& hook, const std::string& key, const Tensor& t, int64_t n) {
+std::vector<float> floats(const std::string& hook, const std::string& key, const Tensor& t, int64_t n) {
   WEFT_CHECK(t.dtype() == kFloat32 && t.numel() == n, "comm hook ", hook, ": state '", key, "' should be ", n,
-             " float32 values, got ", t.numel(), " ", t.dtype());
+             " float32 values, got ", t.numel(), " ", t.dtype(), " (saved with another bucket size or model?)");
   return t.contiguous().to_vector<float>();
 }
+
+}  // namespace hook_state
 
 void CommHook::load_state_dict(const nn::NamedTensors& state, const std::vector<GradientBucket>&) {
   WEFT_CHECK(state.empty(), "comm hook ", name(), " keeps no state, but was given ", state.size(),

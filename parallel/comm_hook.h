@@ -109,14 +109,16 @@ class AllReduceHook : public CommHook {
   WorkHandle reduce(size_t index, GradientBucket& bucket, Communicator& comm) override;
 };
 
-// The keys of a hook's state_dict: "bucket.<index>.<what>". parse_bucket_key splits
-// one into (index, what); a key of another form, or an index not below `buckets`, is an
+// For the hooks' state_dict / load_state_dict (not for callers of DDP): the keys
+// "bucket.<index>.<what>", and a float32 vector read back.
+namespace hook_state {
+std::string key(size_t index, const std::string& what);
+// (index, what) of a key; a key of another form, or an index not below `buckets`, is an
 // error naming the hook and the key.
-std::string bucket_key(size_t index, const std::string& what);
-std::pair<size_t, std::string> parse_bucket_key(const std::string& hook, const std::string& key, size_t buckets);
-// The float32 vector of `n` values under `key` (an error naming the hook, key, dtype
-// and size otherwise).
-std::vector<float> state_floats(const std::string& hook, const std::string& key, const Tensor& t, int64_t n);
+std::pair<size_t, std::string> parse_key(const std::string& hook, const std::string& key, size_t buckets);
+// The `n` float32 values under `key` (an error naming the hook, key, dtype and size otherwise).
+std::vector<float> floats(const std::string& hook, const std::string& key, const Tensor& t, int64_t n);
+}  // namespace hook_state
 
 // A hook from its command-line spelling: "none" (or ""), "bf16", "fp16", "powersgd:R"
 // (R >= 1) optionally followed by ",start=N" (N plain all-reduces first) and

@@ -1,6 +1,7 @@
 #include "ddp.h"
 
 #include <charconv>
+#include <set>
 
 #include "../autograd/tape.h"
 #include "../tensor/raw.h"
@@ -174,14 +175,13 @@ nn::NamedTensors DistributedDataParallel::gather_comm_hook_state() {
   // and the total size before the allgathers, which need equal sizes everywhere.
   int64_t total = 0;
   for (const auto& [key, t] : mine) total += t.numel();
-  Tensor shape = tensor(std::vector<int64_t>{static_cast<int64_t>(mine.size()), total}, {2});
-  Tensor shapes = empty({2 * ranks}, {.dtype = kInt64});
-  comm_->allgather(shape, shapes);
-  const std::vector<int64_t> all_shapes = shapes.to_vector<int64_t>();
+  Tensor sizes = tensor(std::vector<int64_t>{static_cast<int64_t>(mine.size()), total}, {2});
+  Tensor all_sizes = empty({2 * ranks}, {.dtype = kInt64});
+  comm_->allgather(sizes, all_sizes);
+  const std::vector<int64_t> v = all_sizes.to_vector<int64_t>();
   for (int r = 1; r < ranks; ++r)
-    WEFT_CHECK(all_shapes[2 * r] == all_shapes[0] && all_shapes[2 * r + 1] == all_shapes[1],
-               "DistributedDataParallel::gather_comm_hook_state: rank ", r, "'s comm hook holds ", all_shapes[2 * r],
-               " tensors of ", all_shapes[2 * r + 1], " values, rank 0's ", all_shapes[0], " of ", all_shapes[1]);
+    WEFT_CHECK(v[2 * r] == v[0] && v[2 * r + 1] == v[1], "DistributedDataParallel::gather_comm_hook_state: rank ", r,
+               "'s comm hook holds ", v[2 * r], " tensors of ", v[2 * r + 1], " values, rank 0's ", v[0], " of ", v[1]);
   nn::NamedTensors out(mine.size() * static_cast<size_t>(ranks));
   for (size_t i = 0; i < mine.size(); ++i) {
     const auto& [key, t] = mine[i];
@@ -195,19 +195,25 @@ nn::NamedTensors DistributedDataParallel::gather_comm_hook_state() {
 }
 
 void DistributedDataParallel::load_comm_hook_state(const nn::NamedTensors& all) {
+  const char* what = "DistributedDataParallel::load_comm_hook_state";
   const std::string prefix = "rank" + std::to_string(comm_->rank()) + ".";
   nn::NamedTensors mine;
-  int saved_ranks = 0;
+  std::set<int> saved_ranks;
   for (const auto& [key, t] : all) {
     int r = -1;
     const auto [end, ec] = std::from_chars(key.data() + std::min<size_t>(4, key.size()), key.data() + key.size(), r);
-    WEFT_CHECK(key.starts_with("rank") && ec == std::errc() && r >= 0 && *end == '.',
-               "DistributedDataParallel::load_comm_hook_state: key '", key, "' is not rank<r>.<name>");
-    saved_ranks = std::max(saved_ranks, r + 1);
+    WEFT_CHECK(key.starts_with("rank") && ec == std::errc() && r >= 0 && *end == '.', what, ": key '", key,
+               "' is not rank<r>.<name>");
+    saved_ranks.insert(r);
     if (key.starts_with(prefix)) mine.emplace_back(key.substr(prefix.size()), t);
   }
-  WEFT_CHECK(all.empty() || saved_ranks == comm_->size(), "DistributedDataParallel::load_comm_hook_state: the state ",
-             "is of ", saved_ranks, " ranks' comm hooks, and this DDP has ", comm_->size(), " ranks");
+  // Every rank 0..p-1 is there, or none (a stateless hook saves nothing): a rank whose
+  // part were missing would silently start from zero.
+  const int p = comm_->size();
+  WEFT_CHECK(saved_ranks.empty() || (int(saved_ranks.size()) == p && *saved_ranks.rbegin() == p - 1), what,
+             ": the state holds the comm hooks of ", saved_ranks.size(), " rank", saved_ranks.size() == 1 ? "" : "s",
+             " (the highest rank ", saved_ranks.empty() ? -1 : *saved_ranks.rbegin(), "), and this DDP has ranks 0..",
+             p - 1);
   hook_->load_state_dict(mine, buckets_);
 }
 

@@ -169,11 +169,11 @@ class DistributedDataParallel {
   // Collective. Every rank's comm_hook().state_dict() (comm_hook.h, STATE), each key as
   // "rank<r>.<key>", on every rank: one allgather per tensor, so world size times one
   // rank's state (PowerSGD, top-k: about one gradient's size each). Empty for a stateless
-  // hook. Throws, on every rank, when the ranks' states do not line up.
+  // hook. Throws, on every rank, when the ranks' states differ in tensor count or size.
   nn::NamedTensors gather_comm_hook_state();
   // This rank's part of a gather_comm_hook_state() result into the hook (strictly: see
-  // CommHook::load_state_dict). An error naming both counts when it holds another number
-  // of ranks than this DDP has. Not collective.
+  // CommHook::load_state_dict). An error when it does not hold exactly ranks 0..p-1 of
+  // this DDP (another world size, or a rank's part missing). Not collective.
   void load_comm_hook_state(const nn::NamedTensors& all);
 
  private:

@@ -79,9 +79,7 @@ std::string PowerSGDHook::name() const {
   return s;
 }
 
-PowerSGDHook::State& PowerSGDHook::state_for(size_t index, const GradientBucket& bucket) {
-  auto it = states_.find(index);
-  if (it != states_.end()) return it->second;
+PowerSGDHook::State PowerSGDHook::fresh_state(size_t index, const GradientBucket& bucket) const {
   State s;
   s.residual.assign(static_cast<size_t>(bucket.numel()), 0.0f);
   int64_t offset = 0;
@@ -103,7 +101,13 @@ PowerSGDHook::State& PowerSGDHook::state_for(size_t index, const GradientBucket&
     s.matrices.push_back(std::move(m));
     offset += v.numel();
   }
-  return states_.emplace(index, std::move(s)).first->second;
+  return s;
+}
+
+PowerSGDHook::State& PowerSGDHook::state_for(size_t index, const GradientBucket& bucket) {
+  auto it = states_.find(index);
+  if (it != states_.end()) return it->second;
+  return states_.emplace(index, fresh_state(index, bucket)).first->second;
 }
 
 WorkHandle PowerSGDHook::reduce(size_t index, GradientBucket& bucket, Communicator& comm) {
@@ -190,11 +194,11 @@ int64_t PowerSGDHook::q_length(const State& s) {
 nn::NamedTensors PowerSGDHook::state_dict() const {
   nn::NamedTensors out;
   for (const auto& [index, s] : states_) {
-    out.emplace_back(bucket_key(index, "reductions"), tensor(std::vector<int64_t>{s.reductions}, {1}));
-    out.emplace_back(bucket_key(index, "residual"), tensor(s.residual, {static_cast<int64_t>(s.residual.size())}));
+    out.emplace_back(hook_state::key(index, "reductions"), tensor(std::vector<int64_t>{s.reductions}, {1}));
+    out.emplace_back(hook_state::key(index, "residual"), tensor(s.residual, {static_cast<int64_t>(s.residual.size())}));
     std::vector<float> q;
     for (const Matrix& m : s.matrices) q.insert(q.end(), m.q.begin(), m.q.end());
-    if (!q.empty()) out.emplace_back(bucket_key(index, "q"), tensor(q, {static_cast<int64_t>(q.size())}));
+    if (!q.empty()) out.emplace_back(hook_state::key(index, "q"), tensor(q, {static_cast<int64_t>(q.size())}));
   }
   return out;
 }
@@ -203,38 +207,49 @@ void PowerSGDHook::load_state_dict(const nn::NamedTensors& state, const std::vec
   // Per bucket: its three parts, found first, so that a missing one is named.
   std::map<size_t, std::map<std::string, const Tensor*>> parts;
   for (const auto& [key, t] : state) {
-    auto [index, what] = parse_bucket_key(name(), key, buckets.size());
+    auto [index, what] = hook_state::parse_key(name(), key, buckets.size());
     WEFT_CHECK(what == "reductions" || what == "residual" || what == "q", "comm hook ", name(), ": unknown state key '",
                key, "'");
-    parts[index][what] = &t;
+    WEFT_CHECK(parts[index].emplace(what, &t).second, "comm hook ", name(), ": state key '", key, "' is given twice");
   }
-  states_.clear();
-  for (const auto& [index, p] : parts) {
-    State& s = state_for(index, buckets[index]);  // fresh: the matrices' layout, from this hook's options
-    const auto part = [&](const std::string& what) -> const Tensor& {
-      auto it = p.find(what);
-      WEFT_CHECK(it != p.end(), "comm hook ", name(), ": the state has no '", bucket_key(index, what), "'");
-      return *it->second;
-    };
-    const Tensor& reductions = part("reductions");
-    WEFT_CHECK(reductions.dtype() == kInt64 && reductions.numel() == 1, "comm hook ", name(), ": '",
-               bucket_key(index, "reductions"), "' should be one int64");
-    s.reductions = reductions.contiguous().to_vector<int64_t>()[0];
-    s.residual = state_floats(name(), bucket_key(index, "residual"), part("residual"), buckets[index].numel());
-    const int64_t q_len = q_length(s);
-    WEFT_CHECK(q_len > 0 || !p.contains("q"), "comm hook ", name(), ": '", bucket_key(index, "q"),
-               "' is given, but this hook compresses no matrix of bucket ", index, " (saved with another rank?)");
-    if (q_len == 0) continue;
-    const Tensor& saved_q = part("q");
-    WEFT_CHECK(saved_q.numel() == q_len, "comm hook ", name(), ": '", bucket_key(index, "q"), "' holds ",
-               saved_q.numel(), " values, but this hook's Q of bucket ", index, " has ", q_len,
-               " (saved with another rank or min_rate?)");
-    const std::vector<float> q = state_floats(name(), bucket_key(index, "q"), saved_q, q_len);
-    for (int64_t pos = 0; Matrix& m : s.matrices) {
-      std::copy(q.begin() + pos, q.begin() + pos + m.cols * m.rank, m.q.begin());
-      pos += m.cols * m.rank;
-    }
+  // Built apart and swapped in at the end: a bad state leaves the hook as it was.
+  std::map<size_t, State> loaded;
+  for (const auto& [index, p] : parts) loaded.emplace(index, loaded_state(index, buckets[index], p));
+  states_ = std::move(loaded);
+}
+
+// Bucket `index`'s state from its saved parts, checked against the layout this hook's
+// options give the bucket.
+PowerSGDHook::State PowerSGDHook::loaded_state(size_t index, const GradientBucket& bucket,
+                                               const std::map<std::string, const Tensor*>& parts) const {
+  State s = fresh_state(index, bucket);
+  const auto part = [&](const std::string& what) -> const Tensor& {
+    auto it = parts.find(what);
+    WEFT_CHECK(it != parts.end(), "comm hook ", name(), ": the state has no '", hook_state::key(index, what), "'");
+    return *it->second;
+  };
+  const Tensor& reductions = part("reductions");
+  WEFT_CHECK(reductions.dtype() == kInt64 && reductions.numel() == 1, "comm hook ", name(), ": '",
+             hook_state::key(index, "reductions"), "' should be one int64");
+  s.reductions = reductions.contiguous().to_vector<int64_t>()[0];
+  WEFT_CHECK(s.reductions >= 0, "comm hook ", name(), ": '", hook_state::key(index, "reductions"), "' is ",
+             s.reductions, ", not a count");
+  s.residual = hook_state::floats(name(), hook_state::key(index, "residual"), part("residual"), bucket.numel());
+  const int64_t q_len = q_length(s);
+  const std::string approx = detail::str(" (saved with another approximation rank than ", opt_.rank,
+                                         ", or another min_rate?)");
+  WEFT_CHECK(q_len > 0 || !parts.contains("q"), "comm hook ", name(), ": '", hook_state::key(index, "q"),
+             "' is given, but this hook compresses no matrix of bucket ", index, approx);
+  if (q_len == 0) return s;
+  const Tensor& saved_q = part("q");
+  WEFT_CHECK(saved_q.numel() == q_len, "comm hook ", name(), ": '", hook_state::key(index, "q"), "' holds ",
+             saved_q.numel(), " values, but this hook's Q of bucket ", index, " has ", q_len, approx);
+  const std::vector<float> q = hook_state::floats(name(), hook_state::key(index, "q"), saved_q, q_len);
+  for (int64_t pos = 0; Matrix& m : s.matrices) {
+    std::copy(q.begin() + pos, q.begin() + pos + m.cols * m.rank, m.q.begin());
+    pos += m.cols * m.rank;
   }
+  return s;
 }
 
 Tensor PowerSGDHook::residual(size_t index) const {

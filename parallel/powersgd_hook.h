@@ -87,7 +87,10 @@ class PowerSGDHook : public CommHook {
     std::vector<Matrix> matrices;
     std::vector<float> residual;  // (bucket numel)
   };
-  State& state_for(size_t index, const GradientBucket& bucket);
+  State fresh_state(size_t index, const GradientBucket& bucket) const;  // zero residual, the seeded Q
+  State& state_for(size_t index, const GradientBucket& bucket);         // this bucket's, made on first use
+  State loaded_state(size_t index, const GradientBucket& bucket,
+                     const std::map<std::string, const Tensor*>& parts) const;
   static int64_t q_length(const State& s);
 
   PowerSGDOptions opt_;

@@ -86,16 +86,17 @@ WorkHandle TopKHook::reduce(size_t index, GradientBucket& bucket, Communicator& 
 nn::NamedTensors TopKHook::state_dict() const {
   nn::NamedTensors out;
   for (const auto& [index, res] : residuals_)
-    out.emplace_back(bucket_key(index, "residual"), tensor(res, {static_cast<int64_t>(res.size())}));
+    out.emplace_back(hook_state::key(index, "residual"), tensor(res, {static_cast<int64_t>(res.size())}));
   return out;
 }
 
 void TopKHook::load_state_dict(const nn::NamedTensors& state, const std::vector<GradientBucket>& buckets) {
   std::map<size_t, std::vector<float>> loaded;
   for (const auto& [key, t] : state) {
-    const auto [index, what] = parse_bucket_key(name(), key, buckets.size());
+    const auto [index, what] = hook_state::parse_key(name(), key, buckets.size());
     WEFT_CHECK(what == "residual", "comm hook ", name(), ": unknown state key '", key, "'");
-    loaded[index] = state_floats(name(), key, t, buckets[index].numel());
+    WEFT_CHECK(!loaded.contains(index), "comm hook ", name(), ": state key '", key, "' is given twice");
+    loaded[index] = hook_state::floats(name(), key, t, buckets[index].numel());
   }
   residuals_ = std::move(loaded);
 }

@@ -81,7 +81,11 @@ void write_chrome_json(const std::string& path) {
   for (int r : ranks)
     list.push_back({{"name", "process_name"}, {"ph", "M"}, {"pid", r}, {"args", {{"name", "rank " + std::to_string(r)}}}});
   // Whole or not at all: a run killed while writing leaves no truncated JSON.
-  write_file_atomically(path, nlohmann::json{{"traceEvents", list}, {"displayTimeUnit", "ms"}}.dump(1) + '\n');
+  try {
+    write_file_atomically(path, nlohmann::json{{"traceEvents", list}, {"displayTimeUnit", "ms"}}.dump(1) + '\n');
+  } catch (const Error& e) {
+    throw Error(detail::str("trace::write_chrome_json: ", e.what()));
+  }
 }
 
 }  // namespace weft::parallel::trace

@@ -51,7 +51,11 @@ void write_file(const std::string& path, nlohmann::json list, int ranks) {
   for (auto& ev : list) ev["ts"] = ev["ts"].get<double>() - first;
   for (int r = 0; r < ranks; ++r)
     list.push_back({{"name", "process_name"}, {"ph", "M"}, {"pid", r}, {"args", {{"name", "rank " + std::to_string(r)}}}});
-  write_file_atomically(path, nlohmann::json{{"traceEvents", list}, {"displayTimeUnit", "ms"}}.dump(1) + '\n');
+  try {
+    write_file_atomically(path, nlohmann::json{{"traceEvents", list}, {"displayTimeUnit", "ms"}}.dump(1) + '\n');
+  } catch (const Error& e) {
+    throw Error(detail::str("gather_chrome_trace: ", e.what()));
+  }
 }
 
 }  // namespace

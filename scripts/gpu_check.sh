@@ -93,7 +93,7 @@ run() {
   fi
   say "build ok"
 
-  if [[ $steps == *tests* ]]; then
+  if [[ ,$steps, == *,tests,* ]]; then
     timeout 240 build-gpu/tests/weft_tests "[cuda],[nccl]" > "$out/cuda_tests.log" 2>&1
     local rc=$?
     say "[cuda] tests (exit $rc$([[ $rc == 124 ]] && echo ': timed out')): $(tail -2 "$out/cuda_tests.log" | head -1)"
@@ -101,12 +101,12 @@ run() {
     grep -B6 -A10 -E "FAILED|unexpected exception" "$out/cuda_tests.log" | head -200 | tee -a "$summary"
     [[ $rc != 0 ]] && { say "-- last lines of cuda_tests.log:"; tail -30 "$out/cuda_tests.log" | tee -a "$summary"; }
   fi
-  if [[ $steps == *cputests* ]]; then
+  if [[ ,$steps, == *,cputests,* ]]; then
     timeout 300 build-gpu/tests/weft_tests "~[cuda]~[nccl]" > "$out/all_tests.log" 2>&1
     say "other tests (CPU): $(tail -2 "$out/all_tests.log" | head -1)"
   fi
 
-  if [[ $steps == *samples* ]]; then
+  if [[ ,$steps, == *,samples,* ]]; then
     for cmd in "train_mlp" "train_mlp --cuda-graph" "train_cnn" "train_cnn --cuda-graph"; do
       local log=$out/$(echo "$cmd" | tr ' -' '__').log
       timeout 240 build-gpu/samples/$cmd --device cuda --data "$data" > "$log" 2>&1
@@ -121,7 +121,7 @@ run() {
     grep -aE "^epoch|error|^test_accuracy" "$out/train_ddp_nccl.log" | sed 's/^/    /' | tail -6 | tee -a "$summary"
   fi
 
-  if [[ $steps == *bench* ]]; then
+  if [[ ,$steps, == *,bench,* ]]; then
     say "GPU training step, batch 128, samples/s (median of 5 x 200 steps):"
     say "$(printf '%-5s %-6s %12s %12s %8s %s' model mode weft torch ratio weft_cudaMalloc_in_timed_steps)"
     for model in mlp cnn; do

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -67,6 +68,13 @@ void remove_stale_temps(const std::string& target) {
   }
 }
 
+// True when `path` names something that exists and is not a regular file (a device such
+// as /dev/stdout, a pipe, a directory): the rename would replace it, not write into it.
+bool exists_but_not_regular(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode);
+}
+
 // Makes a rename in the target's directory durable. Best effort: some file systems
 // refuse it, and the file is complete either way.
 void sync_directory(const std::string& target) {
@@ -89,6 +97,9 @@ void UniqueFd::reset(int fd) {
 }
 
 AtomicFile::AtomicFile(const std::string& target) : target_(target) {
+  if (exists_but_not_regular(target))
+    fail(target, "is not a regular file (a directory, a device or a pipe): a file is saved under this name by "
+                 "writing a temporary and renaming it over the old one");
   static std::atomic<uint64_t> counter{0};
   std::lock_guard lock(live_temps_mutex);
   remove_stale_temps(target);
@@ -133,6 +144,17 @@ void AtomicFile::commit() {
 }
 
 void write_file_atomically(const std::string& path, const std::string& text) {
+  if (exists_but_not_regular(path)) {  // /dev/stdout, a pipe: written into, as it is
+    UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+    if (fd.get() < 0) fail(path, "cannot open for writing: ", errno_text());
+    for (size_t done = 0; done < text.size();) {
+      const ssize_t put = ::write(fd.get(), text.data() + done, text.size() - done);
+      if (put < 0 && errno == EINTR) continue;
+      if (put < 0) fail(path, "writing failed: ", errno_text());
+      done += static_cast<size_t>(put);
+    }
+    return;
+  }
   AtomicFile f(path);
   f.write(text.data(), text.size());
   f.commit();

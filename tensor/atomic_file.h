@@ -55,7 +55,9 @@ class AtomicFile {
   bool committed_ = false;
 };
 
-// The whole of `text` written to `path` through an AtomicFile.
+// The whole of `text` written to `path` through an AtomicFile; where `path` exists and
+// is not a regular file (/dev/stdout, a pipe), written straight into it. (AtomicFile
+// itself refuses such a target: a rename would replace it.)
 void write_file_atomically(const std::string& path, const std::string& text);
 
 }  // namespace weft

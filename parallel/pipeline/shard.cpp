@@ -83,7 +83,8 @@ std::vector<double> layer_time_costs(nn::Sequential& model, const nn::Tensors& s
       const auto t0 = std::chrono::steady_clock::now();
       out = model[i]->forward_many(in);
       // One output needing a gradient: backward from it with ones. Several: from the
-      // sum of their sums, whose backward hands each of them ones too.
+      // sum of their sums, whose backward hands each of them ones too (the sums are
+      // timed with the layer: one pass over its outputs, small next to a block).
       std::vector<Tensor> roots;
       for (const Tensor& o : out)
         if (o.requires_grad()) roots.push_back(o);

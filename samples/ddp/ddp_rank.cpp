@@ -13,23 +13,44 @@
 namespace weft::samples::ddp {
 
 namespace {
+// The bucket layout the hook's memory is laid out in: each bucket's element count.
+std::string bucket_layout(const parallel::DistributedDataParallel& ddp) {
+  std::string out;
+  for (const auto& b : ddp.buckets()) out += (out.empty() ? "" : ",") + std::to_string(b.numel());
+  return out;
+}
+
+// What a checkpoint's comm hook memory needs to match, in its metadata.
+void save_comm_hook_fields(parallel::DistributedDataParallel& ddp, optim::Metadata& meta) {
+  meta["comm_hook"] = ddp.comm_hook().name();
+  meta["comm_hook_buckets"] = bucket_layout(ddp);
+}
+
 // --resume with a comm hook that remembers (PowerSGD, top-k): each rank takes its own
-// residuals back from the checkpoint, when it was saved by the same hook at the same
-// world size; otherwise the hook starts from zero, and rank 0 says what is dropped.
+// residuals back from the checkpoint, when it was saved by the same hook, at the same
+// world size, over the same buckets (--bucket-mb); otherwise the hook starts from zero,
+// and rank 0 says what is dropped.
 void resume_comm_hook(const std::string& path, const optim::Metadata& meta, const nn::NamedTensors& saved,
                       parallel::DistributedDataParallel& ddp) {
   const auto field = [&](const char* name) {
     auto it = meta.find(name);
-    return it == meta.end() ? std::string("none") : it->second;
+    return it == meta.end() ? std::string("(not recorded)") : it->second;
   };
   const std::string hook = ddp.comm_hook().name(), world = std::to_string(ddp.comm().size());
-  if (field("comm_hook") == hook && field("world_size") == world) {
-    ddp.load_comm_hook_state(saved);
+  if (field("comm_hook") == hook && field("world_size") == world && field("comm_hook_buckets") == bucket_layout(ddp)) {
+    try {
+      ddp.load_comm_hook_state(saved);
+    } catch (const Error& e) {
+      throw Error(detail::str(path, ": rank ", ddp.comm().rank(), ": ", e.what()));
+    }
     return;
   }
   if (ddp.comm().rank() == 0 && (!saved.empty() || ddp.comm_hook().keeps_state()))
-    std::fprintf(stderr, "note: %s was saved with comm hook %s at world size %s, this run has %s at %s, so %s\n",
-                 path.c_str(), field("comm_hook").c_str(), field("world_size").c_str(), hook.c_str(), world.c_str(),
+    std::fprintf(stderr,
+                 "note: %s was saved with comm hook %s at world size %s over buckets of %s values, this run has %s "
+                 "at %s over %s, so %s\n",
+                 path.c_str(), field("comm_hook").c_str(), field("world_size").c_str(),
+                 field("comm_hook_buckets").c_str(), hook.c_str(), world.c_str(), bucket_layout(ddp).c_str(),
                  ddp.comm_hook().keeps_state() ? "this hook's memory (its residuals) starts at zero"
                                                : "the saved residuals go unused");
 }
@@ -134,7 +155,7 @@ void train_rank(const DdpConfig& c, std::shared_ptr<Communicator> comm, std::sha
     if (lead && !c.t.checkpoint.empty()) {  // with what train_mlp/train_cnn --resume expect
       optim::Metadata meta = samples::checkpoint_metadata("train_ddp", epoch + 1, schedule, loader.num_batches());
       meta["world_size"] = std::to_string(world);
-      meta["comm_hook"] = ddp.comm_hook().name();
+      save_comm_hook_fields(ddp, meta);
       samples::save_scaler(scaler, meta);
       optim::save_checkpoint(c.t.checkpoint, ddp.module(), opt.get(), meta, hook_state);
     }

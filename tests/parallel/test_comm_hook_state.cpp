@@ -113,7 +113,17 @@ TEST_CASE("comm hook state: a bad state is refused, naming the key", "[comm_hook
                     Contains("the state has no 'bucket.0.q'"));
   CHECK_THROWS_WITH(load("powersgd:1,min_rate=1", edited([](auto& s) { s[1].second = zeros({45}); })),
                     Contains("'bucket.0.residual' should be 46 float32 values, got 45"));
-  CHECK_THROWS_WITH(load("powersgd:1,min_rate=1", saved_rank2), Contains("saved with another rank"));
+  CHECK_THROWS_WITH(load("powersgd:1,min_rate=1", saved_rank2),
+                    Contains("'bucket.0.q' holds 10 values, but this hook's Q of bucket 0 has 9") &&
+                        Contains("another approximation rank than 1"));
+  CHECK_THROWS_WITH(load("powersgd:1,min_rate=10", saved), Contains("this hook compresses no matrix of bucket 0"));
+  CHECK_THROWS_WITH(
+      load("powersgd:1,min_rate=1", edited([](auto& s) { s[1].first = "bucket.99999999999999999999999.residual"; })),
+      Contains("is not bucket.<index>.<name>"));
+  CHECK_THROWS_WITH(load("powersgd:1,min_rate=1", edited([](auto& s) { s.push_back(s[1]); })),
+                    Contains("'bucket.0.residual' is given twice"));
+  CHECK_THROWS_WITH(load("powersgd:1,min_rate=1", edited([](auto& s) { s[0].second = tensor({-1}, {1}); })),
+                    Contains("'bucket.0.reductions' is -1, not a count"));
   CHECK_THROWS_WITH(load("topk:0.1", saved), Contains("unknown state key 'bucket.0.reductions'"));
   CHECK_THROWS_WITH(load("none", saved), Contains("keeps no state"));
   CHECK_NOTHROW(load("none", {}));
@@ -128,7 +138,7 @@ TEST_CASE("DDP: a run resumed with the gathered comm hook state equals the unint
         auto initial = weft::test::make_tiny_mlp();
         std::vector<bool> resumed_equal(static_cast<size_t>(n)), fresh_equal(static_cast<size_t>(n));
         std::vector<size_t> gathered(static_cast<size_t>(n)), own(static_cast<size_t>(n));
-        std::string world_error;
+        std::string world_error, middle_error;
         require_no_errors(run_on_ranks(n, kDefaultTimeout, [&](std::shared_ptr<Communicator> comm) {
           const int r = comm->rank();
           // 128-byte buckets: several buckets, each with its own state.
@@ -159,14 +169,24 @@ TEST_CASE("DDP: a run resumed with the gathered comm hook state equals the unint
           weft::test::ddp_steps(c, sgd_c, kSaved, kSteps, 12, 100, r, n);
           fresh_equal[r] = weft::test::params_equal(*fresh, *whole);
 
-          if (r == 0) {  // one rank's state into an n-rank DDP
-            nn::NamedTensors rank0_only;
-            for (const auto& kt : state)
-              if (kt.first.starts_with("rank0.")) rank0_only.push_back(kt);
+          if (r == 0) {  // one rank's part missing: the last (another world size), or a middle one
+            const auto without = [&](const std::string& prefix) {
+              nn::NamedTensors some;
+              for (const auto& kt : state)
+                if (!kt.first.starts_with(prefix)) some.push_back(kt);
+              return some;
+            };
             try {
-              c.load_comm_hook_state(rank0_only);
+              c.load_comm_hook_state(without("rank" + std::to_string(n - 1) + "."));
             } catch (const Error& e) {
               world_error = e.what();
+            }
+            if (n == 3) {
+              try {
+                c.load_comm_hook_state(without("rank1."));
+              } catch (const Error& e) {
+                middle_error = e.what();
+              }
             }
           }
         }));
@@ -177,7 +197,9 @@ TEST_CASE("DDP: a run resumed with the gathered comm hook state equals the unint
           CHECK(resumed_equal[r]);
           CHECK(!fresh_equal[r]);
         }
-        CHECK_THAT(world_error, Contains("is of 1 ranks' comm hooks, and this DDP has " + std::to_string(n) + " ranks"));
+        CHECK_THAT(world_error, Contains(detail::str("holds the comm hooks of ", n - 1, " rank")) &&
+                                    Contains(detail::str("(the highest rank ", n - 2, "), and this DDP has ranks 0..", n - 1)));
+        if (n == 3) CHECK_THAT(middle_error, Contains("holds the comm hooks of 2 ranks (the highest rank 2)"));
       }
     }
 }

@@ -189,6 +189,37 @@ TEST_CASE("train_ddp --precision fp16 saves its loss scale and resumes with it",
   CHECK_THAT(second.second, Contains("epoch 2: test_accuracy") && Contains("loss_scale=1024 "));
 }
 
+TEST_CASE("train_ddp: a comm hook's memory comes back only to the same hook, world size and buckets",
+          "[samples][resume][slow]") {
+  const fs::path bin = sample_or_skip("train_ddp");
+  if (bin.empty()) return;
+  test::TempDir dir;
+  const std::string args = "--model mlp --limit 256 --batch-size 64 --epochs 2 ";
+  const std::string a = dir.file("A.safetensors");
+  const auto first =
+      test::run_program(bin.string(), args + "--replicas 2 --comm-hook powersgd:2 --stop-after-epoch 1 --checkpoint " + a);
+  INFO(first.second);
+  REQUIRE(first.first == 0);
+  struct Case {
+    std::string flags, note;  // note: "" when the memory is taken back
+  };
+  const std::vector<Case> cases = {
+      {"--replicas 2 --comm-hook powersgd:2", ""},
+      {"--replicas 2 --comm-hook powersgd:2 --bucket-mb 0.5", "this hook's memory (its residuals) starts at zero"},
+      {"--replicas 2 --comm-hook topk:0.1", "this hook's memory (its residuals) starts at zero"},
+      {"--replicas 3 --comm-hook powersgd:2", "this hook's memory (its residuals) starts at zero"},
+      {"--replicas 2 --comm-hook none", "the saved residuals go unused"},
+  };
+  for (const Case& k : cases) {
+    const auto run = test::run_program(bin.string(), args + k.flags + " --resume " + a);
+    INFO(k.flags << "\n" << run.second);
+    CHECK(run.first == 0);
+    CHECK_THAT(run.second, Contains("epoch 2: test_accuracy"));
+    if (k.note.empty()) CHECK_THAT(run.second, !Contains("note:"));
+    else CHECK_THAT(run.second, Contains("note: " + a + " was saved with comm hook powersgd:2") && Contains(k.note));
+  }
+}
+
 TEST_CASE("train_ddp --algorithm ps checkpoints the server's optimizer and resumes it", "[samples][resume][slow]") {
   const fs::path bin = sample_or_skip("train_ddp");
   if (bin.empty()) return;

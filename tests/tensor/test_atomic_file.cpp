@@ -58,3 +58,29 @@ TEST_CASE("AtomicFile: a target it cannot write names the target", "[atomic_file
                                             Catch::Contains("No such file or directory"));
   CHECK(files_in(dir.path.string()) == 0);
 }
+
+TEST_CASE("AtomicFile refuses a target that is not a regular file; write_file_atomically writes into it",
+          "[atomic_file][errors]") {
+  test::TempDir dir;
+  fs::create_directory(dir.file("sub"));
+  CHECK_THROWS_WITH(AtomicFile(dir.file("sub")), Catch::Contains("sub: is not a regular file"));
+  CHECK(fs::is_directory(dir.file("sub")));
+  write_file_atomically("/dev/null", "into the device, not over it");
+  CHECK(fs::is_character_file("/dev/null"));
+}
+
+TEST_CASE("AtomicFile: a commit whose rename fails removes its temporary file", "[atomic_file][errors]") {
+  // A non-empty directory appears at the target after the temporary was written: the
+  // rename over it fails (even for root).
+  test::TempDir dir;
+  const std::string target = dir.file("taken");
+  {
+    AtomicFile f(target);
+    f.write("bytes", 5);
+    fs::create_directory(target);
+    std::ofstream(dir.file("taken/keep")) << "kept";
+    CHECK_THROWS_WITH(f.commit(), Catch::StartsWith(target + ": renaming " + f.temp_path() + " over it failed"));
+  }
+  CHECK(files_in(dir.path.string()) == 1);  // the directory alone
+  CHECK(read_all(dir.file("taken/keep")) == "kept");
+}
