@@ -85,6 +85,14 @@ inline std::vector<std::string> run_on_ranks(int n, parallel::Timeout timeout,
   return errors;
 }
 
+// Each rank's error of run_on_ranks, if any, as a failure that names the rank.
+inline void require_no_errors(const std::vector<std::string>& errors) {
+  for (size_t r = 0; r < errors.size(); ++r) {
+    INFO("rank " << r << ": " << errors[r]);
+    REQUIRE(errors[r].empty());
+  }
+}
+
 // Rows [r*B/n, (r+1)*B/n) of a batch of B = n*k rows: rank r's shard, as a fresh tensor.
 inline Tensor shard(const Tensor& t, int rank, int n) {
   const int64_t k = t.size(0) / n;

@@ -10,16 +10,10 @@
 using namespace weft;
 using namespace weft::parallel;
 using Catch::Matchers::Contains;
+using weft::test::require_no_errors;
 using weft::test::run_on_ranks;
 
 namespace {
-
-void require_no_errors(const std::vector<std::string>& errors) {
-  for (size_t r = 0; r < errors.size(); ++r) {
-    INFO("rank " << r << ": " << errors[r]);
-    REQUIRE(errors[r].empty());
-  }
-}
 
 // One bucket of a (6,5) matrix, a (4) vector and a (3,2,2) tensor: 46 values.
 struct OneBucket {

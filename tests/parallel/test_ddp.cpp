@@ -17,6 +17,7 @@ using namespace weft::parallel;
 using Catch::Matchers::Contains;
 using weft::test::make_tiny_mlp;
 using weft::test::max_param_diff;
+using weft::test::require_no_errors;
 using weft::test::run_on_ranks;
 using weft::test::shard;
 using weft::test::tiny_batch;
@@ -28,13 +29,6 @@ Tensor ce(const Tensor& out, const Tensor& y) { return nn::cross_entropy(out, y)
 // 128 bytes per bucket: the tiny MLP (0.weight 192 B, 0.bias 32 B, 2.weight 96 B,
 // 2.bias 12 B) then needs three buckets, so ordering between buckets is exercised.
 constexpr double kSmallBucketsMb = 128.0 / (1024 * 1024);
-
-void require_no_errors(const std::vector<std::string>& errors) {
-  for (size_t r = 0; r < errors.size(); ++r) {
-    INFO("rank " << r << ": " << errors[r]);
-    REQUIRE(errors[r].empty());
-  }
-}
 
 // The rank's model: rank 0 starts from `initial`, the others from their own random
 // init, which DDP's broadcast must overwrite.
