@@ -49,18 +49,27 @@ void GradScaler::unscale_(Optimizer& opt) {
 }
 
 bool GradScaler::step(Optimizer& opt) {
+  if (options_.enabled) {
+    WEFT_CHECK(stage_ != Stage::Stepped, "GradScaler::step: already called since the last update()");
+    if (stage_ == Stage::Ready) unscale_(opt);
+  }
+  return step([&opt] { opt.step(); });
+}
+
+bool GradScaler::step(const std::function<void()>& update) {
   if (!options_.enabled) {
-    opt.step();
+    update();
     return true;
   }
-  WEFT_CHECK(stage_ != Stage::Stepped, "GradScaler::step: already called since the last update()");
-  if (stage_ == Stage::Ready) unscale_(opt);
+  WEFT_CHECK(stage_ == Stage::Unscaled, "GradScaler::step: ",
+             stage_ == Stage::Stepped ? "already called since the last update()"
+                                      : "call unscale_() first: it finds whether a gradient is inf or NaN");
   stage_ = Stage::Stepped;
   if (found_inf_) {
     ++skipped_;
     return false;
   }
-  opt.step();
+  update();
   return true;
 }
 

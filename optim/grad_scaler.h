@@ -72,6 +72,10 @@ class GradScaler {
   // unscale_(opt) unless done; then opt.step() unless a gradient was inf or NaN.
   // Returns whether it stepped.
   bool step(Optimizer& opt);
+  // The same for an update that is not one optimizer's step (a parameter-server worker's
+  // push): after unscale_(), runs `update` unless a gradient was inf or NaN. Returns
+  // whether it ran.
+  bool step(const std::function<void()>& update);
   // Adjusts the scale after step() (see above). Throws if step() was not called since
   // the last update().
   void update();

@@ -161,9 +161,6 @@ int main(int argc, char** argv) {
     WEFT_CHECK(c.algorithm == "ddp" || c.backend != "nccl", "train_ddp: --algorithm ps runs on the CPU backends "
                "(threads or mpi), not nccl");
     WEFT_CHECK(c.algorithm == "ps" || app.count("--staleness") == 0, "train_ddp: --staleness needs --algorithm ps");
-    WEFT_CHECK(c.algorithm != "ps" || c.t.precision != kFloat16, "--precision fp16: train_ddp --algorithm ps trains ",
-               "in fp32 or bf16 (float16 needs a loss scale, and the server would have to skip the overflowing ",
-               "pushes of each worker)");
     for (const char* ddp_only : {"--comm-hook", "--deterministic", "--no-overlap", "--bucket-mb"})
       WEFT_CHECK(c.algorithm == "ddp" || app.count(ddp_only) == 0, "train_ddp: ", ddp_only,
                  " is a DDP flag; --algorithm ps sends whole gradients to the server");

@@ -1,9 +1,11 @@
 #include "async_parameter_server.h"
 
 #include <algorithm>
+#include <cmath>
 #include <exception>
 #include <limits>
 
+#include "../../tensor/raw.h"
 #include "../comm/reduce.h"
 #include "../trace.h"
 
@@ -51,6 +53,23 @@ ServerUpdate sgd_update(double lr) {
       });
       params[i].storage()->bump_version();
     }
+  };
+}
+
+ServerUpdate skip_nonfinite(ServerUpdate update, std::function<void(int count)> skipped) {
+  return [update = std::move(update), skipped = std::move(skipped)](
+             const std::vector<Tensor>& params, const std::vector<Tensor>& grad_sum, int count, int world) {
+    for (const Tensor& g : grad_sum) {
+      if (g.numel() == 0) continue;
+      // The largest |g|: inf if any entry is, NaN if any is (max propagates NaN).
+      const double m = raw::to_dtype(raw::reduce(raw::Reduce::Max, raw::unary(raw::Unary::Abs, g), {}, false), kFloat64)
+                           .item<double>();
+      if (!std::isfinite(m)) {
+        if (skipped) skipped(count);
+        return;
+      }
+    }
+    update(params, grad_sum, count, world);
   };
 }
 

@@ -77,6 +77,14 @@ using ServerUpdate = std::function<void(const std::vector<Tensor>& params, const
                                         int count, int world)>;
 // ParameterServer's rule: p -= (lr / world) * grad_sum.
 ServerUpdate sgd_update(double lr);
+// For workers that train in float16, each with its own loss scale (optim/grad_scaler.h):
+// `update`, except for a gradient sum holding an inf or a NaN, which leaves the
+// parameters as they are and calls `skipped(count)` instead (to count it, or to move a
+// schedule on). A worker pushes its overflowed gradient all the same -- one that did not
+// push would fall a clock behind, and a staleness bound waits for it -- so with S = 0 a
+// whole clock is skipped, as the synchronous float16 step skips; otherwise only that
+// worker's gradient.
+ServerUpdate skip_nonfinite(ServerUpdate update, std::function<void(int count)> skipped = {});
 
 struct AsyncPSOptions {
   int staleness = -1;  // S: < 0 fully asynchronous, >= 0 bounded (0: synchronous)

@@ -87,19 +87,21 @@ std::string resume_schedule(const ResumePoint& rp, optim::CosineWarmupLR& schedu
                      flags_for(*rp.schedule, mine), ".");
 }
 
-void save_scaler(const optim::GradScaler& scaler, optim::Metadata& meta) {
+void save_scaler(const optim::GradScaler& scaler, optim::Metadata& meta, const std::string& suffix) {
   if (!scaler.is_enabled()) return;
-  meta["grad_scale"] = exact(scaler.get_scale());
-  meta["grad_scale_growth_tracker"] = std::to_string(scaler.growth_tracker());
+  meta["grad_scale" + suffix] = exact(scaler.get_scale());
+  meta["grad_scale_growth_tracker" + suffix] = std::to_string(scaler.growth_tracker());
 }
 
-void load_scaler(const std::string& path, const optim::Metadata& meta, optim::GradScaler& scaler) {
-  if (!scaler.is_enabled() || !meta.count("grad_scale")) return;
-  const double scale = optim::metadata_double(path, meta, "grad_scale");
-  const int64_t tracker = optim::metadata_int(path, meta, "grad_scale_growth_tracker");
-  WEFT_CHECK(std::isfinite(scale) && scale > 0, path, ": metadata field 'grad_scale' is '", meta.at("grad_scale"),
-             "', not a positive finite loss scale");
-  WEFT_CHECK(tracker >= 0, path, ": metadata field 'grad_scale_growth_tracker' is ", tracker, ", not a count");
+void load_scaler(const std::string& path, const optim::Metadata& meta, optim::GradScaler& scaler,
+                 const std::string& suffix) {
+  const std::string scale_field = "grad_scale" + suffix, tracker_field = "grad_scale_growth_tracker" + suffix;
+  if (!scaler.is_enabled() || !meta.count(scale_field)) return;
+  const double scale = optim::metadata_double(path, meta, scale_field);
+  const int64_t tracker = optim::metadata_int(path, meta, tracker_field);
+  WEFT_CHECK(std::isfinite(scale) && scale > 0, path, ": metadata field '", scale_field, "' is '",
+             meta.at(scale_field), "', not a positive finite loss scale");
+  WEFT_CHECK(tracker >= 0, path, ": metadata field '", tracker_field, "' is ", tracker, ", not a count");
   scaler.load_state_dict({{"scale", full({}, scale, {.dtype = kFloat64})},
                           {"growth_tracker", full({}, double(tracker), {.dtype = kInt64})}});
 }

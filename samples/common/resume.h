@@ -60,8 +60,11 @@ std::string resume_schedule(const ResumePoint& rp, optim::CosineWarmupLR& schedu
 // "grad_scale_growth_tracker"), so a resumed run goes on with the scale it had rather
 // than climbing down from 65536 again through skipped steps. Nothing for a disabled
 // scaler (float32, bf16); loading a checkpoint without the fields leaves it as it is.
-void save_scaler(const optim::GradScaler& scaler, optim::Metadata& meta);
-void load_scaler(const std::string& path, const optim::Metadata& meta, optim::GradScaler& scaler);
+// Several scalers in one checkpoint (the parameter server's workers, each with its own
+// loss scale) tell their fields apart by `suffix` (".rank1").
+void save_scaler(const optim::GradScaler& scaler, optim::Metadata& meta, const std::string& suffix = "");
+void load_scaler(const std::string& path, const optim::Metadata& meta, optim::GradScaler& scaler,
+                 const std::string& suffix = "");
 // " loss_scale=S skipped_steps=N" for the epoch line, or "" for a disabled scaler.
 std::string scaler_text(const optim::GradScaler& scaler);
 

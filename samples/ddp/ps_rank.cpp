@@ -19,11 +19,15 @@ namespace {
 // step), a 1/world step per gradient otherwise, so that any bound S makes the same
 // progress per epoch. The schedule follows the clocks: after k * world gradients, step
 // k's rate. Made before the server starts, so that --resume can load its state.
+//
+// --precision fp16: each worker scales its own loss, unscales its gradient and pushes it
+// even when it overflowed; parallel::skip_nonfinite keeps such a sum from apply().
 struct ServerOptimizer {
   std::vector<Tensor> master;  // leaves the optimizer steps, in the model's parameter order
   std::unique_ptr<optim::Optimizer> opt;
   std::unique_ptr<optim::CosineWarmupLR> schedule;
-  int64_t gradients = 0;  // applied so far
+  int64_t gradients = 0;  // applied so far (skipped ones included: the schedule moves on)
+  int64_t skipped = 0;    // updates not applied: an inf or NaN in the sum
 
   ServerOptimizer(const samples::Recipe& r, const std::vector<Tensor>& params, int64_t steps_per_epoch) {
     for (const Tensor& p : params) master.push_back(p.detach().clone().requires_grad_());
@@ -47,7 +51,29 @@ struct ServerOptimizer {
       params[i].storage()->bump_version();
     }
   }
+  // A gradient sum parallel::skip_nonfinite kept from apply(): the schedule moves on.
+  void skip(int count) {
+    ++skipped;
+    gradients += count;
+  }
 };
+
+// fp16: every worker's loss scale in rank 0's checkpoint, as the fields
+// "grad_scale.rank<r>" and "grad_scale_growth_tracker.rank<r>" (collective: an
+// allgather of each worker's two numbers).
+void save_worker_scales(Communicator& comm, const optim::GradScaler& scaler, optim::Metadata& meta) {
+  if (!scaler.is_enabled()) return;
+  Tensor mine = tensor(std::vector<double>{scaler.get_scale(), double(scaler.growth_tracker())}, {2}, {.dtype = kFloat64});
+  Tensor all = empty({2 * comm.size()}, {.dtype = kFloat64});
+  comm.allgather(mine, all);
+  const std::vector<double> v = all.to_vector<double>();
+  for (int q = 0; q < comm.size(); ++q) {
+    optim::GradScaler worker({.init_scale = v[2 * q]});
+    worker.load_state_dict({{"scale", full({}, v[2 * q], {.dtype = kFloat64})},
+                            {"growth_tracker", full({}, v[2 * q + 1], {.dtype = kInt64})}});
+    samples::save_scaler(worker, meta, ".rank" + std::to_string(q));
+  }
+}
 }  // namespace
 
 // --algorithm ps: each rank trains on its own batches and, instead of DDP's all-reduce,
@@ -72,10 +98,12 @@ void train_rank_ps(const DdpConfig& c, std::shared_ptr<Communicator> comm, std::
   optim::CosineWarmupLR schedule = samples::make_schedule(r, *opt, loader.num_batches());
   std::shared_ptr<ServerOptimizer> server;
   if (lead) server = std::make_shared<ServerOptimizer>(r, params, loader.num_batches());
+  optim::GradScaler scaler({.enabled = c.t.precision == kFloat16});  // this worker's own loss scale
   int start_epoch = 0;
   if (!c.t.resume.empty()) {  // rank 0 loads the optimizer's state into the server's
     const optim::Metadata meta = optim::load_checkpoint(c.t.resume, *model, lead ? server->opt.get() : nullptr);
     check_resume_algorithm(c.t.resume, meta, "ps");
+    samples::load_scaler(c.t.resume, meta, scaler, ".rank" + std::to_string(rank));
     const samples::ResumePoint rp = samples::read_resume_point(c.t.resume, meta);
     start_epoch = rp.epoch;
     const std::string warning = samples::resume_schedule(rp, schedule, start_epoch * loader.num_batches(),
@@ -87,8 +115,11 @@ void train_rank_ps(const DdpConfig& c, std::shared_ptr<Communicator> comm, std::
     }
   }
   // Only the server rank's update runs (its server is non-null there).
-  parallel::ServerUpdate update = [server](const std::vector<Tensor>& p, const std::vector<Tensor>& g, int count,
-                                           int n) { server->apply(p, g, count, n); };
+  parallel::ServerUpdate update = parallel::skip_nonfinite(
+      [server](const std::vector<Tensor>& p, const std::vector<Tensor>& g, int count, int n) {
+        server->apply(p, g, count, n);
+      },
+      [server](int count) { server->skip(count); });
   parallel::AsyncParameterServer ps(*comm, params, update, {.staleness = c.staleness});
   ps.pull();  // every rank starts from the server's (rank 0's) parameters
   if (lead)
@@ -111,13 +142,19 @@ void train_rank_ps(const DdpConfig& c, std::shared_ptr<Communicator> comm, std::
     model->zero_grad();
     Tensor loss;
     {
-      const Autocast ac = autocast::for_precision(c.t.precision);  // bf16: forward and loss in autocast
+      const Autocast ac = autocast::for_precision(c.t.precision);  // bf16/fp16: forward and loss in autocast
       loss = nn::cross_entropy((*model)(b->x), b->y, r.label_smoothing);
     }
-    loss.backward();
+    scaler.scale(loss).backward();
+    scaler.unscale_(*opt);  // fp16: the true gradient (opt: over the model's parameters, never stepped)
     std::vector<Tensor> grads;
     for (const Tensor& p : params) grads.push_back(p.grad().defined() ? p.grad() : zeros_like(p));
-    ps.step(grads);  // push; the pull writes the server's parameters into the model
+    // Push; the pull writes the server's parameters into the model. An overflowed gradient
+    // is pushed all the same (the server skips it, see ServerOptimizer) and backs the
+    // scale off.
+    const auto push = [&] { ps.step(grads); };
+    if (!scaler.step(push)) push();
+    scaler.update();
     return loss;
   };
   loop.epoch_begin = [&](int) { comm->barrier(); };
@@ -130,13 +167,19 @@ void train_rank_ps(const DdpConfig& c, std::shared_ptr<Communicator> comm, std::
     if (lead) {
       const parallel::StalenessStats now = ps.stats(), e = now.since(before);
       before = now;
-      std::printf("epoch %d: test_accuracy=%.4f staleness mean %.2f max %lld over %lld gradients\n", epoch + 1, acc,
-                  e.mean(), static_cast<long long>(e.max), static_cast<long long>(e.count));
+      std::printf("epoch %d: test_accuracy=%.4f staleness mean %.2f max %lld over %lld gradients%s\n", epoch + 1,
+                  acc, e.mean(), static_cast<long long>(e.max), static_cast<long long>(e.count),
+                  scaler.is_enabled() ? detail::str(" loss_scale(rank 0)=", scaler.get_scale(), " skipped_updates=",
+                                                    server->skipped).c_str()
+                                      : "");
     }
+    optim::Metadata meta;
+    if (!c.t.checkpoint.empty()) save_worker_scales(*comm, scaler, meta);  // collective
     if (lead && !c.t.checkpoint.empty()) {
       // The model holds the server's parameters (just pulled); the optimizer's state is
       // read under the server's lock, though between epochs nobody pushes.
-      optim::Metadata meta = samples::checkpoint_metadata("train_ddp", epoch + 1, schedule, loader.num_batches());
+      const optim::Metadata fields = samples::checkpoint_metadata("train_ddp", epoch + 1, schedule, loader.num_batches());
+      meta.insert(fields.begin(), fields.end());
       meta["world_size"] = std::to_string(world);
       meta["algorithm"] = "ps";
       ps.with_server_locked([&] { optim::save_checkpoint(c.t.checkpoint, *model, server->opt.get(), meta); });

@@ -223,3 +223,37 @@ TEST_CASE("GradScaler: agree makes scalers that decide together skip a step no o
   scaler.update();
   CHECK(values(p.w) != w_before);
 }
+
+TEST_CASE("GradScaler: step(update) runs an update that is not an optimizer's, or skips it", "[optim][grad_scaler]") {
+  Problem p;
+  optim::SGD opt(p.params(), {.lr = 0.1});  // only whose parameters' gradients unscale_ reads
+  optim::GradScaler scaler({.init_scale = 1024});
+  int ran = 0;
+  const auto update = [&] { ++ran; };
+
+  p.w.set_grad(Tensor());
+  p.b.set_grad(Tensor());
+  scaler.scale(p.loss()).backward();
+  CHECK_THROWS_WITH(scaler.step(update), Contains("call unscale_() first"));
+  scaler.unscale_(opt);
+  CHECK(scaler.step(update));
+  CHECK(ran == 1);
+  CHECK_THROWS_WITH(scaler.step(update), Contains("already called since the last update()"));
+  scaler.update();
+  CHECK(scaler.get_scale() == 1024);
+
+  p.w.set_grad(Tensor());
+  p.b.set_grad(Tensor());
+  scaler.scale(p.loss()).backward();
+  p.b.grad().data<float>()[1] = std::numeric_limits<float>::infinity();  // an overflow
+  scaler.unscale_(opt);
+  CHECK(!scaler.step(update));
+  CHECK(ran == 1);  // skipped
+  scaler.update();
+  CHECK(scaler.get_scale() == 512);
+  CHECK(scaler.skipped_steps() == 1);
+
+  optim::GradScaler off({.enabled = false});
+  CHECK(off.step(update));  // a disabled scaler always runs it
+  CHECK(ran == 2);
+}

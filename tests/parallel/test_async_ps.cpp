@@ -283,3 +283,50 @@ TEST_CASE("async ps: a rank that fails mid-training stops the others at once, no
     CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(10));
   }
 }
+
+TEST_CASE("async ps: skip_nonfinite drops an overflowed gradient, or with S = 0 its whole clock",
+          "[parallel][async_ps]") {
+  const double lr = 0.1;
+  const int steps = 4, bad_step = 2, n = 2;
+  // Rank 1's gradient at bad_step holds an inf (a float16 worker's overflow, unscaled).
+  const auto grads_of = [&](const std::vector<Tensor>& p, int rank, int step, bool zero_bad_clock) {
+    std::vector<Tensor> g = make_grads(p, rank, step);
+    if (step == bad_step && zero_bad_clock) return std::vector<Tensor>{zeros_like(g[0]), zeros_like(g[1])};
+    if (step == bad_step && rank == 1) g[1].data<float>()[4] = std::numeric_limits<float>::infinity();
+    return g;
+  };
+  for (int staleness : {0, -1}) {
+    INFO("staleness " << staleness);
+    // One run: the server's final parameters, and the counts skip_nonfinite reported.
+    const auto run = [&](bool wrapped, bool zero_bad_clock) {
+      std::vector<Tensor> server;
+      std::vector<int> skipped;
+      std::mutex mu;
+      run_ranks(n, [&](Communicator& c) {
+        std::vector<Tensor> p = start_params(c.rank());
+        ServerUpdate update = sgd_update(lr);
+        if (wrapped) update = skip_nonfinite(update, [&](int count) {
+          std::lock_guard lock(mu);
+          skipped.push_back(count);
+        });
+        AsyncParameterServer ps(c, p, update, {.staleness = staleness});
+        ps.pull();
+        for (int s = 0; s < steps; ++s) ps.step(grads_of(p, c.rank(), s, zero_bad_clock));
+        ps.finish();
+        if (c.rank() == 0) server = ps.server_params();
+      });
+      return std::make_pair(server, skipped);
+    };
+    const auto [params, skipped] = run(true, false);
+    REQUIRE(skipped.size() == 1);
+    CHECK(skipped[0] == (staleness == 0 ? n : 1));  // the clock of n gradients, or the one push
+    for (const Tensor& t : params)
+      for (float v : t.to_vector<float>()) CHECK(std::isfinite(v));
+    if (staleness == 0) {
+      // A skipped clock leaves the parameters as a clock of zero gradients would.
+      const auto [reference, none] = run(false, true);
+      CHECK(none.empty());
+      for (size_t i = 0; i < params.size(); ++i) CHECK(same_bits(params[i], reference[i]));
+    }
+  }
+}

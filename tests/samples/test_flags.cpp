@@ -131,7 +131,6 @@ TEST_CASE("each sample refuses bad values of its own flags, and documents --time
       {"train_ddp", "--staleness -2", "--staleness", "-2"},
       {"train_ddp", "--algorithm ps --comm-hook bf16", "--comm-hook", "--algorithm ps"},
       {"train_ddp", "--algorithm ps --bucket-mb 4", "--bucket-mb", "--algorithm ps"},
-      {"train_ddp", "--algorithm ps --precision fp16", "--precision fp16", "fp32 or bf16"},
       {"train_pipeline", "--stages 0", "--stages", "'0'"},
       {"train_pipeline", "--microbatches 0", "--microbatches", "'0'"},
       {"train_pipeline", "--timeout -1", "--timeout", "-1"},

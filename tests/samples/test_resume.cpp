@@ -189,6 +189,33 @@ TEST_CASE("train_ddp --precision fp16 saves its loss scale and resumes with it",
   CHECK_THAT(second.second, Contains("epoch 2: test_accuracy") && Contains("loss_scale=1024 "));
 }
 
+TEST_CASE("train_ddp --algorithm ps --precision fp16 saves every worker's loss scale and each resumes its own",
+          "[samples][resume][slow]") {
+  const fs::path bin = sample_or_skip("train_ddp");
+  if (bin.empty()) return;
+  test::TempDir dir;
+  const std::string args = "--model mlp --replicas 2 --limit 256 --batch-size 64 --algorithm ps --precision fp16 ";
+  const std::string a = dir.file("A.safetensors");
+  const auto first = test::run_program(bin.string(), args + "--epochs 1 --checkpoint " + a);
+  INFO(first.second);
+  REQUIRE(first.first == 0);
+  nn::SafeTensors f = nn::load_safetensors(a);
+  for (const char* field : {"grad_scale.rank0", "grad_scale.rank1", "grad_scale_growth_tracker.rank1"})
+    CHECK(f.metadata.count(field) == 1);
+  f.metadata["grad_scale.rank0"] = "1024";  // not a scale 2 steps could reach
+  nn::save_safetensors(dir.file("B.safetensors"), f.tensors, f.metadata);
+  const auto second = test::run_program(bin.string(), args + "--epochs 2 --resume " + dir.file("B.safetensors"));
+  INFO(second.second);
+  REQUIRE(second.first == 0);
+  CHECK_THAT(second.second, Contains("epoch 2: test_accuracy") && Contains("loss_scale(rank 0)=1024 "));
+  f.metadata["grad_scale.rank1"] = "-1";  // rank 1 reads its own field, and refuses this one
+  nn::save_safetensors(dir.file("C.safetensors"), f.tensors, f.metadata);
+  const auto third = test::run_program(bin.string(), args + "--epochs 2 --resume " + dir.file("C.safetensors"));
+  INFO(third.second);
+  CHECK(third.first != 0);
+  CHECK_THAT(third.second, Contains("metadata field 'grad_scale.rank1' is '-1', not a positive finite loss scale"));
+}
+
 TEST_CASE("train_ddp: a comm hook's memory comes back only to the same hook, world size and buckets",
           "[samples][resume][slow]") {
   const fs::path bin = sample_or_skip("train_ddp");
@@ -330,6 +357,7 @@ TEST_CASE("--stop-after-epoch then --resume ends bit for bit where an uninterrup
       {"train_pruned", "--limit 1024 --threads 2 --schedule gradual --sparsity 0.8 --prune-interval 2"},
       {"train_ddp", "--model mlp --replicas 2 --limit 1024 --precision fp16"},
       {"train_ddp", "--model mlp --replicas 2 --limit 1024 --algorithm ps --staleness 0"},
+      {"train_ddp", "--model mlp --replicas 2 --limit 1024 --algorithm ps --staleness 0 --precision fp16"},
       {"train_ddp", "--model mlp --replicas 2 --limit 1024 --comm-hook powersgd:2"},  // every rank's residuals
       {"train_ddp", "--model mlp --replicas 2 --limit 1024 --comm-hook topk:0.05"},
       {"train_pipeline", "--limit 512 --stages 2"},
