@@ -150,8 +150,8 @@ void train_rank_ps(const DdpConfig& c, std::shared_ptr<Communicator> comm, std::
     std::vector<Tensor> grads;
     for (const Tensor& p : params) grads.push_back(p.grad().defined() ? p.grad() : zeros_like(p));
     // Push; the pull writes the server's parameters into the model. An overflowed gradient
-    // is pushed all the same (the server skips it, see ServerOptimizer) and backs the
-    // scale off.
+    // is pushed all the same (the server's skip_nonfinite drops it) and backs this
+    // worker's scale off.
     const auto push = [&] { ps.step(grads); };
     if (!scaler.step(push)) push();
     scaler.update();
@@ -160,6 +160,11 @@ void train_rank_ps(const DdpConfig& c, std::shared_ptr<Communicator> comm, std::
   loop.epoch_begin = [&](int) { comm->barrier(); };
   double acc = 0;
   parallel::StalenessStats before;
+  const auto skipped_updates = [&] {  // read under the server's lock: its threads write it
+    int64_t n = 0;
+    ps.with_server_locked([&] { n = server->skipped; });
+    return n;
+  };
   loop.epoch_end = [&](int epoch) {
     comm->barrier();  // every rank's last gradient is in
     ps.pull();
@@ -170,7 +175,7 @@ void train_rank_ps(const DdpConfig& c, std::shared_ptr<Communicator> comm, std::
       std::printf("epoch %d: test_accuracy=%.4f staleness mean %.2f max %lld over %lld gradients%s\n", epoch + 1,
                   acc, e.mean(), static_cast<long long>(e.max), static_cast<long long>(e.count),
                   scaler.is_enabled() ? detail::str(" loss_scale(rank 0)=", scaler.get_scale(), " skipped_updates=",
-                                                    server->skipped).c_str()
+                                                    skipped_updates()).c_str()
                                       : "");
     }
     optim::Metadata meta;
