@@ -23,6 +23,14 @@ Tensor GradScaler::scale(const Tensor& loss) const {
   return loss * scale_;
 }
 
+bool all_finite(const Tensor& t) {
+  if (t.numel() == 0) return true;
+  const double m = raw::to_dtype(raw::reduce(raw::Reduce::Max, raw::unary(raw::Unary::Abs, t), {}, false), kFloat64)
+                       .to(kCPU)
+                       .item<double>();
+  return std::isfinite(m);
+}
+
 void GradScaler::unscale_(Optimizer& opt) {
   if (!options_.enabled) return;
   WEFT_CHECK(stage_ == Stage::Ready, "GradScaler::unscale_: already called (or step() already ran) since the last "
@@ -37,12 +45,7 @@ void GradScaler::unscale_(Optimizer& opt) {
                "gradients; unscaling them in float16 would underflow the small ones again. Keep the parameters "
                "float32 and run the forward under Autocast(kFloat16) (docs/mixed-precision.md)");
     raw::binary_scalar_(raw::Binary::Mul, g, inv);
-    // The largest |g|: inf if any is, NaN if any is (max propagates NaN, as PyTorch's).
-    if (!found_inf_ && g.numel() > 0) {
-      const double m = raw::to_dtype(raw::reduce(raw::Reduce::Max, raw::unary(raw::Unary::Abs, g), {}, false),
-                                     kFloat64).to(kCPU).item<double>();
-      found_inf_ = !std::isfinite(m);
-    }
+    if (!found_inf_) found_inf_ = !all_finite(g);
   }
   if (options_.agree) found_inf_ = options_.agree(found_inf_);
   stage_ = Stage::Unscaled;

@@ -60,6 +60,10 @@ struct GradScalerOptions {
   std::function<bool(bool)> agree = {};
 };
 
+// Whether every value of `t` is finite (on any device): its largest |value| is inf if
+// any value is, NaN if any is (max propagates NaN, as PyTorch's). An empty tensor is.
+bool all_finite(const Tensor& t);
+
 class GradScaler {
  public:
   explicit GradScaler(GradScalerOptions options = {});

@@ -75,6 +75,19 @@ bool exists_but_not_regular(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode);
 }
 
+// All n bytes to fd (write may take fewer at a time, or be interrupted); an error names
+// `target` and the file written.
+void write_all(int fd, const void* data, uint64_t n, const std::string& target, const std::string& written) {
+  auto* p = static_cast<const char*>(data);
+  while (n > 0) {
+    const ssize_t put = ::write(fd, p, std::min<uint64_t>(n, 1u << 30));
+    if (put < 0 && errno == EINTR) continue;
+    if (put < 0) fail(target, "writing ", written, " failed: ", errno_text());
+    p += put;
+    n -= static_cast<uint64_t>(put);
+  }
+}
+
 // Makes a rename in the target's directory durable. Best effort: some file systems
 // refuse it, and the file is complete either way.
 void sync_directory(const std::string& target) {
@@ -124,14 +137,7 @@ AtomicFile::~AtomicFile() {
 
 void AtomicFile::write(const void* data, uint64_t n) {
   WEFT_CHECK(fd_.get() >= 0, target_, ": write after commit");
-  auto* p = static_cast<const char*>(data);
-  while (n > 0) {
-    const ssize_t put = ::write(fd_.get(), p, std::min<uint64_t>(n, 1u << 30));
-    if (put < 0 && errno == EINTR) continue;
-    if (put < 0) fail(target_, "writing ", path_, " failed: ", errno_text());
-    p += put;
-    n -= static_cast<uint64_t>(put);
-  }
+  write_all(fd_.get(), data, n, target_, path_);
 }
 
 void AtomicFile::commit() {
@@ -147,12 +153,7 @@ void write_file_atomically(const std::string& path, const std::string& text) {
   if (exists_but_not_regular(path)) {  // /dev/stdout, a pipe: written into, as it is
     UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
     if (fd.get() < 0) fail(path, "cannot open for writing: ", errno_text());
-    for (size_t done = 0; done < text.size();) {
-      const ssize_t put = ::write(fd.get(), text.data() + done, text.size() - done);
-      if (put < 0 && errno == EINTR) continue;
-      if (put < 0) fail(path, "writing failed: ", errno_text());
-      done += static_cast<size_t>(put);
-    }
+    write_all(fd.get(), text.data(), text.size(), path, path);
     return;
   }
   AtomicFile f(path);

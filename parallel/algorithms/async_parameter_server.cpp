@@ -1,11 +1,10 @@
 #include "async_parameter_server.h"
 
 #include <algorithm>
-#include <cmath>
 #include <exception>
 #include <limits>
 
-#include "../../tensor/raw.h"
+#include "../../optim/grad_scaler.h"
 #include "../comm/reduce.h"
 #include "../trace.h"
 
@@ -59,15 +58,9 @@ ServerUpdate sgd_update(double lr) {
 ServerUpdate skip_nonfinite(ServerUpdate update, std::function<void(int count)> skipped) {
   return [update = std::move(update), skipped = std::move(skipped)](
              const std::vector<Tensor>& params, const std::vector<Tensor>& grad_sum, int count, int world) {
-    for (const Tensor& g : grad_sum) {
-      if (g.numel() == 0) continue;
-      // The largest |g|: inf if any entry is, NaN if any is (max propagates NaN).
-      const double m = raw::to_dtype(raw::reduce(raw::Reduce::Max, raw::unary(raw::Unary::Abs, g), {}, false), kFloat64)
-                           .item<double>();
-      if (!std::isfinite(m)) {
-        if (skipped) skipped(count);
-        return;
-      }
+    if (!std::all_of(grad_sum.begin(), grad_sum.end(), [](const Tensor& g) { return optim::all_finite(g); })) {
+      if (skipped) skipped(count);
+      return;
     }
     update(params, grad_sum, count, world);
   };

@@ -13,11 +13,12 @@ constexpr int64_t kFixed = 6, kHeaderLen = kFixed + kMaxDims;
 DType on_the_wire(DType dt) { return dt == kBool ? kInt64 : dt; }
 }  // namespace
 
-void send_activations(Communicator& comm, const nn::Tensors& ts, const std::vector<bool>& wants_grad, int64_t rows,
-                      int dst, int tag, PendingSends& pending) {
+int64_t send_activations(Communicator& comm, const nn::Tensors& ts, const std::vector<bool>& wants_grad, int64_t rows,
+                         int dst, int tag, PendingSends& pending) {
   WEFT_CHECK(!ts.empty(), "pipeline: a stage returned no tensors; at least one crosses to the next stage");
   WEFT_CHECK(wants_grad.size() == ts.size(), "pipeline: ", wants_grad.size(), " gradient flags for ", ts.size(),
              " activations");
+  int64_t bytes = 0;
   for (size_t i = 0; i < ts.size(); ++i) {
     const Tensor& t = ts[i];
     WEFT_CHECK(t.dim() <= kMaxDims, "pipeline: activation ", i, " has ", t.dim(), " dims; at most ", kMaxDims,
@@ -30,7 +31,9 @@ void send_activations(Communicator& comm, const nn::Tensors& ts, const std::vect
     const Tensor data = t.dtype() == on_the_wire(t.dtype()) ? t : t.to(on_the_wire(t.dtype()));
     pending.emplace_back(comm.isend(header, dst, tag), header);
     pending.emplace_back(comm.isend(data, dst, tag), data);
+    bytes += data.numel() * int64_t(element_size(data.dtype()));
   }
+  return bytes;
 }
 
 Activations receive_activations(Communicator& comm, int src, int tag, Device wire) {
@@ -54,8 +57,13 @@ Activations receive_activations(Communicator& comm, int src, int tag, Device wir
   return a;
 }
 
-void send_gradients(Communicator& comm, const nn::Tensors& grads, int dst, int tag, PendingSends& pending) {
-  for (const Tensor& g : grads) pending.emplace_back(comm.isend(g, dst, tag), g);
+int64_t send_gradients(Communicator& comm, const nn::Tensors& grads, int dst, int tag, PendingSends& pending) {
+  int64_t bytes = 0;
+  for (const Tensor& g : grads) {
+    pending.emplace_back(comm.isend(g, dst, tag), g);
+    bytes += g.numel() * int64_t(element_size(g.dtype()));
+  }
+  return bytes;
 }
 
 nn::Tensors receive_gradients(Communicator& comm, const std::vector<std::pair<Shape, DType>>& expected, int src,

@@ -50,13 +50,15 @@ struct Activations {
 
 // Posts `ts` (contiguous on `wire`, the device messages travel from) to rank `dst` under
 // `tag`; wants_grad[i] as above. Throws for an empty list or a tensor of too many dims.
-void send_activations(Communicator& comm, const nn::Tensors& ts, const std::vector<bool>& wants_grad, int64_t rows,
+// Returns the data bytes posted, as they travel (headers not counted).
+int64_t send_activations(Communicator& comm, const nn::Tensors& ts, const std::vector<bool>& wants_grad, int64_t rows,
                       int dst, int tag, PendingSends& pending);
 // Receives one list sent by send_activations, into tensors on `wire`.
 Activations receive_activations(Communicator& comm, int src, int tag, Device wire);
 
 // Gradients back: posts each of `grads` (contiguous on the wire device) in order.
-void send_gradients(Communicator& comm, const nn::Tensors& grads, int dst, int tag, PendingSends& pending);
+// Returns the bytes posted.
+int64_t send_gradients(Communicator& comm, const nn::Tensors& grads, int dst, int tag, PendingSends& pending);
 // Receives the gradients of tensors of these shapes and dtypes, in order, on `wire`.
 nn::Tensors receive_gradients(Communicator& comm, const std::vector<std::pair<Shape, DType>>& expected, int src,
                               int tag, Device wire);

@@ -146,13 +146,10 @@ Device PipelineStage::wire() const {
 void PipelineStage::send_activations(const nn::Tensors& ts, const std::vector<bool>& wants_grad, int64_t rows,
                                      int chunk) {
   nn::Tensors wired;
-  for (const Tensor& t : ts) {
-    wired.push_back(on_wire(t, wire()));
-    stats_.sent_bytes += t.numel() * int64_t(element_size(t.dtype() == kBool ? kInt64 : t.dtype()));  // as sent
-  }
+  for (const Tensor& t : ts) wired.push_back(on_wire(t, wire()));
   const int to = virtual_stage(chunk) + 1;
-  pipeline::send_activations(*comm_, wired, wants_grad, rows, to % num_stages(), activation_tag(to / num_stages()),
-                             pending_sends_);
+  stats_.sent_bytes += pipeline::send_activations(*comm_, wired, wants_grad, rows, to % num_stages(),
+                                                 activation_tag(to / num_stages()), pending_sends_);
 }
 
 Activations PipelineStage::receive_activations(int chunk) {
@@ -170,10 +167,9 @@ void PipelineStage::send_input_gradients(const InFlight& f, int chunk) {
     Tensor g = f.inputs[i].grad();
     if (!g.defined()) g = zeros_like(f.inputs[i]);  // the outputs did not depend on this input
     grads.push_back(on_wire(g, wire()));
-    stats_.sent_bytes += g.numel() * int64_t(element_size(g.dtype()));
   }
   const int to = virtual_stage(chunk) - 1;
-  send_gradients(*comm_, grads, to % num_stages(), gradient_tag(to / num_stages()), pending_sends_);
+  stats_.sent_bytes += send_gradients(*comm_, grads, to % num_stages(), gradient_tag(to / num_stages()), pending_sends_);
 }
 
 void PipelineStage::set_precision(DType precision) {

@@ -88,9 +88,12 @@ std::string resume_schedule(const ResumePoint& rp, optim::CosineWarmupLR& schedu
 }
 
 void save_scaler(const optim::GradScaler& scaler, optim::Metadata& meta, const std::string& suffix) {
-  if (!scaler.is_enabled()) return;
-  meta["grad_scale" + suffix] = exact(scaler.get_scale());
-  meta["grad_scale_growth_tracker" + suffix] = std::to_string(scaler.growth_tracker());
+  if (scaler.is_enabled()) save_scale(scaler.get_scale(), scaler.growth_tracker(), meta, suffix);
+}
+
+void save_scale(double scale, int64_t growth_tracker, optim::Metadata& meta, const std::string& suffix) {
+  meta["grad_scale" + suffix] = exact(scale);
+  meta["grad_scale_growth_tracker" + suffix] = std::to_string(growth_tracker);
 }
 
 void load_scaler(const std::string& path, const optim::Metadata& meta, optim::GradScaler& scaler,

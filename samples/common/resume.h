@@ -63,6 +63,8 @@ std::string resume_schedule(const ResumePoint& rp, optim::CosineWarmupLR& schedu
 // Several scalers in one checkpoint (the parameter server's workers, each with its own
 // loss scale) tell their fields apart by `suffix` (".rank1").
 void save_scaler(const optim::GradScaler& scaler, optim::Metadata& meta, const std::string& suffix = "");
+// The same fields from a scale and growth tracker (another rank's, gathered).
+void save_scale(double scale, int64_t growth_tracker, optim::Metadata& meta, const std::string& suffix = "");
 void load_scaler(const std::string& path, const optim::Metadata& meta, optim::GradScaler& scaler,
                  const std::string& suffix = "");
 // " loss_scale=S skipped_steps=N" for the epoch line, or "" for a disabled scaler.

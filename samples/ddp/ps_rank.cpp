@@ -67,12 +67,8 @@ void save_worker_scales(Communicator& comm, const optim::GradScaler& scaler, opt
   Tensor all = empty({2 * comm.size()}, {.dtype = kFloat64});
   comm.allgather(mine, all);
   const std::vector<double> v = all.to_vector<double>();
-  for (int q = 0; q < comm.size(); ++q) {
-    optim::GradScaler worker({.init_scale = v[2 * q]});
-    worker.load_state_dict({{"scale", full({}, v[2 * q], {.dtype = kFloat64})},
-                            {"growth_tracker", full({}, v[2 * q + 1], {.dtype = kInt64})}});
-    samples::save_scaler(worker, meta, ".rank" + std::to_string(q));
-  }
+  for (int q = 0; q < comm.size(); ++q)
+    samples::save_scale(v[2 * q], static_cast<int64_t>(v[2 * q + 1]), meta, ".rank" + std::to_string(q));
 }
 }  // namespace
 
